@@ -1,0 +1,147 @@
+# submitd — one non-recursive GNU Makefile.
+#   make            build everything into build/
+#   make test       build and run every test (unit, integration); last line: N passed, N failed
+#   make demo       end-to-end demonstration on loopback
+#   make bench      load generator against a local daemon
+#   make SANITIZE=address,undefined test
+.DEFAULT_GOAL := all
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+B       := build
+O       := $(B)/obj
+
+WARN    := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith -Wcast-qual \
+           -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wnull-dereference
+HARDEN  := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fstack-clash-protection \
+           -fPIE -fcf-protection
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Isubmitd/lib -Idb -Iauthz -Isubmitd -MMD -MP
+LDFLAGS += -pie -Wl,-z,relro,-z,now -Wl,-z,noexecstack -Wl,--as-needed
+
+ifneq ($(SANITIZE),)
+  CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -O1
+  LDFLAGS += -fsanitize=$(SANITIZE)
+  HARDEN  := -fPIE
+  B       := build-san
+  O       := $(B)/obj
+endif
+CFLAGS += $(HARDEN)
+
+SSL_LIBS    := -lssl -lcrypto
+SQLITE_LIBS := -lsqlite3
+PAM_LIBS    := -lpam
+THREAD_LIBS := -pthread
+
+# --- sources -------------------------------------------------------------
+LIB_SRC    := $(wildcard submitd/lib/*.c)
+DB_SRC     := db/db.c $(O)/db/migrations.c
+MASTER_SRC := submitd/master.c
+SMTP_SRC   := submitd/smtp.c submitd/smtp_session.c submitd/smtp_parse.c submitd/tls.c
+QUEUE_SRC  := submitd/queue.c submitd/relay.c
+AUTHZ_SRC  := authz/authz.c authz/authz_pam.c
+ADMIN_SRC  := authz/submit-admin.c
+CA_SRC     := ca-tools/submit-ca.c $(filter-out ca-tools/submit-ca.c,$(wildcard ca-tools/*.c))
+
+obj = $(patsubst %.c,$(O)/%.o,$(patsubst $(O)/%,%,$(1)))
+
+LIB_OBJ := $(call obj,$(LIB_SRC))
+DB_OBJ  := $(call obj,$(DB_SRC))
+
+BINS    := $(B)/bin/submitd $(B)/bin/submit-ca $(B)/bin/submit-admin
+LIBEXEC := $(B)/libexec/submitd/submitd-smtp $(B)/libexec/submitd/submitd-authz \
+           $(B)/libexec/submitd/submitd-queue
+TOOLS   := $(B)/bin/submitd-loadgen
+
+all: $(BINS) $(LIBEXEC) $(TOOLS)
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(O)/db/migrations.o: $(O)/db/migrations.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# Migrations are embedded into every program that opens the database.
+$(O)/db/migrations.c: $(sort $(wildcard db/[0-9]*.sql)) scripts/embed-sql.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-sql.sh $(sort $(wildcard db/[0-9]*.sql)) > $@.tmp && mv $@.tmp $@
+
+$(B)/lib.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# The master and the smtp process never link SQLite or PAM: the process that parses
+# untrusted bytes cannot reach the database or PAM even if it is compromised.
+$(B)/bin/submitd: $(call obj,$(MASTER_SRC)) $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(THREAD_LIBS)
+
+$(B)/libexec/submitd/submitd-smtp: $(call obj,$(SMTP_SRC)) $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(THREAD_LIBS)
+
+$(B)/libexec/submitd/submitd-queue: $(call obj,$(QUEUE_SRC)) $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(THREAD_LIBS)
+
+$(B)/libexec/submitd/submitd-authz: $(call obj,$(AUTHZ_SRC)) $(DB_OBJ) $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(PAM_LIBS) $(SSL_LIBS)
+
+$(B)/bin/submit-admin: $(call obj,$(ADMIN_SRC)) $(DB_OBJ) $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS)
+
+$(B)/bin/submit-ca: $(call obj,$(CA_SRC)) $(DB_OBJ) $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS)
+
+$(B)/bin/submitd-loadgen: $(call obj,tests/bench/loadgen.c) $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(THREAD_LIBS)
+
+# --- unit tests: one binary per tests/unit/test_*.c ----------------------
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+# Objects of the programs under test that unit tests may link (pure modules only).
+UNIT_LINK := $(call obj,submitd/smtp_parse.c) $(DB_OBJ) $(B)/lib.a
+
+$(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS) $(THREAD_LIBS)
+
+unit: $(UNIT_BINS)
+
+# --- top-level jobs --------------------------------------------------------
+deps:
+	@sh scripts/install-deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all unit
+	@sh scripts/run-tests.sh $(B)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh scripts/demo.sh $(B)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh scripts/bench.sh $(B)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/submitd \
+	           $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)/etc/submitd
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(LIBEXEC) $(DESTDIR)$(PREFIX)/libexec/submitd/
+	install -m 0644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	test -e $(DESTDIR)/etc/submitd/submitd.conf || \
+	    install -m 0644 conf/submitd.conf $(DESTDIR)/etc/submitd/submitd.conf
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all unit deps test demo bench install clean
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,111 @@
+#ifndef SUBMITD_DB_H
+#define SUBMITD_DB_H
+
+#include <stddef.h>
+
+/*
+ * Every SQL statement of the project lives behind this interface (DESIGN §7, §10):
+ * authz, submit-admin and submit-ca never see SQLite types. A PostgreSQL backend
+ * would be a second implementation of this header.
+ *
+ * Return convention for every function that returns int:
+ *   DB_OK (0)         success / found / owned
+ *   DB_NOTFOUND (1)   no such row (or: not owned)
+ *   DB_EXISTS (2)     insert refused because the row already exists
+ *   DB_ERROR (-1)     database error (locked, I/O, corrupt...); db_errmsg() says which.
+ * Callers treat DB_ERROR as TEMPFAIL, never as a positive answer.
+ */
+
+enum { DB_OK = 0, DB_NOTFOUND = 1, DB_EXISTS = 2, DB_ERROR = -1 };
+
+struct db;
+
+/*
+ * Opens (creating when absent) the SQLite file, sets WAL, foreign_keys=ON and
+ * busy_timeout, and applies pending migrations (db/NNNN_*.sql, embedded at build
+ * time) inside a transaction. ":memory:" works for tests.
+ * Returns NULL with a message naming the file in err.
+ */
+struct db *db_open(const char *path, char *err, size_t errlen);
+void db_close(struct db *db);
+const char *db_errmsg(struct db *db);
+/* Schema version after migration (PRAGMA user_version). */
+int db_schema_version(struct db *db);
+
+/* ---- users ------------------------------------------------------------ */
+int db_user_add(struct db *db, const char *name);             /* DB_EXISTS if present */
+int db_user_del(struct db *db, const char *name);             /* also its senders */
+int db_user_set_enabled(struct db *db, const char *name, int enabled);
+int db_user_get(struct db *db, const char *name, int *enabled);
+
+struct db_user {
+    char name[128];
+    int enabled;
+    char created_at[32];
+    char senders[1024];  /* comma-separated, possibly truncated with "..." */
+};
+typedef int (*db_user_cb)(void *arg, const struct db_user *u); /* non-zero stops */
+int db_user_list(struct db *db, db_user_cb cb, void *arg);
+
+/* ---- senders: "a@b" or "@domain", stored lower-case ---------------------- */
+int db_sender_add(struct db *db, const char *user, const char *address); /* NOTFOUND: no user */
+int db_sender_del(struct db *db, const char *user, const char *address);
+/* DB_OK when the user owns address (exact, case-insensitive, or its @domain). */
+int db_sender_owned(struct db *db, const char *user, const char *address);
+
+/* ---- certificates ------------------------------------------------------ */
+struct db_cert {
+    char serial[80];          /* upper-case hex, no separators */
+    char user[128];
+    char sha256[65];          /* lower-case hex of the DER certificate */
+    char subject[512];        /* RFC 2253 */
+    char issuer[512];
+    char not_before[32];      /* ISO-8601 UTC */
+    char not_after[32];
+    char status[16];          /* "valid" or "revoked" */
+    char revoked_at[32];      /* empty when valid */
+    char revoke_reason[64];
+};
+int db_cert_insert(struct db *db, const struct db_cert *c);   /* DB_EXISTS on same serial */
+int db_cert_by_sha256(struct db *db, const char *sha256, struct db_cert *out);
+int db_cert_by_serial(struct db *db, const char *serial, struct db_cert *out);
+/* user and not_after_before may be NULL (no filter). */
+typedef int (*db_cert_cb)(void *arg, const struct db_cert *c);
+int db_cert_list(struct db *db, const char *user, const char *not_after_before,
+                 db_cert_cb cb, void *arg);
+/* Marks one certificate revoked now; DB_NOTFOUND if the serial is unknown. */
+int db_cert_revoke(struct db *db, const char *serial, const char *reason);
+
+/* ---- audit (append-only) ----------------------------------------------- */
+struct db_audit {
+    /* Any field may be NULL (stored as NULL). ts is filled in by the database. */
+    const char *session;
+    const char *event;       /* connect, identity, mail, rcpt, data, relayed, deferred, bounced... */
+    const char *decision;    /* accept, reject, tempfail (or NULL for pure events) */
+    const char *reason;
+    const char *client_ip;
+    const char *user;
+    const char *cert_sha256;
+    const char *cert_subject;
+    const char *mail_from;
+    const char *rcpt;        /* comma-separated */
+    const char *queue_id;
+    long long size;          /* -1: NULL */
+    const char *tls;         /* e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384" */
+};
+int db_audit_insert(struct db *db, const struct db_audit *a);
+
+struct db_audit_row {
+    long long id;
+    char ts[32];
+    char session[64], event[32], decision[16], reason[256], client_ip[64], user[128];
+    char cert_sha256[65], cert_subject[512], mail_from[320], rcpt[2048], queue_id[64];
+    long long size;          /* -1 when NULL */
+    char tls[128];
+};
+/* Filters may be NULL. since is an ISO-8601 UTC timestamp. Rows in id order. */
+typedef int (*db_audit_cb)(void *arg, const struct db_audit_row *r);
+int db_audit_query(struct db *db, const char *user, const char *since, const char *decision,
+                   db_audit_cb cb, void *arg);
+
+#endif

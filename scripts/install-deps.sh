@@ -1,0 +1,30 @@
+#!/bin/sh
+# Install the Debian packages submitd needs to build, test and run its demo.
+# Idempotent: does nothing when every package is already installed.
+set -eu
+
+PKGS="build-essential pkg-config libssl-dev libpam0g-dev libsqlite3-dev sqlite3
+libpam-modules libpam-runtime openssl curl swaks
+python3 python3-pytest python3-aiosmtpd python3-cryptography"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages:$missing (run as root to install them)" >&2
+    exit 1
+fi
+
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing

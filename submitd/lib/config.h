@@ -1,0 +1,76 @@
+#ifndef SUBMITD_CONFIG_H
+#define SUBMITD_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+
+/*
+ * The configuration file of DESIGN §6: "key = value" lines, '#' comments. Every
+ * program reads the same file with config_load(); unknown keys and bad values are
+ * errors naming the file, the line and the key. Relative paths are resolved against
+ * the directory of the configuration file, so a whole installation can live in one
+ * directory.
+ */
+
+#define CONFIG_DEFAULT_PATH "/etc/submitd/submitd.conf"
+
+enum upstream_tls_mode { UPSTREAM_TLS_VERIFY = 0, UPSTREAM_TLS_ENCRYPT, UPSTREAM_TLS_NONE };
+enum auth_password_mode { AUTH_PASSWORD_NO = 0, AUTH_PASSWORD_FALLBACK, AUTH_PASSWORD_SECOND_FACTOR };
+
+struct config {
+    char path[PATH_MAX];          /* the file that was loaded */
+    char dir[PATH_MAX];           /* its directory, for relative paths */
+
+    char hostname[256];
+    char listen[1024];            /* comma-separated host:port, STARTTLS */
+    char listen_tls[1024];        /* comma-separated host:port, implicit TLS */
+    char tls_cert[PATH_MAX];
+    char tls_key[PATH_MAX];
+    char ca_dir[PATH_MAX];
+    char client_ca[PATH_MAX];
+    char crl[PATH_MAX];           /* empty: no CRL check */
+    char database[PATH_MAX];
+    char spool[PATH_MAX];
+    char upstream[1024];          /* comma-separated host:port, in failover order */
+    int upstream_tls;             /* enum upstream_tls_mode */
+    char upstream_ca[PATH_MAX];   /* empty: the system store */
+    char upstream_cert[PATH_MAX];
+    char upstream_key[PATH_MAX];
+    char user[64];
+    char pam_service[64];
+    char pam_confdir[PATH_MAX];   /* empty: the system PAM directory */
+    int pam_account_check;
+    int auth_password;            /* enum auth_password_mode */
+    long long max_message_size;
+    int max_recipients;
+    int max_sessions;
+    int max_sessions_per_ip;
+    int rate_messages_per_hour;
+    int timeout;
+    int check_header_from;
+    int hide_client;
+    int retry_min;
+    int retry_max;
+    int queue_lifetime;
+    int log_level;                /* enum log_level */
+    int smtp_workers;             /* 0: one per core */
+};
+
+void config_defaults(struct config *cfg);
+/* Returns 0, or -1 with a one-line message "FILE:LINE: key: problem" in err. */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+/* Requires the keys that have no default (upstream). Same error convention. */
+int config_check_required(const struct config *cfg, char *err, size_t errlen);
+
+/*
+ * Splits "host:port" or "[v6]:port" into its parts. Returns 0 or -1 when malformed.
+ */
+int config_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
+
+/*
+ * Iterates a comma-separated list: copies item number idx (0-based, spaces trimmed)
+ * into out. Returns 1 when it exists, 0 past the end, -1 when it does not fit.
+ */
+int config_list_item(const char *list, int idx, char *out, size_t outlen);
+
+#endif
