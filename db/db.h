@@ -32,8 +32,30 @@ const char *db_errmsg(struct db *db);
 /* Schema version after migration (PRAGMA user_version). */
 int db_schema_version(struct db *db);
 
+/*
+ * Groups several calls into one transaction (BEGIN IMMEDIATE ... COMMIT), e.g. a
+ * user and its senders. Functions that need a transaction of their own join the
+ * caller's when one is open. db_rollback() is harmless when none is open.
+ */
+int db_begin(struct db *db);
+int db_commit(struct db *db);
+void db_rollback(struct db *db);
+
+/*
+ * The rules the database enforces, for callers that want to say what is wrong before
+ * they try: a user name is 1-64 of [A-Za-z0-9._-] and does not start with '.' or '-';
+ * a sender is "local@domain" or "@domain" in printable ASCII, with one '@' and a
+ * non-empty domain of non-empty labels. Return 1 when valid, 0 otherwise.
+ */
+int db_user_name_valid(const char *name);
+int db_sender_address_valid(const char *address);
+
 /* ---- users ------------------------------------------------------------ */
 int db_user_add(struct db *db, const char *name);             /* DB_EXISTS if present */
+/*
+ * Also deletes its senders and subject maps, and revokes its still valid certificates
+ * (reason cessationOfOperation), which stay in the table with no user for the CRL.
+ */
 int db_user_del(struct db *db, const char *name);             /* also its senders */
 int db_user_set_enabled(struct db *db, const char *name, int enabled);
 int db_user_get(struct db *db, const char *name, int *enabled);
@@ -52,6 +74,9 @@ int db_sender_add(struct db *db, const char *user, const char *address); /* NOTF
 int db_sender_del(struct db *db, const char *user, const char *address);
 /* DB_OK when the user owns address (exact, case-insensitive, or its @domain). */
 int db_sender_owned(struct db *db, const char *user, const char *address);
+/* Every address of user, in sorted order; DB_NOTFOUND when the user does not exist. */
+typedef int (*db_sender_cb)(void *arg, const char *address);    /* non-zero stops */
+int db_sender_list(struct db *db, const char *user, db_sender_cb cb, void *arg);
 
 /* ---- certificates ------------------------------------------------------ */
 struct db_cert {
@@ -66,6 +91,10 @@ struct db_cert {
     char revoked_at[32];      /* empty when valid */
     char revoke_reason[64];
 };
+/*
+ * DB_EXISTS on same serial (or SHA-256); DB_NOTFOUND when c->user does not exist.
+ * serial is stored upper-case and sha256 lower-case; an empty status means "valid".
+ */
 int db_cert_insert(struct db *db, const struct db_cert *c);   /* DB_EXISTS on same serial */
 int db_cert_by_sha256(struct db *db, const char *sha256, struct db_cert *out);
 int db_cert_by_serial(struct db *db, const char *serial, struct db_cert *out);
@@ -73,7 +102,11 @@ int db_cert_by_serial(struct db *db, const char *serial, struct db_cert *out);
 typedef int (*db_cert_cb)(void *arg, const struct db_cert *c);
 int db_cert_list(struct db *db, const char *user, const char *not_after_before,
                  db_cert_cb cb, void *arg);
-/* Marks one certificate revoked now; DB_NOTFOUND if the serial is unknown. */
+/*
+ * Marks one certificate revoked now; DB_NOTFOUND if the serial is unknown. A
+ * certificate that is already revoked keeps its first date and reason (DB_OK).
+ * reason NULL means "unspecified".
+ */
 int db_cert_revoke(struct db *db, const char *serial, const char *reason);
 
 /* ---- audit (append-only) ----------------------------------------------- */
@@ -103,9 +136,17 @@ struct db_audit_row {
     long long size;          /* -1 when NULL */
     char tls[128];
 };
-/* Filters may be NULL. since is an ISO-8601 UTC timestamp. Rows in id order. */
+/*
+ * Filters may be NULL. since is an ISO-8601 UTC timestamp ("YYYY-MM-DDTHH:MM:SSZ";
+ * rows at or after it). Rows in id order. ts of a row has milliseconds
+ * ("YYYY-MM-DDTHH:MM:SS.mmmZ"). String fields that are NULL in the table are "".
+ */
 typedef int (*db_audit_cb)(void *arg, const struct db_audit_row *r);
 int db_audit_query(struct db *db, const char *user, const char *since, const char *decision,
                    db_audit_cb cb, void *arg);
+
+/* ---- tests ------------------------------------------------------------- */
+/* Runs SQL text as is (no parameters): for unit tests only. DB_OK or DB_ERROR. */
+int db_exec_for_test(struct db *db, const char *sql);
 
 #endif

@@ -1,0 +1,364 @@
+/*
+ * submitd-authz: the only process of the daemon that opens the database and calls
+ * PAM (DESIGN §2). It answers identity and sender questions from the smtp workers
+ * and writes every audit row, from smtp and from queue.
+ *
+ *   submitd-authz -c CONF [-f] -s FD... -q FD
+ *
+ * Answers are tri-state. Any database or PAM error is TEMPFAIL, never ALLOW.
+ */
+#include "authz_pam.h"
+#include "config.h"
+#include "db.h"
+#include "ipc.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_CHANNELS 65
+#define TEMPFAIL_REPLY "454 4.7.0 Temporary authentication failure"
+
+static struct config cfg;
+static struct db *db;
+static volatile sig_atomic_t stopping;
+
+struct answer {
+    int decision;
+    char user[128];
+    char reply[256];
+};
+
+static void answer_set(struct answer *a, int decision, const char *reply)
+{
+    a->decision = decision;
+    str_lcpy(a->reply, reply, sizeof(a->reply));
+}
+
+static void write_audit(const struct db_audit *row)
+{
+    if (db_audit_insert(db, row) != DB_OK)
+        log_err("session=%s AUDIT ROW NOT WRITTEN (event %s, decision %s): %s",
+                row->session ? row->session : "-", row->event ? row->event : "-",
+                row->decision ? row->decision : "-", db_errmsg(db));
+}
+
+/* Maps a verified certificate to an enabled user (DESIGN §3.4). */
+static void identity_from_db(const char *sha256, struct answer *a, char *reason, size_t rlen)
+{
+    struct db_cert cert;
+    int enabled = 0, rc;
+    char why[256];
+
+    rc = db_cert_by_sha256(db, sha256, &cert);
+    if (rc == DB_ERROR) {
+        log_err("identity lookup failed: %s", db_errmsg(db));
+        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+        str_lcpy(reason, "database unavailable", rlen);
+        return;
+    }
+    if (rc == DB_NOTFOUND) {
+        answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: unknown certificate");
+        str_lcpy(reason, "certificate not in the certs table", rlen);
+        return;
+    }
+    if (strcmp(cert.status, "valid") != 0) {
+        answer_set(a, IPC_DENY, "535 5.7.8 Client certificate rejected: revoked");
+        str_fmt(reason, rlen, "certificate %s revoked (%s)", cert.serial, cert.revoke_reason);
+        return;
+    }
+    rc = db_user_get(db, cert.user, &enabled);
+    if (rc == DB_ERROR) {
+        log_err("user lookup failed: %s", db_errmsg(db));
+        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+        str_lcpy(reason, "database unavailable", rlen);
+        return;
+    }
+    if (rc == DB_NOTFOUND) {
+        answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: unknown user");
+        str_fmt(reason, rlen, "user %s of the certificate does not exist", cert.user);
+        return;
+    }
+    if (!enabled) {
+        answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: user disabled");
+        str_fmt(reason, rlen, "user %s disabled", cert.user);
+        return;
+    }
+    str_lcpy(a->user, cert.user, sizeof(a->user));
+    if (cfg.pam_account_check) {
+        int d = authz_pam_account(&cfg, cert.user, why, sizeof(why));
+        if (d == IPC_DENY) {
+            answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: account");
+            str_fmt(reason, rlen, "PAM account check denied %s: %s", cert.user, why);
+            return;
+        }
+        if (d != IPC_ALLOW) {
+            log_err("PAM account check for %s failed: %s", cert.user, why);
+            answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+            str_fmt(reason, rlen, "PAM error: %s", why);
+            return;
+        }
+    }
+    answer_set(a, IPC_ALLOW, "");
+    str_lcpy(reason, "certificate mapped", rlen);
+}
+
+static void handle_identity(struct ipc_msg *m, struct answer *a)
+{
+    char session[64], ip[64], verify[96], sha256[65], subject[512], issuer[512], tls[128];
+    char reason[512];
+    struct db_audit row;
+
+    if (ipc_get_str(m, session, sizeof(session)) || ipc_get_str(m, ip, sizeof(ip)) ||
+        ipc_get_str(m, verify, sizeof(verify)) || ipc_get_str(m, sha256, sizeof(sha256)) ||
+        ipc_get_str(m, subject, sizeof(subject)) || ipc_get_str(m, issuer, sizeof(issuer)) ||
+        ipc_get_str(m, tls, sizeof(tls)) || ipc_end(m))
+        fatal("malformed identity request");
+
+    if (strcmp(verify, "none") == 0) {
+        answer_set(a, IPC_DENY, "530 5.7.0 Client certificate required");
+        str_lcpy(reason, "no client certificate", sizeof(reason));
+    } else if (strncmp(verify, "crl", 3) == 0) {
+        /* Our CRL is missing or stale: every client would be refused. Fail
+         * temporarily and say loudly what to do. */
+        log_err("session=%s CRL PROBLEM (%s): all certificates are refused until the CRL "
+                "is renewed with 'submit-ca crl' (file %s)", session, verify, cfg.crl);
+        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+        str_fmt(reason, sizeof(reason), "certificate check impossible: %s", verify);
+    } else if (strcmp(verify, "ok") != 0) {
+        char text[256];
+        str_fmt(text, sizeof(text), "535 5.7.8 Client certificate rejected: %s", verify);
+        answer_set(a, IPC_DENY, text);
+        str_fmt(reason, sizeof(reason), "certificate %s", verify);
+    } else {
+        identity_from_db(sha256, a, reason, sizeof(reason));
+    }
+
+    memset(&row, 0, sizeof(row));
+    row.session = session;
+    row.event = "identity";
+    row.decision = a->decision == IPC_ALLOW ? "accept"
+                   : a->decision == IPC_DENY ? "reject" : "tempfail";
+    row.reason = reason;
+    row.client_ip = ip;
+    row.user = a->user[0] ? a->user : NULL;
+    row.cert_sha256 = sha256[0] ? sha256 : NULL;
+    row.cert_subject = subject[0] ? subject : NULL;
+    row.size = -1;
+    row.tls = tls;
+    write_audit(&row);
+    log_info("session=%s identity %s: %s%s%s", session, row.decision, reason,
+             a->user[0] ? " user=" : "", a->user);
+}
+
+static void handle_sender(struct ipc_msg *m, struct answer *a)
+{
+    char session[64], ip[64], user[128], sha256[65], addr[320];
+    struct db_audit row;
+    int rc;
+
+    if (ipc_get_str(m, session, sizeof(session)) || ipc_get_str(m, ip, sizeof(ip)) ||
+        ipc_get_str(m, user, sizeof(user)) || ipc_get_str(m, sha256, sizeof(sha256)) ||
+        ipc_get_str(m, addr, sizeof(addr)) || ipc_end(m))
+        fatal("malformed sender request");
+
+    rc = user[0] ? db_sender_owned(db, user, addr) : DB_NOTFOUND;
+    if (rc == DB_OK) {
+        answer_set(a, IPC_ALLOW, "");
+        return; /* the accept is audited with the submission */
+    }
+    memset(&row, 0, sizeof(row));
+    row.session = session;
+    row.event = "mail";
+    row.client_ip = ip;
+    row.user = user;
+    row.cert_sha256 = sha256[0] ? sha256 : NULL;
+    row.mail_from = addr;
+    row.size = -1;
+    if (rc == DB_ERROR) {
+        log_err("session=%s sender lookup failed: %s", session, db_errmsg(db));
+        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+        row.decision = "tempfail";
+        row.reason = "database unavailable";
+    } else {
+        char text[256];
+        str_fmt(text, sizeof(text), "553 5.7.1 Sender address not owned by user %s", user);
+        answer_set(a, IPC_DENY, text);
+        row.decision = "reject";
+        row.reason = "sender address not owned by user";
+    }
+    write_audit(&row);
+}
+
+/* Audit rows sent by smtp and queue: stored as they come, validated first. */
+static void handle_audit(struct ipc_msg *m)
+{
+    char f[12][2048];
+    char tls[128];
+    uint64_t size;
+    struct db_audit row;
+    static const char *const decisions[] = { "", "accept", "reject", "tempfail" };
+    int ok = 0;
+
+    for (int i = 0; i < 11; i++)
+        if (ipc_get_str(m, f[i], sizeof(f[i])) != 0)
+            fatal("malformed audit message (field %d)", i);
+    if (ipc_get_u64(m, &size) || ipc_get_str(m, tls, sizeof(tls)) || ipc_end(m))
+        fatal("malformed audit message");
+    for (size_t i = 0; i < sizeof(decisions) / sizeof(decisions[0]); i++)
+        if (strcmp(f[2], decisions[i]) == 0)
+            ok = 1;
+    if (!ok || f[1][0] == '\0')
+        fatal("audit message with bad event/decision");
+#define OPT(s) ((s)[0] ? (s) : NULL)
+    memset(&row, 0, sizeof(row));
+    row.session = OPT(f[0]);
+    row.event = f[1];
+    row.decision = OPT(f[2]);
+    row.reason = OPT(f[3]);
+    row.client_ip = OPT(f[4]);
+    row.user = OPT(f[5]);
+    row.cert_sha256 = OPT(f[6]);
+    row.cert_subject = OPT(f[7]);
+    row.mail_from = OPT(f[8]);
+    row.rcpt = OPT(f[9]);
+    row.queue_id = OPT(f[10]);
+    row.size = size == UINT64_MAX ? -1 : (long long)size;
+    row.tls = OPT(tls);
+#undef OPT
+    write_audit(&row);
+}
+
+static void serve(int fd, struct ipc_msg *m)
+{
+    struct answer a;
+    int r = ipc_recv(fd, m);
+
+    if (r < 0 && errno == EAGAIN)
+        return;
+    if (r < 0)
+        fatal("channel %d: %s", fd, strerror(errno));
+    if (r == 0) {
+        if (stopping)
+            exit(0);
+        fatal("a peer process closed its channel");
+    }
+    if (m->fd >= 0)
+        fatal("unexpected descriptor on authz channel");
+    memset(&a, 0, sizeof(a));
+    switch (m->type) {
+    case IPC_AUTHZ_IDENTITY:
+        handle_identity(m, &a);
+        break;
+    case IPC_AUTHZ_SENDER:
+        handle_sender(m, &a);
+        break;
+    case IPC_AUTHZ_AUDIT:
+        handle_audit(m);
+        return;
+    default:
+        fatal("unexpected message type %u on authz channel", m->type);
+    }
+    {
+        uint64_t id = m->id;
+        ipc_init(m, IPC_AUTHZ_RESULT, id);
+        if (ipc_put_u64(m, (uint64_t)a.decision) || ipc_put_str(m, a.user) ||
+            ipc_put_str(m, a.reply) || ipc_send(fd, m) != 0)
+            fatal("cannot answer on channel %d: %s", fd, strerror(errno));
+    }
+}
+
+static void on_term(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = CONFIG_DEFAULT_PATH;
+    struct pollfd pfd[MAX_CHANNELS];
+    int nfd = 0, foreground = 0, opt;
+    char err[1024];
+    struct ipc_msg *m;
+    struct sigaction sa;
+
+    while ((opt = getopt(argc, argv, "c:fs:q:")) != -1) {
+        long long v;
+        switch (opt) {
+        case 'c':
+            conf = optarg;
+            break;
+        case 'f':
+            foreground = 1;
+            break;
+        case 's':
+        case 'q':
+            if (nfd == MAX_CHANNELS || str_to_ll(optarg, 3, 65535, &v) != 0)
+                return 2;
+            pfd[nfd].fd = (int)v;
+            pfd[nfd].events = POLLIN;
+            nfd++;
+            break;
+        default:
+            return 2;
+        }
+    }
+    log_init("submitd/authz", foreground, LOG_LVL_INFO);
+    if (config_load(&cfg, conf, err, sizeof(err)) != 0)
+        fatal("%s", err);
+    log_set_level(cfg.log_level);
+    if (nfd == 0)
+        fatal("started without its descriptors (this program is run by submitd)");
+    db = db_open(cfg.database, err, sizeof(err));
+    if (db == NULL)
+        fatal("database: %s", err);
+    /* Channels are read until EAGAIN: they must not block. */
+    for (int i = 0; i < nfd; i++)
+        if (fcntl(pfd[i].fd, F_SETFL, fcntl(pfd[i].fd, F_GETFL) | O_NONBLOCK) != 0)
+            fatal("channel %d: %s", pfd[i].fd, strerror(errno));
+    m = malloc(sizeof(*m));
+    if (m == NULL)
+        fatal("out of memory");
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+
+    log_info("authz process ready: database %s, %d channels", cfg.database, nfd);
+    while (!stopping) {
+        int n = poll(pfd, (nfds_t)nfd, 1000);
+
+        if (n < 0 && errno != EINTR)
+            fatal("poll: %s", strerror(errno));
+        for (int i = 0; i < nfd && n > 0; i++) {
+            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+                serve(pfd[i].fd, m);
+        }
+    }
+    /* Write what is still queued on the channels (audit rows) before leaving. */
+    for (int i = 0; i < nfd; i++) {
+        struct pollfd one = { pfd[i].fd, POLLIN, 0 };
+        while (poll(&one, 1, 0) == 1 && (one.revents & POLLIN)) {
+            int r = ipc_recv(pfd[i].fd, m);
+            if (r <= 0)
+                break;
+            if (m->type == IPC_AUTHZ_AUDIT)
+                handle_audit(m);
+        }
+    }
+    db_close(db);
+    log_info("authz process stopped");
+    return 0;
+}

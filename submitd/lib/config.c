@@ -1,0 +1,416 @@
+/* Parser for submitd.conf (DESIGN §6). */
+#include "config.h"
+
+#include "log.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum key_kind { K_STR, K_PATH, K_INT, K_SIZE, K_BOOL, K_UPSTREAM_TLS, K_AUTH_PASSWORD, K_LOGLEVEL };
+
+struct key_def {
+    const char *name;
+    enum key_kind kind;
+    size_t offset;
+    size_t size;          /* buffer size for strings */
+    long long min, max;   /* for integers */
+};
+
+#define STR(f, k) { #f, k, offsetof(struct config, f), sizeof(((struct config *)0)->f), 0, 0 }
+#define INT(f, lo, hi) { #f, K_INT, offsetof(struct config, f), 0, lo, hi }
+#define BOOL(f) { #f, K_BOOL, offsetof(struct config, f), 0, 0, 1 }
+
+static const struct key_def keys[] = {
+    STR(hostname, K_STR),
+    STR(listen, K_STR),
+    STR(listen_tls, K_STR),
+    STR(tls_cert, K_PATH),
+    STR(tls_key, K_PATH),
+    STR(ca_dir, K_PATH),
+    STR(client_ca, K_PATH),
+    STR(crl, K_PATH),
+    STR(database, K_PATH),
+    STR(spool, K_PATH),
+    STR(upstream, K_STR),
+    { "upstream_tls", K_UPSTREAM_TLS, offsetof(struct config, upstream_tls), 0, 0, 0 },
+    STR(upstream_ca, K_PATH),
+    STR(upstream_cert, K_PATH),
+    STR(upstream_key, K_PATH),
+    STR(user, K_STR),
+    STR(pam_service, K_STR),
+    STR(pam_confdir, K_PATH),
+    BOOL(pam_account_check),
+    { "auth_password", K_AUTH_PASSWORD, offsetof(struct config, auth_password), 0, 0, 0 },
+    { "max_message_size", K_SIZE, offsetof(struct config, max_message_size), 0, 1024,
+      (long long)1 << 40 },
+    INT(max_recipients, 1, 100000),
+    INT(max_sessions, 1, 1000000),
+    INT(max_sessions_per_ip, 1, 1000000),
+    INT(rate_messages_per_hour, 0, 100000000),
+    INT(timeout, 1, 86400),
+    BOOL(check_header_from),
+    BOOL(hide_client),
+    INT(retry_min, 1, 86400 * 30),
+    INT(retry_max, 1, 86400 * 30),
+    INT(queue_lifetime, 1, 86400 * 365),
+    { "log_level", K_LOGLEVEL, offsetof(struct config, log_level), 0, 0, 0 },
+    INT(smtp_workers, 0, 256),
+};
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    if (gethostname(cfg->hostname, sizeof(cfg->hostname)) != 0 || cfg->hostname[0] == '\0')
+        str_lcpy(cfg->hostname, "localhost", sizeof(cfg->hostname));
+    cfg->hostname[sizeof(cfg->hostname) - 1] = '\0';
+    str_lcpy(cfg->listen, "0.0.0.0:587", sizeof(cfg->listen));
+    str_lcpy(cfg->tls_cert, "server.crt", sizeof(cfg->tls_cert));
+    str_lcpy(cfg->tls_key, "server.key", sizeof(cfg->tls_key));
+    str_lcpy(cfg->ca_dir, "ca", sizeof(cfg->ca_dir));
+    str_lcpy(cfg->client_ca, "ca/ca.crt", sizeof(cfg->client_ca));
+    str_lcpy(cfg->crl, "ca/crl.pem", sizeof(cfg->crl));
+    str_lcpy(cfg->database, "submitd.db", sizeof(cfg->database));
+    str_lcpy(cfg->spool, "spool", sizeof(cfg->spool));
+    cfg->upstream_tls = UPSTREAM_TLS_VERIFY;
+    str_lcpy(cfg->user, "submitd", sizeof(cfg->user));
+    str_lcpy(cfg->pam_service, "submitd", sizeof(cfg->pam_service));
+    cfg->pam_account_check = 1;
+    cfg->auth_password = AUTH_PASSWORD_NO;
+    cfg->max_message_size = 26214400;
+    cfg->max_recipients = 100;
+    cfg->max_sessions = 1000;
+    cfg->max_sessions_per_ip = 50;
+    cfg->rate_messages_per_hour = 500;
+    cfg->timeout = 300;
+    cfg->check_header_from = 1;
+    cfg->hide_client = 0;
+    cfg->retry_min = 60;
+    cfg->retry_max = 3600;
+    cfg->queue_lifetime = 432000;
+    cfg->log_level = LOG_LVL_INFO;
+    cfg->smtp_workers = 0;
+}
+
+static char *trim(char *s)
+{
+    char *end;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+        *--end = '\0';
+    return s;
+}
+
+/* Resolves a relative path against the configuration directory; "" stays "". */
+static int resolve_path(const struct config *cfg, const char *value, char *out, size_t outlen)
+{
+    if (value[0] == '\0' || value[0] == '/')
+        return str_lcpy(out, value, outlen) < outlen ? 0 : -1;
+    return str_fmt(out, outlen, "%s/%s", cfg->dir, value);
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
+        strcmp(v, "on") == 0)
+        *out = 1;
+    else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0 ||
+             strcmp(v, "off") == 0)
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+/* Accepts a plain byte count or a K/M/G suffix (powers of 1024). */
+static int parse_size(const char *v, long long min, long long max, long long *out)
+{
+    char num[32];
+    size_t n = strlen(v);
+    long long mult = 1, x;
+
+    if (n == 0 || n >= sizeof(num))
+        return -1;
+    str_lcpy(num, v, sizeof(num));
+    switch (num[n - 1]) {
+    case 'k': case 'K': mult = 1024; break;
+    case 'm': case 'M': mult = 1024 * 1024; break;
+    case 'g': case 'G': mult = 1024 * 1024 * 1024; break;
+    default: break;
+    }
+    if (mult != 1)
+        num[n - 1] = '\0';
+    if (str_to_ll(num, 0, max, &x) != 0 || x > max / mult || x * mult < min)
+        return -1;
+    *out = x * mult;
+    return 0;
+}
+
+static int set_key(struct config *cfg, const struct key_def *k, const char *v, char *why,
+                   size_t whylen)
+{
+    char *field = (char *)cfg + k->offset;
+    long long x;
+    int b;
+
+    switch (k->kind) {
+    case K_STR:
+        if (str_lcpy(field, v, k->size) >= k->size) {
+            str_fmt(why, whylen, "value longer than %zu bytes", k->size - 1);
+            return -1;
+        }
+        return 0;
+    case K_PATH:
+        if (resolve_path(cfg, v, field, k->size) != 0) {
+            str_fmt(why, whylen, "path too long");
+            return -1;
+        }
+        return 0;
+    case K_INT:
+        if (str_to_ll(v, k->min, k->max, &x) != 0) {
+            str_fmt(why, whylen, "expected an integer from %lld to %lld, got \"%s\"", k->min,
+                    k->max, v);
+            return -1;
+        }
+        *(int *)(void *)field = (int)x;
+        return 0;
+    case K_SIZE:
+        if (parse_size(v, k->min, k->max, &x) != 0) {
+            str_fmt(why, whylen, "expected a size in bytes (suffix K, M or G allowed) of at least %lld, got \"%s\"",
+                    k->min, v);
+            return -1;
+        }
+        *(long long *)(void *)field = x;
+        return 0;
+    case K_BOOL:
+        if (parse_bool(v, &b) != 0) {
+            str_fmt(why, whylen, "expected yes or no, got \"%s\"", v);
+            return -1;
+        }
+        *(int *)(void *)field = b;
+        return 0;
+    case K_UPSTREAM_TLS:
+        if (strcmp(v, "verify") == 0)
+            cfg->upstream_tls = UPSTREAM_TLS_VERIFY;
+        else if (strcmp(v, "encrypt") == 0)
+            cfg->upstream_tls = UPSTREAM_TLS_ENCRYPT;
+        else if (strcmp(v, "none") == 0)
+            cfg->upstream_tls = UPSTREAM_TLS_NONE;
+        else {
+            str_fmt(why, whylen, "expected verify, encrypt or none, got \"%s\"", v);
+            return -1;
+        }
+        return 0;
+    case K_AUTH_PASSWORD:
+        if (strcmp(v, "no") == 0)
+            cfg->auth_password = AUTH_PASSWORD_NO;
+        else if (strcmp(v, "fallback") == 0)
+            cfg->auth_password = AUTH_PASSWORD_FALLBACK;
+        else if (strcmp(v, "second-factor") == 0)
+            cfg->auth_password = AUTH_PASSWORD_SECOND_FACTOR;
+        else {
+            str_fmt(why, whylen, "expected no, fallback or second-factor, got \"%s\"", v);
+            return -1;
+        }
+        return 0;
+    case K_LOGLEVEL:
+        if ((b = log_level_parse(v)) < 0) {
+            str_fmt(why, whylen, "expected error, warning, info or debug, got \"%s\"", v);
+            return -1;
+        }
+        cfg->log_level = b;
+        return 0;
+    }
+    return -1;
+}
+
+/* Re-resolves the default relative paths once the configuration directory is known. */
+static int resolve_defaults(struct config *cfg)
+{
+    char tmp[PATH_MAX];
+    char *paths[] = { cfg->tls_cert, cfg->tls_key, cfg->ca_dir, cfg->client_ca, cfg->crl,
+                      cfg->database, cfg->spool };
+
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        if (resolve_path(cfg, paths[i], tmp, sizeof(tmp)) != 0)
+            return -1;
+        str_lcpy(paths[i], tmp, PATH_MAX);
+    }
+    return 0;
+}
+
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f;
+    char line[4096];
+    char seen[sizeof(keys) / sizeof(keys[0])] = { 0 };
+    int lineno = 0;
+    char *slash;
+
+    config_defaults(cfg);
+    if (realpath(path, cfg->path) == NULL) {
+        str_fmt(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    str_lcpy(cfg->dir, cfg->path, sizeof(cfg->dir));
+    slash = strrchr(cfg->dir, '/');
+    if (slash == cfg->dir)
+        slash[1] = '\0';
+    else if (slash != NULL)
+        *slash = '\0';
+    if (resolve_defaults(cfg) != 0) {
+        str_fmt(err, errlen, "%s: directory name too long", path);
+        return -1;
+    }
+
+    f = fopen(cfg->path, "re");
+    if (f == NULL) {
+        str_fmt(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *key, *value, *eq, *hash;
+        size_t i, n = strlen(line);
+        char why[512];
+
+        lineno++;
+        if (n == sizeof(line) - 1 && line[n - 1] != '\n') {
+            str_fmt(err, errlen, "%s:%d: line too long", path, lineno);
+            fclose(f);
+            return -1;
+        }
+        /* A '#' starts a comment anywhere: no value of ours contains one. */
+        hash = strchr(line, '#');
+        if (hash != NULL)
+            *hash = '\0';
+        key = trim(line);
+        if (*key == '\0')
+            continue;
+        eq = strchr(key, '=');
+        if (eq == NULL) {
+            str_fmt(err, errlen, "%s:%d: expected \"key = value\", got \"%s\"", path, lineno, key);
+            fclose(f);
+            return -1;
+        }
+        *eq = '\0';
+        value = trim(eq + 1);
+        key = trim(key);
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+            if (strcmp(keys[i].name, key) == 0)
+                break;
+        if (i == sizeof(keys) / sizeof(keys[0])) {
+            str_fmt(err, errlen, "%s:%d: %s: unknown key", path, lineno, key);
+            fclose(f);
+            return -1;
+        }
+        if (seen[i]) {
+            str_fmt(err, errlen, "%s:%d: %s: set more than once", path, lineno, key);
+            fclose(f);
+            return -1;
+        }
+        seen[i] = 1;
+        if (set_key(cfg, &keys[i], value, why, sizeof(why)) != 0) {
+            str_fmt(err, errlen, "%s:%d: %s: %s", path, lineno, key, why);
+            fclose(f);
+            return -1;
+        }
+    }
+    fclose(f);
+    if (cfg->retry_max < cfg->retry_min) {
+        str_fmt(err, errlen, "%s: retry_max (%d) is smaller than retry_min (%d)", path,
+                cfg->retry_max, cfg->retry_min);
+        return -1;
+    }
+    return 0;
+}
+
+int config_check_required(const struct config *cfg, char *err, size_t errlen)
+{
+    char item[512], host[256], port[16];
+    int i, rc;
+
+    if (cfg->upstream[0] == '\0') {
+        str_fmt(err, errlen, "%s: upstream: required key is not set", cfg->path);
+        return -1;
+    }
+    for (i = 0; (rc = config_list_item(cfg->upstream, i, item, sizeof(item))) == 1; i++) {
+        if (config_split_hostport(item, host, sizeof(host), port, sizeof(port)) != 0) {
+            str_fmt(err, errlen, "%s: upstream: \"%s\" is not host:port", cfg->path, item);
+            return -1;
+        }
+    }
+    if (rc < 0) {
+        str_fmt(err, errlen, "%s: upstream: entry too long", cfg->path);
+        return -1;
+    }
+    return 0;
+}
+
+int config_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
+{
+    const char *colon;
+    long long p;
+    size_t hl;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        hl = (size_t)(close - s - 1);
+        if (hl == 0 || hl >= hostlen)
+            return -1;
+        memcpy(host, s + 1, hl);
+        host[hl] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return -1;
+        hl = (size_t)(colon - s);
+        if (hl == 0 || hl >= hostlen || memchr(s, ':', hl) != NULL)
+            return -1;
+        memcpy(host, s, hl);
+        host[hl] = '\0';
+    }
+    if (str_to_ll(colon + 1, 1, 65535, &p) != 0)
+        return -1;
+    if (str_lcpy(port, colon + 1, portlen) >= portlen)
+        return -1;
+    return 0;
+}
+
+int config_list_item(const char *list, int idx, char *out, size_t outlen)
+{
+    const char *p = list;
+
+    for (int i = 0;; i++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        while (len > 0 && isspace((unsigned char)*p)) {
+            p++;
+            len--;
+        }
+        while (len > 0 && isspace((unsigned char)p[len - 1]))
+            len--;
+        if (i == idx) {
+            if (len == 0)
+                return end ? -1 : 0;
+            if (len >= outlen)
+                return -1;
+            memcpy(out, p, len);
+            out[len] = '\0';
+            return 1;
+        }
+        if (end == NULL)
+            return 0;
+        p = end + 1;
+    }
+}

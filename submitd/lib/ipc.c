@@ -1,0 +1,201 @@
+/* Length-prefixed, typed messages over SOCK_SEQPACKET socketpairs. */
+#include "ipc.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define IPC_HDR 16 /* u32 length, u16 type, u16 reserved, u64 id */
+
+static void put_be(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+static uint64_t get_be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+void ipc_init(struct ipc_msg *m, enum ipc_type type, uint64_t id)
+{
+    m->type = (uint16_t)type;
+    m->id = id;
+    m->fd = -1;
+    m->len = IPC_HDR;
+    m->rpos = IPC_HDR;
+}
+
+int ipc_put_u64(struct ipc_msg *m, uint64_t v)
+{
+    if (m->len + 9 > IPC_MAX_MSG)
+        return -1;
+    m->buf[m->len] = 'n';
+    put_be(m->buf + m->len + 1, v, 8);
+    m->len += 9;
+    return 0;
+}
+
+int ipc_put_str(struct ipc_msg *m, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    if (n > 0xffff || m->len + 3 + n > IPC_MAX_MSG)
+        return -1;
+    m->buf[m->len] = 's';
+    put_be(m->buf + m->len + 1, n, 2);
+    if (n > 0)
+        memcpy(m->buf + m->len + 3, s, n);
+    m->len += (uint32_t)(3 + n);
+    return 0;
+}
+
+int ipc_get_u64(struct ipc_msg *m, uint64_t *v)
+{
+    if (m->rpos + 9 > m->len || m->buf[m->rpos] != 'n')
+        return -1;
+    *v = get_be(m->buf + m->rpos + 1, 8);
+    m->rpos += 9;
+    return 0;
+}
+
+int ipc_get_str(struct ipc_msg *m, char *out, size_t outlen)
+{
+    size_t n;
+
+    if (m->rpos + 3 > m->len || m->buf[m->rpos] != 's')
+        return -1;
+    n = (size_t)get_be(m->buf + m->rpos + 1, 2);
+    if (m->rpos + 3 + n > m->len || n >= outlen)
+        return -1;
+    if (n > 0 && memchr(m->buf + m->rpos + 3, '\0', n) != NULL)
+        return -1;
+    memcpy(out, m->buf + m->rpos + 3, n);
+    out[n] = '\0';
+    m->rpos += 3 + n;
+    return 0;
+}
+
+int ipc_end(const struct ipc_msg *m)
+{
+    return m->rpos == m->len ? 0 : -1;
+}
+
+int ipc_send(int sock, struct ipc_msg *m)
+{
+    struct msghdr mh;
+    struct iovec iov;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cbuf;
+    ssize_t n;
+
+    put_be(m->buf, m->len, 4);
+    put_be(m->buf + 4, m->type, 2);
+    put_be(m->buf + 6, 0, 2);
+    put_be(m->buf + 8, m->id, 8);
+
+    memset(&mh, 0, sizeof(mh));
+    iov.iov_base = m->buf;
+    iov.iov_len = m->len;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (m->fd >= 0) {
+        struct cmsghdr *c;
+
+        memset(&cbuf, 0, sizeof(cbuf));
+        mh.msg_control = cbuf.buf;
+        mh.msg_controllen = sizeof(cbuf.buf);
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &m->fd, sizeof(int));
+    }
+    do {
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    if ((size_t)n != m->len) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return 0;
+}
+
+int ipc_recv(int sock, struct ipc_msg *m)
+{
+    struct msghdr mh;
+    struct iovec iov;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cbuf;
+    struct cmsghdr *c;
+    ssize_t n;
+
+    memset(&mh, 0, sizeof(mh));
+    iov.iov_base = m->buf;
+    iov.iov_len = sizeof(m->buf);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf.buf;
+    mh.msg_controllen = sizeof(cbuf.buf);
+    m->fd = -1;
+    do {
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len == CMSG_LEN(sizeof(int)) && m->fd < 0)
+            memcpy(&m->fd, CMSG_DATA(c), sizeof(int));
+    }
+    if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n < IPC_HDR ||
+        get_be(m->buf, 4) != (uint64_t)n) {
+        if (m->fd >= 0)
+            close(m->fd);
+        m->fd = -1;
+        errno = EBADMSG;
+        return -1;
+    }
+    m->len = (uint32_t)n;
+    m->type = (uint16_t)get_be(m->buf + 4, 2);
+    m->id = get_be(m->buf + 8, 8);
+    m->rpos = IPC_HDR;
+    if (m->type == 0 || m->type >= IPC_TYPE_MAX) {
+        if (m->fd >= 0)
+            close(m->fd);
+        m->fd = -1;
+        errno = EBADMSG;
+        return -1;
+    }
+    return 1;
+}
+
+int ipc_socketpair(int sv[2])
+{
+    int size = 4 * 1024 * 1024;
+
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        /* Best effort: a bigger buffer absorbs bursts; a full one is a tempfail. */
+        (void)setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+        (void)setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    }
+    return 0;
+}

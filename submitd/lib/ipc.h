@@ -1,0 +1,73 @@
+#ifndef SUBMITD_IPC_H
+#define SUBMITD_IPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Messages between our own processes (DESIGN §2). The transport is an AF_UNIX
+ * SOCK_SEQPACKET socketpair, so one send is one message and framing can never
+ * desynchronise. A message is a fixed header (total length, type, request id)
+ * followed by typed fields: u64 numbers and length-prefixed strings. Everything a
+ * receiver reads is validated (length, field count, string sizes, no NUL bytes);
+ * a malformed message is a protocol violation and the receiver exits, so that the
+ * master restarts the process set.
+ */
+
+#define IPC_MAX_MSG 65536
+
+enum ipc_type {
+    /* smtp -> authz */
+    IPC_AUTHZ_IDENTITY = 1, /* session, client_ip, verify, sha256, subject, issuer, tls */
+    IPC_AUTHZ_SENDER,       /* session, user, address */
+    IPC_AUTHZ_AUDIT,        /* the fields of struct db_audit, in order; no answer */
+    /* authz -> smtp */
+    IPC_AUTHZ_RESULT,       /* decision, user, reason */
+    /* smtp -> queue */
+    IPC_QUEUE_OPEN,         /* session, user, client_ip, mail_from, nrcpt, rcpt... ; answer + fd */
+    IPC_QUEUE_COMMIT,       /* queue_id, body size */
+    IPC_QUEUE_ABORT,        /* queue_id; no answer */
+    /* queue -> smtp */
+    IPC_QUEUE_OPENED,       /* status, queue_id, reason (+ fd when status is 0) */
+    IPC_QUEUE_COMMITTED,    /* status, queue_id, reason */
+    IPC_TYPE_MAX
+};
+
+enum ipc_decision { IPC_ALLOW = 0, IPC_DENY = 1, IPC_TEMPFAIL = 2 };
+
+struct ipc_msg {
+    uint32_t len;           /* bytes used in buf, header included */
+    uint16_t type;
+    uint64_t id;            /* request id, echoed in the answer */
+    int fd;                 /* descriptor passed along, or -1 */
+    size_t rpos;            /* read position while decoding */
+    unsigned char buf[IPC_MAX_MSG];
+};
+
+void ipc_init(struct ipc_msg *m, enum ipc_type type, uint64_t id);
+/* Appends a field; return -1 when the message would exceed IPC_MAX_MSG. */
+int ipc_put_u64(struct ipc_msg *m, uint64_t v);
+int ipc_put_str(struct ipc_msg *m, const char *s); /* NULL is sent as an empty string */
+
+/* Reads the next field; -1 when missing, too long for out, or containing NUL. */
+int ipc_get_u64(struct ipc_msg *m, uint64_t *v);
+int ipc_get_str(struct ipc_msg *m, char *out, size_t outlen);
+/* 0 when every byte was consumed (no trailing garbage). */
+int ipc_end(const struct ipc_msg *m);
+
+/*
+ * Sends the message (with m->fd attached when >= 0). Returns 0, or -1 with errno
+ * (EAGAIN when a non-blocking socket is full).
+ */
+int ipc_send(int sock, struct ipc_msg *m);
+/*
+ * Receives one message. Returns 1 on a message, 0 at end of file, -1 with errno set
+ * (EAGAIN: nothing to read; EBADMSG: malformed header, truncated or oversized).
+ * A received descriptor is in m->fd (close it if unused).
+ */
+int ipc_recv(int sock, struct ipc_msg *m);
+
+/* Creates a SOCK_SEQPACKET socketpair with large buffers and close-on-exec. */
+int ipc_socketpair(int sv[2]);
+
+#endif

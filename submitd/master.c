@@ -1,0 +1,516 @@
+/*
+ * submitd: the master process (DESIGN §2). It parses the configuration, binds the
+ * listeners, prepares the spool, and starts and supervises the three workers:
+ *   submitd-authz  (root)   database and PAM
+ *   submitd-queue  (user)   spool and relay
+ *   submitd-smtp   (user)   TLS and SMTP sessions
+ * Each is a separate executable, so the process that parses untrusted bytes does
+ * not even have SQLite or PAM mapped. They talk over socketpairs created here.
+ * If one of them dies, all three are restarted together: a half-dead set could
+ * leave requests unanswered or frames half-read.
+ */
+#include "config.h"
+#include "ipc.h"
+#include "log.h"
+#include "privdrop.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LISTENERS 16
+#define MAX_WORKERS 64
+
+enum { P_AUTHZ = 0, P_QUEUE, P_SMTP, NPROC };
+static const char *const proc_names[NPROC] = { "submitd-authz", "submitd-queue", "submitd-smtp" };
+
+static struct config cfg;
+static const char *conf_path = CONFIG_DEFAULT_PATH;
+static int foreground;
+static int listen_fds[MAX_LISTENERS], listen_tls[MAX_LISTENERS], nlisten;
+static pid_t pids[NPROC];
+static char libexec[PATH_MAX];
+static volatile sig_atomic_t got_term, got_chld;
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: submitd [-c FILE] [-f] [-t]\n"
+                    "  -c FILE  configuration file (default %s)\n"
+                    "  -f       stay in the foreground and log to stderr\n"
+                    "  -t       check the configuration and files, then exit\n",
+            CONFIG_DEFAULT_PATH);
+    exit(2);
+}
+
+/* ---- listeners and spool ------------------------------------------------------ */
+
+static int bind_one(const char *item, char *err, size_t errlen)
+{
+    char host[256], port[16];
+    struct addrinfo hints, *res;
+    int fd, one = 1, rc;
+
+    if (config_split_hostport(item, host, sizeof(host), port, sizeof(port)) != 0) {
+        str_fmt(err, errlen, "%s: listen: \"%s\" is not host:port", cfg.path, item);
+        return -1;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        str_fmt(err, errlen, "listen %s: %s", item, gai_strerror(rc));
+        return -1;
+    }
+    fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        str_fmt(err, errlen, "listen %s: %s", item, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static int bind_list(const char *list, int implicit, char *err, size_t errlen)
+{
+    char item[512];
+    int rc;
+
+    for (int i = 0; (rc = config_list_item(list, i, item, sizeof(item))) == 1; i++) {
+        int fd;
+        if (nlisten == MAX_LISTENERS) {
+            str_fmt(err, errlen, "too many listeners (at most %d)", MAX_LISTENERS);
+            return -1;
+        }
+        fd = bind_one(item, err, errlen);
+        if (fd < 0)
+            return -1;
+        listen_fds[nlisten] = fd;
+        listen_tls[nlisten] = implicit;
+        nlisten++;
+        log_info("listening on %s (%s)", item, implicit ? "implicit TLS" : "STARTTLS");
+    }
+    if (rc < 0) {
+        str_fmt(err, errlen, "%s: %s: malformed list \"%s\"", cfg.path,
+                implicit ? "listen_tls" : "listen", list);
+        return -1;
+    }
+    return 0;
+}
+
+static int prepare_spool(char *err, size_t errlen)
+{
+    static const char *const subdirs[] = { "", "/incoming", "/queue", "/corrupt" };
+    uid_t uid = 0;
+    gid_t gid = 0;
+    int root = geteuid() == 0;
+
+    if (root && privdrop_lookup(cfg.user, &uid, &gid) != 0) {
+        str_fmt(err, errlen, "%s: user: unprivileged user \"%s\" does not exist", cfg.path,
+                cfg.user);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+        char path[PATH_MAX];
+        str_fmt(path, sizeof(path), "%s%s", cfg.spool, subdirs[i]);
+        if (mkdir_p(path, 0700) != 0) {
+            str_fmt(err, errlen, "spool: cannot create %s: %s", path, strerror(errno));
+            return -1;
+        }
+        if (root && chown(path, uid, gid) != 0) {
+            str_fmt(err, errlen, "spool: cannot give %s to %s: %s", path, cfg.user,
+                    strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- -t: check the configuration and the files it names ----------------------- */
+
+static int check_file(const char *key, const char *path, int *problems)
+{
+    if (path[0] == '\0')
+        return 0;
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "submitd: %s: %s: %s\n", key, path, strerror(errno));
+        (*problems)++;
+        return -1;
+    }
+    return 0;
+}
+
+static int check_config(void)
+{
+    int problems = 0;
+    char err[1024];
+    SSL_CTX *ctx;
+
+    if (config_check_required(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "submitd: %s\n", err);
+        problems++;
+    }
+    check_file("tls_cert", cfg.tls_cert, &problems);
+    check_file("tls_key", cfg.tls_key, &problems);
+    check_file("client_ca", cfg.client_ca, &problems);
+    check_file("crl", cfg.crl, &problems);
+    check_file("upstream_ca", cfg.upstream_ca, &problems);
+    check_file("upstream_cert", cfg.upstream_cert, &problems);
+    check_file("upstream_key", cfg.upstream_key, &problems);
+    ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx != NULL && problems == 0) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, cfg.tls_cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(ctx, cfg.tls_key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx) != 1) {
+            fprintf(stderr, "submitd: tls_cert/tls_key: %s and %s are not a usable pair\n",
+                    cfg.tls_cert, cfg.tls_key);
+            problems++;
+        }
+    }
+    SSL_CTX_free(ctx);
+    if (geteuid() == 0) {
+        uid_t u;
+        gid_t g;
+        if (privdrop_lookup(cfg.user, &u, &g) != 0) {
+            fprintf(stderr, "submitd: user: \"%s\" does not exist\n", cfg.user);
+            problems++;
+        }
+    }
+    for (int i = 0; i < NPROC; i++) {
+        char path[PATH_MAX];
+        str_fmt(path, sizeof(path), "%s/%s", libexec, proc_names[i]);
+        if (access(path, X_OK) != 0) {
+            fprintf(stderr, "submitd: helper program %s: %s\n", path, strerror(errno));
+            problems++;
+        }
+    }
+    if (problems == 0)
+        printf("submitd: configuration %s OK\n", cfg.path);
+    return problems == 0 ? 0 : 1;
+}
+
+/* ---- children -------------------------------------------------------------------- */
+
+struct argv_buf {
+    char *argv[4 * MAX_WORKERS + 4 * MAX_LISTENERS + 16];
+    char store[4 * MAX_WORKERS + 4 * MAX_LISTENERS + 16][16];
+    int argc;
+    int pass[2 * MAX_WORKERS + MAX_LISTENERS + 4];
+    int npass;
+};
+
+static void arg_add(struct argv_buf *a, const char *s)
+{
+    a->argv[a->argc++] = (char *)(uintptr_t)s;
+    a->argv[a->argc] = NULL;
+}
+
+static void arg_fd(struct argv_buf *a, const char *flag, int fd)
+{
+    arg_add(a, flag);
+    str_fmt(a->store[a->argc], sizeof(a->store[0]), "%d", fd);
+    arg_add(a, a->store[a->argc]);
+    a->pass[a->npass++] = fd;
+}
+
+static pid_t spawn(int which, struct argv_buf *a)
+{
+    char path[PATH_MAX];
+    pid_t pid;
+
+    str_fmt(path, sizeof(path), "%s/%s", libexec, proc_names[which]);
+    pid = fork();
+    if (pid < 0)
+        fatal("fork: %s", strerror(errno));
+    if (pid > 0)
+        return pid;
+    /* Child: die with the master, keep exactly the descriptors named in argv. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1)
+        _exit(1);
+    for (int i = 0; i < a->npass; i++)
+        if (fcntl(a->pass[i], F_SETFD, 0) != 0)
+            _exit(1);
+    {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+    }
+    execv(path, a->argv);
+    fprintf(stderr, "submitd: cannot run %s: %s\n", path, strerror(errno));
+    _exit(127);
+}
+
+static int nworkers(void)
+{
+    long n = cfg.smtp_workers > 0 ? cfg.smtp_workers : sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (int)n;
+}
+
+static void start_all(void)
+{
+    int nw = nworkers();
+    int smtp_authz[MAX_WORKERS][2], smtp_queue[MAX_WORKERS][2], queue_authz[2];
+    static struct argv_buf a_authz, a_queue, a_smtp;
+    struct argv_buf *bufs[NPROC] = { &a_authz, &a_queue, &a_smtp };
+
+    for (int i = 0; i < nw; i++)
+        if (ipc_socketpair(smtp_authz[i]) != 0 || ipc_socketpair(smtp_queue[i]) != 0)
+            fatal("socketpair: %s", strerror(errno));
+    if (ipc_socketpair(queue_authz) != 0)
+        fatal("socketpair: %s", strerror(errno));
+
+    for (int p = 0; p < NPROC; p++) {
+        memset(bufs[p], 0, sizeof(*bufs[p]));
+        arg_add(bufs[p], proc_names[p]);
+        arg_add(bufs[p], "-c");
+        arg_add(bufs[p], cfg.path);
+        if (foreground)
+            arg_add(bufs[p], "-f");
+    }
+    for (int i = 0; i < nw; i++) {
+        arg_fd(&a_authz, "-s", smtp_authz[i][1]);
+        arg_fd(&a_queue, "-s", smtp_queue[i][1]);
+        arg_fd(&a_smtp, "-a", smtp_authz[i][0]);
+        arg_fd(&a_smtp, "-q", smtp_queue[i][0]);
+    }
+    arg_fd(&a_authz, "-q", queue_authz[1]);
+    arg_fd(&a_queue, "-a", queue_authz[0]);
+    for (int i = 0; i < nlisten; i++)
+        arg_fd(&a_smtp, listen_tls[i] ? "-L" : "-l", listen_fds[i]);
+
+    for (int p = 0; p < NPROC; p++) {
+        pids[p] = spawn(p, bufs[p]);
+        log_info("started %s (pid %d)", proc_names[p], (int)pids[p]);
+    }
+    /* The master keeps no channel open: a child's peer sees end-of-file when the
+     * child dies, which is how the others notice and exit. */
+    for (int i = 0; i < nw; i++) {
+        close(smtp_authz[i][0]);
+        close(smtp_authz[i][1]);
+        close(smtp_queue[i][0]);
+        close(smtp_queue[i][1]);
+    }
+    close(queue_authz[0]);
+    close(queue_authz[1]);
+}
+
+static int which_child(pid_t pid)
+{
+    for (int p = 0; p < NPROC; p++)
+        if (pids[p] == pid)
+            return p;
+    return -1;
+}
+
+/* Sends SIGTERM to the living children and waits up to `grace` seconds. */
+static void stop_all(int grace)
+{
+    time_t until = time(NULL) + grace;
+
+    for (int p = 0; p < NPROC; p++)
+        if (pids[p] > 0)
+            kill(pids[p], SIGTERM);
+    for (;;) {
+        int alive = 0, status;
+        pid_t pid;
+
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            int p = which_child(pid);
+            if (p >= 0)
+                pids[p] = 0;
+        }
+        for (int p = 0; p < NPROC; p++)
+            alive += pids[p] > 0;
+        if (alive == 0)
+            return;
+        if (time(NULL) >= until) {
+            for (int p = 0; p < NPROC; p++)
+                if (pids[p] > 0) {
+                    log_warn("%s (pid %d) did not stop in %d s: killing it", proc_names[p],
+                             (int)pids[p], grace);
+                    kill(pids[p], SIGKILL);
+                }
+            until = time(NULL) + 5;
+        }
+        usleep(50000);
+    }
+}
+
+static void on_signal(int sig)
+{
+    if (sig == SIGCHLD)
+        got_chld = 1;
+    else
+        got_term = 1;
+}
+
+static void describe_exit(int status, char *out, size_t outlen)
+{
+    if (WIFEXITED(status))
+        str_fmt(out, outlen, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        str_fmt(out, outlen, "killed by signal %d", WTERMSIG(status));
+    else
+        str_fmt(out, outlen, "stopped");
+}
+
+static void supervise(void)
+{
+    sigset_t block, old;
+    int restarts = 0;
+    time_t last_start = time(NULL);
+
+    sigemptyset(&block);
+    sigaddset(&block, SIGCHLD);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    start_all();
+    for (;;) {
+        int status;
+        pid_t pid;
+
+        while (!got_term && !got_chld)
+            sigsuspend(&old);
+        if (got_term) {
+            log_info("stopping");
+            stop_all(10);
+            log_info("stopped");
+            return;
+        }
+        got_chld = 0;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            int p = which_child(pid);
+            char how[64];
+            int delay;
+
+            if (p < 0)
+                continue;
+            pids[p] = 0;
+            describe_exit(status, how, sizeof(how));
+            log_err("%s (pid %d) %s: restarting the worker processes", proc_names[p], (int)pid,
+                    how);
+            stop_all(10);
+            /* Back off when the set keeps dying, so a broken configuration or a
+             * full disk does not turn into a fork storm. */
+            restarts = time(NULL) - last_start < 10 ? restarts + 1 : 0;
+            delay = restarts == 0 ? 1 : restarts > 5 ? 30 : 1 << restarts;
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            for (int s = 0; s < delay * 10 && !got_term; s++)
+                usleep(100000);
+            sigprocmask(SIG_BLOCK, &block, NULL);
+            if (got_term)
+                break;
+            last_start = time(NULL);
+            got_chld = 0;
+            start_all();
+        }
+    }
+}
+
+static void daemonize(void)
+{
+    pid_t pid = fork();
+    int fd;
+
+    if (pid < 0)
+        fatal("fork: %s", strerror(errno));
+    if (pid > 0)
+        _exit(0);
+    setsid();
+    fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        if (fd > 2)
+            close(fd);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int opt, test = 0;
+    char err[1024];
+    struct sigaction sa;
+
+    while ((opt = getopt(argc, argv, "c:fth")) != -1) {
+        switch (opt) {
+        case 'c':
+            conf_path = optarg;
+            break;
+        case 'f':
+            foreground = 1;
+            break;
+        case 't':
+            test = 1;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (optind != argc)
+        usage();
+    log_init("submitd", foreground || test, LOG_LVL_INFO);
+    if (config_load(&cfg, conf_path, err, sizeof(err)) != 0) {
+        fprintf(stderr, "submitd: %s\n", err);
+        return 1;
+    }
+    log_set_level(cfg.log_level);
+    if (exe_dir(libexec, sizeof(libexec)) != 0 ||
+        str_fmt(libexec + strlen(libexec), sizeof(libexec) - strlen(libexec),
+                "/../libexec/submitd") != 0)
+        fatal("cannot locate the helper programs");
+    if (test)
+        return check_config();
+    if (config_check_required(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "submitd: %s\n", err);
+        return 1;
+    }
+    if (prepare_spool(err, sizeof(err)) != 0) {
+        fprintf(stderr, "submitd: %s\n", err);
+        return 1;
+    }
+    if (bind_list(cfg.listen, 0, err, sizeof(err)) != 0 ||
+        bind_list(cfg.listen_tls, 1, err, sizeof(err)) != 0) {
+        fprintf(stderr, "submitd: %s\n", err);
+        return 1;
+    }
+    if (nlisten == 0) {
+        fprintf(stderr, "submitd: %s: listen and listen_tls are both empty\n", cfg.path);
+        return 1;
+    }
+    if (!foreground) {
+        daemonize();
+        log_init("submitd", 0, cfg.log_level);
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGCHLD, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    log_info("submitd starting: configuration %s", cfg.path);
+    supervise();
+    return 0;
+}

@@ -1,0 +1,379 @@
+/*
+ * submitd-smtp: the process that talks to clients. It holds the TLS key and the
+ * listening sockets, and nothing else: no database, no PAM (DESIGN §2).
+ *
+ * Started by the master as root with its descriptors named on the command line:
+ *   submitd-smtp -c CONF [-f] -l FD... -L FD... -a FD... -q FD...
+ * (-l STARTTLS listeners, -L implicit-TLS listeners, -a/-q one authz and one queue
+ * channel per worker thread). It loads the TLS context, drops privileges and runs
+ * one epoll loop per worker.
+ */
+#include "smtp.h"
+
+#include "log.h"
+#include "privdrop.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_FDS 64
+
+static struct config cfg;
+static struct listener listeners[MAX_FDS];
+static int nlisteners;
+static volatile sig_atomic_t stopping;
+
+/* ---- session accounting shared by all workers ------------------------------ */
+
+struct ip_count {
+    char ip[64];
+    int n;
+};
+
+static pthread_mutex_t limits_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ip_count *ip_table;
+static size_t ip_table_size;
+static int sessions_total;
+
+static size_t ip_hash(const char *ip)
+{
+    size_t h = 5381;
+
+    for (; *ip; ip++)
+        h = h * 33 + (unsigned char)*ip;
+    return h % ip_table_size;
+}
+
+static struct ip_count *ip_slot(const char *ip, int create)
+{
+    size_t i = ip_hash(ip);
+
+    /* Open addressing; the table has twice as many slots as sessions allowed, and
+     * entries whose count drops to zero stay as tombstones with n == 0. */
+    for (size_t k = 0; k < ip_table_size; k++, i = (i + 1) % ip_table_size) {
+        if (ip_table[i].ip[0] == '\0') {
+            if (!create)
+                return NULL;
+            str_lcpy(ip_table[i].ip, ip, sizeof(ip_table[i].ip));
+            return &ip_table[i];
+        }
+        if (strcmp(ip_table[i].ip, ip) == 0)
+            return &ip_table[i];
+    }
+    return NULL;
+}
+
+/* Drops addresses with no session left (the table is then full of them). */
+static void ip_table_compact(void)
+{
+    size_t live = 0;
+    struct ip_count *old = ip_table;
+
+    ip_table = calloc(ip_table_size, sizeof(*ip_table));
+    if (ip_table == NULL) {
+        ip_table = old;
+        return;
+    }
+    for (size_t i = 0; i < ip_table_size; i++)
+        if (old[i].n > 0) {
+            *ip_slot(old[i].ip, 1) = old[i];
+            live++;
+        }
+    free(old);
+    log_debug("session table compacted: %zu addresses with sessions", live);
+}
+
+int smtp_limits_enter(const char *ip, int *why_global)
+{
+    struct ip_count *c;
+    int ok = 0;
+
+    pthread_mutex_lock(&limits_lock);
+    *why_global = sessions_total >= cfg.max_sessions;
+    if (!*why_global) {
+        c = ip_slot(ip, 1);
+        if (c == NULL) {
+            ip_table_compact();
+            c = ip_slot(ip, 1);
+        }
+        if (c != NULL && c->n < cfg.max_sessions_per_ip) {
+            c->n++;
+            sessions_total++;
+            ok = 1;
+        }
+    }
+    pthread_mutex_unlock(&limits_lock);
+    return ok;
+}
+
+void smtp_limits_leave(const char *ip)
+{
+    struct ip_count *c;
+
+    pthread_mutex_lock(&limits_lock);
+    c = ip_slot(ip, 0);
+    if (c != NULL && c->n > 0) {
+        c->n--;
+        sessions_total--;
+    }
+    pthread_mutex_unlock(&limits_lock);
+}
+
+static uint32_t id_prefix;   /* random per process, set before threads start */
+static uint32_t id_counter;
+
+void smtp_session_id(char *out, size_t outlen)
+{
+    str_fmt(out, outlen, "%08x%08x", id_prefix,
+            __atomic_add_fetch(&id_counter, 1, __ATOMIC_RELAXED));
+}
+
+/* ---- the worker loop ------------------------------------------------------- */
+
+static void accept_clients(struct worker *w, struct listener *l)
+{
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        char ip[64] = "unknown";
+        int global;
+
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
+        if (!smtp_limits_enter(ip, &global)) {
+            static const char msg[] = "421 4.7.0 Too many sessions, try again later\r\n";
+            log_warn("connect from [%s] refused: %s", ip,
+                     global ? "max_sessions reached" : "max_sessions_per_ip reached");
+            /* On the implicit-TLS port a plaintext reply means nothing: just close. */
+            if (!l->implicit_tls)
+                (void)!write(fd, msg, sizeof(msg) - 1);
+            close(fd);
+            continue;
+        }
+        session_start(w, fd, &ss, l->implicit_tls);
+    }
+}
+
+static void read_channel(struct worker *w, int fd, const char *name)
+{
+    for (;;) {
+        int r = ipc_recv(fd, w->msg);
+
+        if (r < 0 && errno == EAGAIN)
+            return;
+        if (r < 0)
+            fatal("%s channel: %s", name, strerror(errno));
+        if (r == 0)
+            fatal("%s process went away", name);
+        session_on_ipc(w, w->msg);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct epoll_event events[64];
+    time_t last_scan = time(NULL);
+
+    while (!stopping) {
+        int n = epoll_wait(w->epfd, events, 64, 1000);
+        time_t now;
+
+        if (n < 0 && errno != EINTR)
+            fatal("epoll_wait: %s", strerror(errno));
+        for (int i = 0; i < n; i++) {
+            struct ev_tag *tag = events[i].data.ptr;
+
+            switch (tag->kind) {
+            case EV_LISTENER:
+                accept_clients(w, (struct listener *)tag);
+                break;
+            case EV_AUTHZ:
+                read_channel(w, w->authz_fd, "authz");
+                break;
+            case EV_QUEUE:
+                read_channel(w, w->queue_fd, "queue");
+                break;
+            case EV_SESSION:
+                session_on_event((struct session *)tag, events[i].events);
+                break;
+            }
+        }
+        now = time(NULL);
+        if (now != last_scan) {
+            last_scan = now;
+            for (uint32_t k = 0; k < w->nslots; k++)
+                if (w->slots[k] != NULL)
+                    session_check_timeout(w->slots[k], now);
+        }
+    }
+    return NULL;
+}
+
+static void add_fd(int epfd, int fd, void *ptr, uint32_t events)
+{
+    struct epoll_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.events = events;
+    ev.data.ptr = ptr;
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        fatal("epoll_ctl: %s", strerror(errno));
+}
+
+static void set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        fatal("descriptor %d: %s", fd, strerror(errno));
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+static int parse_fd(const char *s)
+{
+    long long v;
+
+    if (str_to_ll(s, 3, 65535, &v) != 0 || fcntl((int)v, F_GETFD) < 0)
+        fatal("bad descriptor argument \"%s\"", s);
+    return (int)v;
+}
+
+static void on_term(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = CONFIG_DEFAULT_PATH;
+    int foreground = 0, authz_fds[MAX_FDS], queue_fds[MAX_FDS], na = 0, nq = 0, opt;
+    char err[1024];
+    SSL_CTX *ctx;
+    struct worker *workers;
+    pthread_t *threads;
+    struct sigaction sa;
+    struct rlimit rl;
+
+    while ((opt = getopt(argc, argv, "c:fl:L:a:q:")) != -1) {
+        switch (opt) {
+        case 'c':
+            conf = optarg;
+            break;
+        case 'f':
+            foreground = 1;
+            break;
+        case 'l':
+        case 'L':
+            if (nlisteners == MAX_FDS)
+                fatal("too many listeners");
+            listeners[nlisteners].tag.kind = EV_LISTENER;
+            listeners[nlisteners].fd = parse_fd(optarg);
+            listeners[nlisteners].implicit_tls = opt == 'L';
+            nlisteners++;
+            break;
+        case 'a':
+            if (na == MAX_FDS)
+                fatal("too many channels");
+            authz_fds[na++] = parse_fd(optarg);
+            break;
+        case 'q':
+            if (nq == MAX_FDS)
+                fatal("too many channels");
+            queue_fds[nq++] = parse_fd(optarg);
+            break;
+        default:
+            return 2;
+        }
+    }
+    log_init("submitd/smtp", foreground, LOG_LVL_INFO);
+    if (config_load(&cfg, conf, err, sizeof(err)) != 0)
+        fatal("%s", err);
+    log_set_level(cfg.log_level);
+    if (na == 0 || na != nq || nlisteners == 0)
+        fatal("started without its descriptors (this program is run by submitd)");
+
+    if (getrandom(&id_prefix, sizeof(id_prefix), 0) != sizeof(id_prefix))
+        id_prefix = (uint32_t)getpid();
+    ip_table_size = (size_t)cfg.max_sessions * 2 + 16;
+    ip_table = calloc(ip_table_size, sizeof(*ip_table));
+    if (ip_table == NULL)
+        fatal("out of memory");
+
+    ctx = tls_server_ctx(&cfg, err, sizeof(err));
+    if (ctx == NULL)
+        fatal("%s", err);
+
+    /* Every session may hold a socket and a spool file. */
+    rl.rlim_cur = rl.rlim_max = (rlim_t)cfg.max_sessions * 2 + 256;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        log_warn("cannot raise the descriptor limit to %llu: %s",
+                 (unsigned long long)rl.rlim_cur, strerror(errno));
+    privdrop(cfg.user);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+
+    for (int i = 0; i < nlisteners; i++)
+        set_nonblock(listeners[i].fd);
+    workers = calloc((size_t)na, sizeof(*workers));
+    threads = calloc((size_t)na, sizeof(*threads));
+    if (workers == NULL || threads == NULL)
+        fatal("out of memory");
+    for (int i = 0; i < na; i++) {
+        struct worker *w = &workers[i];
+
+        w->idx = i;
+        w->cfg = &cfg;
+        w->ssl_ctx = ctx;
+        w->authz_fd = authz_fds[i];
+        w->queue_fd = queue_fds[i];
+        w->authz_tag.kind = EV_AUTHZ;
+        w->queue_tag.kind = EV_QUEUE;
+        w->msg = malloc(sizeof(*w->msg));
+        w->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (w->msg == NULL || w->epfd < 0)
+            fatal("worker set-up: %s", strerror(errno));
+        set_nonblock(w->authz_fd);
+        set_nonblock(w->queue_fd);
+        add_fd(w->epfd, w->authz_fd, &w->authz_tag, EPOLLIN);
+        add_fd(w->epfd, w->queue_fd, &w->queue_tag, EPOLLIN);
+        /* Every worker waits on every listener; EPOLLEXCLUSIVE wakes only one. */
+        for (int k = 0; k < nlisteners; k++)
+            add_fd(w->epfd, listeners[k].fd, &listeners[k], EPOLLIN | EPOLLEXCLUSIVE);
+    }
+    log_info("smtp process ready: %d workers, %d listeners", na, nlisteners);
+    for (int i = 1; i < na; i++)
+        if (pthread_create(&threads[i], NULL, worker_main, &workers[i]) != 0)
+            fatal("pthread_create: %s", strerror(errno));
+    worker_main(&workers[0]);
+    log_info("smtp process stopping");
+    /* Sessions end with the process; the master decides about restarts. */
+    return 0;
+}

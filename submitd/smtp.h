@@ -1,0 +1,130 @@
+#ifndef SUBMITD_SMTP_H
+#define SUBMITD_SMTP_H
+
+#include "config.h"
+#include "ipc.h"
+#include "smtp_parse.h"
+#include "tls.h"
+
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+#include <time.h>
+
+/*
+ * The smtp process: worker threads, each running an epoll loop over non-blocking
+ * sockets and non-blocking OpenSSL. A session never blocks: requests to authz and
+ * queue go out over the worker's own socketpairs and the answers come back as
+ * events in the same loop (DESIGN §2).
+ */
+
+enum ev_kind { EV_LISTENER = 1, EV_AUTHZ, EV_QUEUE, EV_SESSION };
+
+struct ev_tag {
+    enum ev_kind kind;
+};
+
+struct listener {
+    struct ev_tag tag;
+    int fd;
+    int implicit_tls;
+};
+
+struct worker {
+    int idx;
+    int epfd;
+    struct ev_tag authz_tag, queue_tag;
+    int authz_fd;
+    int queue_fd;
+    SSL_CTX *ssl_ctx;
+    const struct config *cfg;
+    struct session **slots;     /* sessions by slot; request ids carry slot + generation */
+    uint32_t nslots;
+    uint32_t generation;
+    struct ipc_msg *msg;        /* scratch message, 64 KiB: not on the stack */
+};
+
+enum sess_state {
+    SS_GREETING = 0, /* before EHLO/HELO */
+    SS_READY,        /* after EHLO/HELO, no transaction */
+    SS_MAIL,         /* MAIL accepted */
+    SS_RCPT,         /* at least one RCPT accepted */
+    SS_DATA,         /* receiving message content */
+    SS_CLOSING
+};
+
+/* What the session is waiting for; input is not processed meanwhile. */
+enum sess_wait {
+    WAIT_NONE = 0, WAIT_IDENTITY, WAIT_SENDER, WAIT_OPEN, WAIT_COMMIT, WAIT_STARTTLS_FLUSH
+};
+
+#define SESS_INBUF 8192
+
+struct session {
+    struct ev_tag tag;
+    struct worker *w;
+    int fd;
+    uint32_t slot;
+    uint32_t gen;
+    SSL *ssl;
+    int handshaking;
+    int tls_done;               /* TLS established (STARTTLS or implicit) */
+    int implicit_tls;
+    int ssl_want_write;         /* OpenSSL needs the socket writable to progress */
+    enum sess_state state;
+    enum sess_wait wait;
+    time_t last_active;
+    char id[20];
+    char client_ip[64];
+    char helo[256];
+    int errors;                 /* protocol errors; too many ends the session */
+    int skip_to_lf;             /* discarding the rest of an over-long line */
+    int audited_pretls;         /* a no-STARTTLS rejection was audited already */
+
+    /* Identity established by the certificate (DESIGN §3.4). */
+    int identity_known;
+    int identity_decision;      /* enum ipc_decision */
+    char identity_reply[256];   /* the SMTP reply for a denial or tempfail */
+    char user[128];
+    int auth_done;              /* AUTH EXTERNAL accepted (or implicit) */
+    struct tls_peer peer;
+
+    /* The transaction. */
+    char mail_from[SMTP_ADDR_MAX + 1];
+    char pending_from[SMTP_ADDR_MAX + 1];
+    long long declared_size;
+    char **rcpt;
+    int nrcpt;
+    char queue_id[32];
+    int spool_fd;
+    struct data_parser dp;
+    char *hdrbuf;               /* header section collected before writing the prelude */
+    size_t hdrlen;
+    int in_body;                /* the prelude has been written */
+    char *stage;                /* staging buffer for SPOOL_BODY records */
+    size_t stagelen;
+    long long msg_size;         /* the client's message bytes, for the size limit */
+    long long spooled;          /* bytes in BODY records, prelude included */
+    int oversize;
+    int write_error;
+
+    /* Buffers. */
+    char inbuf[SESS_INBUF];
+    size_t inlen;
+    char *outbuf;
+    size_t outlen, outcap;
+};
+
+/* smtp_session.c */
+void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss,
+                   int implicit_tls);
+void session_on_event(struct session *s, uint32_t events);
+void session_on_ipc(struct worker *w, struct ipc_msg *m);
+void session_check_timeout(struct session *s, time_t now);
+
+/* smtp.c: global and per-address session accounting (shared by all workers). */
+int smtp_limits_enter(const char *ip, int *why_global);
+void smtp_limits_leave(const char *ip);
+void smtp_session_id(char *out, size_t outlen);
+
+#endif

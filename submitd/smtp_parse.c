@@ -1,0 +1,288 @@
+/* Pure SMTP parsers: command verbs, paths, parameters, DATA unstuffing. */
+#include "smtp_parse.h"
+
+#include "util.h"
+
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+static const struct {
+    const char *name;
+    enum smtp_verb verb;
+} verbs[] = {
+    { "EHLO", CMD_EHLO }, { "HELO", CMD_HELO }, { "STARTTLS", CMD_STARTTLS },
+    { "AUTH", CMD_AUTH }, { "MAIL", CMD_MAIL }, { "RCPT", CMD_RCPT },
+    { "DATA", CMD_DATA }, { "BDAT", CMD_BDAT }, { "RSET", CMD_RSET },
+    { "NOOP", CMD_NOOP }, { "QUIT", CMD_QUIT }, { "VRFY", CMD_VRFY },
+    { "EXPN", CMD_EXPN }, { "HELP", CMD_HELP },
+};
+
+enum smtp_verb smtp_parse_verb(const char *line, const char **arg)
+{
+    size_t n = 0;
+
+    while (line[n] != '\0' && line[n] != ' ')
+        n++;
+    *arg = line[n] == ' ' ? line + n + 1 : line + n;
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (strlen(verbs[i].name) == n && strncasecmp(line, verbs[i].name, n) == 0)
+            return verbs[i].verb;
+    return CMD_UNKNOWN;
+}
+
+int smtp_addr_valid(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    size_t len = strlen(addr);
+    int in_quote = 0;
+
+    if (at == NULL || len > SMTP_ADDR_MAX || at == addr || at[1] == '\0')
+        return 0;
+    if ((size_t)(at - addr) > 64)
+        return 0;
+    for (const char *p = addr; p < at; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x21 || c > 0x7e) {
+            if (!(in_quote && c == ' '))
+                return 0;
+        }
+        if (c == '"')
+            in_quote = !in_quote;
+        else if (!in_quote && (c == '<' || c == '>' || c == '(' || c == ')' || c == ',' ||
+                               c == ';' || c == ':' || c == '\\' || c == '[' || c == ']' ||
+                               c == '@'))
+            return 0;
+    }
+    if (in_quote)
+        return 0;
+    /* Domain: letters, digits, '-', '.', or an address literal in brackets. */
+    if (at[1] == '[')
+        return addr[len - 1] == ']' && strspn(at + 2, "0123456789abcdefABCDEF.:IPv6") == len - (size_t)(at - addr) - 3;
+    for (const char *p = at + 1; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!(isalnum(c) || c == '-' || c == '.'))
+            return 0;
+    }
+    if (at[1] == '.' || addr[len - 1] == '.' || strstr(at, "..") != NULL)
+        return 0;
+    return 1;
+}
+
+int smtp_parse_path(const char *arg, const char *keyword, char *addr, size_t addrlen,
+                    const char **params, const char **why)
+{
+    size_t kl = strlen(keyword);
+    const char *p, *close;
+    size_t n;
+
+    if (strncasecmp(arg, keyword, kl) != 0) {
+        *why = "Syntax error in parameters";
+        return -1;
+    }
+    p = arg + kl;
+    /* Tolerate "FROM: <a@b>": common in the field and unambiguous. */
+    while (*p == ' ')
+        p++;
+    if (*p != '<') {
+        *why = "Address must be in angle brackets";
+        return -1;
+    }
+    p++;
+    /* Source routes (RFC 5321 §4.1.2 "@a,@b:") are obsolete: skip them. */
+    if (*p == '@') {
+        const char *colon = strchr(p, ':');
+        if (colon == NULL) {
+            *why = "Bad source route";
+            return -1;
+        }
+        p = colon + 1;
+    }
+    close = strchr(p, '>');
+    if (close == NULL) {
+        *why = "Missing closing angle bracket";
+        return -1;
+    }
+    n = (size_t)(close - p);
+    if (n >= addrlen || n > SMTP_ADDR_MAX) {
+        *why = "Address too long";
+        return -1;
+    }
+    memcpy(addr, p, n);
+    addr[n] = '\0';
+    if (n > 0 && !smtp_addr_valid(addr)) {
+        *why = "Bad address syntax";
+        return -1;
+    }
+    p = close + 1;
+    if (*p != '\0' && *p != ' ') {
+        *why = "Garbage after address";
+        return -1;
+    }
+    while (*p == ' ')
+        p++;
+    *params = p;
+    return 0;
+}
+
+int smtp_parse_mail_params(const char *params, struct mail_params *out, const char **why)
+{
+    const char *p = params;
+
+    out->size = -1;
+    out->body_8bit = 0;
+    while (*p != '\0') {
+        char tok[128];
+        size_t n = strcspn(p, " ");
+
+        if (n >= sizeof(tok)) {
+            *why = "Parameter too long";
+            return -1;
+        }
+        memcpy(tok, p, n);
+        tok[n] = '\0';
+        if (strncasecmp(tok, "SIZE=", 5) == 0) {
+            if (str_to_ll(tok + 5, 0, (long long)1 << 50, &out->size) != 0) {
+                *why = "Bad SIZE parameter";
+                return -1;
+            }
+        } else if (strcasecmp(tok, "BODY=8BITMIME") == 0) {
+            out->body_8bit = 1;
+        } else if (strcasecmp(tok, "BODY=7BIT") == 0) {
+            out->body_8bit = 0;
+        } else {
+            *why = "Unsupported parameter";
+            return -1;
+        }
+        p += n;
+        while (*p == ' ')
+            p++;
+    }
+    return 0;
+}
+
+void data_parser_init(struct data_parser *dp)
+{
+    memset(dp, 0, sizeof(*dp));
+    dp->state = DS_BOL;
+}
+
+static void note_bare(struct data_parser *dp)
+{
+    dp->bare = 1;
+}
+
+size_t data_parse(struct data_parser *dp, const char *in, size_t inlen, char *out,
+                  size_t *outlen)
+{
+    size_t i, o = 0;
+
+    for (i = 0; i < inlen && dp->state != DS_END; i++) {
+        char c = in[i];
+
+        /* After a bare CR/LF the message is lost anyway: recognise any line that is
+         * just "." (with LF or CRLF) as the end, so a client using bare LFs gets its
+         * 550 instead of a timeout. No output is produced in that mode. */
+        if (dp->bare) {
+            switch (dp->state) {
+            case DS_BOL:
+                dp->state = c == '.' ? DS_DOT : (c == '\n' ? DS_BOL : DS_MID);
+                break;
+            case DS_DOT:
+                dp->state = c == '\n' ? DS_END : (c == '\r' ? DS_DOT_CR : DS_MID);
+                break;
+            case DS_DOT_CR:
+                dp->state = c == '\n' ? DS_END : DS_MID;
+                break;
+            default:
+                if (c == '\n')
+                    dp->state = DS_BOL;
+                break;
+            }
+            continue;
+        }
+
+        if (c != '\r' && c != '\n') {
+            if (++dp->line_len > SMTP_LINE_MAX - 2)
+                dp->line_too_long = 1;
+        }
+        switch (dp->state) {
+        case DS_BOL:
+            if (c == '.') {
+                dp->state = DS_DOT;
+            } else if (c == '\r') {
+                dp->state = DS_CR;
+            } else if (c == '\n') {
+                note_bare(dp);
+            } else {
+                out[o++] = c;
+                dp->state = DS_MID;
+            }
+            break;
+        case DS_DOT:
+            if (c == '\r') {
+                dp->state = DS_DOT_CR;
+            } else if (c == '\n') {
+                note_bare(dp);
+                dp->state = DS_END; /* ".\n" ends a message that is rejected anyway */
+            } else {
+                /* The leading dot was stuffing: drop it, keep this byte. */
+                out[o++] = c;
+                dp->state = DS_MID;
+            }
+            break;
+        case DS_DOT_CR:
+            if (c == '\n') {
+                dp->state = DS_END;
+            } else {
+                note_bare(dp);
+                dp->state = DS_MID;
+            }
+            break;
+        case DS_MID:
+            if (c == '\r')
+                dp->state = DS_CR;
+            else if (c == '\n')
+                note_bare(dp), dp->state = DS_BOL;
+            else
+                out[o++] = c;
+            break;
+        case DS_CR:
+            if (c == '\n') {
+                out[o++] = '\r';
+                out[o++] = '\n';
+                dp->line_len = 0;
+                dp->state = DS_BOL;
+            } else {
+                note_bare(dp);
+                dp->state = c == '\r' ? DS_CR : DS_MID;
+            }
+            break;
+        case DS_END:
+            break;
+        }
+    }
+    *outlen = o;
+    return i;
+}
+
+int smtp_header_present(const char *hdr, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    size_t pos = 0;
+
+    while (pos < len) {
+        const char *eol = memchr(hdr + pos, '\n', len - pos);
+        size_t linelen = eol ? (size_t)(eol - (hdr + pos)) + 1 : len - pos;
+
+        if (linelen > nl && strncasecmp(hdr + pos, name, nl) == 0) {
+            size_t k = nl;
+            while (k < linelen && (hdr[pos + k] == ' ' || hdr[pos + k] == '\t'))
+                k++;
+            if (k < linelen && hdr[pos + k] == ':')
+                return 1;
+        }
+        pos += linelen;
+    }
+    return 0;
+}

@@ -1,0 +1,1229 @@
+/*
+ * One SMTP session: the explicit state machine of DESIGN §3, driven by socket
+ * events and by the answers of the authz and queue processes.
+ *
+ * Reading is paused whenever the session waits for an answer (identity, sender,
+ * queue file, commit) or for the STARTTLS 220 to leave; pipelined input stays in
+ * inbuf meanwhile and is processed when the answer arrives.
+ */
+#include "smtp.h"
+
+#include "log.h"
+#include "spool.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <openssl/err.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#define MAX_ERRORS 20
+#define OUTBUF_MAX (256 * 1024)
+#define HDRBUF_MAX (256 * 1024)
+#define STAGE_MAX (64 * 1024)
+
+static const char *const state_names[] = { "greeting", "ready", "mail", "rcpt", "data",
+                                           "closing" };
+
+static void session_pump(struct session *s);
+static void session_close(struct session *s);
+static void transaction_reset(struct session *s);
+
+/* ---- output ---------------------------------------------------------------- */
+
+static void reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void reply(struct session *s, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(line) - 3)
+        n = (int)sizeof(line) - 3;
+    line[n++] = '\r';
+    line[n++] = '\n';
+    if (s->outlen + (size_t)n > s->outcap) {
+        size_t cap = s->outcap ? s->outcap * 2 : 1024;
+        char *p;
+
+        while (cap < s->outlen + (size_t)n)
+            cap *= 2;
+        if (cap > OUTBUF_MAX) {
+            /* A client that never reads its replies: stop serving it. */
+            log_warn("session=%s output buffer full, closing", s->id);
+            s->state = SS_CLOSING;
+            return;
+        }
+        p = realloc(s->outbuf, cap);
+        if (p == NULL) {
+            s->state = SS_CLOSING;
+            return;
+        }
+        s->outbuf = p;
+        s->outcap = cap;
+    }
+    memcpy(s->outbuf + s->outlen, line, (size_t)n);
+    s->outlen += (size_t)n;
+    log_debug("session=%s >>> %.*s", s->id, n - 2, line);
+}
+
+static void set_state(struct session *s, enum sess_state st)
+{
+    if (s->state != st)
+        log_debug("session=%s state %s -> %s", s->id, state_names[s->state], state_names[st]);
+    s->state = st;
+}
+
+/* Writes as much of outbuf as the socket takes. Returns -1 on a fatal error. */
+static int session_flush(struct session *s)
+{
+    while (s->outlen > 0) {
+        ssize_t n;
+
+        if (s->ssl != NULL && !s->handshaking) {
+            int r = SSL_write(s->ssl, s->outbuf, (int)(s->outlen > 65536 ? 65536 : s->outlen));
+            if (r <= 0) {
+                int e = SSL_get_error(s->ssl, r);
+                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+                    s->ssl_want_write = (e == SSL_ERROR_WANT_WRITE);
+                    return 0;
+                }
+                ERR_clear_error();
+                return -1;
+            }
+            n = r;
+        } else if (s->ssl == NULL) {
+            n = write(s->fd, s->outbuf, s->outlen);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                    return 0;
+                return -1;
+            }
+        } else {
+            return 0; /* handshake in progress: replies wait for it */
+        }
+        memmove(s->outbuf, s->outbuf + n, s->outlen - (size_t)n);
+        s->outlen -= (size_t)n;
+    }
+    s->ssl_want_write = 0;
+    return 0;
+}
+
+static void update_interest(struct session *s)
+{
+    struct epoll_event ev;
+    int reading = s->wait == WAIT_NONE && s->state != SS_CLOSING && s->inlen < sizeof(s->inbuf);
+
+    memset(&ev, 0, sizeof(ev));
+    if (reading || s->handshaking)
+        ev.events |= EPOLLIN;
+    if (s->outlen > 0 || s->ssl_want_write)
+        ev.events |= EPOLLOUT;
+    ev.events |= EPOLLRDHUP;
+    ev.data.ptr = s;
+    if (epoll_ctl(s->w->epfd, EPOLL_CTL_MOD, s->fd, &ev) != 0)
+        log_err("session=%s epoll_ctl: %s", s->id, strerror(errno));
+}
+
+/* ---- requests to the other processes --------------------------------------- */
+
+static uint64_t req_id(struct session *s)
+{
+    return ((uint64_t)s->slot << 32) | s->gen;
+}
+
+static int send_or_tempfail(struct session *s, int fd, struct ipc_msg *m, const char *what)
+{
+    if (ipc_send(fd, m) == 0)
+        return 0;
+    log_err("session=%s cannot send %s request: %s", s->id, what, strerror(errno));
+    if (m->fd >= 0)
+        close(m->fd);
+    return -1;
+}
+
+/* Fire-and-forget audit row through authz (DESIGN §7). */
+static void audit(struct session *s, const char *event, const char *decision, const char *reason,
+                  const char *rcpt, long long size)
+{
+    struct ipc_msg *m = s->w->msg;
+    int bad = 0;
+
+    ipc_init(m, IPC_AUTHZ_AUDIT, 0);
+    bad |= ipc_put_str(m, s->id);
+    bad |= ipc_put_str(m, event);
+    bad |= ipc_put_str(m, decision);
+    bad |= ipc_put_str(m, reason);
+    bad |= ipc_put_str(m, s->client_ip);
+    bad |= ipc_put_str(m, s->user);
+    bad |= ipc_put_str(m, s->peer.sha256);
+    bad |= ipc_put_str(m, s->peer.subject);
+    bad |= ipc_put_str(m, s->mail_from[0] ? s->mail_from : s->pending_from);
+    bad |= ipc_put_str(m, rcpt);
+    bad |= ipc_put_str(m, s->queue_id);
+    bad |= ipc_put_u64(m, size < 0 ? UINT64_MAX : (uint64_t)size);
+    bad |= ipc_put_str(m, s->tls_done ? s->peer.tls : "");
+    if (bad || ipc_send(s->w->authz_fd, m) != 0)
+        log_err("session=%s audit row lost (event %s, decision %s, reason %s): %s", s->id,
+                event, decision ? decision : "-", reason ? reason : "-", strerror(errno));
+}
+
+/* Joins the recipients for the audit row; truncated with "..." if very many. */
+static void rcpt_list(struct session *s, char *out, size_t outlen)
+{
+    size_t pos = 0;
+
+    out[0] = '\0';
+    for (int i = 0; i < s->nrcpt; i++) {
+        size_t n = strlen(s->rcpt[i]);
+        if (pos + n + 5 >= outlen) {
+            str_lcpy(out + pos, "...", outlen - pos);
+            return;
+        }
+        if (i > 0)
+            out[pos++] = ',';
+        memcpy(out + pos, s->rcpt[i], n + 1);
+        pos += n;
+    }
+}
+
+static void request_identity(struct session *s)
+{
+    struct ipc_msg *m = s->w->msg;
+    int bad = 0;
+
+    tls_peer_identity(s->ssl, &s->peer);
+    log_info("session=%s TLS established %s, client certificate: %s%s%s", s->id, s->peer.tls,
+             s->peer.verify, s->peer.subject[0] ? " subject=" : "", s->peer.subject);
+    ipc_init(m, IPC_AUTHZ_IDENTITY, req_id(s));
+    bad |= ipc_put_str(m, s->id);
+    bad |= ipc_put_str(m, s->client_ip);
+    bad |= ipc_put_str(m, s->peer.verify);
+    bad |= ipc_put_str(m, s->peer.sha256);
+    bad |= ipc_put_str(m, s->peer.subject);
+    bad |= ipc_put_str(m, s->peer.issuer);
+    bad |= ipc_put_str(m, s->peer.tls);
+    if (bad || send_or_tempfail(s, s->w->authz_fd, m, "identity") != 0) {
+        s->identity_known = 1;
+        s->identity_decision = IPC_TEMPFAIL;
+        str_lcpy(s->identity_reply, "454 4.7.0 Temporary authentication failure",
+                 sizeof(s->identity_reply));
+        return;
+    }
+    s->wait = WAIT_IDENTITY;
+}
+
+/* ---- TLS ------------------------------------------------------------------- */
+
+static int tls_begin(struct session *s)
+{
+    s->ssl = SSL_new(s->w->ssl_ctx);
+    if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1) {
+        log_err("session=%s cannot create TLS session", s->id);
+        ERR_clear_error();
+        return -1;
+    }
+    s->handshaking = 1;
+    return 0;
+}
+
+/* Drives the handshake; returns -1 when the session must close. */
+static int tls_continue(struct session *s)
+{
+    int r = SSL_accept(s->ssl);
+
+    if (r == 1) {
+        s->handshaking = 0;
+        s->tls_done = 1;
+        s->ssl_want_write = 0;
+        request_identity(s);
+        return 0;
+    }
+    switch (SSL_get_error(s->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        s->ssl_want_write = 0;
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        s->ssl_want_write = 1;
+        return 0;
+    default: {
+        unsigned long e = ERR_peek_error();
+        log_info("session=%s TLS handshake failed: %s", s->id,
+                 e ? ERR_reason_error_string(e) : "connection closed");
+        ERR_clear_error();
+        return -1;
+    }
+    }
+}
+
+/* ---- transaction ----------------------------------------------------------- */
+
+static void abort_spool(struct session *s)
+{
+    if (s->spool_fd >= 0) {
+        struct ipc_msg *m = s->w->msg;
+
+        close(s->spool_fd);
+        s->spool_fd = -1;
+        ipc_init(m, IPC_QUEUE_ABORT, req_id(s));
+        if (ipc_put_str(m, s->queue_id) == 0 && ipc_send(s->w->queue_fd, m) != 0)
+            log_warn("session=%s cannot abort queue file %s: %s", s->id, s->queue_id,
+                     strerror(errno));
+    }
+}
+
+static void transaction_reset(struct session *s)
+{
+    abort_spool(s);
+    for (int i = 0; i < s->nrcpt; i++)
+        free(s->rcpt[i]);
+    free(s->rcpt);
+    s->rcpt = NULL;
+    s->nrcpt = 0;
+    s->mail_from[0] = '\0';
+    s->pending_from[0] = '\0';
+    s->declared_size = -1;
+    s->queue_id[0] = '\0';
+    free(s->hdrbuf);
+    s->hdrbuf = NULL;
+    s->hdrlen = 0;
+    free(s->stage);
+    s->stage = NULL;
+    s->stagelen = 0;
+    s->in_body = 0;
+    s->msg_size = 0;
+    s->spooled = 0;
+    s->oversize = 0;
+    s->write_error = 0;
+    if (s->state != SS_GREETING && s->state != SS_CLOSING)
+        set_state(s, SS_READY);
+}
+
+/* ---- command guards: reply and return 0 when the command may not proceed ---- */
+
+static int check_tls(struct session *s, const char *cmd)
+{
+    if (s->tls_done)
+        return 1;
+    reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+    if (!s->audited_pretls) {
+        char why[64];
+        str_fmt(why, sizeof(why), "%s before STARTTLS", cmd);
+        audit(s, "command", "reject", why, NULL, -1);
+        s->audited_pretls = 1;
+    }
+    return 0;
+}
+
+static int check_helo(struct session *s)
+{
+    if (s->state != SS_GREETING)
+        return 1;
+    reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+    return 0;
+}
+
+/* The session identity must allow relaying: the replies of DESIGN §8. */
+static int check_identity(struct session *s)
+{
+    if (s->identity_known && s->identity_decision == IPC_ALLOW)
+        return 1;
+    if (!s->identity_known)
+        reply(s, "454 4.7.0 Temporary authentication failure");
+    else
+        reply(s, "%s", s->identity_reply);
+    return 0;
+}
+
+/* ---- commands -------------------------------------------------------------- */
+
+static void cmd_ehlo(struct session *s, const char *arg, int extended)
+{
+    if (arg[0] == '\0') {
+        reply(s, "501 5.5.4 Syntax: %s hostname", extended ? "EHLO" : "HELO");
+        return;
+    }
+    transaction_reset(s);
+    str_lcpy(s->helo, arg, sizeof(s->helo));
+    set_state(s, SS_READY);
+    if (!extended) {
+        reply(s, "250 %s", s->w->cfg->hostname);
+        return;
+    }
+    reply(s, "250-%s", s->w->cfg->hostname);
+    reply(s, "250-PIPELINING");
+    if (!s->tls_done) {
+        /* Nothing that implies trust before TLS. */
+        reply(s, "250-ENHANCEDSTATUSCODES");
+        reply(s, "250 STARTTLS");
+        return;
+    }
+    reply(s, "250-SIZE %lld", s->w->cfg->max_message_size);
+    reply(s, "250-8BITMIME");
+    if (s->identity_known && s->identity_decision == IPC_ALLOW)
+        reply(s, "250-AUTH EXTERNAL");
+    reply(s, "250 ENHANCEDSTATUSCODES");
+}
+
+static void cmd_starttls(struct session *s, const char *arg)
+{
+    if (s->tls_done) {
+        reply(s, "503 5.5.1 Error: TLS already active");
+        return;
+    }
+    if (arg[0] != '\0') {
+        reply(s, "501 5.5.4 Syntax: STARTTLS");
+        return;
+    }
+    reply(s, "220 2.0.0 Ready to start TLS");
+    /* The handshake starts once the 220 has left; every byte the client sent after
+     * the command is discarded then (CVE-2011-0411 class of injection). */
+    s->wait = WAIT_STARTTLS_FLUSH;
+}
+
+static int b64_decode(const char *in, char *out, size_t outlen)
+{
+    int n = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)in, (int)strlen(in));
+    size_t len = strlen(in);
+
+    if (n < 0 || (size_t)n >= outlen || len % 4 != 0)
+        return -1;
+    /* EVP_DecodeBlock counts padding bytes as output. */
+    if (len >= 1 && in[len - 1] == '=')
+        n--;
+    if (len >= 2 && in[len - 2] == '=')
+        n--;
+    out[n] = '\0';
+    return (int)strlen(out) == n ? n : -1;
+}
+
+static void cmd_auth(struct session *s, const char *arg)
+{
+    char mech[32], authzid[256];
+    const char *resp;
+    size_t n;
+
+    if (!check_tls(s, "AUTH") || !check_helo(s))
+        return;
+    if (s->state != SS_READY) {
+        reply(s, "503 5.5.1 Error: AUTH not allowed during a mail transaction");
+        return;
+    }
+    if (s->auth_done) {
+        reply(s, "503 5.5.1 Error: already authenticated");
+        return;
+    }
+    n = strcspn(arg, " ");
+    if (n == 0 || n >= sizeof(mech)) {
+        reply(s, "501 5.5.4 Syntax: AUTH mechanism");
+        return;
+    }
+    memcpy(mech, arg, n);
+    mech[n] = '\0';
+    if (strcasecmp(mech, "EXTERNAL") != 0) {
+        reply(s, "504 5.5.4 Unrecognized authentication type");
+        return;
+    }
+    if (!check_identity(s))
+        return;
+    resp = arg[n] == ' ' ? arg + n + 1 : NULL;
+    if (resp == NULL) {
+        /* The initial response is mandatory here: a 334 round trip would need its
+         * own state for one client in a thousand; RFC 4954 clients send "=". */
+        reply(s, "501 5.5.2 Initial response required (use AUTH EXTERNAL =)");
+        return;
+    }
+    if (strcmp(resp, "=") == 0) {
+        authzid[0] = '\0';
+    } else if (b64_decode(resp, authzid, sizeof(authzid)) < 0) {
+        reply(s, "501 5.5.2 Cannot decode response");
+        return;
+    }
+    if (authzid[0] != '\0' && strcmp(authzid, s->user) != 0) {
+        char why[300];
+        str_fmt(why, sizeof(why), "AUTH EXTERNAL authzid %s is not the certificate's user",
+                authzid);
+        audit(s, "auth", "reject", why, NULL, -1);
+        reply(s, "535 5.7.8 Not authorized: authorization identity does not match certificate");
+        return;
+    }
+    s->auth_done = 1;
+    reply(s, "235 2.7.0 Authentication successful");
+}
+
+static void cmd_mail(struct session *s, const char *arg)
+{
+    char addr[SMTP_ADDR_MAX + 1];
+    const char *params, *why;
+    struct mail_params mp;
+    struct ipc_msg *m = s->w->msg;
+    int bad = 0;
+
+    if (!check_tls(s, "MAIL") || !check_helo(s))
+        return;
+    if (s->state != SS_READY) {
+        reply(s, "503 5.5.1 Error: nested MAIL command");
+        return;
+    }
+    if (!check_identity(s))
+        return;
+    if (smtp_parse_path(arg, "FROM:", addr, sizeof(addr), &params, &why) != 0) {
+        reply(s, "501 5.1.7 %s", why);
+        return;
+    }
+    if (smtp_parse_mail_params(params, &mp, &why) != 0) {
+        reply(s, "555 5.5.4 %s", why);
+        return;
+    }
+    if (mp.size > s->w->cfg->max_message_size) {
+        str_lcpy(s->pending_from, addr, sizeof(s->pending_from));
+        audit(s, "mail", "reject", "declared SIZE exceeds max_message_size", NULL, mp.size);
+        s->pending_from[0] = '\0';
+        reply(s, "552 5.3.4 Message size exceeds fixed limit");
+        return;
+    }
+    s->declared_size = mp.size;
+    str_lcpy(s->pending_from, addr, sizeof(s->pending_from));
+    ipc_init(m, IPC_AUTHZ_SENDER, req_id(s));
+    bad |= ipc_put_str(m, s->id);
+    bad |= ipc_put_str(m, s->client_ip);
+    bad |= ipc_put_str(m, s->user);
+    bad |= ipc_put_str(m, s->peer.sha256);
+    bad |= ipc_put_str(m, addr);
+    if (bad || send_or_tempfail(s, s->w->authz_fd, m, "sender") != 0) {
+        reply(s, "454 4.7.0 Temporary authentication failure");
+        return;
+    }
+    s->wait = WAIT_SENDER;
+}
+
+static void cmd_rcpt(struct session *s, const char *arg)
+{
+    char addr[SMTP_ADDR_MAX + 1];
+    const char *params, *why;
+    char **r;
+
+    if (!check_tls(s, "RCPT"))
+        return;
+    if (s->state != SS_MAIL && s->state != SS_RCPT) {
+        reply(s, "503 5.5.1 Error: need MAIL command");
+        return;
+    }
+    if (smtp_parse_path(arg, "TO:", addr, sizeof(addr), &params, &why) != 0) {
+        reply(s, "501 5.1.3 %s", why);
+        return;
+    }
+    if (addr[0] == '\0') {
+        reply(s, "501 5.1.3 Null recipient not allowed");
+        return;
+    }
+    if (params[0] != '\0') {
+        reply(s, "555 5.5.4 Unsupported parameter");
+        return;
+    }
+    if (s->nrcpt >= s->w->cfg->max_recipients) {
+        if (s->nrcpt == s->w->cfg->max_recipients) {
+            char why2[64];
+            str_fmt(why2, sizeof(why2), "more than %d recipients", s->w->cfg->max_recipients);
+            audit(s, "rcpt", "reject", why2, addr, -1);
+        }
+        reply(s, "452 4.5.3 Too many recipients");
+        return;
+    }
+    r = realloc(s->rcpt, sizeof(char *) * (size_t)(s->nrcpt + 1));
+    if (r == NULL || (r[s->nrcpt] = strdup(addr)) == NULL) {
+        if (r != NULL)
+            s->rcpt = r;
+        reply(s, "452 4.3.1 Insufficient system storage");
+        return;
+    }
+    s->rcpt = r;
+    s->nrcpt++;
+    set_state(s, SS_RCPT);
+    reply(s, "250 2.1.5 Ok");
+}
+
+static void cmd_data(struct session *s, const char *arg)
+{
+    struct ipc_msg *m = s->w->msg;
+    int bad = 0;
+
+    if (!check_tls(s, "DATA"))
+        return;
+    if (arg[0] != '\0') {
+        reply(s, "501 5.5.4 Syntax: DATA");
+        return;
+    }
+    if (s->state != SS_RCPT) {
+        reply(s, s->state == SS_MAIL ? "503 5.5.1 Error: need RCPT command"
+                                     : "503 5.5.1 Error: need MAIL command");
+        return;
+    }
+    ipc_init(m, IPC_QUEUE_OPEN, req_id(s));
+    bad |= ipc_put_str(m, s->id);
+    bad |= ipc_put_str(m, s->user);
+    bad |= ipc_put_str(m, s->client_ip);
+    bad |= ipc_put_str(m, s->mail_from);
+    bad |= ipc_put_u64(m, (uint64_t)s->nrcpt);
+    for (int i = 0; i < s->nrcpt; i++)
+        bad |= ipc_put_str(m, s->rcpt[i]);
+    if (bad || send_or_tempfail(s, s->w->queue_fd, m, "queue open") != 0) {
+        reply(s, "452 4.3.1 Insufficient system storage");
+        return;
+    }
+    s->wait = WAIT_OPEN;
+}
+
+static void dispatch(struct session *s, char *line)
+{
+    const char *arg;
+    enum smtp_verb v = smtp_parse_verb(line, &arg);
+
+    log_debug("session=%s <<< %s", s->id, line);
+    switch (v) {
+    case CMD_EHLO:
+        cmd_ehlo(s, arg, 1);
+        break;
+    case CMD_HELO:
+        cmd_ehlo(s, arg, 0);
+        break;
+    case CMD_STARTTLS:
+        cmd_starttls(s, arg);
+        break;
+    case CMD_AUTH:
+        cmd_auth(s, arg);
+        break;
+    case CMD_MAIL:
+        cmd_mail(s, arg);
+        break;
+    case CMD_RCPT:
+        cmd_rcpt(s, arg);
+        break;
+    case CMD_DATA:
+        cmd_data(s, arg);
+        break;
+    case CMD_RSET:
+        transaction_reset(s);
+        reply(s, "250 2.0.0 Ok");
+        break;
+    case CMD_NOOP:
+        reply(s, "250 2.0.0 Ok");
+        break;
+    case CMD_QUIT:
+        reply(s, "221 2.0.0 Bye");
+        set_state(s, SS_CLOSING);
+        break;
+    case CMD_VRFY:
+        if (check_tls(s, "VRFY"))
+            reply(s, "252 2.5.0 Cannot VRFY user");
+        break;
+    case CMD_BDAT:
+    case CMD_EXPN:
+    case CMD_HELP:
+        if (check_tls(s, "command"))
+            reply(s, "502 5.5.1 Command not implemented");
+        break;
+    case CMD_UNKNOWN:
+        s->errors++;
+        reply(s, "500 5.5.1 Command unrecognized");
+        break;
+    }
+}
+
+/* ---- DATA ------------------------------------------------------------------ */
+
+static void stage_write(struct session *s, const char *p, size_t n)
+{
+    if (s->write_error || s->oversize)
+        return;
+    s->spooled += (long long)n;
+    while (n > 0) {
+        size_t room = STAGE_MAX - s->stagelen;
+        size_t c = n < room ? n : room;
+
+        memcpy(s->stage + s->stagelen, p, c);
+        s->stagelen += c;
+        p += c;
+        n -= c;
+        if (s->stagelen == STAGE_MAX) {
+            if (spool_put(s->spool_fd, SPOOL_BODY, s->stage, s->stagelen) != 0) {
+                log_err("session=%s spool write failed: %s", s->id, strerror(errno));
+                s->write_error = 1;
+                return;
+            }
+            s->stagelen = 0;
+        }
+    }
+}
+
+static void rfc5322_date(char *out, size_t outlen)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(out, outlen, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+/* The headers we add at the top: Received, and Message-ID/Date when missing
+ * (RFC 6409 §8). Then the client's header section as it was. */
+static void write_prelude(struct session *s)
+{
+    char buf[2048], date[64];
+    int has_date = smtp_header_present(s->hdrbuf, s->hdrlen, "Date");
+    int has_msgid = smtp_header_present(s->hdrbuf, s->hdrlen, "Message-ID");
+    const struct config *cfg = s->w->cfg;
+    char fpr[17];
+
+    rfc5322_date(date, sizeof(date));
+    str_lcpy(fpr, s->peer.sha256, sizeof(fpr));
+    if (cfg->hide_client)
+        str_fmt(buf, sizeof(buf),
+                "Received: by %s (submitd) with ESMTPSA id %s\r\n"
+                "\t(version=%s cert=sha256:%s)\r\n\t%s%s%s; %s\r\n",
+                cfg->hostname, s->queue_id, s->peer.tls, fpr, s->nrcpt == 1 ? "for <" : "",
+                s->nrcpt == 1 ? s->rcpt[0] : "", s->nrcpt == 1 ? ">" : "", date);
+    else
+        str_fmt(buf, sizeof(buf),
+                "Received: from %s ([%s])\r\n\tby %s (submitd) with ESMTPSA id %s\r\n"
+                "\t(version=%s cert=sha256:%s)\r\n\t%s%s%s; %s\r\n",
+                s->helo, s->client_ip, cfg->hostname, s->queue_id, s->peer.tls, fpr,
+                s->nrcpt == 1 ? "for <" : "", s->nrcpt == 1 ? s->rcpt[0] : "",
+                s->nrcpt == 1 ? ">" : "", date);
+    /* A one-recipient Received ends "for <a@b>; date"; otherwise just "; date"
+     * (naming many recipients would disclose Bcc addresses to every one). */
+    stage_write(s, buf, strlen(buf));
+    if (!has_msgid) {
+        str_fmt(buf, sizeof(buf), "Message-ID: <%s.%s@%s>\r\n", s->queue_id, s->id,
+                cfg->hostname);
+        stage_write(s, buf, strlen(buf));
+    }
+    if (!has_date) {
+        str_fmt(buf, sizeof(buf), "Date: %s\r\n", date);
+        stage_write(s, buf, strlen(buf));
+    }
+    stage_write(s, s->hdrbuf, s->hdrlen);
+    free(s->hdrbuf);
+    s->hdrbuf = NULL;
+    s->hdrlen = 0;
+    s->in_body = 1;
+}
+
+/* Feeds message bytes: the header section is collected first (bounded), then
+ * everything streams to the spool file. */
+static void data_output(struct session *s, const char *p, size_t n)
+{
+    s->msg_size += (long long)n;
+    if (s->msg_size > s->w->cfg->max_message_size) {
+        s->oversize = 1;
+        return;
+    }
+    if (s->in_body) {
+        stage_write(s, p, n);
+        return;
+    }
+    if (s->hdrlen + n > HDRBUF_MAX) {
+        /* An absurd header section: write it as it is, without additions. */
+        write_prelude(s);
+        stage_write(s, p, n);
+        return;
+    }
+    memcpy(s->hdrbuf + s->hdrlen, p, n);
+    s->hdrlen += n;
+    /* The header section ends at the first empty line. */
+    {
+        char *blank = NULL;
+
+        if (s->hdrlen >= 2 && s->hdrbuf[0] == '\r' && s->hdrbuf[1] == '\n')
+            blank = s->hdrbuf;
+        else if ((blank = memmem(s->hdrbuf, s->hdrlen, "\r\n\r\n", 4)) != NULL)
+            blank += 2;
+        if (blank != NULL) {
+            size_t hl = (size_t)(blank - s->hdrbuf);
+            size_t rest = s->hdrlen - hl;
+            char *tail = NULL;
+
+            if (rest > 0) {
+                tail = malloc(rest);
+                if (tail == NULL) {
+                    s->write_error = 1;
+                    return;
+                }
+                memcpy(tail, blank, rest);
+            }
+            s->hdrlen = hl;
+            write_prelude(s);
+            if (tail != NULL) {
+                stage_write(s, tail, rest);
+                free(tail);
+            }
+        }
+    }
+}
+
+static void data_finish(struct session *s)
+{
+    struct ipc_msg *m = s->w->msg;
+    const char *err_reply = NULL, *reason = NULL, *decision = "reject";
+    char rcpts[2048];
+
+    if (!s->in_body && !s->oversize && !s->dp.bare)
+        write_prelude(s);
+    if (s->dp.bare) {
+        err_reply = "550 5.5.2 Bare CR or LF not allowed";
+        reason = "bare CR or LF in message";
+    } else if (s->dp.line_too_long) {
+        err_reply = "500 5.5.2 Line too long";
+        reason = "line longer than 1000 octets in message";
+    } else if (s->oversize) {
+        err_reply = "552 5.3.4 Message size exceeds fixed limit";
+        reason = "message exceeds max_message_size";
+    } else if (!s->write_error && s->stagelen > 0 &&
+               spool_put(s->spool_fd, SPOOL_BODY, s->stage, s->stagelen) != 0) {
+        log_err("session=%s spool write failed: %s", s->id, strerror(errno));
+        s->write_error = 1;
+    }
+    if (err_reply == NULL && s->write_error) {
+        err_reply = "452 4.3.1 Insufficient system storage";
+        reason = "spool write failed";
+        decision = "tempfail";
+    }
+    rcpt_list(s, rcpts, sizeof(rcpts));
+    if (err_reply != NULL) {
+        audit(s, "data", decision, reason, rcpts, s->msg_size);
+        reply(s, "%s", err_reply);
+        transaction_reset(s);
+        return;
+    }
+    close(s->spool_fd);
+    s->spool_fd = -1;
+    ipc_init(m, IPC_QUEUE_COMMIT, req_id(s));
+    if (ipc_put_str(m, s->queue_id) != 0 || ipc_put_u64(m, (uint64_t)s->spooled) != 0 ||
+        send_or_tempfail(s, s->w->queue_fd, m, "commit") != 0) {
+        audit(s, "data", "tempfail", "queue unavailable", rcpts, s->msg_size);
+        reply(s, "452 4.3.1 Insufficient system storage");
+        transaction_reset(s);
+        return;
+    }
+    s->wait = WAIT_COMMIT;
+}
+
+/* Consumes DATA bytes from inbuf. */
+static void process_data(struct session *s)
+{
+    char out[SESS_INBUF + 2];
+    size_t outlen, used;
+
+    used = data_parse(&s->dp, s->inbuf, s->inlen, out, &outlen);
+    if (outlen > 0 && !s->dp.bare)
+        data_output(s, out, outlen);
+    memmove(s->inbuf, s->inbuf + used, s->inlen - used);
+    s->inlen -= used;
+    if (s->dp.state == DS_END)
+        data_finish(s);
+}
+
+/* ---- input ----------------------------------------------------------------- */
+
+/* Processes complete command lines (and DATA) until input runs out or the session
+ * must wait for an answer. */
+static void process_input(struct session *s)
+{
+    while (s->wait == WAIT_NONE && s->state != SS_CLOSING && s->inlen > 0) {
+        char *lf;
+        size_t linelen;
+
+        if (s->state == SS_DATA) {
+            process_data(s);
+            continue;
+        }
+        lf = memchr(s->inbuf, '\n', s->inlen);
+        if (s->skip_to_lf) {
+            size_t drop = lf ? (size_t)(lf - s->inbuf) + 1 : s->inlen;
+            memmove(s->inbuf, s->inbuf + drop, s->inlen - drop);
+            s->inlen -= drop;
+            if (lf)
+                s->skip_to_lf = 0;
+            continue;
+        }
+        if (lf == NULL) {
+            if (s->inlen >= SMTP_LINE_MAX) {
+                reply(s, "500 5.5.2 Line too long");
+                s->errors++;
+                s->skip_to_lf = 1;
+                s->inlen = 0;
+            }
+            return;
+        }
+        linelen = (size_t)(lf - s->inbuf) + 1;
+        if (linelen > SMTP_LINE_MAX) {
+            reply(s, "500 5.5.2 Line too long");
+            s->errors++;
+        } else {
+            char line[SMTP_LINE_MAX + 1];
+            size_t n = linelen - 1;
+
+            if (n > 0 && s->inbuf[n - 1] == '\r')
+                n--;
+            memcpy(line, s->inbuf, n);
+            line[n] = '\0';
+            if (memchr(line, '\0', n) != NULL) {
+                reply(s, "500 5.5.2 NUL character not allowed");
+                s->errors++;
+            } else {
+                dispatch(s, line);
+            }
+        }
+        memmove(s->inbuf, s->inbuf + linelen, s->inlen - linelen);
+        s->inlen -= linelen;
+        if (s->errors >= MAX_ERRORS) {
+            reply(s, "421 4.7.0 Too many errors, closing connection");
+            set_state(s, SS_CLOSING);
+        }
+    }
+}
+
+/* Reads what the socket has. Returns 1 when bytes arrived, 0 when nothing more
+ * is available now, -1 when the session is over (EOF or error). */
+static int session_read(struct session *s)
+{
+    size_t room = sizeof(s->inbuf) - s->inlen;
+    ssize_t n;
+
+    if (room == 0)
+        return 0;
+    if (s->ssl != NULL) {
+        int r = SSL_read(s->ssl, s->inbuf + s->inlen, (int)room);
+        if (r <= 0) {
+            int e = SSL_get_error(s->ssl, r);
+            if (e == SSL_ERROR_WANT_READ)
+                return 0;
+            if (e == SSL_ERROR_WANT_WRITE) {
+                s->ssl_want_write = 1;
+                return 0;
+            }
+            ERR_clear_error();
+            return -1;
+        }
+        n = r;
+    } else {
+        n = read(s->fd, s->inbuf + s->inlen, room);
+        if (n < 0)
+            return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+        if (n == 0)
+            return -1;
+    }
+    s->inlen += (size_t)n;
+    s->last_active = time(NULL);
+    return 1;
+}
+
+static void session_pump(struct session *s)
+{
+    for (;;) {
+        if (s->handshaking) {
+            if (tls_continue(s) != 0) {
+                session_close(s);
+                return;
+            }
+            if (s->handshaking)
+                break;
+        }
+        process_input(s);
+        if (s->wait == WAIT_STARTTLS_FLUSH) {
+            if (session_flush(s) != 0) {
+                session_close(s);
+                return;
+            }
+            if (s->outlen > 0)
+                break;
+            if (s->inlen > 0)
+                log_warn("session=%s discarded %zu bytes sent after STARTTLS", s->id, s->inlen);
+            s->inlen = 0;
+            s->wait = WAIT_NONE;
+            transaction_reset(s);
+            set_state(s, SS_GREETING);
+            s->helo[0] = '\0';
+            if (tls_begin(s) != 0) {
+                session_close(s);
+                return;
+            }
+            continue;
+        }
+        if (s->wait != WAIT_NONE || s->state == SS_CLOSING)
+            break;
+        int r = session_read(s);
+        if (r < 0) {
+            log_info("session=%s connection closed by client", s->id);
+            session_close(s);
+            return;
+        }
+        if (r == 0)
+            break;
+    }
+    if (session_flush(s) != 0) {
+        session_close(s);
+        return;
+    }
+    if (s->state == SS_CLOSING && s->outlen == 0 && s->wait == WAIT_NONE) {
+        session_close(s);
+        return;
+    }
+    update_interest(s);
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, int implicit_tls)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    struct epoll_event ev;
+    uint32_t slot;
+
+    if (s == NULL) {
+        close(fd);
+        return;
+    }
+    s->tag.kind = EV_SESSION;
+    s->w = w;
+    s->fd = fd;
+    s->spool_fd = -1;
+    s->declared_size = -1;
+    s->implicit_tls = implicit_tls;
+    s->last_active = time(NULL);
+    smtp_session_id(s->id, sizeof(s->id));
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, s->client_ip,
+                  sizeof(s->client_ip));
+    else if (ss->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, s->client_ip,
+                  sizeof(s->client_ip));
+    else
+        str_lcpy(s->client_ip, "unknown", sizeof(s->client_ip));
+
+    for (slot = 0; slot < w->nslots && w->slots[slot] != NULL; slot++)
+        ;
+    if (slot == w->nslots) {
+        uint32_t n = w->nslots ? w->nslots * 2 : 64;
+        struct session **p = realloc(w->slots, sizeof(*p) * n);
+        if (p == NULL) {
+            close(fd);
+            free(s);
+            return;
+        }
+        memset(p + w->nslots, 0, sizeof(*p) * (n - w->nslots));
+        w->slots = p;
+        w->nslots = n;
+    }
+    w->slots[slot] = s;
+    s->slot = slot;
+    s->gen = ++w->generation;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = s;
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        log_err("epoll_ctl add: %s", strerror(errno));
+        w->slots[slot] = NULL;
+        smtp_limits_leave(s->client_ip);
+        close(fd);
+        free(s);
+        return;
+    }
+    log_info("session=%s connect from [%s]%s", s->id, s->client_ip,
+             implicit_tls ? " (implicit TLS)" : "");
+    if (implicit_tls) {
+        if (tls_begin(s) != 0) {
+            session_close(s);
+            return;
+        }
+    } else {
+        reply(s, "220 %s ESMTP submitd", w->cfg->hostname);
+    }
+    session_pump(s);
+}
+
+static void session_close(struct session *s)
+{
+    struct worker *w = s->w;
+
+    log_info("session=%s disconnect%s%s", s->id, s->user[0] ? " user=" : "", s->user);
+    transaction_reset(s);
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+    if (s->ssl != NULL) {
+        if (!s->handshaking)
+            (void)SSL_shutdown(s->ssl);
+        SSL_free(s->ssl);
+        ERR_clear_error();
+    }
+    close(s->fd);
+    smtp_limits_leave(s->client_ip);
+    w->slots[s->slot] = NULL;
+    free(s->outbuf);
+    free(s);
+}
+
+void session_on_event(struct session *s, uint32_t events)
+{
+    if ((events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN)) {
+        log_info("session=%s connection lost", s->id);
+        session_close(s);
+        return;
+    }
+    session_pump(s);
+}
+
+void session_check_timeout(struct session *s, time_t now)
+{
+    /* While waiting for our own processes the client is not at fault. */
+    if (s->wait == WAIT_NONE && now - s->last_active > s->w->cfg->timeout) {
+        log_info("session=%s timeout after %d s", s->id, s->w->cfg->timeout);
+        if (!s->handshaking)
+            reply(s, "421 4.4.2 %s Error: timeout exceeded", s->w->cfg->hostname);
+        (void)session_flush(s);
+        session_close(s);
+    }
+}
+
+/* ---- answers from authz and queue ------------------------------------------ */
+
+static struct session *session_for(struct worker *w, uint64_t id)
+{
+    uint32_t slot = (uint32_t)(id >> 32), gen = (uint32_t)id;
+
+    if (slot < w->nslots && w->slots[slot] != NULL && w->slots[slot]->gen == gen)
+        return w->slots[slot];
+    return NULL;
+}
+
+static void on_identity(struct session *s, uint64_t decision, const char *user,
+                        const char *reply_text)
+{
+    s->identity_known = 1;
+    s->identity_decision = (int)decision;
+    if (decision == IPC_ALLOW) {
+        str_lcpy(s->user, user, sizeof(s->user));
+        log_info("session=%s identity user=%s", s->id, s->user);
+    } else {
+        str_lcpy(s->identity_reply, reply_text, sizeof(s->identity_reply));
+        log_info("session=%s no identity: %s", s->id, reply_text);
+    }
+}
+
+static void on_sender(struct session *s, uint64_t decision, const char *reply_text)
+{
+    if (decision == IPC_ALLOW) {
+        str_lcpy(s->mail_from, s->pending_from, sizeof(s->mail_from));
+        set_state(s, SS_MAIL);
+        reply(s, "250 2.1.0 Ok");
+    } else {
+        reply(s, "%s", reply_text);
+    }
+    s->pending_from[0] = '\0';
+}
+
+static void on_opened(struct session *s, uint64_t status, const char *qid, const char *why,
+                      int fd)
+{
+    if (status != 0 || fd < 0 || !spool_id_valid(qid)) {
+        log_err("session=%s queue refused the message: %s", s->id, why);
+        if (fd >= 0)
+            close(fd);
+        reply(s, "452 4.3.1 Insufficient system storage");
+        return;
+    }
+    s->spool_fd = fd;
+    str_lcpy(s->queue_id, qid, sizeof(s->queue_id));
+    s->hdrbuf = malloc(HDRBUF_MAX);
+    s->stage = malloc(STAGE_MAX);
+    if (s->hdrbuf == NULL || s->stage == NULL) {
+        transaction_reset(s);
+        reply(s, "452 4.3.1 Insufficient system storage");
+        return;
+    }
+    data_parser_init(&s->dp);
+    set_state(s, SS_DATA);
+    reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void on_committed(struct session *s, uint64_t status, const char *qid, const char *why)
+{
+    char rcpts[2048];
+
+    rcpt_list(s, rcpts, sizeof(rcpts));
+    if (status != 0 || strcmp(qid, s->queue_id) != 0) {
+        log_err("session=%s queue commit of %s failed: %s", s->id, s->queue_id, why);
+        audit(s, "data", "tempfail", why[0] ? why : "queue commit failed", rcpts, s->msg_size);
+        reply(s, "452 4.3.1 Insufficient system storage");
+    } else {
+        log_info("session=%s queued id=%s user=%s from=<%s> nrcpt=%d size=%lld", s->id,
+                 s->queue_id, s->user, s->mail_from, s->nrcpt, s->msg_size);
+        audit(s, "submission", "accept", NULL, rcpts, s->msg_size);
+        reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
+    }
+    /* The file belongs to the queue now (or is gone): nothing to abort. */
+    s->spool_fd = -1;
+    transaction_reset(s);
+}
+
+void session_on_ipc(struct worker *w, struct ipc_msg *m)
+{
+    struct session *s = session_for(w, m->id);
+    uint64_t decision = 0;
+    char a[512], b[512];
+
+    switch (m->type) {
+    case IPC_AUTHZ_RESULT:
+        if (ipc_get_u64(m, &decision) != 0 || decision > IPC_TEMPFAIL ||
+            ipc_get_str(m, a, sizeof(a)) != 0 || ipc_get_str(m, b, sizeof(b)) != 0 ||
+            ipc_end(m) != 0)
+            fatal("malformed authz answer");
+        if (s == NULL)
+            return;
+        if (s->wait == WAIT_IDENTITY)
+            on_identity(s, decision, a, b);
+        else if (s->wait == WAIT_SENDER)
+            on_sender(s, decision, b);
+        else
+            fatal("session=%s unexpected authz answer", s->id);
+        break;
+    case IPC_QUEUE_OPENED:
+    case IPC_QUEUE_COMMITTED:
+        if (ipc_get_u64(m, &decision) != 0 || ipc_get_str(m, a, sizeof(a)) != 0 ||
+            ipc_get_str(m, b, sizeof(b)) != 0 || ipc_end(m) != 0)
+            fatal("malformed queue answer");
+        if (s == NULL) {
+            /* The client left meanwhile: give the file back. */
+            if (m->fd >= 0)
+                close(m->fd);
+            if (m->type == IPC_QUEUE_OPENED && decision == 0 && spool_id_valid(a)) {
+                ipc_init(m, IPC_QUEUE_ABORT, 0);
+                if (ipc_put_str(m, a) == 0)
+                    (void)ipc_send(w->queue_fd, m);
+            }
+            return;
+        }
+        if (m->type == IPC_QUEUE_OPENED && s->wait == WAIT_OPEN)
+            on_opened(s, decision, a, b, m->fd);
+        else if (m->type == IPC_QUEUE_COMMITTED && s->wait == WAIT_COMMIT)
+            on_committed(s, decision, a, b);
+        else
+            fatal("session=%s unexpected queue answer", s->id);
+        break;
+    default:
+        fatal("unexpected message type %u from authz/queue", m->type);
+    }
+    s->wait = WAIT_NONE;
+    session_pump(s);
+}

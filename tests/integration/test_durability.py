@@ -1,0 +1,81 @@
+"""Durability and process supervision: a 250 survives kill -9, the queue waits for a
+dead upstream, and the master's children never outlive it (DESIGN §2, §4)."""
+
+import time
+
+from conftest import Audit, assert_served, make_message, poll, send_ok
+
+
+def test_accepted_message_survives_kill9_while_upstream_is_down(fresh_stack_factory):
+    s = fresh_stack_factory("kill9", start_upstream=False)
+    msg = make_message()
+    qid = send_ok(s.env, s.alice, msg)
+    time.sleep(1)
+    s.daemon.kill9(group=True)
+    assert poll(lambda: not s.daemon.alive_family(), 5), \
+        f"processes left after kill -9 of the group: {s.daemon.alive_family()}"
+
+    s.upstream.start()
+    s.daemon.start()
+    arrivals = s.upstream.wait_for(msg.marker, msg.rcpts, timeout=15)
+    assert arrivals[0].mail_from == msg.mail_from
+    Audit(s.env).wait(lambda r: r["decision"] == "accept" and r["queue_id"] == qid, 0,
+                      what=f"accept row for {qid} written before the crash")
+
+
+def test_queue_waits_for_upstream_and_delivers_when_it_returns(fresh_stack_factory):
+    s = fresh_stack_factory("upstream-down", start_upstream=False)
+    audit = Audit(s.env)
+    msg = make_message()
+    qid = send_ok(s.env, s.alice, msg)
+    time.sleep(2.5)
+    assert s.daemon.running(), "submitd died while the upstream was down"
+    deferred = poll(lambda: [r for r in audit.rows() if r["event"] == "deferred" and r["queue_id"] == qid], 5)
+
+    s.upstream.start()
+    arrivals = s.upstream.wait_for(msg.marker, msg.rcpts, timeout=15)
+    assert arrivals[0].mail_from == msg.mail_from
+    assert deferred, (f"no 'deferred' audit event for {qid} while the upstream was down; rows: "
+                      f"{audit.rows()[-10:]}")
+
+
+def test_children_die_with_a_killed_master_and_restart_works(fresh_stack_factory):
+    s = fresh_stack_factory("master-kill")
+    family = s.daemon.alive_family()
+    assert len(family) >= 4, f"expected master + smtp + authz + queue, found pids {family}"
+    s.daemon.kill9(group=False)
+    left = poll(lambda: not s.daemon.alive_family(), 5)
+    assert left, f"children outlived the master by 5 s: {s.daemon.alive_family()}"
+
+    s.daemon.start()
+    msg = make_message()
+    send_ok(s.env, s.alice, msg)
+    s.upstream.wait_for(msg.marker, msg.rcpts)
+
+
+def test_sigterm_stops_every_process(fresh_stack_factory):
+    s = fresh_stack_factory("sigterm")
+    assert_served(s.env, s.alice)
+    s.daemon._snapshot()
+    status = s.daemon.terminate(timeout=10)
+    assert status is not None, "submitd did not exit within 10 s of SIGTERM"
+    assert poll(lambda: not s.daemon.alive_family(), 5), \
+        f"processes left after SIGTERM: {s.daemon.alive_family()}"
+    # The ports are free again: a new instance starts at once and serves.
+    s.daemon.start(busy_retry=0)
+    assert_served(s.env, s.alice)
+
+
+def test_restart_keeps_serving_with_the_same_database(fresh_stack_factory):
+    s = fresh_stack_factory("restart")
+    first = make_message()
+    send_ok(s.env, s.alice, first)
+    s.upstream.wait_for(first.marker, first.rcpts)
+    s.daemon.stop()
+    s.daemon.start()
+    second = make_message()
+    send_ok(s.env, s.alice, second)
+    s.upstream.wait_for(second.marker, second.rcpts)
+    # The first message is not relayed a second time after the restart.
+    time.sleep(2)
+    assert len(s.upstream.matching(first.marker)) == 1, s.upstream.matching(first.marker)

@@ -1,0 +1,357 @@
+"""The ordinary session: greeting, the plaintext phase, STARTTLS, acceptance, relay of the
+exact bytes, the headers submitd adds, and the audit rows (DESIGN §3, §7, §8)."""
+
+import email.utils
+import re
+import socket
+import ssl
+import threading
+
+import pytest
+
+from conftest import (ALICE, ALICE_ADDR, HOSTNAME, RawSMTP, added_headers, client_context,
+                      contains, make_message, queue_id, send_ok, smtp_implicit_tls,
+                      smtp_starttls, submit, unique_rcpt)
+
+STARTTLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
+TLS_VERSION_RE = re.compile(r"TLS\s*v?1\.[23]", re.I)
+ISO_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]00:?00)$")
+
+
+# ---- before TLS ---------------------------------------------------------------------------
+
+def test_greeting_names_the_configured_host(stack):
+    c = RawSMTP(stack.env)
+    try:
+        assert c.greeting.code == 220
+        assert re.match(rf"^220 {re.escape(HOSTNAME)} ESMTP", c.greeting.last), c.greeting.last
+    finally:
+        c.close()
+
+
+def test_ehlo_before_tls_offers_starttls_and_nothing_that_implies_trust(stack):
+    c = RawSMTP(stack.env)
+    try:
+        r = c.cmd("EHLO client.test")
+        assert r.code == 250
+        keywords = [line.split()[0].upper() for line in r.lines[1:] if line.split()]
+        assert "STARTTLS" in keywords, r.lines
+        assert "AUTH" not in keywords, f"AUTH offered before TLS: {r.lines}"
+    finally:
+        c.close()
+
+
+def test_allowed_commands_before_starttls(stack):
+    c = RawSMTP(stack.env)
+    try:
+        assert c.cmd("HELO client.test").code == 250
+        assert c.cmd("NOOP").code == 250
+        assert c.cmd("RSET").code == 250
+        assert c.cmd("EHLO client.test").code == 250
+        assert c.cmd("QUIT").code == 221
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("command", ["MAIL FROM:<alice@example.com>", "RCPT TO:<bob@example.net>",
+                                     "DATA"])
+def test_transaction_commands_before_starttls_are_refused(stack, command):
+    mark = stack.audit.mark()
+    c = RawSMTP(stack.env)
+    try:
+        assert c.cmd("EHLO client.test").code == 250
+        r = c.cmd(command)
+        assert r.last == STARTTLS_FIRST
+        # The refusal does not end the session: the client may still STARTTLS.
+        assert c.cmd("NOOP").code == 250
+    finally:
+        c.close()
+    if command.startswith("MAIL"):
+        row = stack.audit.wait(lambda r: r["decision"] == "reject" and contains(r["reason"], "starttls"),
+                               mark, what="reject row for MAIL before STARTTLS")
+        assert contains(row["client_ip"], "127.0.0.1"), row
+
+
+def test_mail_before_starttls_then_starttls_works(stack):
+    """The 530 is not sticky: the same connection upgrades and is served."""
+    c = RawSMTP(stack.env)
+    try:
+        c.cmd("EHLO client.test")
+        assert c.cmd(f"MAIL FROM:<{ALICE_ADDR}>").last == STARTTLS_FIRST
+        c.starttls(client_context(stack.env, stack.alice))
+        assert c.cmd("EHLO client.test").code == 250
+        r = c.cmd(f"MAIL FROM:<{ALICE_ADDR}>")
+        assert r.code == 250, str(r)
+    finally:
+        c.close()
+
+
+# ---- accepted messages ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def relayed(stack):
+    """One message to two recipients, accepted and relayed; shared by the checks below."""
+    msg = make_message(rcpts=[unique_rcpt("first"), unique_rcpt("second")])
+    qid = send_ok(stack.env, stack.alice, msg)
+    arrivals = stack.upstream.wait_for(msg.marker, msg.rcpts)
+    return msg, qid, arrivals
+
+
+def test_accepted_message_reaches_upstream_with_the_envelope(stack, relayed):
+    msg, _, arrivals = relayed
+    assert {a.mail_from for a in arrivals} == {ALICE_ADDR}
+    assert sorted(r for a in arrivals for r in a.rcpt_tos) == sorted(msg.rcpts)
+
+
+def test_relayed_bytes_equal_submitted_bytes_plus_one_received_header(stack, relayed):
+    msg, _, arrivals = relayed
+    for a in arrivals:
+        names = [n.lower() for n, _ in added_headers(a, msg.data)]
+        # The message had Message-ID and Date, so only the trace header is added.
+        assert names == ["received"], f"added headers: {names}"
+
+
+def test_received_header_names_host_and_tls_version(stack, relayed):
+    msg, _, arrivals = relayed
+    received = dict((n.lower(), v) for n, v in added_headers(arrivals[0], msg.data))["received"]
+    assert HOSTNAME in received, received
+    assert TLS_VERSION_RE.search(received), f"no TLS version in Received: {received}"
+
+
+def test_received_header_carries_certificate_fingerprint_prefix(stack, relayed):
+    msg, _, arrivals = relayed
+    received = dict((n.lower(), v) for n, v in added_headers(arrivals[0], msg.data))["received"]
+    flat = received.lower().replace(":", "")
+    assert stack.alice.sha256[:8] in flat, (
+        f"Received lacks a prefix of the certificate SHA-256 {stack.alice.sha256[:16]}...: {received}")
+
+
+def test_accept_is_audited(stack, relayed):
+    msg, qid, _ = relayed
+    row = stack.audit.wait(lambda r: r["decision"] == "accept" and r["queue_id"] == qid, 0,
+                           what=f"accept row for queue id {qid}")
+    assert row["user"] == ALICE
+    assert row["cert_sha256"] == stack.alice.sha256
+    assert contains(row["mail_from"], ALICE_ADDR), row
+    for r in msg.rcpts:
+        assert contains(row["rcpt"], r), f"recipient {r} missing from audit rcpt {row['rcpt']!r}"
+    assert contains(row["client_ip"], "127.0.0.1"), row
+    assert contains(row["tls"], "tls"), row
+    assert row["size"] is not None and int(row["size"]) >= len(msg.data), row
+    assert ISO_UTC_RE.match(row["ts"] or ""), f"ts is not ISO-8601 UTC: {row['ts']!r}"
+
+
+def test_relay_outcome_is_audited(stack, relayed):
+    _, qid, _ = relayed
+    row = stack.audit.wait(lambda r: r["event"] == "relayed" and r["queue_id"] == qid, 0,
+                           timeout=15, what=f"'relayed' event for queue id {qid}")
+    assert row["queue_id"] == qid
+
+
+def test_audit_is_append_only(stack, relayed, tmp_path):
+    """Triggers refuse UPDATE and DELETE on the audit table (DESIGN §7). Tried on a
+    copy, so the live database is only ever read."""
+    import sqlite3
+    stack.audit.wait(lambda r: True, 0, what="any audit row")
+    src = sqlite3.connect(str(stack.env.db_path), timeout=10)
+    copy = sqlite3.connect(str(tmp_path / "audit-copy.db"))
+    try:
+        src.backup(copy)
+        before = copy.execute("SELECT count(*) FROM audit").fetchone()[0]
+        assert before > 0
+        with pytest.raises(sqlite3.DatabaseError):
+            copy.execute("UPDATE audit SET reason = 'tampered' WHERE id = (SELECT min(id) FROM audit)")
+        with pytest.raises(sqlite3.DatabaseError):
+            copy.execute("DELETE FROM audit WHERE id = (SELECT min(id) FROM audit)")
+        copy.rollback()
+        assert copy.execute("SELECT count(*) FROM audit").fetchone()[0] == before
+        assert not copy.execute("SELECT 1 FROM audit WHERE reason = 'tampered'").fetchall()
+    finally:
+        src.close()
+        copy.close()
+
+
+def test_message_id_and_date_added_when_missing(stack):
+    msg = make_message(with_id_and_date=False, subject=f"no-id {unique_rcpt('subj')}")
+    marker = msg.data.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0]
+    send_ok(stack.env, stack.alice, msg)
+    arrival = stack.upstream.wait_for(marker, msg.rcpts)[0]
+    names = [n.lower() for n, _ in added_headers(arrival, msg.data)]
+    assert sorted(names) == ["date", "message-id", "received"], f"added headers: {names}"
+    values = {n.lower(): v for n, v in added_headers(arrival, msg.data)}
+    assert re.match(r"^<[^<>@\s]+@[^<>@\s]+>$", values["message-id"]), values["message-id"]
+    assert email.utils.parsedate_to_datetime(values["date"]) is not None
+
+
+def test_two_transactions_in_one_session(stack):
+    first, second = make_message(), make_message()
+    s = smtp_starttls(stack.env, stack.alice)
+    try:
+        q1 = queue_id(submit(s, first))
+        q2 = queue_id(submit(s, second))
+    finally:
+        s.quit()
+    assert q1 != q2
+    for m in (first, second):
+        a = stack.upstream.wait_for(m.marker, m.rcpts)[0]
+        added_headers(a, m.data)
+
+
+def test_sender_in_owned_domain_is_accepted(stack):
+    msg = make_message(mail_from="anyone@example.org")
+    send_ok(stack.env, stack.alice, msg)
+    arrival = stack.upstream.wait_for(msg.marker, msg.rcpts)[0]
+    assert arrival.mail_from == "anyone@example.org"
+
+
+def test_line_of_exactly_1000_bytes_is_accepted(stack):
+    long_line = "x" * 998 + "\r\n"            # 1000 bytes with its CRLF: the RFC 5321 limit
+    msg = make_message(body="Short line.\r\n" + long_line + "end\r\n")
+    send_ok(stack.env, stack.alice, msg)
+    arrival = stack.upstream.wait_for(msg.marker, msg.rcpts)[0]
+    added_headers(arrival, msg.data)
+
+
+def test_implicit_tls_listener(stack):
+    msg = make_message()
+    s = smtp_implicit_tls(stack.env, stack.alice)
+    try:
+        qid = queue_id(submit(s, msg))
+    finally:
+        s.quit()
+    arrival = stack.upstream.wait_for(msg.marker, msg.rcpts)[0]
+    added_headers(arrival, msg.data)
+    row = stack.audit.wait(lambda r: r["decision"] == "accept" and r["queue_id"] == qid, 0,
+                           what=f"accept row for {qid}")
+    assert row["user"] == ALICE
+
+
+def test_implicit_tls_without_certificate_is_refused_at_mail(stack):
+    c = RawSMTP(stack.env, implicit_tls_ctx=client_context(stack.env, None))
+    try:
+        assert c.greeting.code == 220
+        assert c.cmd("EHLO client.test").code == 250
+        assert c.cmd(f"MAIL FROM:<{ALICE_ADDR}>").last == "530 5.7.0 Client certificate required"
+    finally:
+        c.close()
+
+
+# ---- TLS parameters -----------------------------------------------------------------------------
+
+def _handshake_possible(client_ctx_factory):
+    """Self-check: the client context can complete a handshake with a permissive local
+    server, so a failure against submitd is the server's refusal, not ours."""
+    import tempfile
+    from pathlib import Path
+
+    from conftest import make_ca, make_leaf, write_cert_and_key
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    ca, ca_key = make_ca("self-check CA")
+    leaf, key = make_leaf(ca, ca_key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]),
+                          dns=["localhost"], eku=(ExtendedKeyUsageOID.SERVER_AUTH,))
+    with tempfile.TemporaryDirectory() as d:
+        crt, kf = write_cert_and_key(Path(d), "srv", leaf, key)
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        server_ctx.set_ciphers("ALL:@SECLEVEL=0")
+        server_ctx.load_cert_chain(str(crt), str(kf))
+        a, b = socket.socketpair()
+        result = {}
+
+        def serve():
+            try:
+                with server_ctx.wrap_socket(a, server_side=True):
+                    result["server"] = True
+            except (ssl.SSLError, OSError):
+                result["server"] = False
+
+        t = threading.Thread(target=serve)
+        t.start()
+        ctx = client_ctx_factory()
+        ctx.verify_mode = ssl.CERT_NONE
+        try:
+            with ctx.wrap_socket(b):
+                ok = True
+        except (ssl.SSLError, OSError):
+            ok = False
+        t.join(5)
+        return ok
+
+
+def _legacy_ctx(stack, max_version, ciphers):
+    def factory():
+        ctx = client_context(stack.env, stack.alice, min_version=ssl.TLSVersion.MINIMUM_SUPPORTED)
+        ctx.maximum_version = max_version
+        ctx.set_ciphers(ciphers)
+        return ctx
+    return factory
+
+
+def _starttls_handshake(stack, ctx):
+    c = RawSMTP(stack.env)
+    try:
+        c.cmd("EHLO client.test")
+        r = c.cmd("STARTTLS")
+        assert r.code == 220
+        tls = ctx.wrap_socket(c.sock)
+        # A server that refuses may only say so when the client reads.
+        tls.sendall(b"EHLO client.test\r\n")
+        data = tls.recv(4096)
+        return tls.version(), tls.cipher(), data
+    finally:
+        c.close()
+
+
+def test_tls_1_1_is_refused(stack):
+    factory = _legacy_ctx(stack, ssl.TLSVersion.TLSv1_1, "ALL:@SECLEVEL=0")
+    assert _handshake_possible(factory), "this OpenSSL cannot speak TLS 1.1 at all: test meaningless"
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        version, _, data = _starttls_handshake(stack, factory())
+        assert data, "no reply"
+        pytest.fail(f"TLS handshake with maximum TLS 1.1 succeeded: {version}")
+
+
+def test_tls_1_2_without_aead_is_refused(stack):
+    cbc = ("ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:"
+           "ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256:AES128-SHA:AES256-SHA:AES128-SHA256:@SECLEVEL=0")
+    factory = _legacy_ctx(stack, ssl.TLSVersion.TLSv1_2, cbc)
+    assert _handshake_possible(factory), "this OpenSSL cannot offer CBC suites: test meaningless"
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        version, cipher, data = _starttls_handshake(stack, factory())
+        assert data, "no reply"
+        pytest.fail(f"handshake with only CBC suites succeeded: {version} {cipher}")
+
+
+def test_tls_1_2_with_aead_is_served(stack):
+    ctx = client_context(stack.env, stack.alice)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    c = RawSMTP(stack.env)
+    try:
+        c.cmd("EHLO client.test")
+        c.starttls(ctx)
+        assert c.sock.version() == "TLSv1.2"
+        name = c.sock.cipher()[0]
+        assert "GCM" in name or "CHACHA20" in name or "CCM" in name, f"non-AEAD suite {name}"
+        assert c.cmd("EHLO client.test").code == 250
+        r = c.cmd(f"MAIL FROM:<{ALICE_ADDR}>")
+        assert r.code == 250, str(r)
+    finally:
+        c.close()
+
+
+def test_server_certificate_verifies_for_ip_and_localhost(stack):
+    """The certificate from submit-ca server-cert matches 127.0.0.1 and localhost."""
+    for name in ("127.0.0.1", "localhost"):
+        ctx = client_context(stack.env, stack.alice)
+        ctx.check_hostname = True
+        c = RawSMTP(stack.env)
+        try:
+            c.cmd("EHLO client.test")
+            assert c.cmd("STARTTLS").code == 220
+            c.sock = ctx.wrap_socket(c.sock, server_hostname=name)
+            assert c.cmd("EHLO client.test").code == 250
+        finally:
+            c.close()
