@@ -6,6 +6,9 @@
 #include <stdio.h>
 
 static void ca_vemit(const char *prefix, const char *suffix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void ca_vemit(const char *prefix, const char *suffix, const char *fmt, va_list ap)
 {
     char line[1024];
 
