@@ -67,7 +67,7 @@ static void identity_from_db(const char *sha256, struct answer *a, char *reason,
     }
     if (rc == DB_NOTFOUND) {
         answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: unknown certificate");
-        str_lcpy(reason, "certificate not in the certs table", rlen);
+        str_lcpy(reason, "unknown certificate (not in the certs table)", rlen);
         return;
     }
     if (strcmp(cert.status, "valid") != 0) {

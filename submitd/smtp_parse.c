@@ -167,11 +167,12 @@ void data_parser_init(struct data_parser *dp)
     dp->state = DS_BOL;
 }
 
-static void note_bare(struct data_parser *dp)
-{
-    dp->bare = 1;
-}
-
+/*
+ * Only CRLF ends a line, and only CRLF "." CRLF ends the data. A bare CR or LF is
+ * recorded (the message will be refused) and treated as an ordinary byte in the
+ * middle of a line, so "\n.\n" or "\r\n.\n" can never end the data early: the
+ * bytes after such a fake end are message content, never commands (SMTP smuggling).
+ */
 size_t data_parse(struct data_parser *dp, const char *in, size_t inlen, char *out,
                   size_t *outlen)
 {
@@ -180,40 +181,22 @@ size_t data_parse(struct data_parser *dp, const char *in, size_t inlen, char *ou
     for (i = 0; i < inlen && dp->state != DS_END; i++) {
         char c = in[i];
 
-        /* After a bare CR/LF the message is lost anyway: recognise any line that is
-         * just "." (with LF or CRLF) as the end, so a client using bare LFs gets its
-         * 550 instead of a timeout. No output is produced in that mode. */
-        if (dp->bare) {
-            switch (dp->state) {
-            case DS_BOL:
-                dp->state = c == '.' ? DS_DOT : (c == '\n' ? DS_BOL : DS_MID);
-                break;
-            case DS_DOT:
-                dp->state = c == '\n' ? DS_END : (c == '\r' ? DS_DOT_CR : DS_MID);
-                break;
-            case DS_DOT_CR:
-                dp->state = c == '\n' ? DS_END : DS_MID;
-                break;
-            default:
-                if (c == '\n')
-                    dp->state = DS_BOL;
-                break;
-            }
-            continue;
-        }
-
-        if (c != '\r' && c != '\n') {
-            if (++dp->line_len > SMTP_LINE_MAX - 2)
-                dp->line_too_long = 1;
-        }
+        if (c != '\r' && c != '\n' && ++dp->line_len > SMTP_LINE_MAX - 2)
+            dp->line_too_long = 1;
         switch (dp->state) {
         case DS_BOL:
             if (c == '.') {
                 dp->state = DS_DOT;
-            } else if (c == '\r') {
+                break;
+            }
+            goto mid; /* any other byte is handled as in the middle of a line */
+        case DS_MID:
+        mid:
+            if (c == '\r') {
                 dp->state = DS_CR;
             } else if (c == '\n') {
-                note_bare(dp);
+                dp->bare = 1;
+                dp->state = DS_MID;
             } else {
                 out[o++] = c;
                 dp->state = DS_MID;
@@ -222,42 +205,28 @@ size_t data_parse(struct data_parser *dp, const char *in, size_t inlen, char *ou
         case DS_DOT:
             if (c == '\r') {
                 dp->state = DS_DOT_CR;
-            } else if (c == '\n') {
-                note_bare(dp);
-                dp->state = DS_END; /* ".\n" ends a message that is rejected anyway */
-            } else {
-                /* The leading dot was stuffing: drop it, keep this byte. */
-                out[o++] = c;
-                dp->state = DS_MID;
+                break;
             }
-            break;
+            /* The leading dot was stuffing: drop it and handle this byte. */
+            goto mid;
         case DS_DOT_CR:
             if (c == '\n') {
                 dp->state = DS_END;
-            } else {
-                note_bare(dp);
-                dp->state = DS_MID;
+                break;
             }
-            break;
-        case DS_MID:
-            if (c == '\r')
-                dp->state = DS_CR;
-            else if (c == '\n')
-                note_bare(dp), dp->state = DS_BOL;
-            else
-                out[o++] = c;
-            break;
+            /* ".\r" then something else: a bare CR after a stuffed dot. */
+            dp->bare = 1;
+            goto mid;
         case DS_CR:
             if (c == '\n') {
                 out[o++] = '\r';
                 out[o++] = '\n';
                 dp->line_len = 0;
                 dp->state = DS_BOL;
-            } else {
-                note_bare(dp);
-                dp->state = c == '\r' ? DS_CR : DS_MID;
+                break;
             }
-            break;
+            dp->bare = 1;
+            goto mid;
         case DS_END:
             break;
         }

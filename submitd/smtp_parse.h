@@ -45,9 +45,8 @@ int smtp_parse_mail_params(const char *params, struct mail_params *out, const ch
 
 /*
  * The DATA byte-level state machine (DESIGN §3.8). End of data is CRLF.CRLF and
- * nothing else; a bare CR or LF marks the message as rejected, after which any
- * line consisting of "." ends the data so the client is not left hanging.
- * Dot-stuffing is removed from the output.
+ * nothing else; a bare CR or LF marks the message as rejected (the caller replies
+ * at the real end of data). Dot-stuffing is removed from the output.
  */
 enum data_state { DS_BOL = 0, DS_DOT, DS_DOT_CR, DS_MID, DS_CR, DS_END };
 

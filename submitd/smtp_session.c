@@ -247,6 +247,9 @@ static int tls_continue(struct session *s)
         s->handshaking = 0;
         s->tls_done = 1;
         s->ssl_want_write = 0;
+        /* On the implicit-TLS port the greeting comes after the handshake. */
+        if (s->implicit_tls)
+            reply(s, "220 %s ESMTP submitd", s->w->cfg->hostname);
         request_identity(s);
         return 0;
     }
