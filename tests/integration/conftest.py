@@ -373,6 +373,8 @@ def _all_pids():
 
 
 ALL_DAEMONS = []
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:|"
+                          r"SUMMARY: (Address|Undefined|Leak)")
 
 
 class Daemon:
@@ -535,6 +537,15 @@ class Daemon:
             return self.log.stat().st_size
         except OSError:
             return 0
+
+    def sanitizer_reports(self, offset=0):
+        """Lines of AddressSanitizer/UndefinedBehaviorSanitizer/LeakSanitizer reports
+        written to the log after offset."""
+        try:
+            data = self.log.read_bytes()[offset:].decode("utf-8", "replace")
+        except OSError:
+            return []
+        return [line for line in data.splitlines() if SANITIZER_RE.search(line)]
 
 
 # --------------------------------------------------------------------------------
@@ -896,7 +907,9 @@ class Stack:
             self.daemon.stop()
         finally:
             self.upstream.stop()
-            self.env.cleanup(keep)
+        reports = self.daemon.sanitizer_reports()
+        self.env.cleanup(keep or bool(reports))
+        assert not reports, "sanitizer reports in the daemon log:\n" + "\n".join(reports[:20])
 
 
 def build_stack(name, start_upstream=True, start_daemon=True, upstream_tls_context=None,
@@ -951,6 +964,18 @@ def fresh_stack_factory(request):
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     item._submitd_log_offsets = {id(d): d.log_size() for d in ALL_DAEMONS}
+
+
+@pytest.fixture(autouse=True)
+def no_sanitizer_reports(request):
+    """Fails the test whose traffic made a sanitizer report in a daemon log."""
+    offsets = {id(d): d.log_size() for d in ALL_DAEMONS}
+    yield
+    found = []
+    for d in ALL_DAEMONS:
+        found += d.sanitizer_reports(offsets.get(id(d), 0))
+    if found:
+        pytest.fail("sanitizer reports in the daemon log:\n" + "\n".join(found[:20]), pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -305,6 +305,7 @@ def _starttls_handshake(stack, ctx):
         c.close()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_tls_1_1_is_refused(stack):
     factory = _legacy_ctx(stack, ssl.TLSVersion.TLSv1_1, "ALL:@SECLEVEL=0")
     assert _handshake_possible(factory), "this OpenSSL cannot speak TLS 1.1 at all: test meaningless"
