@@ -237,18 +237,19 @@ static void handle_audit(struct ipc_msg *m)
     write_audit(&row);
 }
 
-static void serve(int fd, struct ipc_msg *m)
+/* Answers one message; returns -1 when the peer is gone during shutdown. */
+static int serve(int fd, struct ipc_msg *m)
 {
     struct answer a;
     int r = ipc_recv(fd, m);
 
     if (r < 0 && errno == EAGAIN)
-        return;
+        return 0;
     if (r < 0)
         fatal("channel %d: %s", fd, strerror(errno));
     if (r == 0) {
         if (stopping)
-            exit(0);
+            return -1;
         fatal("a peer process closed its channel");
     }
     if (m->fd >= 0)
@@ -263,7 +264,7 @@ static void serve(int fd, struct ipc_msg *m)
         break;
     case IPC_AUTHZ_AUDIT:
         handle_audit(m);
-        return;
+        return 0;
     default:
         fatal("unexpected message type %u on authz channel", m->type);
     }
@@ -274,6 +275,7 @@ static void serve(int fd, struct ipc_msg *m)
             ipc_put_str(m, a.reply) || ipc_send(fd, m) != 0)
             fatal("cannot answer on channel %d: %s", fd, strerror(errno));
     }
+    return 0;
 }
 
 static void on_term(int sig)
@@ -343,13 +345,15 @@ int main(int argc, char **argv)
         if (n < 0 && errno != EINTR)
             fatal("poll: %s", strerror(errno));
         for (int i = 0; i < nfd && n > 0; i++) {
-            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
-                serve(pfd[i].fd, m);
+            if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) && serve(pfd[i].fd, m) < 0)
+                pfd[i].fd = -pfd[i].fd - 1; /* poll ignores negative descriptors */
         }
     }
     /* Write what is still queued on the channels (audit rows) before leaving. */
     for (int i = 0; i < nfd; i++) {
         struct pollfd one = { pfd[i].fd, POLLIN, 0 };
+        if (one.fd < 0)
+            continue;
         while (poll(&one, 1, 0) == 1 && (one.revents & POLLIN)) {
             int r = ipc_recv(pfd[i].fd, m);
             if (r <= 0)
@@ -359,6 +363,7 @@ int main(int argc, char **argv)
         }
     }
     db_close(db);
+    free(m);
     log_info("authz process stopped");
     return 0;
 }

@@ -16,6 +16,7 @@
 #   BENCH_CONCURRENCY   parallel sessions (16)
 #   BENCH_MESSAGES      messages per run (3000)
 #   BENCH_DURATION      seconds per run instead of a message count
+#   BENCH_MAX_SECONDS   upper bound on a run that counts messages (120)
 #   BENCH_SIZE          body bytes per message (2048)
 #   BENCH_DRAIN_TIMEOUT seconds to wait for the relay to drain a run (120)
 #   BENCH_LOADGEN_ARGS  extra submitd-loadgen options (e.g. --tls-resume)
@@ -40,6 +41,7 @@ LOADGEN=$B/bin/submitd-loadgen
 CONCURRENCY=${BENCH_CONCURRENCY:-16}
 MESSAGES=${BENCH_MESSAGES:-3000}
 DURATION=${BENCH_DURATION:-}
+MAX_SECONDS=${BENCH_MAX_SECONDS:-120}
 SIZE=${BENCH_SIZE:-2048}
 DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-120}
 EXTRA=${BENCH_LOADGEN_ARGS:-}
@@ -223,10 +225,13 @@ echo "bench: $(nproc) cores, $(openssl version 2>/dev/null || echo 'openssl ?'),
 run_shape() {
     per=$1
     before=$(sink_field messages)
+    # A broken or stuck daemon must not keep the benchmark running for hours: every
+    # run is bounded in time, each reply waits at most 10 s, and a run gives up after
+    # 100 failures.
     if [ -n "$DURATION" ]; then
         stop="--duration $DURATION"
     else
-        stop="--messages $MESSAGES"
+        stop="--messages $MESSAGES --duration $MAX_SECONDS"
     fi
     t0=$(now)
     # In the background with wait, so that a signal to this script is handled at once.
@@ -234,7 +239,8 @@ run_shape() {
     "$LOADGEN" --host 127.0.0.1 --port "$PORT" \
         --cert "$T/users/bench.crt" --key "$T/users/bench.key" --cafile "$T/ca/ca.crt" \
         --from bench@example.com --to rcpt@example.net \
-        --concurrency "$CONCURRENCY" --per-session "$per" --size "$SIZE" $stop $EXTRA \
+        --concurrency "$CONCURRENCY" --per-session "$per" --size "$SIZE" $stop \
+        --timeout 10 --max-failures 100 $EXTRA \
         >"$T/loadgen.out" 2>&1 &
     LOADGEN_PID=$!
     lrc=0

@@ -543,5 +543,8 @@ int main(int argc, char **argv)
     pthread_mutex_unlock(&sched_lock);
     for (int i = 0; i < RELAY_THREADS; i++)
         pthread_join(threads[i], NULL);
+    free(sched);
+    free(batch);
+    free(m);
     return 0;
 }

@@ -228,6 +228,9 @@ static void *worker_main(void *arg)
                     session_check_timeout(w->slots[k], now);
         }
     }
+    for (uint32_t k = 0; k < w->nslots; k++)
+        if (w->slots[k] != NULL)
+            session_shutdown(w->slots[k]);
     return NULL;
 }
 
@@ -374,6 +377,16 @@ int main(int argc, char **argv)
             fatal("pthread_create: %s", strerror(errno));
     worker_main(&workers[0]);
     log_info("smtp process stopping");
-    /* Sessions end with the process; the master decides about restarts. */
+    for (int i = 1; i < na; i++)
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < na; i++) {
+        free(workers[i].slots);
+        free(workers[i].msg);
+        close(workers[i].epfd);
+    }
+    free(workers);
+    free(threads);
+    free(ip_table);
+    SSL_CTX_free(ctx);
     return 0;
 }

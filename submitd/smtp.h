@@ -121,6 +121,8 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss,
 void session_on_event(struct session *s, uint32_t events);
 void session_on_ipc(struct worker *w, struct ipc_msg *m);
 void session_check_timeout(struct session *s, time_t now);
+/* Ends the session at shutdown: a 421 when a reply is possible, then close. */
+void session_shutdown(struct session *s);
 
 /* smtp.c: global and per-address session accounting (shared by all workers). */
 int smtp_limits_enter(const char *ip, int *why_global);

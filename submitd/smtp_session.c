@@ -1077,6 +1077,15 @@ static void session_close(struct session *s)
     free(s);
 }
 
+void session_shutdown(struct session *s)
+{
+    if (s->state != SS_CLOSING && !s->handshaking && s->wait != WAIT_STARTTLS_FLUSH) {
+        reply(s, "421 4.3.2 %s Service shutting down", s->w->cfg->hostname);
+        (void)session_flush(s);
+    }
+    session_close(s);
+}
+
 void session_on_event(struct session *s, uint32_t events)
 {
     if ((events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN)) {

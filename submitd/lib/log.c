@@ -82,5 +82,6 @@ void fatal(const char *fmt, ...)
     va_start(ap, fmt);
     log_vemit(LOG_LVL_ERR, fmt, ap);
     va_end(ap);
-    exit(1);
+    /* No exit handlers: after a broken invariant nothing should run any more. */
+    _exit(1);
 }

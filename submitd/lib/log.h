@@ -12,7 +12,8 @@ void log_init(const char *progname, int foreground, int level);
 void log_set_level(int level);
 int log_level_parse(const char *name); /* -1 when unknown */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Logs at LOG_LVL_ERR and exits 1: for broken invariants and fatal set-up errors. */
+/* Logs at LOG_LVL_ERR and _exits 1 (no exit handlers): for broken invariants and
+ * fatal set-up errors. */
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 #define log_err(...) log_msg(LOG_LVL_ERR, __VA_ARGS__)

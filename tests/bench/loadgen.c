@@ -76,6 +76,7 @@ struct options {
     long long size;
     long long duration;       /* seconds, 0: none */
     long long timeout;        /* seconds of server silence before a session fails */
+    long long max_failures;   /* stop starting messages after this many failures, 0: never */
     int tls_max;              /* 0: default, else TLS1_2_VERSION or TLS1_3_VERSION */
     int tls_resume;
     int pipelining;
@@ -128,6 +129,7 @@ static struct sockaddr_storage peer_addr;
 static socklen_t peer_addrlen;
 static atomic_llong claimed;
 static atomic_int stop_requested;
+static atomic_llong failed_total;
 static uint64_t deadline_us;
 static char *body;
 static size_t body_len;
@@ -158,10 +160,21 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+/*
+ * The first interrupt lets messages in flight finish (each is bounded by --timeout) and
+ * still prints the summary; a second one ends the program at once.
+ */
 static void on_signal(int sig)
 {
+    static const char msg[] = "submitd-loadgen: interrupted again, exiting\n";
+
     (void)sig;
-    atomic_store(&stop_requested, 1);
+    if (atomic_exchange(&stop_requested, 1) != 0) {
+        ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
+
+        (void)n;
+        _exit(1);
+    }
 }
 
 /*
@@ -171,6 +184,8 @@ static void on_signal(int sig)
 static int claim_message(void)
 {
     if (atomic_load(&stop_requested))
+        return 0;
+    if (opt.max_failures > 0 && atomic_load(&failed_total) >= opt.max_failures)
         return 0;
     if (deadline_us != 0 && now_us() >= deadline_us)
         return 0;
@@ -185,6 +200,7 @@ static void failure_record(struct worker *w, const char *text)
     int i;
 
     w->failed++;
+    atomic_fetch_add(&failed_total, 1);
     pthread_mutex_lock(&fail_lock);
     for (i = 0; i < LG_FAIL_SLOTS; i++) {
         if (failures[i].count == 0) {
@@ -954,6 +970,7 @@ static void usage(FILE *f)
         "  --per-session K      messages per TLS session (default 1)\n"
         "  --size BYTES         body size (default 2048)\n"
         "  --timeout S          server silence that fails a session (default 60)\n"
+        "  --max-failures N     stop starting messages after N failures (default: never)\n"
         "  --tls-resume         resume TLS sessions across connections\n"
         "  --tls-max 1.2|1.3    highest TLS version offered\n"
         "  --pipelining         send MAIL, RCPT, DATA together when offered\n"
@@ -964,7 +981,8 @@ static void usage(FILE *f)
 enum {
     OPT_HOST = 256, OPT_PORT, OPT_IMPLICIT, OPT_CERT, OPT_KEY, OPT_CAFILE, OPT_FROM,
     OPT_TO, OPT_HELO, OPT_VERIFY_NAME, OPT_SERVERNAME, OPT_CONCURRENCY, OPT_MESSAGES,
-    OPT_PER_SESSION, OPT_SIZE, OPT_DURATION, OPT_TIMEOUT, OPT_TLS_RESUME, OPT_TLS_MAX,
+    OPT_PER_SESSION, OPT_SIZE, OPT_DURATION, OPT_TIMEOUT, OPT_MAX_FAILURES, OPT_TLS_RESUME,
+    OPT_TLS_MAX,
     OPT_PIPELINING, OPT_AUTH_EXTERNAL, OPT_JSON, OPT_HELP
 };
 
@@ -1011,6 +1029,7 @@ static int parse_args(int argc, char **argv)
         { "size", required_argument, NULL, OPT_SIZE },
         { "duration", required_argument, NULL, OPT_DURATION },
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { "max-failures", required_argument, NULL, OPT_MAX_FAILURES },
         { "tls-resume", no_argument, NULL, OPT_TLS_RESUME },
         { "tls-max", required_argument, NULL, OPT_TLS_MAX },
         { "pipelining", no_argument, NULL, OPT_PIPELINING },
@@ -1056,6 +1075,9 @@ static int parse_args(int argc, char **argv)
             rc |= parse_num("--duration", optarg, 1, 86400, &opt.duration);
             break;
         case OPT_TIMEOUT: rc |= parse_num("--timeout", optarg, 1, 3600, &opt.timeout); break;
+        case OPT_MAX_FAILURES:
+            rc |= parse_num("--max-failures", optarg, 0, LLONG_MAX / 2, &opt.max_failures);
+            break;
         case OPT_TLS_RESUME: opt.tls_resume = 1; break;
         case OPT_TLS_MAX:
             if (strcmp(optarg, "1.2") == 0)
@@ -1170,6 +1192,9 @@ int main(int argc, char **argv)
         t.resumed += workers[i].resumed;
     }
     t_end = now_us();
+    if (opt.max_failures > 0 && t.failed >= opt.max_failures)
+        fprintf(stderr, "submitd-loadgen: stopped early after %lld failures (--max-failures)\n",
+                t.failed);
 
     all = malloc(((size_t)t.ok + 1) * sizeof *all);
     if (all == NULL) {
