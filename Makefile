@@ -35,12 +35,12 @@ THREAD_LIBS := -pthread
 
 # --- sources -------------------------------------------------------------
 LIB_SRC    := $(wildcard submitd/lib/*.c)
-DB_SRC     := db/db.c $(O)/db/migrations.c
+DB_SRC     := $(wildcard db/*.c) $(O)/db/migrations.c
 MASTER_SRC := submitd/master.c
 SMTP_SRC   := submitd/smtp.c submitd/smtp_session.c submitd/smtp_parse.c submitd/tls.c
-QUEUE_SRC  := submitd/queue.c submitd/relay.c
-AUTHZ_SRC  := authz/authz.c authz/authz_pam.c
-ADMIN_SRC  := authz/submit-admin.c
+QUEUE_SRC  := submitd/queue.c submitd/relay.c $(wildcard submitd/queue_*.c)
+AUTHZ_SRC  := authz/authz.c $(wildcard authz/authz_*.c)
+ADMIN_SRC  := authz/submit-admin.c $(wildcard authz/admin_*.c)
 CA_SRC     := ca-tools/submit-ca.c $(filter-out ca-tools/submit-ca.c,$(wildcard ca-tools/*.c))
 
 obj = $(patsubst %.c,$(O)/%.o,$(patsubst $(O)/%,%,$(1)))
@@ -106,7 +106,7 @@ $(B)/bin/submitd-loadgen: $(call obj,tests/bench/loadgen.c) $(B)/lib.a
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 # Objects of the programs under test that unit tests may link (pure modules only).
-UNIT_LINK := $(call obj,submitd/smtp_parse.c) $(DB_OBJ) $(B)/lib.a
+UNIT_LINK := $(call obj,submitd/smtp_parse.c ca-tools/ca_util.c) $(DB_OBJ) $(B)/lib.a
 
 $(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
 	@mkdir -p $(dir $@)

@@ -9,12 +9,16 @@
  */
 #include "authz_pam.h"
 #include "config.h"
+#include "dn.h"
 #include "db.h"
 #include "ipc.h"
 #include "log.h"
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <openssl/pem.h>
+#include <time.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -29,6 +33,7 @@
 
 static struct config cfg;
 static struct db *db;
+static char own_ca_canon[1024];   /* subject of ca_dir/ca.crt, canonical */
 static volatile sig_atomic_t stopping;
 
 struct answer {
@@ -51,14 +56,38 @@ static void write_audit(const struct db_audit *row)
                 row->decision ? row->decision : "-", db_errmsg(db));
 }
 
+/*
+ * A certificate of another CA that client_ca trusts is known by its subject (and
+ * issuer), mapped with "submit-admin map add". Certificates of our own CA are
+ * never mapped by name: ours are known by fingerprint only, so a certificate
+ * that submit-ca did not record cannot borrow a user's name.
+ */
+static int identity_from_map(const char *subject, const char *issuer, struct db_cert *cert)
+{
+    int rc;
+
+    if (subject[0] == '\0' || (own_ca_canon[0] && strcmp(issuer, own_ca_canon) == 0))
+        return DB_NOTFOUND;
+    rc = db_map_lookup(db, subject, issuer, cert->user, sizeof(cert->user));
+    if (rc == DB_OK)
+        str_lcpy(cert->status, "valid", sizeof(cert->status));
+    return rc;
+}
+
 /* Maps a verified certificate to an enabled user (DESIGN §3.4). */
-static void identity_from_db(const char *sha256, struct answer *a, char *reason, size_t rlen)
+static void identity_from_db(const char *sha256, const char *subject, const char *issuer,
+                             struct answer *a, char *reason, size_t rlen)
 {
     struct db_cert cert;
-    int enabled = 0, rc;
+    int enabled = 0, rc, mapped = 0;
     char why[256];
 
+    memset(&cert, 0, sizeof(cert));
     rc = db_cert_by_sha256(db, sha256, &cert);
+    if (rc == DB_NOTFOUND) {
+        rc = identity_from_map(subject, issuer, &cert);
+        mapped = rc == DB_OK;
+    }
     if (rc == DB_ERROR) {
         log_err("identity lookup failed: %s", db_errmsg(db));
         answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
@@ -108,19 +137,22 @@ static void identity_from_db(const char *sha256, struct answer *a, char *reason,
         }
     }
     answer_set(a, IPC_ALLOW, "");
-    str_lcpy(reason, "certificate mapped", rlen);
+    str_lcpy(reason, mapped ? "certificate mapped by subject" : "certificate mapped", rlen);
 }
 
 static void handle_identity(struct ipc_msg *m, struct answer *a)
 {
     char session[64], ip[64], verify[96], sha256[65], subject[512], issuer[512], tls[128];
+    char subject_canon[1024], issuer_canon[1024];
     char reason[512];
     struct db_audit row;
 
     if (ipc_get_str(m, session, sizeof(session)) || ipc_get_str(m, ip, sizeof(ip)) ||
         ipc_get_str(m, verify, sizeof(verify)) || ipc_get_str(m, sha256, sizeof(sha256)) ||
         ipc_get_str(m, subject, sizeof(subject)) || ipc_get_str(m, issuer, sizeof(issuer)) ||
-        ipc_get_str(m, tls, sizeof(tls)) || ipc_end(m))
+        ipc_get_str(m, tls, sizeof(tls)) ||
+        ipc_get_str(m, subject_canon, sizeof(subject_canon)) ||
+        ipc_get_str(m, issuer_canon, sizeof(issuer_canon)) || ipc_end(m))
         fatal("malformed identity request");
 
     if (strcmp(verify, "none") == 0) {
@@ -139,7 +171,7 @@ static void handle_identity(struct ipc_msg *m, struct answer *a)
         answer_set(a, IPC_DENY, text);
         str_fmt(reason, sizeof(reason), "certificate %s", verify);
     } else {
-        identity_from_db(sha256, a, reason, sizeof(reason));
+        identity_from_db(sha256, subject_canon, issuer_canon, a, reason, sizeof(reason));
     }
 
     memset(&row, 0, sizeof(row));
@@ -159,6 +191,32 @@ static void handle_identity(struct ipc_msg *m, struct answer *a)
              a->user[0] ? " user=" : "", a->user);
 }
 
+/*
+ * rate_messages_per_hour: counted from the audit trail's accepted submissions of
+ * the last hour, so the limit holds across restarts and for every smtp worker.
+ */
+static int rate_check(const char *user, char *reason, size_t rlen)
+{
+    char since[40];
+    long long n = 0;
+
+    if (cfg.rate_messages_per_hour <= 0)
+        return IPC_ALLOW;
+    iso_time_utc(since, sizeof(since), (long long)time(NULL) - 3600);
+    /* Audit timestamps carry milliseconds: compare at the same precision. */
+    if (strlen(since) == 20)
+        str_fmt(since + 19, sizeof(since) - 19, ".000Z");
+    if (db_rate_messages(db, user, since, &n) != DB_OK) {
+        log_err("rate count for %s failed: %s", user, db_errmsg(db));
+        return IPC_TEMPFAIL;
+    }
+    if (n < cfg.rate_messages_per_hour)
+        return IPC_ALLOW;
+    str_fmt(reason, rlen, "rate limit: %lld messages in the last hour (rate_messages_per_hour = %d)",
+            n, cfg.rate_messages_per_hour);
+    return IPC_DENY;
+}
+
 static void handle_sender(struct ipc_msg *m, struct answer *a)
 {
     char session[64], ip[64], user[128], sha256[65], addr[320];
@@ -171,11 +229,32 @@ static void handle_sender(struct ipc_msg *m, struct answer *a)
         fatal("malformed sender request");
 
     rc = user[0] ? db_sender_owned(db, user, addr) : DB_NOTFOUND;
-    if (rc == DB_OK) {
-        answer_set(a, IPC_ALLOW, "");
-        return; /* the accept is audited with the submission */
-    }
     memset(&row, 0, sizeof(row));
+    if (rc == DB_OK) {
+        char limit_reason[128];
+        int r = rate_check(user, limit_reason, sizeof(limit_reason));
+
+        if (r == IPC_ALLOW) {
+            answer_set(a, IPC_ALLOW, "");
+            return; /* the accept is audited with the submission */
+        }
+        rc = r == IPC_DENY ? DB_NOTFOUND : DB_ERROR;
+        if (r == IPC_DENY) {
+            answer_set(a, IPC_DENY, "450 4.7.1 Rate limit exceeded");
+            row.session = session;
+            row.event = "mail";
+            row.client_ip = ip;
+            row.user = user;
+            row.cert_sha256 = sha256[0] ? sha256 : NULL;
+            row.mail_from = addr;
+            row.size = -1;
+            row.decision = "tempfail";
+            row.reason = limit_reason;
+            write_audit(&row);
+            log_info("session=%s user=%s %s", session, user, limit_reason);
+            return;
+        }
+    }
     row.session = session;
     row.event = "mail";
     row.client_ip = ip;
@@ -194,6 +273,57 @@ static void handle_sender(struct ipc_msg *m, struct answer *a)
         answer_set(a, IPC_DENY, text);
         row.decision = "reject";
         row.reason = "sender address not owned by user";
+    }
+    write_audit(&row);
+}
+
+/* check_header_from: every address of the message's From field must be owned. */
+static void handle_header_from(struct ipc_msg *m, struct answer *a)
+{
+    char session[64], ip[64], user[128], sha256[65], addr[320], bad_addr[320] = "";
+    struct db_audit row;
+    uint64_t n;
+    int worst = DB_OK;
+
+    if (ipc_get_str(m, session, sizeof(session)) || ipc_get_str(m, ip, sizeof(ip)) ||
+        ipc_get_str(m, user, sizeof(user)) || ipc_get_str(m, sha256, sizeof(sha256)) ||
+        ipc_get_u64(m, &n) || n == 0 || n > 64)
+        fatal("malformed header-from request");
+    for (uint64_t i = 0; i < n; i++) {
+        int rc;
+        if (ipc_get_str(m, addr, sizeof(addr)))
+            fatal("malformed header-from request");
+        rc = user[0] ? db_sender_owned(db, user, addr) : DB_NOTFOUND;
+        if (rc != DB_OK && worst != DB_ERROR) {
+            worst = rc;
+            str_lcpy(bad_addr, addr, sizeof(bad_addr));
+        }
+    }
+    if (ipc_end(m))
+        fatal("malformed header-from request");
+    if (worst == DB_OK) {
+        answer_set(a, IPC_ALLOW, "");
+        return;
+    }
+    memset(&row, 0, sizeof(row));
+    row.session = session;
+    row.event = "data";
+    row.client_ip = ip;
+    row.user = user;
+    row.cert_sha256 = sha256[0] ? sha256 : NULL;
+    row.mail_from = bad_addr;
+    row.size = -1;
+    if (worst == DB_ERROR) {
+        log_err("session=%s header From lookup failed: %s", session, db_errmsg(db));
+        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+        row.decision = "tempfail";
+        row.reason = "database unavailable";
+    } else {
+        char text[256];
+        str_fmt(text, sizeof(text), "550 5.7.1 Header From address not owned by user %s", user);
+        answer_set(a, IPC_DENY, text);
+        row.decision = "reject";
+        row.reason = "header From address not owned by user";
     }
     write_audit(&row);
 }
@@ -262,6 +392,9 @@ static int serve(int fd, struct ipc_msg *m)
     case IPC_AUTHZ_SENDER:
         handle_sender(m, &a);
         break;
+    case IPC_AUTHZ_HEADER_FROM:
+        handle_header_from(m, &a);
+        break;
     case IPC_AUTHZ_AUDIT:
         handle_audit(m);
         return 0;
@@ -276,6 +409,27 @@ static int serve(int fd, struct ipc_msg *m)
             fatal("cannot answer on channel %d: %s", fd, strerror(errno));
     }
     return 0;
+}
+
+/* Our own CA's name, so that subject maps never apply to its certificates. */
+static void load_own_ca(void)
+{
+    char path[PATH_MAX];
+    FILE *f;
+    X509 *ca = NULL;
+
+    str_fmt(path, sizeof(path), "%s/ca.crt", cfg.ca_dir);
+    f = fopen(path, "re");
+    if (f != NULL) {
+        ca = PEM_read_X509(f, NULL, NULL, NULL);
+        fclose(f);
+    }
+    if (ca == NULL || dn_canon_name(X509_get_subject_name(ca), own_ca_canon,
+                                    sizeof(own_ca_canon)) != 0) {
+        own_ca_canon[0] = '\0';
+        log_warn("cannot read our CA certificate %s: subject maps apply to every issuer", path);
+    }
+    X509_free(ca);
 }
 
 static void on_term(int sig)
@@ -330,6 +484,7 @@ int main(int argc, char **argv)
     m = malloc(sizeof(*m));
     if (m == NULL)
         fatal("out of memory");
+    load_own_ca();
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_term;

@@ -7,6 +7,7 @@
  * Everything from the database is printed through the sanitizers below: the audit
  * trail holds bytes that SMTP clients chose.
  */
+#include "admin_map.h"
 #include "config.h"
 #include "db.h"
 #include "util.h"
@@ -32,7 +33,9 @@ static const char usage_text[] =
     "  sender add|del USER ADDR          ADDR: local@domain or @domain\n"
     "  audit [--user USER] [--since 30m|1h|2d|ISO-8601]\n"
     "        [--decision accept|reject|tempfail] [--json]\n"
-    "  map add|del ..., queue list|flush|delete ...   (not implemented yet)\n"
+    "  map add --subject DN [--issuer DN] USER      certificates of another CA\n"
+    "  map del --subject DN [--issuer DN] | map list [--json]\n"
+    "  queue list|flush|delete ...   (not implemented yet)\n"
     "FILE defaults to " CONFIG_DEFAULT_PATH ".\n";
 
 static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -869,7 +872,9 @@ int main(int argc, char **argv)
     }
     if (optind >= argc)
         return misuse("missing command");
-    if (strcmp(argv[optind], "queue") == 0 || strcmp(argv[optind], "map") == 0) {
+    if (strcmp(argv[optind], "map") == 0)
+        return finish(admin_map(config_path, argc - optind - 1, argv + optind + 1));
+    if (strcmp(argv[optind], "queue") == 0) {
         errorf("%s commands are not implemented yet", argv[optind]);
         return EXIT_FAIL;
     }

@@ -1023,3 +1023,188 @@ int db_audit_query(struct db *db, const char *user, const char *since, const cha
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
 }
+
+/* ---- CA operations ------------------------------------------------------ */
+
+int db_ca_log_insert(struct db *db, const struct db_ca_log *e)
+{
+    sqlite3_stmt *st = db_prepare(db, "INSERT INTO ca_log (uid, unix_user, sudo_user, command,"
+                                      " serial, user, detail)"
+                                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    int ok, rc;
+
+    if (st == NULL)
+        return DB_ERROR;
+    ok = sqlite3_bind_int64(st, 1, e->uid) == SQLITE_OK &&
+         bind_text(st, 2, e->unix_user != NULL ? e->unix_user : "") == SQLITE_OK &&
+         bind_text_or_null(st, 3, e->sudo_user) == SQLITE_OK &&
+         bind_text(st, 4, e->command != NULL ? e->command : "") == SQLITE_OK &&
+         bind_text_or_null(st, 5, e->serial) == SQLITE_OK &&
+         bind_text_or_null(st, 6, e->user) == SQLITE_OK &&
+         bind_text_or_null(st, 7, e->detail) == SQLITE_OK;
+    if (!ok) {
+        db_fail(db);
+        sqlite3_finalize(st);
+        return DB_ERROR;
+    }
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        db_fail(db);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+}
+
+int db_ca_log_list(struct db *db, const char *user, const char *serial, db_ca_log_cb cb,
+                   void *arg)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT id, ts, uid, unix_user, sudo_user, command,"
+                                      " serial, user, detail FROM ca_log"
+                                      " WHERE (?1 IS NULL OR user = ?1)"
+                                      " AND (?2 IS NULL OR serial = upper(?2))"
+                                      " ORDER BY id");
+    int rc;
+
+    if (st == NULL)
+        return DB_ERROR;
+    if (bind_text(st, 1, user) != SQLITE_OK || bind_text(st, 2, serial) != SQLITE_OK) {
+        db_fail(db);
+        sqlite3_finalize(st);
+        return DB_ERROR;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct db_ca_log_row r;
+
+        memset(&r, 0, sizeof(r));
+        r.id = sqlite3_column_int64(st, 0);
+        column_text(st, 1, r.ts, sizeof(r.ts));
+        r.uid = sqlite3_column_int64(st, 2);
+        column_text(st, 3, r.unix_user, sizeof(r.unix_user));
+        column_text(st, 4, r.sudo_user, sizeof(r.sudo_user));
+        column_text(st, 5, r.command, sizeof(r.command));
+        column_text(st, 6, r.serial, sizeof(r.serial));
+        column_text(st, 7, r.user, sizeof(r.user));
+        column_text(st, 8, r.detail, sizeof(r.detail));
+        if (cb(arg, &r) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        db_fail(db);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+}
+
+/* ---- subject maps and rate limits ---------------------------------------------- */
+
+/* Prepares a one-off statement; these run rarely or are cheap enough uncached. */
+static sqlite3_stmt *db_prepare_once(struct db *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+
+    if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
+        db_fail(db);
+        return NULL;
+    }
+    return st;
+}
+
+int db_map_add(struct db *db, const char *subject, const char *issuer, const char *user)
+{
+    sqlite3_stmt *st = db_prepare_once(db,
+        "INSERT INTO subject_maps(subject, issuer, user) VALUES (?1, ?2, ?3)");
+    int rc;
+
+    if (st == NULL)
+        return DB_ERROR;
+    bind_text(st, 1, subject);
+    bind_text(st, 2, issuer ? issuer : "");
+    bind_text(st, 3, user);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        db_fail(db);
+    sqlite3_finalize(st);
+    return db_insert_result(rc);
+}
+
+int db_map_del(struct db *db, const char *subject, const char *issuer)
+{
+    sqlite3_stmt *st = db_prepare_once(db, issuer
+        ? "DELETE FROM subject_maps WHERE subject = ?1 AND issuer = ?2"
+        : "DELETE FROM subject_maps WHERE subject = ?1");
+    int rc;
+
+    if (st == NULL)
+        return DB_ERROR;
+    bind_text(st, 1, subject);
+    if (issuer)
+        bind_text(st, 2, issuer);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return db_fail(db);
+    return sqlite3_changes(db->h) > 0 ? DB_OK : DB_NOTFOUND;
+}
+
+int db_map_lookup(struct db *db, const char *subject, const char *issuer, char *user,
+                  size_t userlen)
+{
+    /* An exact issuer wins over a map for any issuer. */
+    sqlite3_stmt *st = db_prepare_once(db,
+        "SELECT user FROM subject_maps WHERE subject = ?1 AND issuer IN (?2, '') "
+        "ORDER BY issuer = '' LIMIT 1");
+    int rc;
+
+    if (st == NULL)
+        return DB_ERROR;
+    bind_text(st, 1, subject);
+    bind_text(st, 2, issuer);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        str_lcpy(user, (const char *)sqlite3_column_text(st, 0), userlen);
+        sqlite3_finalize(st);
+        return DB_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return db_fail(db);
+    return DB_NOTFOUND;
+}
+
+int db_map_list(struct db *db, db_map_cb cb, void *arg)
+{
+    sqlite3_stmt *st = db_prepare_once(db,
+        "SELECT subject, issuer, user FROM subject_maps ORDER BY user, subject, issuer");
+    int rc;
+
+    if (st == NULL)
+        return DB_ERROR;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cb(arg, (const char *)sqlite3_column_text(st, 0),
+               (const char *)sqlite3_column_text(st, 1),
+               (const char *)sqlite3_column_text(st, 2)) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? DB_OK : db_fail(db);
+}
+
+int db_rate_messages(struct db *db, const char *user, const char *since, long long *count)
+{
+    sqlite3_stmt *st = db_prepare_once(db,
+        "SELECT count(*) FROM audit WHERE user = ?1 AND ts >= ?2 "
+        "AND event = 'submission' AND decision = 'accept'");
+    int rc;
+
+    if (st == NULL)
+        return DB_ERROR;
+    bind_text(st, 1, user);
+    bind_text(st, 2, since);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *count = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? DB_OK : db_fail(db);
+}

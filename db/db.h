@@ -149,4 +149,45 @@ int db_audit_query(struct db *db, const char *user, const char *since, const cha
 /* Runs SQL text as is (no parameters): for unit tests only. DB_OK or DB_ERROR. */
 int db_exec_for_test(struct db *db, const char *sql);
 
+/* ---- CA operations (append-only), written by submit-ca -------------------- */
+struct db_ca_log {
+    /* Any string may be NULL (stored as NULL); ts is filled in by the database. */
+    long long uid;           /* real user id that ran the command */
+    const char *unix_user;   /* its name */
+    const char *sudo_user;   /* SUDO_USER, when set */
+    const char *command;     /* init, server-cert, issue, renew, revoke, crl */
+    const char *serial;
+    const char *user;
+    const char *detail;      /* "key=value ..." */
+};
+int db_ca_log_insert(struct db *db, const struct db_ca_log *e);
+
+struct db_ca_log_row {
+    long long id;
+    char ts[32];
+    long long uid;
+    char unix_user[64], sudo_user[64], command[32], serial[80], user[128];
+    char detail[1024];
+};
+/* Rows in id order; user and serial filter when not NULL. Strings NULL in the table are "". */
+typedef int (*db_ca_log_cb)(void *arg, const struct db_ca_log_row *r); /* non-zero stops */
+int db_ca_log_list(struct db *db, const char *user, const char *serial, db_ca_log_cb cb,
+                   void *arg);
+
+/* ---- subject maps: certificates of other CAs (names in dn.h canonical form) -- */
+/* issuer "" maps the subject from any CA but our own. NOTFOUND: no such user. */
+int db_map_add(struct db *db, const char *subject, const char *issuer, const char *user);
+/* issuer NULL deletes the subject's maps for every issuer. NOTFOUND: none matched. */
+int db_map_del(struct db *db, const char *subject, const char *issuer);
+/* The user mapped to subject by this exact issuer, else by "" (any issuer). */
+int db_map_lookup(struct db *db, const char *subject, const char *issuer, char *user,
+                  size_t userlen);
+typedef int (*db_map_cb)(void *arg, const char *subject, const char *issuer, const char *user);
+int db_map_list(struct db *db, db_map_cb cb, void *arg);
+
+/* ---- rate limits ----------------------------------------------------------- */
+/* Accepted submissions of user since the ISO-8601 time, from the audit trail, so
+ * the count survives restarts. */
+int db_rate_messages(struct db *db, const char *user, const char *since, long long *count);
+
 #endif

@@ -14,6 +14,9 @@
 #include "ipc.h"
 #include "log.h"
 #include "privdrop.h"
+#include "queue_dsn.h"
+#include "queue_sched.h"
+#include "queue_store.h"
 #include "relay.h"
 #include "spool.h"
 #include "util.h"
@@ -35,116 +38,38 @@
 #define MAX_CHANNELS 64
 #define RELAY_THREADS 4
 #define MAX_BATCH 256
+#define PROBE_MAX 30      /* seconds between attempts while the upstream is unreachable */
 
 static struct config cfg;
-static volatile sig_atomic_t stopping;
-static char dir_incoming[PATH_MAX], dir_queue[PATH_MAX], dir_corrupt[PATH_MAX];
+static volatile sig_atomic_t stopping, flush_requested;
 static int authz_fd = -1;
 static pthread_mutex_t audit_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* ---- schedule shared with the relay threads --------------------------------- */
-
-struct entry {
-    char id[SPOOL_ID_LEN + 1];
-    time_t next;
-    int attempts;
-    int busy;
-};
-
-static pthread_mutex_t sched_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sched_cond = PTHREAD_COND_INITIALIZER;
-static struct entry *sched;
-static size_t nsched, capsched;
-
-static void schedule_add(const char *id)
-{
-    pthread_mutex_lock(&sched_lock);
-    if (nsched == capsched) {
-        size_t cap = capsched ? capsched * 2 : 256;
-        struct entry *p = realloc(sched, cap * sizeof(*p));
-        if (p == NULL) {
-            /* The file is safe in queue/; it is picked up at the next start. */
-            pthread_mutex_unlock(&sched_lock);
-            log_err("out of memory scheduling %s; it will be sent after a restart", id);
-            return;
-        }
-        sched = p;
-        capsched = cap;
-    }
-    memset(&sched[nsched], 0, sizeof(sched[nsched]));
-    str_lcpy(sched[nsched].id, id, sizeof(sched[nsched].id));
-    sched[nsched].next = 0;
-    nsched++;
-    pthread_cond_signal(&sched_cond);
-    pthread_mutex_unlock(&sched_lock);
-}
-
-/* Takes the due entry with the earliest time; waits while none is due. */
-static int schedule_take(struct entry *out)
-{
-    pthread_mutex_lock(&sched_lock);
-    while (!stopping) {
-        time_t now = time(NULL), soonest = 0;
-        size_t best = SIZE_MAX;
-
-        for (size_t i = 0; i < nsched; i++) {
-            if (sched[i].busy)
-                continue;
-            if (best == SIZE_MAX || sched[i].next < sched[best].next)
-                best = i;
-        }
-        if (best != SIZE_MAX && sched[best].next <= now) {
-            sched[best].busy = 1;
-            *out = sched[best];
-            pthread_mutex_unlock(&sched_lock);
-            return 1;
-        }
-        if (best != SIZE_MAX)
-            soonest = sched[best].next;
-        {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += (best == SIZE_MAX || soonest - now > 1) ? 1 : soonest - now;
-            pthread_cond_timedwait(&sched_cond, &sched_lock, &ts);
-        }
-    }
-    pthread_mutex_unlock(&sched_lock);
-    return 0;
-}
-
-static void schedule_done(const char *id, int remove_entry, time_t next, int attempts)
-{
-    pthread_mutex_lock(&sched_lock);
-    for (size_t i = 0; i < nsched; i++) {
-        if (strcmp(sched[i].id, id) != 0)
-            continue;
-        if (remove_entry) {
-            sched[i] = sched[nsched - 1];
-            nsched--;
-        } else {
-            sched[i].busy = 0;
-            sched[i].next = next;
-            sched[i].attempts = attempts;
-        }
-        break;
-    }
-    pthread_mutex_unlock(&sched_lock);
-}
-
 /* ---- audit through authz ---------------------------------------------------- */
 
-static void audit_relay(const struct spool_msg *msg, const char *event, const char *reason)
+/* Recipients of msg whose index has mark[i] set, comma-separated (all when NULL). */
+static void rcpt_list(const struct spool_msg *msg, const char *mark, char *out, size_t outlen)
+{
+    size_t pos = 0;
+
+    out[0] = '\0';
+    for (int i = 0; i < msg->nrcpt; i++) {
+        if (mark != NULL && !mark[i])
+            continue;
+        if (pos + strlen(msg->rcpt[i]) + 5 >= outlen)
+            break;
+        pos += (size_t)snprintf(out + pos, outlen - pos, "%s%s", pos ? "," : "", msg->rcpt[i]);
+    }
+}
+
+static void audit_relay(const struct spool_msg *msg, const char *event, const char *rcpts,
+                        const char *reason)
 {
     struct ipc_msg *m = malloc(sizeof(*m));
-    char rcpts[2048] = "";
-    size_t pos = 0;
     int bad = 0;
 
     if (m == NULL)
         return;
-    for (int i = 0; i < msg->nrcpt && pos + strlen(msg->rcpt[i]) + 5 < sizeof(rcpts); i++)
-        pos += (size_t)snprintf(rcpts + pos, sizeof(rcpts) - pos, "%s%s", i ? "," : "",
-                                msg->rcpt[i]);
     ipc_init(m, IPC_AUTHZ_AUDIT, 0);
     bad |= ipc_put_str(m, msg->session);
     bad |= ipc_put_str(m, event);
@@ -168,6 +93,7 @@ static void audit_relay(const struct spool_msg *msg, const char *event, const ch
 
 /* ---- relay threads ------------------------------------------------------------ */
 
+/* retry_min, doubled for every further attempt, at most retry_max. */
 static time_t backoff(int attempts)
 {
     long long d = cfg.retry_min;
@@ -177,60 +103,199 @@ static time_t backoff(int attempts)
     return (time_t)(d > cfg.retry_max ? cfg.retry_max : d);
 }
 
-static void quarantine(const char *id, const char *why)
+/*
+ * Sends the delivery status notification for the recipients in state FAILED and
+ * marks them REPORTED. The notification is queued durably before anything else
+ * changes, so a crash can repeat it but never lose it. Returns 0 or -1.
+ */
+static int report_failures(struct spool_msg *msg, const char *upstream)
 {
-    char from[PATH_MAX], to[PATH_MAX];
+    char *mark = calloc((size_t)msg->nrcpt, 1);
+    char rcpts[2048], reason[1200], why[1024];
+    size_t pos = 0;
+    struct spool_msg dsn;
 
-    str_fmt(from, sizeof(from), "%s/%s", dir_queue, id);
-    str_fmt(to, sizeof(to), "%s/%s", dir_corrupt, id);
-    if (rename(from, to) != 0)
-        log_err("id=%s cannot move corrupt file to %s: %s", id, dir_corrupt, strerror(errno));
-    else
-        log_err("id=%s spool file is corrupt (%s): moved to %s, never relayed", id, why, to);
+    if (mark == NULL)
+        return -1;
+    reason[0] = '\0';
+    for (int i = 0; i < msg->nrcpt; i++) {
+        if (msg->rstate[i] != SPOOL_RCPT_FAILED)
+            continue;
+        mark[i] = 1;
+        if (pos < sizeof(reason) - 1) {
+            (void)snprintf(reason + pos, sizeof(reason) - pos, "%s<%s>: %s", pos ? "; " : "",
+                           msg->rcpt[i], msg->rreply[i] ? msg->rreply[i] : "");
+            pos += strlen(reason + pos);
+        }
+    }
+    rcpt_list(msg, mark, rcpts, sizeof(rcpts));
+    if (msg->from[0] == '\0') {
+        /* A notification that failed itself is not answered with another one. */
+        log_err("id=%s undeliverable notification dropped: %s", msg->id, reason);
+        audit_relay(msg, "bounced", rcpts, reason);
+    } else {
+        if (dsn_build(msg, cfg.hostname, upstream, (long long)time(NULL), &dsn) != 0) {
+            free(mark);
+            log_err("id=%s out of memory building the delivery status notification", msg->id);
+            return -1;
+        }
+        if (store_create(&dsn, why, sizeof(why)) != 0) {
+            log_err("id=%s cannot queue the delivery status notification: %s", msg->id, why);
+            spool_msg_free(&dsn);
+            free(mark);
+            return -1;
+        }
+        log_info("id=%s bounced to <%s> as %s: %s", msg->id, msg->from, dsn.id, reason);
+        audit_relay(msg, "bounced", rcpts, reason);
+        if (sched_add(dsn.id, 0) != 0)
+            log_err("id=%s out of memory scheduling it; it is sent after a restart", dsn.id);
+        spool_msg_free(&dsn);
+    }
+    for (int i = 0; i < msg->nrcpt; i++)
+        if (mark[i])
+            msg->rstate[i] = SPOOL_RCPT_REPORTED;
+    free(mark);
+    return 0;
+}
+
+/* One relay attempt for queue/ID, and everything that follows from its outcome. */
+static void deliver_one(struct relay_conn *conn, const char *id)
+{
+    struct spool_msg msg;
+    char path[PATH_MAX], why[1024], summary[1024], rcpts[2048];
+    struct relay_rcpt *out = NULL;
+    char *todo = NULL, *done = NULL;
+    enum relay_result r = RELAY_OK;
+    int ntodo = 0, ndone = 0, conn_fail = 0, changed = 0, rc;
+    time_t now;
+
+    str_fmt(path, sizeof(path), "%s/%s", qdirs.queue, id);
+    if (spool_load(path, &msg, why, sizeof(why)) != 0) {
+        if (access(path, F_OK) != 0)
+            sched_done(id, 1, 0, 0); /* deleted meanwhile */
+        else if (strncmp(why, "cannot read", 11) == 0 || strcmp(why, "out of memory") == 0) {
+            log_err("id=%s %s; retrying in %d s", id, why, cfg.retry_min);
+            sched_done(id, 0, time(NULL) + cfg.retry_min, 0);
+        } else {
+            store_quarantine(id, why);
+            sched_done(id, 1, 0, 0);
+        }
+        return;
+    }
+    todo = calloc((size_t)msg.nrcpt, 1);
+    done = calloc((size_t)msg.nrcpt, 1);
+    out = calloc((size_t)msg.nrcpt, sizeof(*out));
+    if (todo == NULL || done == NULL || out == NULL) {
+        log_err("id=%s out of memory; retrying in %d s", id, cfg.retry_min);
+        sched_done(id, 0, time(NULL) + cfg.retry_min, 0);
+        goto out;
+    }
+    for (int i = 0; i < msg.nrcpt; i++)
+        if (msg.rstate[i] == SPOOL_RCPT_PENDING) {
+            todo[i] = 1;
+            ntodo++;
+        }
+    summary[0] = '\0';
+    if (ntodo > 0) {
+        r = relay_deliver(conn, &msg, todo, out, summary, sizeof(summary));
+        conn_fail = r == RELAY_TEMPFAIL;
+        if (!conn_fail)
+            sched_upstream_ok();
+        msg.attempts++;
+        str_lcpy(msg.last, summary, sizeof(msg.last));
+        changed = 1;
+        for (int i = 0; i < msg.nrcpt; i++) {
+            if (!todo[i])
+                continue;
+            if (out[i].code >= 200 && out[i].code < 300) {
+                (void)spool_set_rcpt(&msg, i, SPOOL_RCPT_DELIVERED, out[i].reply);
+                done[i] = 1;
+                ndone++;
+            } else if (out[i].code >= 500) {
+                (void)spool_set_rcpt(&msg, i, SPOOL_RCPT_FAILED, out[i].reply);
+            } else {
+                (void)spool_set_rcpt(&msg, i, SPOOL_RCPT_PENDING, out[i].reply);
+            }
+        }
+    }
+    now = time(NULL);
+    /* Out of time: what is still pending fails, with its last reply. */
+    if (spool_count_rcpt(&msg, SPOOL_RCPT_PENDING) > 0 &&
+        now - (time_t)msg.time >= (time_t)cfg.queue_lifetime) {
+        for (int i = 0; i < msg.nrcpt; i++)
+            if (msg.rstate[i] == SPOOL_RCPT_PENDING) {
+                char reason[SPOOL_REPLY_MAX];
+                const char *last = msg.rreply[i] && msg.rreply[i][0] ? msg.rreply[i] : msg.last;
+                /* Keep the upstream's own reply when it has one (a 4xx). */
+                str_lcpy(reason, last[0] ? last : "not delivered in time", sizeof(reason));
+                (void)spool_set_rcpt(&msg, i, SPOOL_RCPT_FAILED, reason);
+            }
+        log_warn("id=%s expired after %lld s in the queue (queue_lifetime %d)", id,
+                 (long long)(now - (time_t)msg.time), cfg.queue_lifetime);
+        changed = 1;
+    }
+    if (ndone > 0) {
+        rcpt_list(&msg, done, rcpts, sizeof(rcpts));
+        log_info("id=%s relayed from=<%s> to=%s attempt=%d: %s", id, msg.from, rcpts,
+                 msg.attempts, summary);
+        audit_relay(&msg, "relayed", rcpts, summary);
+    }
+    if (spool_count_rcpt(&msg, SPOOL_RCPT_FAILED) > 0) {
+        /* The failures are recorded first: after a crash they are reported, not
+         * delivered again to the recipients that already have the message. */
+        if (spool_count_rcpt(&msg, SPOOL_RCPT_PENDING) > 0 || msg.nrcpt > 1) {
+            rc = store_save(&msg, why, sizeof(why));
+            if (rc == 1) {
+                sched_done(id, 1, 0, 0);
+                goto out;
+            }
+            if (rc != 0)
+                log_err("id=%s cannot record the recipients' state: %s", id, why);
+        }
+        if (report_failures(&msg, conn->host[0] ? conn->host : cfg.upstream) != 0) {
+            /* Tried again later; the recipients keep their FAILED state. */
+            msg.next = (long long)(now + cfg.retry_min);
+            (void)store_save(&msg, why, sizeof(why));
+            sched_done(id, 0, (time_t)msg.next, 0);
+            goto out;
+        }
+    }
+    if (spool_count_rcpt(&msg, SPOOL_RCPT_PENDING) == 0) {
+        store_remove(id);
+        sched_done(id, 1, 0, 0);
+        goto out;
+    }
+    msg.next = (long long)(now + backoff(msg.attempts));
+    for (int i = 0; i < msg.nrcpt; i++)
+        todo[i] = msg.rstate[i] == SPOOL_RCPT_PENDING;
+    rcpt_list(&msg, todo, rcpts, sizeof(rcpts));
+    log_warn("id=%s deferred (attempt %d, next in %ld s) to=%s: %s", id, msg.attempts,
+             (long)(msg.next - now), rcpts, summary);
+    audit_relay(&msg, "deferred", rcpts, summary[0] ? summary : msg.last);
+    rc = changed ? store_save(&msg, why, sizeof(why)) : 0;
+    if (rc == 1) {
+        sched_done(id, 1, 0, 0);
+        goto out;
+    }
+    if (rc != 0)
+        log_err("id=%s cannot record the delivery state: %s", id, why);
+    sched_done(id, 0, (time_t)msg.next, conn_fail);
+out:
+    free(todo);
+    free(done);
+    free(out);
+    spool_msg_free(&msg);
 }
 
 static void *relay_thread(void *arg)
 {
     struct relay_conn conn;
-    struct entry e;
+    char id[SPOOL_ID_LEN + 1];
 
     (void)arg;
     relay_conn_init(&conn);
-    while (schedule_take(&e)) {
-        struct spool_msg msg;
-        char path[PATH_MAX], why[1024];
-        enum relay_result r;
-
-        str_fmt(path, sizeof(path), "%s/%s", dir_queue, e.id);
-        if (spool_load(path, &msg, why, sizeof(why)) != 0) {
-            if (access(path, F_OK) != 0) {
-                schedule_done(e.id, 1, 0, 0); /* deleted meanwhile */
-                continue;
-            }
-            quarantine(e.id, why);
-            schedule_done(e.id, 1, 0, 0);
-            continue;
-        }
-        r = relay_deliver(&conn, &msg, why, sizeof(why));
-        if (r == RELAY_OK) {
-            if (unlink(path) != 0)
-                log_err("id=%s delivered but cannot remove %s: %s", e.id, path, strerror(errno));
-            log_info("id=%s relayed from=<%s> nrcpt=%d: %s", e.id, msg.from, msg.nrcpt, why);
-            audit_relay(&msg, "relayed", why);
-            schedule_done(e.id, 1, 0, 0);
-        } else {
-            int attempts = e.attempts + 1;
-            time_t next = time(NULL) + backoff(attempts);
-
-            /* Permanent failures and bounces are handled with per-recipient state;
-             * for now nothing is dropped: the message waits and is retried. */
-            log_warn("id=%s deferred (attempt %d, next in %ld s): %s", e.id, attempts,
-                     (long)(next - time(NULL)), why);
-            audit_relay(&msg, "deferred", why);
-            schedule_done(e.id, 0, next, attempts);
-        }
-        spool_msg_free(&msg);
-    }
+    while (sched_take(id))
+        deliver_one(&conn, id);
     relay_conn_close(&conn);
     return NULL;
 }
@@ -267,7 +332,7 @@ static void handle_open(int fd, struct ipc_msg *m)
         ipc_get_u64(m, &n) || n == 0 || n > 100000)
         fatal("malformed open request");
     spool_new_id(id);
-    str_fmt(path, sizeof(path), "%s/%s", dir_incoming, id);
+    str_fmt(path, sizeof(path), "%s/%s", qdirs.incoming, id);
     sfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (sfd < 0) {
         char why[300];
@@ -315,8 +380,8 @@ static void commit_one(struct pending_commit *pc, uint64_t size)
     char src[PATH_MAX], dst[PATH_MAX], num[32];
     int fd;
 
-    str_fmt(src, sizeof(src), "%s/%s", dir_incoming, pc->id);
-    str_fmt(dst, sizeof(dst), "%s/%s", dir_queue, pc->id);
+    str_fmt(src, sizeof(src), "%s/%s", qdirs.incoming, pc->id);
+    str_fmt(dst, sizeof(dst), "%s/%s", qdirs.queue, pc->id);
     fd = open(src, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         str_fmt(pc->why, sizeof(pc->why), "cannot reopen %s: %s", src, strerror(errno));
@@ -344,7 +409,7 @@ static void handle_abort(struct ipc_msg *m)
 
     if (ipc_get_str(m, id, sizeof(id)) || ipc_end(m) || !spool_id_valid(id))
         fatal("malformed abort request");
-    str_fmt(path, sizeof(path), "%s/%s", dir_incoming, id);
+    str_fmt(path, sizeof(path), "%s/%s", qdirs.incoming, id);
     if (unlink(path) != 0 && errno != ENOENT)
         log_warn("cannot remove aborted %s: %s", path, strerror(errno));
 }
@@ -355,37 +420,98 @@ static void recover(void)
 {
     DIR *d;
     struct dirent *de;
-    int discarded = 0, queued = 0;
+    int discarded = 0, queued = 0, corrupt = 0;
 
-    /* Files in incoming/ were never acknowledged: the client got no 250. */
-    d = opendir(dir_incoming);
+    /* Files in incoming/ were never acknowledged (the client got no 250), or are
+     * state rewrites that never replaced their original. */
+    d = opendir(qdirs.incoming);
     if (d == NULL)
-        fatal("%s: %s", dir_incoming, strerror(errno));
+        fatal("%s: %s", qdirs.incoming, strerror(errno));
     while ((de = readdir(d)) != NULL) {
         char path[PATH_MAX];
         if (de->d_name[0] == '.')
             continue;
-        str_fmt(path, sizeof(path), "%s/%s", dir_incoming, de->d_name);
+        str_fmt(path, sizeof(path), "%s/%s", qdirs.incoming, de->d_name);
         if (unlink(path) == 0)
             discarded++;
     }
     closedir(d);
-    d = opendir(dir_queue);
+    d = opendir(qdirs.queue);
     if (d == NULL)
-        fatal("%s: %s", dir_queue, strerror(errno));
+        fatal("%s: %s", qdirs.queue, strerror(errno));
     while ((de = readdir(d)) != NULL) {
+        struct spool_msg msg;
+        char path[PATH_MAX], why[512];
+
         if (de->d_name[0] == '.')
             continue;
         if (!spool_id_valid(de->d_name)) {
-            log_warn("ignoring unexpected file %s/%s", dir_queue, de->d_name);
+            log_warn("ignoring unexpected file %s/%s", qdirs.queue, de->d_name);
             continue;
         }
-        schedule_add(de->d_name);
-        queued++;
+        /* Every file is checked now: a torn one is set aside, never relayed. */
+        str_fmt(path, sizeof(path), "%s/%s", qdirs.queue, de->d_name);
+        if (spool_load_envelope(path, &msg, why, sizeof(why)) != 0) {
+            store_quarantine(de->d_name, why);
+            corrupt++;
+            continue;
+        }
+        if (sched_add(de->d_name, (time_t)msg.next) != 0)
+            log_err("out of memory scheduling %s; it is sent after a restart", de->d_name);
+        else
+            queued++;
+        spool_msg_free(&msg);
     }
     closedir(d);
-    log_info("queue recovered: %d messages to relay, %d unacknowledged files discarded",
-             queued, discarded);
+    log_info("queue recovered: %d messages to relay, %d unacknowledged files discarded, "
+             "%d corrupt files moved to %s", queued, discarded, corrupt, qdirs.corrupt);
+}
+
+/* spool/queue.pid tells submit-admin whom to signal for "queue flush". */
+static void write_pidfile(void)
+{
+    char path[PATH_MAX], tmp[PATH_MAX], num[32];
+    int fd;
+
+    str_fmt(path, sizeof(path), "%s/queue.pid", cfg.spool);
+    str_fmt(tmp, sizeof(tmp), "%s/queue.pid.tmp", cfg.spool);
+    str_fmt(num, sizeof(num), "%ld\n", (long)getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0 || write_all(fd, num, strlen(num)) != 0 || close(fd) != 0 ||
+        rename(tmp, path) != 0) {
+        log_warn("cannot write %s (submit-admin queue flush will not reach this process): %s",
+                 path, strerror(errno));
+        if (fd >= 0)
+            (void)unlink(tmp);
+    }
+}
+
+static void remove_pidfile(void)
+{
+    char path[PATH_MAX], num[32];
+    long long pid;
+    ssize_t n;
+    int fd;
+
+    /* Only our own: a newer instance may have written its pid meanwhile. */
+    str_fmt(path, sizeof(path), "%s/queue.pid", cfg.spool);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    n = read(fd, num, sizeof(num) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    num[n] = '\0';
+    num[strcspn(num, "\n")] = '\0';
+    if (str_to_ll(num, 1, INT32_MAX, &pid) == 0 && pid == (long long)getpid())
+        (void)unlink(path);
+}
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    flush_requested = 1;
 }
 
 static void on_term(int sig)
@@ -402,6 +528,7 @@ int main(int argc, char **argv)
     char err[1024];
     struct ipc_msg *m;
     struct sigaction sa;
+    sigset_t block, old;
     pthread_t threads[RELAY_THREADS];
     struct pending_commit *batch;
 
@@ -438,15 +565,16 @@ int main(int argc, char **argv)
         fatal("started without its descriptors (this program is run by submitd)");
     if (relay_init(&cfg, err, sizeof(err)) != 0)
         fatal("%s", err);
-    str_fmt(dir_incoming, sizeof(dir_incoming), "%s/incoming", cfg.spool);
-    str_fmt(dir_queue, sizeof(dir_queue), "%s/queue", cfg.spool);
-    str_fmt(dir_corrupt, sizeof(dir_corrupt), "%s/corrupt", cfg.spool);
+    store_init(cfg.spool);
+    sched_init(cfg.retry_min < PROBE_MAX ? cfg.retry_min : PROBE_MAX);
     privdrop(cfg.user);
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 
@@ -459,9 +587,17 @@ int main(int argc, char **argv)
     if (m == NULL || batch == NULL)
         fatal("out of memory");
     recover();
+    /* Signals go to the main thread, whose poll() they interrupt. */
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
     for (int i = 0; i < RELAY_THREADS; i++)
         if (pthread_create(&threads[i], NULL, relay_thread, NULL) != 0)
             fatal("pthread_create: %s", strerror(errno));
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    write_pidfile();
     log_info("queue process ready: spool %s, upstream %s", cfg.spool, cfg.upstream);
 
     while (!stopping) {
@@ -469,6 +605,11 @@ int main(int argc, char **argv)
 
         if (n < 0 && errno != EINTR)
             fatal("poll: %s", strerror(errno));
+        if (flush_requested) {
+            flush_requested = 0;
+            log_info("flush requested: %zu messages are due now", sched_count());
+            sched_flush();
+        }
         /* Read everything that is ready; commits are collected for one directory
          * fsync (group commit). */
         for (int i = 0; i < nfd; i++) {
@@ -514,15 +655,15 @@ int main(int argc, char **argv)
         }
         if (nbatch == 0)
             continue;
-        if (fsync_dir(dir_queue) != 0) {
+        if (fsync_dir(qdirs.queue) != 0) {
             /* Without the directory fsync nothing is durable: refuse the batch and
              * take the files back, so the clients retry and nothing is sent twice. */
-            log_err("fsync %s: %s", dir_queue, strerror(errno));
+            log_err("fsync %s: %s", qdirs.queue, strerror(errno));
             for (int i = 0; i < nbatch; i++) {
                 char path[PATH_MAX];
                 if (!batch[i].ok)
                     continue;
-                str_fmt(path, sizeof(path), "%s/%s", dir_queue, batch[i].id);
+                str_fmt(path, sizeof(path), "%s/%s", qdirs.queue, batch[i].id);
                 unlink(path);
                 batch[i].ok = 0;
                 str_fmt(batch[i].why, sizeof(batch[i].why), "fsync of the queue directory failed");
@@ -531,19 +672,18 @@ int main(int argc, char **argv)
         for (int i = 0; i < nbatch; i++) {
             answer(batch[i].chan, IPC_QUEUE_COMMITTED, batch[i].req, batch[i].ok ? 0 : 1,
                    batch[i].id, batch[i].why, -1, m);
-            if (batch[i].ok)
-                schedule_add(batch[i].id);
+            if (batch[i].ok && sched_add(batch[i].id, 0) != 0)
+                log_err("out of memory scheduling %s; it is sent after a restart", batch[i].id);
             else
                 log_err("id=%s not queued: %s", batch[i].id, batch[i].why);
         }
     }
     log_info("queue process stopping");
-    pthread_mutex_lock(&sched_lock);
-    pthread_cond_broadcast(&sched_cond);
-    pthread_mutex_unlock(&sched_lock);
+    sched_stop();
     for (int i = 0; i < RELAY_THREADS; i++)
         pthread_join(threads[i], NULL);
-    free(sched);
+    remove_pidfile();
+    sched_free();
     free(batch);
     free(m);
     return 0;

@@ -155,6 +155,10 @@ static int read_reply(struct relay_conn *c, char *text, size_t textlen, char *ca
                 c->rbuf);
         memmove(c->rbuf, c->rbuf + linelen, c->rlen - linelen);
         c->rlen -= linelen;
+        /* The text ends up in logs, the audit and bounces: printable ASCII only. */
+        for (char *q = line; *q; q++)
+            if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e)
+                *q = '?';
         if (strlen(line) < 3 || line[0] < '2' || line[0] > '5')
             return -1;
         code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
@@ -319,6 +323,7 @@ static int relay_connect(struct relay_conn *c, char *why, size_t whylen)
                 continue;
             }
         }
+        c->pipelining = has_cap(caps, "PIPELINING");
         return 0;
     }
     relay_conn_close(c);
@@ -359,85 +364,219 @@ static int send_body(struct relay_conn *c, const struct spool_msg *msg)
     return rc;
 }
 
-static enum relay_result transaction(struct relay_conn *c, const struct spool_msg *msg,
-                                     char *reply, size_t replylen, int *broken)
+static void set_outcome(struct relay_rcpt *o, int code, const char *text)
 {
-    char cmd[700], text[1024];
-    int code, accepted = 0;
+    o->code = code;
+    str_lcpy(o->reply, text, sizeof(o->reply));
+}
+
+/* Outcomes not known yet (code 0 and no text) get the reason why not. */
+static void set_unknown(const struct spool_msg *msg, const char *todo, struct relay_rcpt *out,
+                        const char *why)
+{
+    for (int i = 0; i < msg->nrcpt; i++)
+        if (todo[i] && out[i].code == 0)
+            set_outcome(&out[i], 0, why);
+}
+
+/* Ends a failed transaction so that the connection can carry the next one. */
+static void reset(struct relay_conn *c, int *broken)
+{
+    char text[1024];
+
+    if (command(c, "RSET", text, sizeof(text)) != 250)
+        *broken = 1;
+}
+
+/* Appends "VERB<addr>\r\n" (or just "VERB\r\n" when addr is NULL). */
+static int append(char *buf, size_t cap, size_t *len, const char *verb, const char *addr)
+{
+    if ((addr != NULL ? str_fmt(buf + *len, cap - *len, "%s<%s>\r\n", verb, addr)
+                      : str_fmt(buf + *len, cap - *len, "%s\r\n", verb)) != 0)
+        return -1;
+    *len += strlen(buf + *len);
+    return 0;
+}
+
+/*
+ * One MAIL/RCPT/DATA transaction for the recipients in todo. *broken tells the
+ * caller to drop the connection; *body_sent that the upstream may have the message.
+ */
+static enum relay_result transaction(struct relay_conn *c, const struct spool_msg *msg,
+                                     const char *todo, struct relay_rcpt *out, char *summary,
+                                     size_t summarylen, int *broken, int *body_sent)
+{
+    char text[1024], mail_text[1024];
+    size_t cap = ((size_t)msg->nrcpt + 2) * 1100, len = 0;
+    char *cmds = malloc(cap);
+    int code, mail_code, accepted = 0, known = 0, pipelined = c->pipelining;
 
     *broken = 0;
-    str_fmt(cmd, sizeof(cmd), "MAIL FROM:<%s>", msg->from);
-    code = command(c, cmd, text, sizeof(text));
-    if (code < 0) {
-        *broken = 1;
-        str_fmt(reply, replylen, "%s: connection lost", c->host);
+    *body_sent = 0;
+    for (int i = 0; i < msg->nrcpt; i++)
+        if (todo[i])
+            set_outcome(&out[i], 0, "");
+    if (cmds == NULL) {
+        str_fmt(summary, summarylen, "out of memory");
+        set_unknown(msg, todo, out, summary);
         return RELAY_TEMPFAIL;
     }
-    if (code != 250) {
-        str_fmt(reply, replylen, "%s MAIL: %s", c->host, text);
-        (void)command(c, "RSET", text, sizeof(text));
-        return code >= 500 ? RELAY_PERMFAIL : RELAY_TEMPFAIL;
-    }
+    /* With PIPELINING the whole envelope and DATA go in one write (RFC 2920). */
+    if (append(cmds, cap, &len, "MAIL FROM:", msg->from) != 0)
+        goto toolong;
+    for (int i = 0; pipelined && i < msg->nrcpt; i++)
+        if (todo[i] && append(cmds, cap, &len, "RCPT TO:", msg->rcpt[i]) != 0)
+            goto toolong;
+    if (pipelined && append(cmds, cap, &len, "DATA", NULL) != 0)
+        goto toolong;
+    if (io_write(c, cmds, len) != 0)
+        goto lost;
+    mail_code = read_reply(c, mail_text, sizeof(mail_text), NULL, 0);
+    if (mail_code < 0)
+        goto lost;
     for (int i = 0; i < msg->nrcpt; i++) {
-        str_fmt(cmd, sizeof(cmd), "RCPT TO:<%s>", msg->rcpt[i]);
-        code = command(c, cmd, text, sizeof(text));
-        if (code < 0) {
-            *broken = 1;
-            str_fmt(reply, replylen, "%s: connection lost", c->host);
-            return RELAY_TEMPFAIL;
-        }
-        if (code == 250 || code == 251) {
-            accepted++;
+        if (!todo[i])
             continue;
+        if (!pipelined) {
+            if (mail_code != 250)
+                break;
+            len = 0;
+            if (append(cmds, cap, &len, "RCPT TO:", msg->rcpt[i]) != 0)
+                goto toolong;
+            if (io_write(c, cmds, len) != 0)
+                goto lost;
         }
-        /* Per-recipient outcomes and bounces come with the queue's recipient
-         * state; until then a message is delivered whole or kept whole. */
-        str_fmt(reply, replylen, "%s RCPT <%s>: %s", c->host, msg->rcpt[i], text);
-        (void)command(c, "RSET", text, sizeof(text));
-        return RELAY_TEMPFAIL;
-    }
-    code = command(c, "DATA", text, sizeof(text));
-    if (code != 354) {
+        code = read_reply(c, text, sizeof(text), NULL, 0);
         if (code < 0)
-            *broken = 1;
-        str_fmt(reply, replylen, "%s DATA: %s", c->host, code < 0 ? "connection lost" : text);
-        return RELAY_TEMPFAIL;
+            goto lost;
+        if (mail_code != 250)
+            continue;     /* pipelined after a refused MAIL: the replies say nothing */
+        set_outcome(&out[i], code, text);
+        known++;
+        if (code == 250 || code == 251)
+            accepted++;
     }
+    if (mail_code != 250) {
+        /* The sender was refused: every recipient shares that outcome. */
+        for (int i = 0; i < msg->nrcpt; i++)
+            if (todo[i])
+                set_outcome(&out[i], mail_code >= 500 ? mail_code : 451, mail_text);
+        str_fmt(summary, summarylen, "%s MAIL FROM: %s", c->host, mail_text);
+        if (pipelined && (code = read_reply(c, text, sizeof(text), NULL, 0)) != 503 &&
+            code != 554 && code != 550 && code != 451 && code != 452 && code != 421) {
+            *broken = 1;  /* a 354 (or nothing) after a refused MAIL: do not reuse */
+        } else {
+            reset(c, broken);
+        }
+        free(cmds);
+        return RELAY_OK;
+    }
+    if (!pipelined) {
+        if (accepted == 0) {
+            str_fmt(summary, summarylen, "%s: no recipient accepted", c->host);
+            reset(c, broken);
+            free(cmds);
+            return RELAY_OK;
+        }
+        if (io_write(c, "DATA\r\n", 6) != 0)
+            goto lost;
+    }
+    code = read_reply(c, text, sizeof(text), NULL, 0);
+    if (code < 0)
+        goto lost;
+    if (accepted == 0) {
+        str_fmt(summary, summarylen, "%s: no recipient accepted", c->host);
+        if (code == 354)
+            *broken = 1;  /* never send a message without recipients: drop the line */
+        else
+            reset(c, broken);
+        free(cmds);
+        return RELAY_OK;
+    }
+    if (code != 354) {
+        for (int i = 0; i < msg->nrcpt; i++)
+            if (todo[i] && (out[i].code == 250 || out[i].code == 251))
+                set_outcome(&out[i], code >= 400 ? code : 451, text);
+        str_fmt(summary, summarylen, "%s DATA: %s", c->host, text);
+        reset(c, broken);
+        free(cmds);
+        return RELAY_OK;
+    }
+    free(cmds);
+    cmds = NULL;
+    *body_sent = 1;
     if (send_body(c, msg) != 0) {
-        *broken = 1;
-        str_fmt(reply, replylen, "%s: connection lost while sending the message", c->host);
-        return RELAY_TEMPFAIL;
+        str_fmt(summary, summarylen, "%s: connection lost while sending the message", c->host);
+        goto lost_after_data;
     }
     code = read_reply(c, text, sizeof(text), NULL, 0);
     if (code < 0) {
-        *broken = 1;
-        str_fmt(reply, replylen, "%s: connection lost after the message", c->host);
+        str_fmt(summary, summarylen, "%s: connection lost after the message", c->host);
+        goto lost_after_data;
+    }
+    for (int i = 0; i < msg->nrcpt; i++)
+        if (todo[i] && (out[i].code == 250 || out[i].code == 251))
+            set_outcome(&out[i], code >= 200 && code < 300 ? 250 : code >= 400 ? code : 451,
+                        text);
+    str_fmt(summary, summarylen, "%s: %s", c->host, text);
+    return RELAY_OK;
+
+lost_after_data:
+    /* Nobody knows whether the upstream kept it: the accepted ones stay to retry. */
+    *broken = 1;
+    for (int i = 0; i < msg->nrcpt; i++)
+        if (todo[i] && (out[i].code == 250 || out[i].code == 251))
+            set_outcome(&out[i], 0, summary);
+    return RELAY_OK;
+toolong:
+    str_fmt(summary, summarylen, "address too long for the upstream command line");
+    set_unknown(msg, todo, out, summary);
+    free(cmds);
+    return RELAY_TEMPFAIL;
+lost:
+    *broken = 1;
+    str_fmt(summary, summarylen, "%s: connection lost", c->host);
+    free(cmds);
+    if (known == 0) {
+        set_unknown(msg, todo, out, summary);
         return RELAY_TEMPFAIL;
     }
-    str_fmt(reply, replylen, "%s: %s", c->host, text);
-    if (code == 250)
-        return RELAY_OK;
-    return code >= 500 ? RELAY_PERMFAIL : RELAY_TEMPFAIL;
+    /* Refusals already heard stand; the rest is retried. */
+    for (int i = 0; i < msg->nrcpt; i++)
+        if (todo[i] && (out[i].code == 250 || out[i].code == 251))
+            out[i].code = 0;
+    set_unknown(msg, todo, out, summary);
+    return RELAY_OK;
 }
 
-enum relay_result relay_deliver(struct relay_conn *c, const struct spool_msg *msg, char *reply,
-                                size_t replylen)
+enum relay_result relay_deliver(struct relay_conn *c, const struct spool_msg *msg,
+                                const char *todo, struct relay_rcpt *out, char *summary,
+                                size_t summarylen)
 {
     enum relay_result r;
-    int broken, reused;
+    int broken, reused, body_sent;
 
     if (c->fd >= 0 && time(NULL) - c->last_used > RELAY_IDLE_REUSE)
         relay_conn_close(c);
     reused = c->fd >= 0;
-    if (!reused && relay_connect(c, reply, replylen) != 0)
+    if (!reused && relay_connect(c, summary, summarylen) != 0) {
+        set_unknown(msg, todo, out, summary);
+        for (int i = 0; i < msg->nrcpt; i++)
+            if (todo[i])
+                set_outcome(&out[i], 0, summary);
         return RELAY_TEMPFAIL;
-    r = transaction(c, msg, reply, replylen, &broken);
-    if (broken && reused) {
+    }
+    r = transaction(c, msg, todo, out, summary, summarylen, &broken, &body_sent);
+    if (broken && reused && !body_sent) {
         /* The upstream may have closed an idle connection: one fresh attempt. */
         relay_conn_close(c);
-        if (relay_connect(c, reply, replylen) != 0)
+        if (relay_connect(c, summary, summarylen) != 0) {
+            for (int i = 0; i < msg->nrcpt; i++)
+                if (todo[i])
+                    set_outcome(&out[i], 0, summary);
             return RELAY_TEMPFAIL;
-        r = transaction(c, msg, reply, replylen, &broken);
+        }
+        r = transaction(c, msg, todo, out, summary, summarylen, &broken, &body_sent);
     }
     if (broken)
         relay_conn_close(c);

@@ -149,7 +149,7 @@ static void accept_clients(struct worker *w, struct listener *l)
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        char ip[64] = "unknown";
+        char ip[64];
         int global;
 
         if (fd < 0) {
@@ -157,10 +157,7 @@ static void accept_clients(struct worker *w, struct listener *l)
                 log_warn("accept: %s", strerror(errno));
             return;
         }
-        if (ss.ss_family == AF_INET)
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
-        else if (ss.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
+        sockaddr_text(&ss, ip, sizeof(ip));
         if (!smtp_limits_enter(ip, &global)) {
             static const char msg[] = "421 4.7.0 Too many sessions, try again later\r\n";
             log_warn("connect from [%s] refused: %s", ip,
@@ -223,6 +220,7 @@ static void *worker_main(void *arg)
         now = time(NULL);
         if (now != last_scan) {
             last_scan = now;
+            tls_crl_tick(now);
             for (uint32_t k = 0; k < w->nslots; k++)
                 if (w->slots[k] != NULL)
                     session_check_timeout(w->slots[k], now);
@@ -388,5 +386,6 @@ int main(int argc, char **argv)
     free(threads);
     free(ip_table);
     SSL_CTX_free(ctx);
+    tls_crl_free();
     return 0;
 }

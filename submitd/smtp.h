@@ -55,7 +55,8 @@ enum sess_state {
 
 /* What the session is waiting for; input is not processed meanwhile. */
 enum sess_wait {
-    WAIT_NONE = 0, WAIT_IDENTITY, WAIT_SENDER, WAIT_OPEN, WAIT_COMMIT, WAIT_STARTTLS_FLUSH
+    WAIT_NONE = 0, WAIT_IDENTITY, WAIT_SENDER, WAIT_OPEN, WAIT_HEADER_FROM, WAIT_COMMIT,
+    WAIT_STARTTLS_FLUSH
 };
 
 #define SESS_INBUF 8192
@@ -73,6 +74,7 @@ struct session {
     int ssl_want_write;         /* OpenSSL needs the socket writable to progress */
     enum sess_state state;
     enum sess_wait wait;
+    time_t wait_since;          /* when the current wait began */
     time_t last_active;
     char id[20];
     char client_ip[64];
@@ -99,6 +101,8 @@ struct session {
     int spool_fd;
     struct data_parser dp;
     char *hdrbuf;               /* header section collected before writing the prelude */
+    char *header_from;          /* the From field's value, unfolded */
+    int header_from_count;      /* how many From fields the message has */
     size_t hdrlen;
     int in_body;                /* the prelude has been written */
     char *stage;                /* staging buffer for SPOOL_BODY records */
@@ -123,6 +127,9 @@ void session_on_ipc(struct worker *w, struct ipc_msg *m);
 void session_check_timeout(struct session *s, time_t now);
 /* Ends the session at shutdown: a 421 when a reply is possible, then close. */
 void session_shutdown(struct session *s);
+
+/* The client's address as text ("unknown" for other families). */
+void sockaddr_text(const struct sockaddr_storage *ss, char *ip, size_t iplen);
 
 /* smtp.c: global and per-address session accounting (shared by all workers). */
 int smtp_limits_enter(const char *ip, int *why_global);

@@ -58,7 +58,7 @@ int smtp_addr_valid(const char *addr)
         return 0;
     /* Domain: letters, digits, '-', '.', or an address literal in brackets. */
     if (at[1] == '[')
-        return addr[len - 1] == ']' && strspn(at + 2, "0123456789abcdefABCDEF.:IPv6") == len - (size_t)(at - addr) - 3;
+        return addr[len - 1] == ']' && at + 3 < addr + len && strspn(at + 2, "0123456789abcdefABCDEF.:IPv6") == len - (size_t)(at - addr) - 3;
     for (const char *p = at + 1; *p; p++) {
         unsigned char c = (unsigned char)*p;
         if (!(isalnum(c) || c == '-' || c == '.'))
@@ -91,8 +91,8 @@ int smtp_parse_path(const char *arg, const char *keyword, char *addr, size_t add
     p++;
     /* Source routes (RFC 5321 §4.1.2 "@a,@b:") are obsolete: skip them. */
     if (*p == '@') {
-        const char *colon = strchr(p, ':');
-        if (colon == NULL) {
+        const char *colon = strchr(p, ':'), *gt = strchr(p, '>');
+        if (colon == NULL || (gt != NULL && gt < colon)) {
             *why = "Bad source route";
             return -1;
         }
@@ -254,4 +254,156 @@ int smtp_header_present(const char *hdr, size_t len, const char *name)
         pos += linelen;
     }
     return 0;
+}
+
+int smtp_header_value(const char *hdr, size_t len, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name), pos = 0;
+    int found = 0;
+
+    if (outlen > 0)
+        out[0] = '\0';
+    while (pos < len) {
+        const char *eol = memchr(hdr + pos, '\n', len - pos);
+        size_t linelen = eol ? (size_t)(eol - (hdr + pos)) + 1 : len - pos;
+        size_t k = nl;
+
+        if (linelen > nl && strncasecmp(hdr + pos, name, nl) == 0) {
+            while (k < linelen && (hdr[pos + k] == ' ' || hdr[pos + k] == '\t'))
+                k++;
+        }
+        if (linelen > nl && strncasecmp(hdr + pos, name, nl) == 0 && k < linelen &&
+            hdr[pos + k] == ':') {
+            if (found++ == 0) {
+                /* Copy this line and its continuation lines, unfolded. */
+                size_t o = 0, p = pos + k + 1;
+                int first = 1;
+
+                for (;;) {
+                    const char *e = memchr(hdr + p, '\n', len - p);
+                    size_t end = e ? (size_t)(e - hdr) : len;
+                    size_t stop = (end > p && hdr[end - 1] == '\r') ? end - 1 : end;
+
+                    for (size_t i = p; i < stop; i++) {
+                        if (first && o == 0 && (hdr[i] == ' ' || hdr[i] == '\t'))
+                            continue;
+                        if (o + 1 >= outlen)
+                            return -1;
+                        out[o++] = hdr[i];
+                    }
+                    first = 0;
+                    if (e == NULL || end + 1 >= len || (hdr[end + 1] != ' ' && hdr[end + 1] != '\t'))
+                        break;
+                    if (o + 1 >= outlen)
+                        return -1;
+                    out[o++] = ' ';
+                    p = end + 1;
+                }
+                out[o] = '\0';
+            }
+        }
+        pos += linelen;
+    }
+    return found;
+}
+
+/* Finishes one element of a mailbox list: the angle address if there was one,
+ * else the bare text. Empty elements (",,") are skipped. */
+static int mailbox_done(const char *angle, int had_angle, const char *plain,
+                        char (*addrs)[SMTP_ADDR_MAX + 1], int *n, int max)
+{
+    const char *a = had_angle ? angle : plain;
+
+    if (!had_angle && plain[0] == '\0')
+        return 0;
+    if (*n >= max || strlen(a) > SMTP_ADDR_MAX || !smtp_addr_valid(a))
+        return -1;
+    str_lcpy(addrs[*n], a, SMTP_ADDR_MAX + 1);
+    (*n)++;
+    return 0;
+}
+
+int smtp_parse_mailbox_list(const char *value, char (*addrs)[SMTP_ADDR_MAX + 1], int max)
+{
+    char angle[SMTP_ADDR_MAX + 2], plain[SMTP_ADDR_MAX + 2];
+    size_t al = 0, pl = 0;
+    int n = 0, quoted = 0, comment = 0, in_angle = 0, had_angle = 0;
+
+    angle[0] = plain[0] = '\0';
+    for (const char *p = value;; p++) {
+        char c = *p;
+
+        if (c == '\0' || (!quoted && !comment && !in_angle && (c == ',' || c == ';'))) {
+            if (quoted || comment || in_angle)
+                return -1;
+            angle[al] = plain[pl] = '\0';
+            if (mailbox_done(angle, had_angle, plain, addrs, &n, max) != 0)
+                return -1;
+            if (c == '\0')
+                return n;
+            al = pl = 0;
+            had_angle = 0;
+            continue;
+        }
+        if (in_angle) {
+            if (c == '>') {
+                in_angle = 0;
+            } else {
+                if (al + 1 >= sizeof(angle))
+                    return -1;
+                angle[al++] = c;
+            }
+            continue;
+        }
+        if (comment) {
+            if (c == '\\' && p[1] != '\0')
+                p++;
+            else if (c == '(')
+                comment++;
+            else if (c == ')')
+                comment--;
+            continue;
+        }
+        if (quoted) {
+            if (c == '\\' && p[1] != '\0')
+                p++;
+            else if (c == '"')
+                quoted = 0;
+            /* A quoted display name is not the address; keep quoted local parts of
+             * bare addresses ("a b"@c) in the plain text. */
+            if (pl + 1 >= sizeof(plain))
+                return -1;
+            plain[pl++] = c;
+            continue;
+        }
+        switch (c) {
+        case '"':
+            quoted = 1;
+            if (pl + 1 >= sizeof(plain))
+                return -1;
+            plain[pl++] = c;
+            break;
+        case '(':
+            comment = 1;
+            break;
+        case '<':
+            if (had_angle)
+                return -1;
+            in_angle = 1;
+            had_angle = 1;
+            break;
+        case ':':
+            /* "group name:" starts a group: what came before was its name. */
+            pl = 0;
+            break;
+        case ' ':
+        case '\t':
+            break;
+        default:
+            if (pl + 1 >= sizeof(plain))
+                return -1;
+            plain[pl++] = c;
+            break;
+        }
+    }
 }

@@ -74,4 +74,18 @@ size_t data_parse(struct data_parser *dp, const char *in, size_t inlen, char *ou
  */
 int smtp_header_present(const char *hdr, size_t len, const char *name);
 
+/*
+ * Copies the value of the first field called name (case-insensitive), unfolded
+ * (CRLF before white space removed), leading white space trimmed. Returns how many
+ * such fields the header has (0 when none), or -1 when the value does not fit.
+ */
+int smtp_header_value(const char *hdr, size_t len, const char *name, char *out, size_t outlen);
+
+/*
+ * Extracts the addr-specs of a From value (RFC 5322 mailbox-list, groups allowed):
+ * "Name <a@b>, c@d, \"x, y\" <e@f>". Returns the count stored (at most max), or -1
+ * when an element is not a valid address or there are more than max.
+ */
+int smtp_parse_mailbox_list(const char *value, char (*addrs)[SMTP_ADDR_MAX + 1], int max);
+
 #endif

@@ -8,12 +8,14 @@
  */
 #include "smtp.h"
 
+#include "dn.h"
 #include "log.h"
 #include "spool.h"
 #include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <openssl/err.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -126,17 +128,25 @@ static void update_interest(struct session *s)
     int reading = s->wait == WAIT_NONE && s->state != SS_CLOSING && s->inlen < sizeof(s->inbuf);
 
     memset(&ev, 0, sizeof(ev));
+    /* Level-triggered: ask only for what can be acted on now, or a half-closed
+     * peer would wake this worker in a loop while the session waits. */
     if (reading || s->handshaking)
-        ev.events |= EPOLLIN;
+        ev.events |= EPOLLIN | EPOLLRDHUP;
     if (s->outlen > 0 || s->ssl_want_write)
         ev.events |= EPOLLOUT;
-    ev.events |= EPOLLRDHUP;
     ev.data.ptr = s;
     if (epoll_ctl(s->w->epfd, EPOLL_CTL_MOD, s->fd, &ev) != 0)
         log_err("session=%s epoll_ctl: %s", s->id, strerror(errno));
 }
 
 /* ---- requests to the other processes --------------------------------------- */
+
+/* Every request to authz or queue goes out with the session waiting for it. */
+static void wait_for(struct session *s, enum sess_wait w)
+{
+    s->wait = w;
+    s->wait_since = time(NULL);
+}
 
 static uint64_t req_id(struct session *s)
 {
@@ -214,6 +224,18 @@ static void request_identity(struct session *s)
     bad |= ipc_put_str(m, s->peer.subject);
     bad |= ipc_put_str(m, s->peer.issuer);
     bad |= ipc_put_str(m, s->peer.tls);
+    {
+        /* Canonical names, for certificates of other CAs mapped by subject. */
+        X509 *peer = SSL_get0_peer_certificate(s->ssl);
+        char canon[1024];
+
+        if (peer == NULL || dn_canon_name(X509_get_subject_name(peer), canon, sizeof(canon)) != 0)
+            canon[0] = '\0';
+        bad |= ipc_put_str(m, canon);
+        if (peer == NULL || dn_canon_name(X509_get_issuer_name(peer), canon, sizeof(canon)) != 0)
+            canon[0] = '\0';
+        bad |= ipc_put_str(m, canon);
+    }
     if (bad || send_or_tempfail(s, s->w->authz_fd, m, "identity") != 0) {
         s->identity_known = 1;
         s->identity_decision = IPC_TEMPFAIL;
@@ -221,7 +243,7 @@ static void request_identity(struct session *s)
                  sizeof(s->identity_reply));
         return;
     }
-    s->wait = WAIT_IDENTITY;
+    wait_for(s, WAIT_IDENTITY);
 }
 
 /* ---- TLS ------------------------------------------------------------------- */
@@ -234,6 +256,8 @@ static int tls_begin(struct session *s)
         ERR_clear_error();
         return -1;
     }
+    /* Verify the client against the CRL current now (reloaded when it changes). */
+    tls_use_current_store(s->ssl);
     s->handshaking = 1;
     return 0;
 }
@@ -301,6 +325,9 @@ static void transaction_reset(struct session *s)
     free(s->hdrbuf);
     s->hdrbuf = NULL;
     s->hdrlen = 0;
+    free(s->header_from);
+    s->header_from = NULL;
+    s->header_from_count = 0;
     free(s->stage);
     s->stage = NULL;
     s->stagelen = 0;
@@ -357,6 +384,14 @@ static void cmd_ehlo(struct session *s, const char *arg, int extended)
         reply(s, "501 5.5.4 Syntax: %s hostname", extended ? "EHLO" : "HELO");
         return;
     }
+    /* The name goes into the Received header: a domain or an address literal,
+     * leniently (Windows names carry '_'), but never spaces or control bytes. */
+    if (strlen(arg) > 255 || strspn(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                         "0123456789.-_:[]") != strlen(arg)) {
+        s->errors++;
+        reply(s, "501 5.5.4 Invalid %s hostname", extended ? "EHLO" : "HELO");
+        return;
+    }
     transaction_reset(s);
     str_lcpy(s->helo, arg, sizeof(s->helo));
     set_state(s, SS_READY);
@@ -392,18 +427,23 @@ static void cmd_starttls(struct session *s, const char *arg)
     reply(s, "220 2.0.0 Ready to start TLS");
     /* The handshake starts once the 220 has left; every byte the client sent after
      * the command is discarded then (CVE-2011-0411 class of injection). */
-    s->wait = WAIT_STARTTLS_FLUSH;
+    wait_for(s, WAIT_STARTTLS_FLUSH);
 }
 
 static int b64_decode(const char *in, char *out, size_t outlen)
 {
-    int n = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)in, (int)strlen(in));
     size_t len = strlen(in);
+    int n;
 
-    if (n < 0 || (size_t)n >= outlen || len % 4 != 0)
+    /* Check the size before decoding: EVP_DecodeBlock writes 3 bytes for every 4
+     * and knows nothing of the output buffer. */
+    if (len == 0 || len % 4 != 0 || len / 4 * 3 >= outlen || len > INT_MAX)
+        return -1;
+    n = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)in, (int)len);
+    if (n < 0)
         return -1;
     /* EVP_DecodeBlock counts padding bytes as output. */
-    if (len >= 1 && in[len - 1] == '=')
+    if (in[len - 1] == '=')
         n--;
     if (len >= 2 && in[len - 2] == '=')
         n--;
@@ -508,7 +548,7 @@ static void cmd_mail(struct session *s, const char *arg)
         reply(s, "454 4.7.0 Temporary authentication failure");
         return;
     }
-    s->wait = WAIT_SENDER;
+    wait_for(s, WAIT_SENDER);
 }
 
 static void cmd_rcpt(struct session *s, const char *arg)
@@ -585,7 +625,7 @@ static void cmd_data(struct session *s, const char *arg)
         reply(s, "452 4.3.1 Insufficient system storage");
         return;
     }
-    s->wait = WAIT_OPEN;
+    wait_for(s, WAIT_OPEN);
 }
 
 static void dispatch(struct session *s, char *line)
@@ -716,6 +756,13 @@ static void write_prelude(struct session *s)
         str_fmt(buf, sizeof(buf), "Date: %s\r\n", date);
         stage_write(s, buf, strlen(buf));
     }
+    if (cfg->check_header_from) {
+        char *from = malloc(4096);
+        int n = from ? smtp_header_value(s->hdrbuf, s->hdrlen, "From", from, 4096) : -1;
+
+        s->header_from_count = n;
+        s->header_from = from;
+    }
     stage_write(s, s->hdrbuf, s->hdrlen);
     free(s->hdrbuf);
     s->hdrbuf = NULL;
@@ -775,9 +822,54 @@ static void data_output(struct session *s, const char *p, size_t n)
     }
 }
 
+/*
+ * check_header_from: every address of the From field must be owned by the user,
+ * asked of authz like the envelope sender. Returns -1 when the transaction ended
+ * here (the reply is given), 0 when the session now waits or may commit at once.
+ */
+static int request_header_from(struct session *s)
+{
+    char addrs[16][SMTP_ADDR_MAX + 1];
+    struct ipc_msg *m = s->w->msg;
+    const char *why = NULL;
+    char rcpts[2048];
+    int n = 0, bad = 0;
+
+    if (s->header_from_count == 0)
+        return 0; /* no From field: the envelope sender was checked */
+    if (s->header_from_count > 1)
+        why = "more than one From field";
+    else if (s->header_from == NULL || s->header_from_count < 0 ||
+             (n = smtp_parse_mailbox_list(s->header_from, addrs, 16)) <= 0)
+        why = "unreadable From field";
+    if (why == NULL) {
+        ipc_init(m, IPC_AUTHZ_HEADER_FROM, req_id(s));
+        bad |= ipc_put_str(m, s->id);
+        bad |= ipc_put_str(m, s->client_ip);
+        bad |= ipc_put_str(m, s->user);
+        bad |= ipc_put_str(m, s->peer.sha256);
+        bad |= ipc_put_u64(m, (uint64_t)n);
+        for (int i = 0; i < n; i++)
+            bad |= ipc_put_str(m, addrs[i]);
+        if (!bad && send_or_tempfail(s, s->w->authz_fd, m, "header from") == 0) {
+            wait_for(s, WAIT_HEADER_FROM);
+            return 0;
+        }
+        reply(s, "454 4.7.0 Temporary authentication failure");
+        transaction_reset(s);
+        return -1;
+    }
+    rcpt_list(s, rcpts, sizeof(rcpts));
+    audit(s, "data", "reject", why, rcpts, s->msg_size);
+    reply(s, "550 5.6.0 Message header From is malformed: %s", why);
+    transaction_reset(s);
+    return -1;
+}
+
+static void data_commit(struct session *s);
+
 static void data_finish(struct session *s)
 {
-    struct ipc_msg *m = s->w->msg;
     const char *err_reply = NULL, *reason = NULL, *decision = "reject";
     char rcpts[2048];
 
@@ -809,17 +901,30 @@ static void data_finish(struct session *s)
         transaction_reset(s);
         return;
     }
+    if (s->w->cfg->check_header_from && request_header_from(s) != 0)
+        return;
+    if (s->wait == WAIT_NONE)
+        data_commit(s);
+}
+
+/* Hands the complete spool file to the queue; the 250 waits for its answer. */
+static void data_commit(struct session *s)
+{
+    struct ipc_msg *m = s->w->msg;
+    char rcpts[2048];
+
     close(s->spool_fd);
     s->spool_fd = -1;
     ipc_init(m, IPC_QUEUE_COMMIT, req_id(s));
     if (ipc_put_str(m, s->queue_id) != 0 || ipc_put_u64(m, (uint64_t)s->spooled) != 0 ||
         send_or_tempfail(s, s->w->queue_fd, m, "commit") != 0) {
+        rcpt_list(s, rcpts, sizeof(rcpts));
         audit(s, "data", "tempfail", "queue unavailable", rcpts, s->msg_size);
         reply(s, "452 4.3.1 Insufficient system storage");
         transaction_reset(s);
         return;
     }
-    s->wait = WAIT_COMMIT;
+    wait_for(s, WAIT_COMMIT);
 }
 
 /* Consumes DATA bytes from inbuf. */
@@ -881,8 +986,8 @@ static void process_input(struct session *s)
                 n--;
             memcpy(line, s->inbuf, n);
             line[n] = '\0';
-            if (memchr(line, '\0', n) != NULL) {
-                reply(s, "500 5.5.2 NUL character not allowed");
+            if (memchr(line, '\0', n) != NULL || memchr(line, '\r', n) != NULL) {
+                reply(s, "500 5.5.2 NUL or bare CR not allowed in commands");
                 s->errors++;
             } else {
                 dispatch(s, line);
@@ -988,13 +1093,26 @@ static void session_pump(struct session *s)
 
 /* ---- lifecycle ------------------------------------------------------------- */
 
+void sockaddr_text(const struct sockaddr_storage *ss, char *ip, size_t iplen)
+{
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, (socklen_t)iplen);
+    else if (ss->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, (socklen_t)iplen);
+    else
+        str_lcpy(ip, "unknown", iplen);
+}
+
 void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, int implicit_tls)
 {
     struct session *s = calloc(1, sizeof(*s));
     struct epoll_event ev;
     uint32_t slot;
+    char ip[64];
 
     if (s == NULL) {
+        sockaddr_text(ss, ip, sizeof(ip));
+        smtp_limits_leave(ip);
         close(fd);
         return;
     }
@@ -1006,14 +1124,7 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
     s->implicit_tls = implicit_tls;
     s->last_active = time(NULL);
     smtp_session_id(s->id, sizeof(s->id));
-    if (ss->ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, s->client_ip,
-                  sizeof(s->client_ip));
-    else if (ss->ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, s->client_ip,
-                  sizeof(s->client_ip));
-    else
-        str_lcpy(s->client_ip, "unknown", sizeof(s->client_ip));
+    sockaddr_text(ss, s->client_ip, sizeof(s->client_ip));
 
     for (slot = 0; slot < w->nslots && w->slots[slot] != NULL; slot++)
         ;
@@ -1021,6 +1132,7 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
         uint32_t n = w->nslots ? w->nslots * 2 : 64;
         struct session **p = realloc(w->slots, sizeof(*p) * n);
         if (p == NULL) {
+            smtp_limits_leave(s->client_ip);
             close(fd);
             free(s);
             return;
@@ -1088,7 +1200,9 @@ void session_shutdown(struct session *s)
 
 void session_on_event(struct session *s, uint32_t events)
 {
-    if ((events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN)) {
+    /* Both directions are gone: no reply can reach the client any more, and
+     * nothing it sent is acknowledged. */
+    if (events & (EPOLLERR | EPOLLHUP)) {
         log_info("session=%s connection lost", s->id);
         session_close(s);
         return;
@@ -1098,14 +1212,26 @@ void session_on_event(struct session *s, uint32_t events)
 
 void session_check_timeout(struct session *s, time_t now)
 {
-    /* While waiting for our own processes the client is not at fault. */
-    if (s->wait == WAIT_NONE && now - s->last_active > s->w->cfg->timeout) {
+    /* While the session waits for our own processes the client is not at fault;
+     * the clock runs from the request. An answer that never comes still ends
+     * the session, with a temporary failure. */
+    int internal = s->wait != WAIT_NONE && s->wait != WAIT_STARTTLS_FLUSH;
+    time_t since = internal ? s->wait_since : s->last_active;
+
+    if (now - since <= s->w->cfg->timeout)
+        return;
+    if (internal) {
+        log_err("session=%s no answer from the %s process in %d s", s->id,
+                s->wait == WAIT_OPEN || s->wait == WAIT_COMMIT ? "queue" : "authz",
+                s->w->cfg->timeout);
+        reply(s, "421 4.3.0 %s Internal timeout, try again later", s->w->cfg->hostname);
+    } else {
         log_info("session=%s timeout after %d s", s->id, s->w->cfg->timeout);
-        if (!s->handshaking)
+        if (!s->handshaking && s->wait != WAIT_STARTTLS_FLUSH)
             reply(s, "421 4.4.2 %s Error: timeout exceeded", s->w->cfg->hostname);
-        (void)session_flush(s);
-        session_close(s);
     }
+    (void)session_flush(s);
+    session_close(s);
 }
 
 /* ---- answers from authz and queue ------------------------------------------ */
@@ -1195,6 +1321,9 @@ void session_on_ipc(struct worker *w, struct ipc_msg *m)
     uint64_t decision = 0;
     char a[512], b[512];
 
+    /* Only an OPENED answer carries a descriptor. */
+    if (m->fd >= 0 && m->type != IPC_QUEUE_OPENED)
+        fatal("unexpected descriptor with message type %u", m->type);
     switch (m->type) {
     case IPC_AUTHZ_RESULT:
         if (ipc_get_u64(m, &decision) != 0 || decision > IPC_TEMPFAIL ||
@@ -1203,11 +1332,23 @@ void session_on_ipc(struct worker *w, struct ipc_msg *m)
             fatal("malformed authz answer");
         if (s == NULL)
             return;
-        if (s->wait == WAIT_IDENTITY)
+        if (s->wait == WAIT_IDENTITY) {
             on_identity(s, decision, a, b);
-        else if (s->wait == WAIT_SENDER)
+        } else if (s->wait == WAIT_SENDER) {
             on_sender(s, decision, b);
-        else
+        } else if (s->wait == WAIT_HEADER_FROM) {
+            s->wait = WAIT_NONE;
+            if (decision == IPC_ALLOW) {
+                data_commit(s);
+            } else {
+                reply(s, "%s", b);
+                transaction_reset(s);
+            }
+            if (s->wait != WAIT_NONE) {
+                session_pump(s);
+                return;
+            }
+        } else
             fatal("session=%s unexpected authz answer", s->id);
         break;
     case IPC_QUEUE_OPENED:
@@ -1215,6 +1356,10 @@ void session_on_ipc(struct worker *w, struct ipc_msg *m)
         if (ipc_get_u64(m, &decision) != 0 || ipc_get_str(m, a, sizeof(a)) != 0 ||
             ipc_get_str(m, b, sizeof(b)) != 0 || ipc_end(m) != 0)
             fatal("malformed queue answer");
+        if (m->fd >= 0 && (decision != 0 || s == NULL || s->wait != WAIT_OPEN)) {
+            close(m->fd);
+            m->fd = -1;
+        }
         if (s == NULL) {
             /* The client left meanwhile: give the file back. */
             if (m->fd >= 0)

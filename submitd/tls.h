@@ -3,6 +3,7 @@
 
 #include <openssl/ssl.h>
 #include <stddef.h>
+#include <time.h>
 
 struct config;
 
@@ -25,6 +26,18 @@ struct tls_peer {
     char tls[128];        /* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
 };
 void tls_peer_identity(SSL *ssl, struct tls_peer *out);
+
+/*
+ * CRL reloads (DESIGN §6 "crl"): tls_use_current_store() gives a new TLS session the
+ * client CAs and the CRL current at its start, after looking at most once per
+ * second whether the CRL file changed; tls_crl_tick() does the same look from the
+ * worker loop, so that changes and an approaching nextUpdate are logged even when
+ * no client connects. Both are thread-safe and do nothing without a crl.
+ * tls_crl_free() releases the stores at shutdown.
+ */
+void tls_use_current_store(SSL *ssl);
+void tls_crl_tick(time_t now);
+void tls_crl_free(void);
 
 /* The reason word for a verification error code, as used in SMTP replies. */
 const char *tls_verify_reason(int code);

@@ -18,7 +18,8 @@
 
 enum ipc_type {
     /* smtp -> authz */
-    IPC_AUTHZ_IDENTITY = 1, /* session, client_ip, verify, sha256, subject, issuer, tls */
+    IPC_AUTHZ_IDENTITY = 1, /* session, client_ip, verify, sha256, subject, issuer, tls,
+                               subject and issuer in dn.h canonical form */
     IPC_AUTHZ_SENDER,       /* session, user, address */
     IPC_AUTHZ_AUDIT,        /* the fields of struct db_audit, in order; no answer */
     /* authz -> smtp */
@@ -30,6 +31,8 @@ enum ipc_type {
     /* queue -> smtp */
     IPC_QUEUE_OPENED,       /* status, queue_id, reason (+ fd when status is 0) */
     IPC_QUEUE_COMMITTED,    /* status, queue_id, reason */
+    /* smtp -> authz */
+    IPC_AUTHZ_HEADER_FROM,  /* session, client_ip, user, sha256, n, address... */
     IPC_TYPE_MAX
 };
 

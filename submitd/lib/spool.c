@@ -74,44 +74,16 @@ int spool_id_valid(const char *s)
 
 void spool_msg_free(struct spool_msg *msg)
 {
-    for (int i = 0; i < msg->nrcpt; i++)
+    for (int i = 0; i < msg->nrcpt; i++) {
         free(msg->rcpt[i]);
+        if (msg->rreply != NULL)
+            free(msg->rreply[i]);
+    }
     free(msg->rcpt);
+    free(msg->rreply);
+    free(msg->rstate);
     free(msg->body);
     memset(msg, 0, sizeof(*msg));
-}
-
-static int read_file(const char *path, unsigned char **out, size_t *outlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    struct stat st;
-    unsigned char *buf;
-    size_t got = 0;
-
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, &st) != 0 || st.st_size < 0 || st.st_size > (off_t)1 << 34) {
-        close(fd);
-        errno = EFBIG;
-        return -1;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (buf == NULL) {
-        close(fd);
-        return -1;
-    }
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    *out = buf;
-    *outlen = got;
-    return 0;
 }
 
 static int copy_field(char *dst, size_t dstlen, const unsigned char *p, size_t n)
@@ -123,35 +95,168 @@ static int copy_field(char *dst, size_t dstlen, const unsigned char *p, size_t n
     return 0;
 }
 
-int spool_load(const char *path, struct spool_msg *msg, char *err, size_t errlen)
+/* Reads exactly n bytes at off; 0, or -1 (errno, or EIO on a short read). */
+static int read_at(int fd, off_t off, void *dst, size_t n)
 {
-    unsigned char *buf;
-    size_t len, pos = 0, body_cap = 0;
-    int ended = 0;
+    unsigned char *p = dst;
+
+    while (n > 0) {
+        ssize_t r = pread(fd, p, n, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += r;
+        off += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+int spool_add_rcpt(struct spool_msg *msg, const char *addr)
+{
+    size_t n = (size_t)msg->nrcpt + 1;
+    char **r, **rr, *rs, *copy;
+
+    r = realloc(msg->rcpt, sizeof(char *) * n);
+    if (r == NULL)
+        return -1;
+    msg->rcpt = r;
+    rr = realloc(msg->rreply, sizeof(char *) * n);
+    if (rr == NULL)
+        return -1;
+    msg->rreply = rr;
+    rs = realloc(msg->rstate, n);
+    if (rs == NULL)
+        return -1;
+    msg->rstate = rs;
+    copy = strdup(addr);
+    if (copy == NULL)
+        return -1;
+    msg->rcpt[msg->nrcpt] = copy;
+    msg->rreply[msg->nrcpt] = NULL;
+    msg->rstate[msg->nrcpt] = SPOOL_RCPT_PENDING;
+    msg->nrcpt++;
+    return 0;
+}
+
+int spool_set_rcpt(struct spool_msg *msg, int i, enum spool_rcpt_state state, const char *reply)
+{
+    char *copy = NULL;
+
+    if (i < 0 || i >= msg->nrcpt)
+        return -1;
+    if (reply != NULL) {
+        size_t n = strnlen(reply, SPOOL_REPLY_MAX - 1);
+        copy = malloc(n + 1);
+        if (copy == NULL)
+            return -1;
+        memcpy(copy, reply, n);
+        copy[n] = '\0';
+    }
+    free(msg->rreply[i]);
+    msg->rreply[i] = copy;
+    msg->rstate[i] = (char)state;
+    return 0;
+}
+
+int spool_count_rcpt(const struct spool_msg *msg, enum spool_rcpt_state state)
+{
+    int n = 0;
+
+    for (int i = 0; i < msg->nrcpt; i++)
+        n += msg->rstate[i] == (char)state;
+    return n;
+}
+
+static int valid_state(unsigned char c)
+{
+    return c == SPOOL_RCPT_PENDING || c == SPOOL_RCPT_DELIVERED || c == SPOOL_RCPT_FAILED ||
+           c == SPOOL_RCPT_REPORTED;
+}
+
+/*
+ * The one parser behind spool_load() and spool_load_envelope(). Records are read
+ * with pread(); the file size bounds every length before anything is allocated.
+ */
+static int load(const char *path, struct spool_msg *msg, int with_body, char *err, size_t errlen)
+{
+    unsigned char *rec = NULL;
+    struct stat st;
+    size_t len, pos = 0;
+    int fd, ended = 0, have_rstate = 0;
 
     memset(msg, 0, sizeof(*msg));
-    if (read_file(path, &buf, &len) != 0) {
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || fstat(fd, &st) != 0) {
         str_fmt(err, errlen, "cannot read: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
+    if (st.st_size < 0 || st.st_size > (off_t)1 << 34) {
+        str_fmt(err, errlen, "cannot read: %s", strerror(EFBIG));
+        close(fd);
+        return -1;
+    }
+    len = (size_t)st.st_size;
+    /* Envelope records are short; the buffer grows only for a long one. */
+    rec = malloc(4096);
+    if (rec == NULL)
+        goto oom;
     while (pos < len && !ended) {
-        unsigned char type;
+        unsigned char hdr[5], type;
         size_t n;
-        const unsigned char *d;
+        const unsigned char *d = rec;
         char num[32];
 
         if (len - pos < 5) {
             str_fmt(err, errlen, "torn: truncated record header at offset %zu", pos);
             goto fail;
         }
-        type = buf[pos];
-        n = ((size_t)buf[pos + 1] << 24) | ((size_t)buf[pos + 2] << 16) |
-            ((size_t)buf[pos + 3] << 8) | buf[pos + 4];
+        if (read_at(fd, (off_t)pos, hdr, 5) != 0)
+            goto ioerr;
+        type = hdr[0];
+        n = ((size_t)hdr[1] << 24) | ((size_t)hdr[2] << 16) | ((size_t)hdr[3] << 8) | hdr[4];
         if (n > SPOOL_REC_MAX || n > len - pos - 5) {
             str_fmt(err, errlen, "torn: record at offset %zu overruns the file", pos);
             goto fail;
         }
-        d = buf + pos + 5;
+        if (type == SPOOL_BODY) {
+            if (with_body && n > 0) {
+                if (msg->body == NULL) {
+                    /* The rest of the file bounds the body. */
+                    msg->body = malloc(len - pos);
+                    if (msg->body == NULL)
+                        goto oom;
+                }
+                if (read_at(fd, (off_t)(pos + 5), msg->body + msg->body_len, n) != 0)
+                    goto ioerr;
+            }
+            msg->body_len += n;
+            pos += 5 + n;
+            continue;
+        }
+        if (type != SPOOL_VERSION && type != SPOOL_ID && type != SPOOL_TIME &&
+            type != SPOOL_SESSION && type != SPOOL_USER && type != SPOOL_CLIENT &&
+            type != SPOOL_FROM && type != SPOOL_RCPT && type != SPOOL_END &&
+            type != SPOOL_RSTATE && type != SPOOL_ATTEMPTS && type != SPOOL_NEXT &&
+            type != SPOOL_REPLY) {
+            str_fmt(err, errlen, "bad record type 0x%02x at offset %zu", type, pos);
+            goto fail;
+        }
+        if (n > 4096) {
+            unsigned char *bigger = realloc(rec, n);
+            if (bigger == NULL)
+                goto oom;
+            rec = bigger;
+            d = rec;
+        }
+        if (n > 0 && read_at(fd, (off_t)(pos + 5), rec, n) != 0)
+            goto ioerr;
         pos += 5 + n;
         switch (type) {
         case SPOOL_VERSION:
@@ -186,34 +291,42 @@ int spool_load(const char *path, struct spool_msg *msg, char *err, size_t errlen
                 goto bad;
             break;
         case SPOOL_RCPT: {
-            char **r = realloc(msg->rcpt, sizeof(char *) * (size_t)(msg->nrcpt + 1));
-            if (r == NULL)
-                goto oom;
-            msg->rcpt = r;
-            msg->rcpt[msg->nrcpt] = malloc(n + 1);
-            if (msg->rcpt[msg->nrcpt] == NULL)
-                goto oom;
-            if (copy_field(msg->rcpt[msg->nrcpt], n + 1, d, n) != 0 || n == 0) {
-                free(msg->rcpt[msg->nrcpt]);
+            char addr[1024];
+            if (n == 0 || copy_field(addr, sizeof(addr), d, n) != 0)
                 goto bad;
-            }
-            msg->nrcpt++;
+            if (spool_add_rcpt(msg, addr) != 0)
+                goto oom;
+            have_rstate = 0;
             break;
         }
-        case SPOOL_BODY:
-            if (msg->body_len + n > body_cap) {
-                size_t cap = body_cap ? body_cap * 2 : 65536;
-                char *b;
-                while (cap < msg->body_len + n)
-                    cap *= 2;
-                b = realloc(msg->body, cap);
-                if (b == NULL)
-                    goto oom;
-                msg->body = b;
-                body_cap = cap;
-            }
-            memcpy(msg->body + msg->body_len, d, n);
-            msg->body_len += n;
+        case SPOOL_RSTATE: {
+            char reply[SPOOL_REPLY_MAX];
+            /* One state per recipient, right after it: "<state>" or "<state> <reply>". */
+            if (msg->nrcpt == 0 || have_rstate || n == 0 || !valid_state(d[0]) ||
+                (n > 1 && d[1] != ' ') ||
+                copy_field(reply, sizeof(reply), d + (n > 1 ? 2 : 1), n > 1 ? n - 2 : 0) != 0)
+                goto bad;
+            if (spool_set_rcpt(msg, msg->nrcpt - 1, (enum spool_rcpt_state)d[0],
+                               n > 1 ? reply : NULL) != 0)
+                goto oom;
+            have_rstate = 1;
+            break;
+        }
+        case SPOOL_ATTEMPTS: {
+            long long v;
+            if (copy_field(num, sizeof(num), d, n) != 0 || str_to_ll(num, 0, 1000000, &v) != 0)
+                goto bad;
+            msg->attempts = (int)v;
+            break;
+        }
+        case SPOOL_NEXT:
+            if (copy_field(num, sizeof(num), d, n) != 0 ||
+                str_to_ll(num, 0, (long long)1 << 40, &msg->next) != 0)
+                goto bad;
+            break;
+        case SPOOL_REPLY:
+            if (copy_field(msg->last, sizeof(msg->last), d, n) != 0)
+                goto bad;
             break;
         case SPOOL_END: {
             long long total;
@@ -226,9 +339,6 @@ int spool_load(const char *path, struct spool_msg *msg, char *err, size_t errlen
             ended = 1;
             break;
         }
-        default:
-            str_fmt(err, errlen, "bad record type 0x%02x at offset %zu", type, pos - 5 - n);
-            goto fail;
         }
     }
     if (!ended) {
@@ -243,15 +353,69 @@ int spool_load(const char *path, struct spool_msg *msg, char *err, size_t errlen
         str_fmt(err, errlen, "incomplete envelope (no id or no recipient)");
         goto fail;
     }
-    free(buf);
+    free(rec);
+    close(fd);
     return 0;
 bad:
     str_fmt(err, errlen, "malformed envelope record before offset %zu", pos);
     goto fail;
+ioerr:
+    str_fmt(err, errlen, "cannot read: %s", strerror(errno));
+    goto fail;
 oom:
     str_fmt(err, errlen, "out of memory");
 fail:
-    free(buf);
+    free(rec);
+    close(fd);
     spool_msg_free(msg);
     return -1;
+}
+
+int spool_load(const char *path, struct spool_msg *msg, char *err, size_t errlen)
+{
+    return load(path, msg, 1, err, errlen);
+}
+
+int spool_load_envelope(const char *path, struct spool_msg *msg, char *err, size_t errlen)
+{
+    return load(path, msg, 0, err, errlen);
+}
+
+static int put_num(int fd, enum spool_rec type, long long v)
+{
+    char num[32];
+
+    str_fmt(num, sizeof(num), "%lld", v);
+    return spool_put_str(fd, type, num);
+}
+
+int spool_write(int fd, const struct spool_msg *msg)
+{
+    int err = 0;
+
+    err |= spool_put_str(fd, SPOOL_VERSION, "1");
+    err |= spool_put_str(fd, SPOOL_ID, msg->id);
+    err |= put_num(fd, SPOOL_TIME, msg->time);
+    err |= spool_put_str(fd, SPOOL_SESSION, msg->session);
+    err |= spool_put_str(fd, SPOOL_USER, msg->user);
+    err |= spool_put_str(fd, SPOOL_CLIENT, msg->client);
+    err |= spool_put_str(fd, SPOOL_FROM, msg->from);
+    for (int i = 0; i < msg->nrcpt && !err; i++) {
+        char st[SPOOL_REPLY_MAX + 2];
+        err |= spool_put_str(fd, SPOOL_RCPT, msg->rcpt[i]);
+        if (msg->rreply[i] != NULL)
+            str_fmt(st, sizeof(st), "%c %s", msg->rstate[i], msg->rreply[i]);
+        else
+            str_fmt(st, sizeof(st), "%c", msg->rstate[i]);
+        err |= spool_put_str(fd, SPOOL_RSTATE, st);
+    }
+    err |= put_num(fd, SPOOL_ATTEMPTS, msg->attempts);
+    err |= put_num(fd, SPOOL_NEXT, msg->next);
+    err |= spool_put_str(fd, SPOOL_REPLY, msg->last);
+    for (size_t off = 0; off < msg->body_len && !err; off += SPOOL_REC_MAX) {
+        size_t n = msg->body_len - off > SPOOL_REC_MAX ? SPOOL_REC_MAX : msg->body_len - off;
+        err |= spool_put(fd, SPOOL_BODY, msg->body + off, n);
+    }
+    err |= put_num(fd, SPOOL_END, (long long)msg->body_len);
+    return err ? -1 : 0;
 }

@@ -85,6 +85,31 @@ def test_starttls_injection_of_a_whole_transaction(stack):
     assert_served(stack.env, stack.alice)
 
 
+def test_starttls_forgets_the_helo(stack):
+    """After STARTTLS the client must greet again (RFC 3207 §4.2): MAIL straight after
+    the handshake is not accepted."""
+    c = RawSMTP(stack.env)
+    try:
+        c.cmd("EHLO client.test")
+        c.starttls(client_context(stack.env, stack.alice))
+        r = c.cmd(f"MAIL FROM:<{ALICE_ADDR}>")
+        assert r.code >= 500, f"MAIL without EHLO after STARTTLS -> {r}"
+        assert c.cmd("EHLO client.test").code == 250
+        assert c.cmd(f"MAIL FROM:<{ALICE_ADDR}>").code == 250
+    finally:
+        c.close()
+
+
+def test_second_starttls_is_refused(stack):
+    c = raw_tls_session(stack.env, stack.alice)
+    try:
+        r = c.cmd("STARTTLS")
+        assert r.code >= 500, f"STARTTLS inside TLS -> {r}"
+        assert c.cmd("NOOP").code == 250
+    finally:
+        c.close()
+
+
 def test_garbage_instead_of_tls_handshake(stack):
     c = RawSMTP(stack.env)
     try:

@@ -218,3 +218,26 @@ def test_subject_map_compares_names_not_strings(fresh_stack_factory):
     s.env.admin("map", "add", "--subject", "CN=EXT-Alice,O=partner", ALICE)
     s.daemon.start()
     assert mail_reply(s, mapped).startswith("250")
+
+
+# ---- header From (check_header_from = yes, the default) ----------------------------------------
+
+@pytest.mark.parametrize("header_from", ["Mallory <mallory@evil.test>",
+                                         '"alice@example.com" <mallory@evil.test>',
+                                         "bob@example.com"])
+def test_header_from_must_be_owned(stack, header_from):
+    msg = make_message()
+    msg.data = msg.data.replace(b"From: Alice <alice@example.com>", f"From: {header_from}".encode(), 1)
+    assert f"From: {header_from}".encode() in msg.data
+    s = smtp_starttls(stack.env, stack.alice)
+    try:
+        assert s.mail(ALICE_ADDR)[0] == 250
+        assert s.rcpt(msg.rcpts[0])[0] == 250
+        reply = reply_text(*s.data(msg.data))
+    finally:
+        s.close()
+    assert reply[:1] == "5", f"message with From: {header_from} -> {reply}"
+    probe = make_message()
+    send_ok(stack.env, stack.alice, probe)
+    stack.upstream.wait_for(probe.marker, probe.rcpts)
+    assert not stack.upstream.matching(msg.marker), f"message with From: {header_from} was relayed"

@@ -1,11 +1,7 @@
-/*
- * Unit tests of submit-ca's pure helpers (ca-tools/ca_util.c). The module is compiled
- * into this test directly: it has no dependencies, and the unit-test link line does
- * not carry the objects of submit-ca.
- */
+/* Unit tests of submit-ca's pure helpers (ca-tools/ca_util.c). */
 #include "unit.h"
 
-#include "../../ca-tools/ca_util.c"
+#include "../../ca-tools/ca_util.h"
 
 TEST(hostname_accepts_dns_names)
 {
