@@ -74,13 +74,14 @@ static int identity_from_map(const char *subject, const char *issuer, struct db_
     return rc;
 }
 
-/* Maps a verified certificate to an enabled user (DESIGN §3.4). */
-static void identity_from_db(const char *sha256, const char *subject, const char *issuer,
+/* Maps a verified certificate to an enabled user (DESIGN §3.4). Returns 1 when
+ * the user is known and enabled but PAM still has to be asked, else 0 with the
+ * answer in a. */
+static int identity_from_db(const char *sha256, const char *subject, const char *issuer,
                              struct answer *a, char *reason, size_t rlen)
 {
     struct db_cert cert;
     int enabled = 0, rc, mapped = 0;
-    char why[256];
 
     memset(&cert, 0, sizeof(cert));
     rc = db_cert_by_sha256(db, sha256, &cert);
@@ -92,103 +93,188 @@ static void identity_from_db(const char *sha256, const char *subject, const char
         log_err("identity lookup failed: %s", db_errmsg(db));
         answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
         str_lcpy(reason, "database unavailable", rlen);
-        return;
+        return 0;
     }
     if (rc == DB_NOTFOUND) {
         answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: unknown certificate");
         str_lcpy(reason, "unknown certificate (not in the certs table)", rlen);
-        return;
+        return 0;
     }
     if (strcmp(cert.status, "valid") != 0) {
         answer_set(a, IPC_DENY, "535 5.7.8 Client certificate rejected: revoked");
         str_fmt(reason, rlen, "certificate %s revoked (%s)", cert.serial, cert.revoke_reason);
-        return;
+        return 0;
     }
     rc = db_user_get(db, cert.user, &enabled);
     if (rc == DB_ERROR) {
         log_err("user lookup failed: %s", db_errmsg(db));
         answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
         str_lcpy(reason, "database unavailable", rlen);
-        return;
+        return 0;
     }
     if (rc == DB_NOTFOUND) {
         answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: unknown user");
         str_fmt(reason, rlen, "user %s of the certificate does not exist", cert.user);
-        return;
+        return 0;
     }
     if (!enabled) {
         answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: user disabled");
         str_fmt(reason, rlen, "user %s disabled", cert.user);
-        return;
+        return 0;
     }
     str_lcpy(a->user, cert.user, sizeof(a->user));
-    if (cfg.pam_account_check) {
-        int d = authz_pam_account(&cfg, cert.user, why, sizeof(why));
-        if (d == IPC_DENY) {
-            answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: account");
-            str_fmt(reason, rlen, "PAM account check denied %s: %s", cert.user, why);
-            return;
-        }
-        if (d != IPC_ALLOW) {
-            log_err("PAM account check for %s failed: %s", cert.user, why);
-            answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
-            str_fmt(reason, rlen, "PAM error: %s", why);
-            return;
-        }
-    }
-    answer_set(a, IPC_ALLOW, "");
     str_lcpy(reason, mapped ? "certificate mapped by subject" : "certificate mapped", rlen);
+    if (cfg.pam_account_check)
+        return 1;
+    answer_set(a, IPC_ALLOW, "");
+    return 0;
 }
 
-static void handle_identity(struct ipc_msg *m, struct answer *a)
-{
-    char session[64], ip[64], verify[96], sha256[65], subject[512], issuer[512], tls[128];
-    char subject_canon[1024], issuer_canon[1024];
+/* An identity question, kept while its PAM check runs in a child process. */
+struct identity {
+    int chan;
+    uint64_t req;
+    char session[64], ip[64], sha256[65], subject[512], tls[128];
     char reason[512];
+    struct answer a;
+    /* PAM in progress */
+    int pam_fd;
+    pid_t pam_pid;
+    uint64_t deadline;   /* now_ms() */
+};
+
+#define MAX_PENDING 256
+static struct identity *pending[MAX_PENDING];
+static int npending;
+
+static void send_answer(int chan, uint64_t req, const struct answer *a, struct ipc_msg *m)
+{
+    ipc_init(m, IPC_AUTHZ_RESULT, req);
+    if (ipc_put_u64(m, (uint64_t)a->decision) || ipc_put_str(m, a->user) ||
+        ipc_put_str(m, a->reply) || ipc_send(chan, m) != 0)
+        fatal("cannot answer on channel %d: %s", chan, strerror(errno));
+}
+
+/* Writes the identity's audit row and answers smtp. */
+static void identity_done(struct identity *id, struct ipc_msg *m)
+{
+    struct answer *a = &id->a;
     struct db_audit row;
 
-    if (ipc_get_str(m, session, sizeof(session)) || ipc_get_str(m, ip, sizeof(ip)) ||
-        ipc_get_str(m, verify, sizeof(verify)) || ipc_get_str(m, sha256, sizeof(sha256)) ||
-        ipc_get_str(m, subject, sizeof(subject)) || ipc_get_str(m, issuer, sizeof(issuer)) ||
-        ipc_get_str(m, tls, sizeof(tls)) ||
+    memset(&row, 0, sizeof(row));
+    row.session = id->session;
+    row.event = "identity";
+    row.decision = a->decision == IPC_ALLOW ? "accept"
+                   : a->decision == IPC_DENY ? "reject" : "tempfail";
+    row.reason = id->reason;
+    row.client_ip = id->ip;
+    row.user = a->user[0] ? a->user : NULL;
+    row.cert_sha256 = id->sha256[0] ? id->sha256 : NULL;
+    row.cert_subject = id->subject[0] ? id->subject : NULL;
+    row.size = -1;
+    row.tls = id->tls;
+    write_audit(&row);
+    log_info("session=%s identity %s: %s%s%s", id->session, row.decision, id->reason,
+             a->user[0] ? " user=" : "", a->user);
+    send_answer(id->chan, id->req, a, m);
+}
+
+/* Turns the PAM verdict into the identity's answer. */
+static void identity_pam_result(struct identity *id, int d, const char *why)
+{
+    if (d == IPC_ALLOW) {
+        answer_set(&id->a, IPC_ALLOW, "");
+    } else if (d == IPC_DENY) {
+        answer_set(&id->a, IPC_DENY, "535 5.7.8 Not authorized: account");
+        str_fmt(id->reason, sizeof(id->reason), "PAM account check denied %s: %s",
+                id->a.user, why);
+    } else {
+        log_err("session=%s PAM account check for %s failed: %s", id->session, id->a.user, why);
+        answer_set(&id->a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+        str_fmt(id->reason, sizeof(id->reason), "PAM error: %s", why);
+    }
+}
+
+static void handle_identity(int chan, struct ipc_msg *m)
+{
+    char verify[96], issuer[512], subject_canon[1024], issuer_canon[1024];
+    struct identity *id = calloc(1, sizeof(*id));
+
+    if (id == NULL)
+        fatal("out of memory");
+    id->chan = chan;
+    id->req = m->id;
+    id->pam_fd = -1;
+    if (ipc_get_str(m, id->session, sizeof(id->session)) || ipc_get_str(m, id->ip, sizeof(id->ip)) ||
+        ipc_get_str(m, verify, sizeof(verify)) || ipc_get_str(m, id->sha256, sizeof(id->sha256)) ||
+        ipc_get_str(m, id->subject, sizeof(id->subject)) || ipc_get_str(m, issuer, sizeof(issuer)) ||
+        ipc_get_str(m, id->tls, sizeof(id->tls)) ||
         ipc_get_str(m, subject_canon, sizeof(subject_canon)) ||
         ipc_get_str(m, issuer_canon, sizeof(issuer_canon)) || ipc_end(m))
         fatal("malformed identity request");
 
     if (strcmp(verify, "none") == 0) {
-        answer_set(a, IPC_DENY, "530 5.7.0 Client certificate required");
-        str_lcpy(reason, "no client certificate", sizeof(reason));
+        answer_set(&id->a, IPC_DENY, "530 5.7.0 Client certificate required");
+        str_lcpy(id->reason, "no client certificate", sizeof(id->reason));
     } else if (strncmp(verify, "crl", 3) == 0) {
         /* Our CRL is missing or stale: every client would be refused. Fail
          * temporarily and say loudly what to do. */
         log_err("session=%s CRL PROBLEM (%s): all certificates are refused until the CRL "
-                "is renewed with 'submit-ca crl' (file %s)", session, verify, cfg.crl);
-        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
-        str_fmt(reason, sizeof(reason), "certificate check impossible: %s", verify);
+                "is renewed with 'submit-ca crl' (file %s)", id->session, verify, cfg.crl);
+        answer_set(&id->a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+        str_fmt(id->reason, sizeof(id->reason), "certificate check impossible: %s", verify);
     } else if (strcmp(verify, "ok") != 0) {
         char text[256];
         str_fmt(text, sizeof(text), "535 5.7.8 Client certificate rejected: %s", verify);
-        answer_set(a, IPC_DENY, text);
-        str_fmt(reason, sizeof(reason), "certificate %s", verify);
-    } else {
-        identity_from_db(sha256, subject_canon, issuer_canon, a, reason, sizeof(reason));
+        answer_set(&id->a, IPC_DENY, text);
+        str_fmt(id->reason, sizeof(id->reason), "certificate %s", verify);
+    } else if (identity_from_db(id->sha256, subject_canon, issuer_canon, &id->a, id->reason,
+                                sizeof(id->reason)) == 1) {
+        /* PAM may hang (a network-backed module, a broken script): it runs in a
+         * child with a deadline, and authz goes on serving meanwhile. */
+        if (npending < MAX_PENDING)
+            id->pam_fd = authz_pam_start(&cfg, id->a.user, &id->pam_pid);
+        if (id->pam_fd >= 0) {
+            id->deadline = now_ms() + (uint64_t)cfg.pam_timeout * 1000u;
+            pending[npending++] = id;
+            return;
+        }
+        identity_pam_result(id, IPC_TEMPFAIL,
+                            npending >= MAX_PENDING ? "too many PAM checks in progress"
+                                                    : "cannot start the PAM check");
     }
+    identity_done(id, m);
+    free(id);
+}
 
-    memset(&row, 0, sizeof(row));
-    row.session = session;
-    row.event = "identity";
-    row.decision = a->decision == IPC_ALLOW ? "accept"
-                   : a->decision == IPC_DENY ? "reject" : "tempfail";
-    row.reason = reason;
-    row.client_ip = ip;
-    row.user = a->user[0] ? a->user : NULL;
-    row.cert_sha256 = sha256[0] ? sha256 : NULL;
-    row.cert_subject = subject[0] ? subject : NULL;
-    row.size = -1;
-    row.tls = tls;
-    write_audit(&row);
-    log_info("session=%s identity %s: %s%s%s", session, row.decision, reason,
-             a->user[0] ? " user=" : "", a->user);
+/* Collects finished or overdue PAM checks. */
+static void pam_collect(struct pollfd *pfd, int npfd, struct ipc_msg *m)
+{
+    uint64_t now = now_ms();
+
+    for (int i = 0; i < npending;) {
+        struct identity *id = pending[i];
+        int ready = 0;
+        char why[300];
+
+        for (int k = 0; k < npfd; k++)
+            if (pfd[k].fd == id->pam_fd && (pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+                ready = 1;
+        if (ready) {
+            identity_pam_result(id, authz_pam_finish(id->pam_fd, id->pam_pid, why, sizeof(why)),
+                                why);
+        } else if (now >= id->deadline) {
+            authz_pam_abandon(id->pam_fd, id->pam_pid);
+            str_fmt(why, sizeof(why), "no answer within pam_timeout (%d s)", cfg.pam_timeout);
+            identity_pam_result(id, IPC_TEMPFAIL, why);
+        } else {
+            i++;
+            continue;
+        }
+        identity_done(id, m);
+        free(id);
+        pending[i] = pending[--npending];
+    }
 }
 
 /*
@@ -387,8 +473,8 @@ static int serve(int fd, struct ipc_msg *m)
     memset(&a, 0, sizeof(a));
     switch (m->type) {
     case IPC_AUTHZ_IDENTITY:
-        handle_identity(m, &a);
-        break;
+        handle_identity(fd, m);
+        return 0;
     case IPC_AUTHZ_SENDER:
         handle_sender(m, &a);
         break;
@@ -401,13 +487,7 @@ static int serve(int fd, struct ipc_msg *m)
     default:
         fatal("unexpected message type %u on authz channel", m->type);
     }
-    {
-        uint64_t id = m->id;
-        ipc_init(m, IPC_AUTHZ_RESULT, id);
-        if (ipc_put_u64(m, (uint64_t)a.decision) || ipc_put_str(m, a.user) ||
-            ipc_put_str(m, a.reply) || ipc_send(fd, m) != 0)
-            fatal("cannot answer on channel %d: %s", fd, strerror(errno));
-    }
+    send_answer(fd, m->id, &a, m);
     return 0;
 }
 
@@ -441,7 +521,7 @@ static void on_term(int sig)
 int main(int argc, char **argv)
 {
     const char *conf = CONFIG_DEFAULT_PATH;
-    struct pollfd pfd[MAX_CHANNELS];
+    struct pollfd pfd[MAX_CHANNELS + MAX_PENDING];
     int nfd = 0, foreground = 0, opt;
     char err[1024];
     struct ipc_msg *m;
@@ -495,10 +575,19 @@ int main(int argc, char **argv)
 
     log_info("authz process ready: database %s, %d channels", cfg.database, nfd);
     while (!stopping) {
-        int n = poll(pfd, (nfds_t)nfd, 1000);
+        int n, npfd = nfd;
 
+        for (int i = 0; i < npending; i++) {
+            pfd[npfd].fd = pending[i]->pam_fd;
+            pfd[npfd].events = POLLIN;
+            pfd[npfd].revents = 0;
+            npfd++;
+        }
+        n = poll(pfd, (nfds_t)npfd, npending ? 200 : 1000);
         if (n < 0 && errno != EINTR)
             fatal("poll: %s", strerror(errno));
+        if (npending)
+            pam_collect(pfd + nfd, npfd - nfd, m);
         for (int i = 0; i < nfd && n > 0; i++) {
             if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) && serve(pfd[i].fd, m) < 0)
                 pfd[i].fd = -pfd[i].fd - 1; /* poll ignores negative descriptors */

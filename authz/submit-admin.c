@@ -8,6 +8,7 @@
  * trail holds bytes that SMTP clients chose.
  */
 #include "admin_map.h"
+#include "admin_queue.h"
 #include "config.h"
 #include "db.h"
 #include "util.h"
@@ -35,7 +36,7 @@ static const char usage_text[] =
     "        [--decision accept|reject|tempfail] [--json]\n"
     "  map add --subject DN [--issuer DN] USER      certificates of another CA\n"
     "  map del --subject DN [--issuer DN] | map list [--json]\n"
-    "  queue list|flush|delete ...   (not implemented yet)\n"
+    "  queue list [--json] | queue flush | queue delete ID\n"
     "FILE defaults to " CONFIG_DEFAULT_PATH ".\n";
 
 static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -874,10 +875,8 @@ int main(int argc, char **argv)
         return misuse("missing command");
     if (strcmp(argv[optind], "map") == 0)
         return finish(admin_map(config_path, argc - optind - 1, argv + optind + 1));
-    if (strcmp(argv[optind], "queue") == 0) {
-        errorf("%s commands are not implemented yet", argv[optind]);
-        return EXIT_FAIL;
-    }
+    if (strcmp(argv[optind], "queue") == 0)
+        return finish(admin_queue(config_path, argc - optind - 1, argv + optind + 1));
     c = find_command(argc, argv, &optind, &status);
     if (c == NULL)
         return status;

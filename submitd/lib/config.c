@@ -45,6 +45,7 @@ static const struct key_def keys[] = {
     STR(pam_service, K_STR),
     STR(pam_confdir, K_PATH),
     BOOL(pam_account_check),
+    INT(pam_timeout, 1, 300),
     { "auth_password", K_AUTH_PASSWORD, offsetof(struct config, auth_password), 0, 0, 0 },
     { "max_message_size", K_SIZE, offsetof(struct config, max_message_size), 0, 1024,
       (long long)1 << 40 },
@@ -80,6 +81,7 @@ void config_defaults(struct config *cfg)
     str_lcpy(cfg->user, "submitd", sizeof(cfg->user));
     str_lcpy(cfg->pam_service, "submitd", sizeof(cfg->pam_service));
     cfg->pam_account_check = 1;
+    cfg->pam_timeout = 10;
     cfg->auth_password = AUTH_PASSWORD_NO;
     cfg->max_message_size = 26214400;
     cfg->max_recipients = 100;

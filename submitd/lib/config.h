@@ -40,6 +40,7 @@ struct config {
     char pam_service[64];
     char pam_confdir[PATH_MAX];   /* empty: the system PAM directory */
     int pam_account_check;
+    int pam_timeout;              /* seconds for one PAM call; then TEMPFAIL */
     int auth_password;            /* enum auth_password_mode */
     long long max_message_size;
     int max_recipients;

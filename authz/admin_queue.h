@@ -1,0 +1,12 @@
+#ifndef SUBMITD_ADMIN_QUEUE_H
+#define SUBMITD_ADMIN_QUEUE_H
+
+/*
+ * submit-admin queue list [--json] | queue flush | queue delete ID (DESIGN §5).
+ * argv[0] is the subcommand. Reads spool/queue/ directly (submit-admin runs as
+ * root); flush signals the queue process named by spool/queue.pid; flush and delete
+ * write audit rows. Returns the exit status (0, 1 failure, 2 misuse).
+ */
+int admin_queue(const char *config_path, int argc, char **argv);
+
+#endif
