@@ -138,14 +138,15 @@ struct identity {
     char reason[512];
     struct answer a;
     /* PAM in progress */
-    int pam_fd;
-    pid_t pam_pid;
+    int worker;          /* index in pam_pool, -1 while waiting for a free worker */
     uint64_t deadline;   /* now_ms() */
 };
 
 #define MAX_PENDING 256
+#define PAM_WORKERS 4
 static struct identity *pending[MAX_PENDING];
 static int npending;
+static struct pam_worker pam_pool[PAM_WORKERS];
 
 static void send_answer(int chan, uint64_t req, const struct answer *a, struct ipc_msg *m)
 {
@@ -195,6 +196,8 @@ static void identity_pam_result(struct identity *id, int d, const char *why)
     }
 }
 
+static void pam_dispatch(void);
+
 static void handle_identity(int chan, struct ipc_msg *m)
 {
     char verify[96], issuer[512], subject_canon[1024], issuer_canon[1024];
@@ -204,7 +207,7 @@ static void handle_identity(int chan, struct ipc_msg *m)
         fatal("out of memory");
     id->chan = chan;
     id->req = m->id;
-    id->pam_fd = -1;
+    id->worker = -1;
     if (ipc_get_str(m, id->session, sizeof(id->session)) || ipc_get_str(m, id->ip, sizeof(id->ip)) ||
         ipc_get_str(m, verify, sizeof(verify)) || ipc_get_str(m, id->sha256, sizeof(id->sha256)) ||
         ipc_get_str(m, id->subject, sizeof(id->subject)) || ipc_get_str(m, issuer, sizeof(issuer)) ||
@@ -231,23 +234,47 @@ static void handle_identity(int chan, struct ipc_msg *m)
     } else if (identity_from_db(id->sha256, subject_canon, issuer_canon, &id->a, id->reason,
                                 sizeof(id->reason)) == 1) {
         /* PAM may hang (a network-backed module, a broken script): it runs in a
-         * child with a deadline, and authz goes on serving meanwhile. */
-        if (npending < MAX_PENDING)
-            id->pam_fd = authz_pam_start(&cfg, id->a.user, &id->pam_pid);
-        if (id->pam_fd >= 0) {
+         * worker process with a deadline, and authz goes on serving meanwhile. */
+        if (npending < MAX_PENDING) {
             id->deadline = now_ms() + (uint64_t)cfg.pam_timeout * 1000u;
             pending[npending++] = id;
+            pam_dispatch();
             return;
         }
-        identity_pam_result(id, IPC_TEMPFAIL,
-                            npending >= MAX_PENDING ? "too many PAM checks in progress"
-                                                    : "cannot start the PAM check");
+        identity_pam_result(id, IPC_TEMPFAIL, "too many PAM checks in progress");
     }
     identity_done(id, m);
     free(id);
 }
 
-/* Collects finished or overdue PAM checks. */
+/* Hands waiting identities to idle PAM workers, starting workers as needed. */
+static void pam_dispatch(void)
+{
+    for (int i = 0; i < npending; i++) {
+        struct identity *id = pending[i];
+
+        if (id->worker >= 0)
+            continue;
+        for (int k = 0; k < PAM_WORKERS; k++) {
+            struct pam_worker *w = &pam_pool[k];
+
+            if (w->pid > 0 && w->busy)
+                continue;
+            if (w->pid == 0 && pam_worker_spawn(&cfg, w) != 0) {
+                log_err("cannot start a PAM worker: %s", strerror(errno));
+                continue;
+            }
+            if (pam_worker_send(w, id->a.user) != 0) {
+                pam_worker_kill(w);
+                continue;
+            }
+            id->worker = k;
+            break;
+        }
+    }
+}
+
+/* Collects finished or overdue PAM checks; pfd holds the busy workers' sockets. */
 static void pam_collect(struct pollfd *pfd, int npfd, struct ipc_msg *m)
 {
     uint64_t now = now_ms();
@@ -257,14 +284,16 @@ static void pam_collect(struct pollfd *pfd, int npfd, struct ipc_msg *m)
         int ready = 0;
         char why[300];
 
-        for (int k = 0; k < npfd; k++)
-            if (pfd[k].fd == id->pam_fd && (pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+        for (int k = 0; id->worker >= 0 && k < npfd; k++)
+            if (pfd[k].fd == pam_pool[id->worker].fd &&
+                (pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
                 ready = 1;
         if (ready) {
-            identity_pam_result(id, authz_pam_finish(id->pam_fd, id->pam_pid, why, sizeof(why)),
+            identity_pam_result(id, pam_worker_recv(&pam_pool[id->worker], why, sizeof(why)),
                                 why);
         } else if (now >= id->deadline) {
-            authz_pam_abandon(id->pam_fd, id->pam_pid);
+            if (id->worker >= 0)
+                pam_worker_kill(&pam_pool[id->worker]);
             str_fmt(why, sizeof(why), "no answer within pam_timeout (%d s)", cfg.pam_timeout);
             identity_pam_result(id, IPC_TEMPFAIL, why);
         } else {
@@ -275,6 +304,7 @@ static void pam_collect(struct pollfd *pfd, int npfd, struct ipc_msg *m)
         free(id);
         pending[i] = pending[--npending];
     }
+    pam_dispatch();
 }
 
 /*
@@ -577,8 +607,10 @@ int main(int argc, char **argv)
     while (!stopping) {
         int n, npfd = nfd;
 
-        for (int i = 0; i < npending; i++) {
-            pfd[npfd].fd = pending[i]->pam_fd;
+        for (int k = 0; k < PAM_WORKERS; k++) {
+            if (pam_pool[k].pid <= 0 || !pam_pool[k].busy)
+                continue;
+            pfd[npfd].fd = pam_pool[k].fd;
             pfd[npfd].events = POLLIN;
             pfd[npfd].revents = 0;
             npfd++;
@@ -606,6 +638,10 @@ int main(int argc, char **argv)
                 handle_audit(m);
         }
     }
+    for (int k = 0; k < PAM_WORKERS; k++)
+        pam_worker_kill(&pam_pool[k]);
+    while (npending > 0)
+        free(pending[--npending]);
     db_close(db);
     free(m);
     log_info("authz process stopped");

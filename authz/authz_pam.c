@@ -9,6 +9,8 @@
 #include <security/pam_appl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,49 +59,75 @@ int authz_pam_account(const struct config *cfg, const char *user, char *why, siz
     return decision;
 }
 
-int authz_pam_start(const struct config *cfg, const char *user, pid_t *pid)
+/* The worker's loop: one user name in, one verdict out, until the socket closes. */
+static void pam_worker_main(const struct config *cfg, int fd)
 {
-    int p[2];
+    char user[256], out[300];
 
-    if (pipe2(p, O_CLOEXEC) != 0)
-        return -1;
-    *pid = fork();
-    if (*pid < 0) {
-        close(p[0]);
-        close(p[1]);
-        return -1;
-    }
-    if (*pid == 0) {
-        /* Child: PAM only. The database handle inherited from the parent is never
-         * touched, and _exit skips every exit handler. */
-        char buf[300];
+    for (;;) {
+        ssize_t n = recv(fd, user, sizeof(user) - 1, 0);
         int d;
 
-        close(p[0]);
-        signal(SIGTERM, SIG_DFL);
-        d = authz_pam_account(cfg, user, buf + 1, sizeof(buf) - 1);
-        buf[0] = (char)('0' + d);
-        (void)!write(p[1], buf, 1 + strlen(buf + 1));
-        _exit(0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(0);
+        user[n] = '\0';
+        d = authz_pam_account(cfg, user, out + 1, sizeof(out) - 1);
+        out[0] = (char)('0' + d);
+        if (send(fd, out, 1 + strlen(out + 1), MSG_NOSIGNAL) < 0)
+            _exit(0);
     }
-    close(p[1]);
-    return p[0];
 }
 
-int authz_pam_finish(int fd, pid_t pid, char *why, size_t whylen)
+int pam_worker_spawn(const struct config *cfg, struct pam_worker *w)
+{
+    int sv[2];
+
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return -1;
+    w->pid = fork();
+    if (w->pid < 0) {
+        w->pid = 0;
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (w->pid == 0) {
+        /* Child: PAM only. The database handle inherited from the parent is never
+         * touched, and _exit skips every exit handler. */
+        close(sv[0]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        pam_worker_main(cfg, sv[1]);
+    }
+    close(sv[1]);
+    w->fd = sv[0];
+    w->busy = 0;
+    return 0;
+}
+
+int pam_worker_send(struct pam_worker *w, const char *user)
+{
+    if (send(w->fd, user, strlen(user), MSG_NOSIGNAL) < 0)
+        return -1;
+    w->busy = 1;
+    return 0;
+}
+
+int pam_worker_recv(struct pam_worker *w, char *why, size_t whylen)
 {
     char buf[300];
     ssize_t n;
-    int status;
 
     do {
-        n = read(fd, buf, sizeof(buf) - 1);
+        n = recv(w->fd, buf, sizeof(buf) - 1, 0);
     } while (n < 0 && errno == EINTR);
-    close(fd);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    w->busy = 0;
     if (n < 1 || buf[0] < '0' + IPC_ALLOW || buf[0] > '0' + IPC_TEMPFAIL) {
-        str_lcpy(why, "PAM check ended without an answer", whylen);
+        str_lcpy(why, "the PAM worker ended without an answer", whylen);
+        pam_worker_kill(w);
         return IPC_TEMPFAIL;
     }
     buf[n] = '\0';
@@ -107,12 +135,17 @@ int authz_pam_finish(int fd, pid_t pid, char *why, size_t whylen)
     return buf[0] - '0';
 }
 
-void authz_pam_abandon(int fd, pid_t pid)
+void pam_worker_kill(struct pam_worker *w)
 {
     int status;
 
-    kill(pid, SIGKILL);
-    close(fd);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    if (w->pid <= 0)
+        return;
+    kill(w->pid, SIGKILL);
+    close(w->fd);
+    while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
         ;
+    w->pid = 0;
+    w->fd = -1;
+    w->busy = 0;
 }

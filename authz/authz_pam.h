@@ -17,15 +17,24 @@ struct config;
 int authz_pam_account(const struct config *cfg, const char *user, char *why, size_t whylen);
 
 /*
- * The same check in a child process, so that a PAM module that hangs cannot stop
- * the authz process: returns the read end of a pipe that becomes readable when the
- * child has answered (or died), and the child's pid; -1 when no child could start.
+ * The same check in a pool of worker processes, so that a PAM module that hangs
+ * cannot stop the authz process. Workers are forked once and serve many checks
+ * (forking per check costs more than the check); one that overruns pam_timeout
+ * is killed and replaced.
  */
-int authz_pam_start(const struct config *cfg, const char *user, pid_t *pid);
-/* Reads the answer and reaps the child. A child that died without answering is
- * IPC_TEMPFAIL. Closes fd. */
-int authz_pam_finish(int fd, pid_t pid, char *why, size_t whylen);
-/* Kills a child that took too long, reaps it and closes fd. */
-void authz_pam_abandon(int fd, pid_t pid);
+struct pam_worker {
+    pid_t pid;       /* 0: no process */
+    int fd;          /* socket to the worker */
+    int busy;
+};
+/* Starts a worker. 0, or -1 when it cannot. */
+int pam_worker_spawn(const struct config *cfg, struct pam_worker *w);
+/* Hands user to an idle worker. 0, or -1 when the worker is gone. */
+int pam_worker_send(struct pam_worker *w, const char *user);
+/* Reads the verdict of a busy worker whose socket is readable (IPC_*); a worker
+ * that died without answering is IPC_TEMPFAIL and is cleared. */
+int pam_worker_recv(struct pam_worker *w, char *why, size_t whylen);
+/* Kills and reaps the worker (overdue or at shutdown). */
+void pam_worker_kill(struct pam_worker *w);
 
 #endif
