@@ -27,6 +27,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #define MAX_FDS 64
@@ -150,7 +151,7 @@ static void accept_clients(struct worker *w, struct listener *l)
         socklen_t sl = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         char ip[64];
-        int global;
+        int global, one = 1;
 
         if (fd < 0) {
             if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
@@ -158,6 +159,9 @@ static void accept_clients(struct worker *w, struct listener *l)
             return;
         }
         sockaddr_text(&ss, ip, sizeof(ip));
+        /* Replies are written whole, once per batch of commands: Nagle would only
+         * hold the last segment of a TLS flight back for the client's delayed ACK. */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (!smtp_limits_enter(ip, &global)) {
             static const char msg[] = "421 4.7.0 Too many sessions, try again later\r\n";
             log_warn("connect from [%s] refused: %s", ip,
