@@ -134,7 +134,9 @@ static int identity_from_db(const char *sha256, const char *subject, const char 
 struct identity {
     int chan;
     uint64_t req;
+    const char *event;   /* "identity" (certificate) or "auth" (AUTH PLAIN) */
     char session[64], ip[64], sha256[65], subject[512], tls[128];
+    char password[512];  /* AUTH PLAIN only; wiped when done */
     char reason[512];
     struct answer a;
     /* PAM in progress */
@@ -162,9 +164,10 @@ static void identity_done(struct identity *id, struct ipc_msg *m)
     struct answer *a = &id->a;
     struct db_audit row;
 
+    explicit_bzero(id->password, sizeof(id->password));
     memset(&row, 0, sizeof(row));
     row.session = id->session;
-    row.event = "identity";
+    row.event = id->event;
     row.decision = a->decision == IPC_ALLOW ? "accept"
                    : a->decision == IPC_DENY ? "reject" : "tempfail";
     row.reason = id->reason;
@@ -175,7 +178,7 @@ static void identity_done(struct identity *id, struct ipc_msg *m)
     row.size = -1;
     row.tls = id->tls;
     write_audit(&row);
-    log_info("session=%s identity %s: %s%s%s", id->session, row.decision, id->reason,
+    log_info("session=%s %s %s: %s%s%s", id->session, id->event, row.decision, id->reason,
              a->user[0] ? " user=" : "", a->user);
     send_answer(id->chan, id->req, a, m);
 }
@@ -185,10 +188,14 @@ static void identity_pam_result(struct identity *id, int d, const char *why)
 {
     if (d == IPC_ALLOW) {
         answer_set(&id->a, IPC_ALLOW, "");
+        if (id->password[0])
+            str_lcpy(id->reason, "password accepted by PAM", sizeof(id->reason));
     } else if (d == IPC_DENY) {
-        answer_set(&id->a, IPC_DENY, "535 5.7.8 Not authorized: account");
-        str_fmt(id->reason, sizeof(id->reason), "PAM account check denied %s: %s",
-                id->a.user, why);
+        answer_set(&id->a, IPC_DENY, id->password[0]
+                                         ? "535 5.7.8 Authentication credentials invalid"
+                                         : "535 5.7.8 Not authorized: account");
+        str_fmt(id->reason, sizeof(id->reason), "PAM %s denied %s: %s",
+                id->password[0] ? "authentication" : "account check", id->a.user, why);
     } else {
         log_err("session=%s PAM account check for %s failed: %s", id->session, id->a.user, why);
         answer_set(&id->a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
@@ -208,6 +215,7 @@ static void handle_identity(int chan, struct ipc_msg *m)
     id->chan = chan;
     id->req = m->id;
     id->worker = -1;
+    id->event = "identity";
     if (ipc_get_str(m, id->session, sizeof(id->session)) || ipc_get_str(m, id->ip, sizeof(id->ip)) ||
         ipc_get_str(m, verify, sizeof(verify)) || ipc_get_str(m, id->sha256, sizeof(id->sha256)) ||
         ipc_get_str(m, id->subject, sizeof(id->subject)) || ipc_get_str(m, issuer, sizeof(issuer)) ||
@@ -264,7 +272,7 @@ static void pam_dispatch(void)
                 log_err("cannot start a PAM worker: %s", strerror(errno));
                 continue;
             }
-            if (pam_worker_send(w, id->a.user) != 0) {
+            if (pam_worker_send(w, id->a.user, id->password[0] ? id->password : NULL) != 0) {
                 pam_worker_kill(w);
                 continue;
             }
@@ -272,6 +280,59 @@ static void pam_dispatch(void)
             break;
         }
     }
+}
+
+/*
+ * AUTH PLAIN (auth_password = fallback or second-factor): the user must exist and
+ * be enabled here, and PAM must accept the password and the account. With
+ * second-factor the password must be that of the certificate's user.
+ */
+static void handle_password(int chan, struct ipc_msg *m)
+{
+    char required[128];
+    int enabled = 0, rc;
+    struct identity *id = calloc(1, sizeof(*id));
+
+    if (id == NULL)
+        fatal("out of memory");
+    id->chan = chan;
+    id->req = m->id;
+    id->worker = -1;
+    id->event = "auth";
+    if (ipc_get_str(m, id->session, sizeof(id->session)) || ipc_get_str(m, id->ip, sizeof(id->ip)) ||
+        ipc_get_str(m, id->a.user, sizeof(id->a.user)) ||
+        ipc_get_str(m, id->password, sizeof(id->password)) ||
+        ipc_get_str(m, required, sizeof(required)) ||
+        ipc_get_str(m, id->sha256, sizeof(id->sha256)) || ipc_get_str(m, id->tls, sizeof(id->tls)) ||
+        ipc_end(m) || id->password[0] == '\0')
+        fatal("malformed password request");
+    explicit_bzero(m->buf, m->len);
+
+    rc = db_user_name_valid(id->a.user) ? db_user_get(db, id->a.user, &enabled) : DB_NOTFOUND;
+    if (rc == DB_ERROR) {
+        log_err("user lookup failed: %s", db_errmsg(db));
+        answer_set(&id->a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+        str_lcpy(id->reason, "database unavailable", sizeof(id->reason));
+    } else if (rc == DB_NOTFOUND || !enabled) {
+        /* The client learns nothing about which users exist. */
+        answer_set(&id->a, IPC_DENY, "535 5.7.8 Authentication credentials invalid");
+        str_lcpy(id->reason, rc == DB_NOTFOUND ? "AUTH PLAIN for an unknown user"
+                                               : "AUTH PLAIN for a disabled user",
+                 sizeof(id->reason));
+    } else if (required[0] && strcmp(required, id->a.user) != 0) {
+        answer_set(&id->a, IPC_DENY, "535 5.7.8 Authentication credentials invalid");
+        str_fmt(id->reason, sizeof(id->reason),
+                "password user %s is not the certificate's user %s", id->a.user, required);
+    } else if (npending < MAX_PENDING) {
+        id->deadline = now_ms() + (uint64_t)cfg.pam_timeout * 1000u;
+        pending[npending++] = id;
+        pam_dispatch();
+        return;
+    } else {
+        identity_pam_result(id, IPC_TEMPFAIL, "too many PAM checks in progress");
+    }
+    identity_done(id, m);
+    free(id);
 }
 
 /* Collects finished or overdue PAM checks; pfd holds the busy workers' sockets. */
@@ -504,6 +565,9 @@ static int serve(int fd, struct ipc_msg *m)
     switch (m->type) {
     case IPC_AUTHZ_IDENTITY:
         handle_identity(fd, m);
+        return 0;
+    case IPC_AUTHZ_PASSWORD:
+        handle_password(fd, m);
         return 0;
     case IPC_AUTHZ_SENDER:
         handle_sender(m, &a);

@@ -8,28 +8,81 @@
 #include <fcntl.h>
 #include <security/pam_appl.h>
 #include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Refuses every prompt: an account check has nobody to ask. */
-static int no_conversation(int num_msg, const struct pam_message **msg,
-                           struct pam_response **resp, void *appdata)
+/*
+ * The conversation: with a password (AUTH PLAIN), it answers the prompts that do
+ * not echo with it; every other prompt is refused, since nobody is there to ask.
+ */
+static int conversation(int num_msg, const struct pam_message **msg,
+                        struct pam_response **resp, void *appdata)
 {
-    (void)num_msg;
-    (void)msg;
-    (void)appdata;
+    const char *password = appdata;
+    struct pam_response *r;
+
     *resp = NULL;
+    if (num_msg <= 0 || num_msg > PAM_MAX_NUM_MSG)
+        return PAM_CONV_ERR;
+    r = calloc((size_t)num_msg, sizeof(*r));
+    if (r == NULL)
+        return PAM_BUF_ERR;
+    for (int i = 0; i < num_msg; i++) {
+        switch (msg[i]->msg_style) {
+        case PAM_PROMPT_ECHO_OFF:
+            if (password == NULL || (r[i].resp = strdup(password)) == NULL)
+                goto refuse;
+            break;
+        case PAM_ERROR_MSG:
+        case PAM_TEXT_INFO:
+            break;
+        default:
+            goto refuse;
+        }
+    }
+    *resp = r;
+    return PAM_SUCCESS;
+refuse:
+    for (int i = 0; i < num_msg; i++) {
+        if (r[i].resp != NULL) {
+            explicit_bzero(r[i].resp, strlen(r[i].resp));
+            free(r[i].resp);
+        }
+    }
+    free(r);
     return PAM_CONV_ERR;
 }
 
-int authz_pam_account(const struct config *cfg, const char *user, char *why, size_t whylen)
+static int verdict(int rc)
 {
-    struct pam_conv conv = { no_conversation, NULL };
+    switch (rc) {
+    case PAM_SUCCESS:
+        return IPC_ALLOW;
+    case PAM_USER_UNKNOWN:
+    case PAM_PERM_DENIED:
+    case PAM_ACCT_EXPIRED:
+    case PAM_AUTH_ERR:
+    case PAM_NEW_AUTHTOK_REQD:
+    case PAM_MAXTRIES:
+    case PAM_CRED_INSUFFICIENT:
+        return IPC_DENY;
+    default:
+        /* Unknown results fail closed, but temporarily. */
+        return IPC_TEMPFAIL;
+    }
+}
+
+int authz_pam_check(const struct config *cfg, const char *user, const char *password,
+                    char *why, size_t whylen)
+{
+    struct pam_conv conv = { conversation, (void *)(uintptr_t)password };
     pam_handle_t *ph = NULL;
-    int rc, decision;
+    int rc;
 
     rc = pam_start_confdir(cfg->pam_service, user, &conv,
                            cfg->pam_confdir[0] ? cfg->pam_confdir : NULL, &ph);
@@ -37,43 +90,44 @@ int authz_pam_account(const struct config *cfg, const char *user, char *why, siz
         str_fmt(why, whylen, "pam_start(%s): %s", cfg->pam_service, pam_strerror(ph, rc));
         return IPC_TEMPFAIL;
     }
-    rc = pam_acct_mgmt(ph, PAM_SILENT);
-    switch (rc) {
-    case PAM_SUCCESS:
-        decision = IPC_ALLOW;
-        break;
-    case PAM_USER_UNKNOWN:
-    case PAM_PERM_DENIED:
-    case PAM_ACCT_EXPIRED:
-    case PAM_AUTH_ERR:
-    case PAM_NEW_AUTHTOK_REQD:
-        decision = IPC_DENY;
-        break;
-    default:
-        /* Unknown results fail closed, but temporarily. */
-        decision = IPC_TEMPFAIL;
-        break;
+    if (password != NULL) {
+        rc = pam_authenticate(ph, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
+        if (rc != PAM_SUCCESS) {
+            str_fmt(why, whylen, "authentication: %s", pam_strerror(ph, rc));
+            pam_end(ph, rc);
+            return verdict(rc);
+        }
     }
-    str_lcpy(why, pam_strerror(ph, rc), whylen);
+    rc = pam_acct_mgmt(ph, PAM_SILENT);
+    str_fmt(why, whylen, "%s%s", password ? "account: " : "", pam_strerror(ph, rc));
     pam_end(ph, rc);
-    return decision;
+    return verdict(rc);
 }
 
 /* The worker's loop: one user name in, one verdict out, until the socket closes. */
 static void pam_worker_main(const struct config *cfg, int fd)
 {
-    char user[256], out[300];
+    char req[1024], out[300];
 
     for (;;) {
-        ssize_t n = recv(fd, user, sizeof(user) - 1, 0);
+        ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
+        const char *user = req + 1, *password = NULL;
         int d;
 
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (n <= 1)
             _exit(0);
-        user[n] = '\0';
-        d = authz_pam_account(cfg, user, out + 1, sizeof(out) - 1);
+        req[n] = '\0';
+        /* "A" user: account check; "P" user NUL password: authentication too. */
+        if (req[0] == 'P') {
+            size_t ul = strlen(user);
+            if ((ssize_t)(ul + 2) > n)
+                _exit(1);
+            password = user + ul + 1;
+        }
+        d = authz_pam_check(cfg, user, password, out + 1, sizeof(out) - 1);
+        explicit_bzero(req, sizeof(req));
         out[0] = (char)('0' + d);
         if (send(fd, out, 1 + strlen(out + 1), MSG_NOSIGNAL) < 0)
             _exit(0);
@@ -108,12 +162,23 @@ int pam_worker_spawn(const struct config *cfg, struct pam_worker *w)
     return 0;
 }
 
-int pam_worker_send(struct pam_worker *w, const char *user)
+int pam_worker_send(struct pam_worker *w, const char *user, const char *password)
 {
-    if (send(w->fd, user, strlen(user), MSG_NOSIGNAL) < 0)
+    char req[1024];
+    size_t ul = strlen(user), pl = password ? strlen(password) : 0;
+    int rc;
+
+    if (2 + ul + pl >= sizeof(req))
         return -1;
-    w->busy = 1;
-    return 0;
+    req[0] = password ? 'P' : 'A';
+    memcpy(req + 1, user, ul + 1);
+    if (password)
+        memcpy(req + 2 + ul, password, pl);
+    rc = send(w->fd, req, 1 + ul + (password ? 1 + pl : 0), MSG_NOSIGNAL) < 0 ? -1 : 0;
+    explicit_bzero(req, sizeof(req));
+    if (rc == 0)
+        w->busy = 1;
+    return rc;
 }
 
 int pam_worker_recv(struct pam_worker *w, char *why, size_t whylen)

@@ -9,12 +9,13 @@
 struct config;
 
 /*
- * Account check with PAM (pam_acct_mgmt) for a mapped user: IPC_ALLOW when the
- * account is usable, IPC_DENY when PAM says it is not, IPC_TEMPFAIL for anything
- * else. The conversation refuses every prompt: account checks must not ask.
- * why receives PAM's text for the log.
+ * PAM for a user: pam_authenticate with password when it is not NULL (AUTH PLAIN),
+ * then pam_acct_mgmt. IPC_ALLOW when the account is usable, IPC_DENY when PAM says
+ * no, IPC_TEMPFAIL for anything else. why receives PAM's text for the log (never
+ * the password).
  */
-int authz_pam_account(const struct config *cfg, const char *user, char *why, size_t whylen);
+int authz_pam_check(const struct config *cfg, const char *user, const char *password,
+                    char *why, size_t whylen);
 
 /*
  * The same check in a pool of worker processes, so that a PAM module that hangs
@@ -29,8 +30,8 @@ struct pam_worker {
 };
 /* Starts a worker. 0, or -1 when it cannot. */
 int pam_worker_spawn(const struct config *cfg, struct pam_worker *w);
-/* Hands user to an idle worker. 0, or -1 when the worker is gone. */
-int pam_worker_send(struct pam_worker *w, const char *user);
+/* Hands a check to an idle worker (password NULL: account only). 0, or -1. */
+int pam_worker_send(struct pam_worker *w, const char *user, const char *password);
 /* Reads the verdict of a busy worker whose socket is readable (IPC_*); a worker
  * that died without answering is IPC_TEMPFAIL and is cleared. */
 int pam_worker_recv(struct pam_worker *w, char *why, size_t whylen);

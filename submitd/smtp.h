@@ -56,7 +56,7 @@ enum sess_state {
 /* What the session is waiting for; input is not processed meanwhile. */
 enum sess_wait {
     WAIT_NONE = 0, WAIT_IDENTITY, WAIT_SENDER, WAIT_OPEN, WAIT_HEADER_FROM, WAIT_COMMIT,
-    WAIT_STARTTLS_FLUSH
+    WAIT_PASSWORD, WAIT_STARTTLS_FLUSH
 };
 
 #define SESS_INBUF 8192
@@ -88,7 +88,10 @@ struct session {
     int identity_decision;      /* enum ipc_decision */
     char identity_reply[256];   /* the SMTP reply for a denial or tempfail */
     char user[128];
-    int auth_done;              /* AUTH EXTERNAL accepted (or implicit) */
+    int auth_done;              /* AUTH EXTERNAL or PLAIN accepted */
+    int password_ok;            /* AUTH PLAIN accepted (auth_password) */
+    int auth_plain_pending;     /* the next line is the AUTH PLAIN response */
+    int auth_failures;
     struct tls_peer peer;
 
     /* The transaction. */

@@ -367,6 +367,20 @@ static int check_helo(struct session *s)
 /* The session identity must allow relaying: the replies of DESIGN §8. */
 static int check_identity(struct session *s)
 {
+    int mode = s->w->cfg->auth_password;
+
+    /* second-factor: the certificate and the password of the same user. */
+    if (mode == AUTH_PASSWORD_SECOND_FACTOR && s->identity_known &&
+        s->identity_decision == IPC_ALLOW && !s->password_ok) {
+        reply(s, "530 5.7.0 Authentication required (certificate and password)");
+        return 0;
+    }
+    if (s->password_ok)
+        return 1;
+    if (mode == AUTH_PASSWORD_FALLBACK && !s->peer.sha256[0]) {
+        reply(s, "530 5.7.0 Authentication required");
+        return 0;
+    }
     if (s->identity_known && s->identity_decision == IPC_ALLOW)
         return 1;
     if (!s->identity_known)
@@ -409,8 +423,16 @@ static void cmd_ehlo(struct session *s, const char *arg, int extended)
     }
     reply(s, "250-SIZE %lld", s->w->cfg->max_message_size);
     reply(s, "250-8BITMIME");
-    if (s->identity_known && s->identity_decision == IPC_ALLOW)
-        reply(s, "250-AUTH EXTERNAL");
+    {
+        const struct config *cfg = s->w->cfg;
+        int cert_ok = s->identity_known && s->identity_decision == IPC_ALLOW;
+        int plain = (cfg->auth_password == AUTH_PASSWORD_FALLBACK && !s->peer.sha256[0]) ||
+                    (cfg->auth_password == AUTH_PASSWORD_SECOND_FACTOR && cert_ok);
+        int external = cert_ok && cfg->auth_password != AUTH_PASSWORD_SECOND_FACTOR;
+
+        if (external || plain)
+            reply(s, "250-AUTH%s%s", external ? " EXTERNAL" : "", plain ? " PLAIN" : "");
+    }
     reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
@@ -451,6 +473,67 @@ static int b64_decode(const char *in, char *out, size_t outlen)
     return (int)strlen(out) == n ? n : -1;
 }
 
+static int plain_offered(const struct session *s)
+{
+    int mode = s->w->cfg->auth_password;
+
+    return (mode == AUTH_PASSWORD_FALLBACK && !s->peer.sha256[0]) ||
+           (mode == AUTH_PASSWORD_SECOND_FACTOR && s->identity_known &&
+            s->identity_decision == IPC_ALLOW);
+}
+
+/* The AUTH PLAIN response (RFC 4616): authzid NUL authcid NUL password. The
+ * password goes to authz, where PAM checks it, and is wiped here at once. */
+static void auth_plain_response(struct session *s, const char *resp)
+{
+    char buf[1024];
+    const char *authzid, *authcid, *password;
+    struct ipc_msg *m = s->w->msg;
+    size_t len, zl, cl;
+    int n, bad = 0;
+
+    s->auth_plain_pending = 0;
+    if (strcmp(resp, "*") == 0) {
+        reply(s, "501 5.7.0 Authentication cancelled");
+        return;
+    }
+    len = strlen(resp);
+    if (len == 0 || len % 4 != 0 || len / 4 * 3 >= sizeof(buf) ||
+        (n = EVP_DecodeBlock((unsigned char *)buf, (const unsigned char *)resp, (int)len)) < 0) {
+        reply(s, "501 5.5.2 Cannot decode response");
+        return;
+    }
+    n -= (resp[len - 1] == '=') + (len >= 2 && resp[len - 2] == '=');
+    buf[n] = '\0';
+    authzid = buf;
+    zl = strlen(authzid);
+    authcid = (size_t)n > zl ? buf + zl + 1 : NULL;
+    cl = authcid ? strlen(authcid) : 0;
+    password = authcid && (size_t)n > zl + 1 + cl ? authcid + cl + 1 : NULL;
+    if (authcid == NULL || password == NULL || cl == 0 || password[0] == '\0' ||
+        (size_t)n != zl + cl + strlen(password) + 2 || (zl > 0 && strcmp(authzid, authcid) != 0)) {
+        explicit_bzero(buf, sizeof(buf));
+        reply(s, "501 5.5.2 Malformed AUTH PLAIN response");
+        return;
+    }
+    ipc_init(m, IPC_AUTHZ_PASSWORD, req_id(s));
+    bad |= ipc_put_str(m, s->id);
+    bad |= ipc_put_str(m, s->client_ip);
+    bad |= ipc_put_str(m, authcid);
+    bad |= ipc_put_str(m, password);
+    bad |= ipc_put_str(m, s->w->cfg->auth_password == AUTH_PASSWORD_SECOND_FACTOR ? s->user : "");
+    bad |= ipc_put_str(m, s->peer.sha256);
+    bad |= ipc_put_str(m, s->peer.tls);
+    explicit_bzero(buf, sizeof(buf));
+    if (bad || send_or_tempfail(s, s->w->authz_fd, m, "password") != 0) {
+        explicit_bzero(m->buf, m->len);
+        reply(s, "454 4.7.0 Temporary authentication failure");
+        return;
+    }
+    explicit_bzero(m->buf, m->len);
+    wait_for(s, WAIT_PASSWORD);
+}
+
 static void cmd_auth(struct session *s, const char *arg)
 {
     char mech[32], authzid[256];
@@ -474,7 +557,17 @@ static void cmd_auth(struct session *s, const char *arg)
     }
     memcpy(mech, arg, n);
     mech[n] = '\0';
-    if (strcasecmp(mech, "EXTERNAL") != 0) {
+    if (strcasecmp(mech, "PLAIN") == 0 && plain_offered(s)) {
+        if (arg[n] == ' ') {
+            auth_plain_response(s, arg + n + 1);
+        } else {
+            s->auth_plain_pending = 1;
+            reply(s, "334 ");
+        }
+        return;
+    }
+    if (strcasecmp(mech, "EXTERNAL") != 0 ||
+        s->w->cfg->auth_password == AUTH_PASSWORD_SECOND_FACTOR) {
         reply(s, "504 5.5.4 Unrecognized authentication type");
         return;
     }
@@ -989,9 +1082,12 @@ static void process_input(struct session *s)
             if (memchr(line, '\0', n) != NULL || memchr(line, '\r', n) != NULL) {
                 reply(s, "500 5.5.2 NUL or bare CR not allowed in commands");
                 s->errors++;
+            } else if (s->auth_plain_pending) {
+                auth_plain_response(s, line);
             } else {
                 dispatch(s, line);
             }
+            explicit_bzero(line, n);
         }
         memmove(s->inbuf, s->inbuf + linelen, s->inlen - linelen);
         s->inlen -= linelen;
@@ -1336,6 +1432,20 @@ void session_on_ipc(struct worker *w, struct ipc_msg *m)
             on_identity(s, decision, a, b);
         } else if (s->wait == WAIT_SENDER) {
             on_sender(s, decision, b);
+        } else if (s->wait == WAIT_PASSWORD) {
+            if (decision == IPC_ALLOW) {
+                str_lcpy(s->user, a, sizeof(s->user));
+                s->password_ok = 1;
+                s->auth_done = 1;
+                log_info("session=%s authenticated user=%s by password", s->id, s->user);
+                reply(s, "235 2.7.0 Authentication successful");
+            } else {
+                reply(s, "%s", b);
+                if (decision == IPC_DENY && ++s->auth_failures >= 3) {
+                    reply(s, "421 4.7.0 %s Too many failed authentications", s->w->cfg->hostname);
+                    set_state(s, SS_CLOSING);
+                }
+            }
         } else if (s->wait == WAIT_HEADER_FROM) {
             s->wait = WAIT_NONE;
             if (decision == IPC_ALLOW) {

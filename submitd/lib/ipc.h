@@ -33,6 +33,8 @@ enum ipc_type {
     IPC_QUEUE_COMMITTED,    /* status, queue_id, reason */
     /* smtp -> authz */
     IPC_AUTHZ_HEADER_FROM,  /* session, client_ip, user, sha256, n, address... */
+    IPC_AUTHZ_PASSWORD,     /* session, client_ip, authcid, password, required user
+                               ("" or the certificate's user), sha256, tls */
     IPC_TYPE_MAX
 };
 
