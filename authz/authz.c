@@ -30,6 +30,7 @@
 
 #define MAX_CHANNELS 65
 #define TEMPFAIL_REPLY "454 4.7.0 Temporary authentication failure"
+#define AUTHZ_BUSY_TIMEOUT_MS 1000
 
 static struct config cfg;
 static struct db *db;
@@ -48,12 +49,14 @@ static void answer_set(struct answer *a, int decision, const char *reply)
     str_lcpy(a->reply, reply, sizeof(a->reply));
 }
 
-static void write_audit(const struct db_audit *row)
+static int write_audit(const struct db_audit *row)
 {
-    if (db_audit_insert(db, row) != DB_OK)
-        log_err("session=%s AUDIT ROW NOT WRITTEN (event %s, decision %s): %s",
-                row->session ? row->session : "-", row->event ? row->event : "-",
-                row->decision ? row->decision : "-", db_errmsg(db));
+    if (db_audit_insert(db, row) == DB_OK)
+        return 0;
+    log_err("session=%s AUDIT ROW NOT WRITTEN (event %s, decision %s): %s",
+            row->session ? row->session : "-", row->event ? row->event : "-",
+            row->decision ? row->decision : "-", db_errmsg(db));
+    return -1;
 }
 
 /*
@@ -177,7 +180,13 @@ static void identity_done(struct identity *id, struct ipc_msg *m)
     row.cert_subject = id->subject[0] ? id->subject : NULL;
     row.size = -1;
     row.tls = id->tls;
-    write_audit(&row);
+    /* A decision that cannot be audited is not made: with the database locked or
+     * failing, the client is told to come back later. */
+    if (write_audit(&row) != 0 && a->decision == IPC_ALLOW) {
+        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+        str_lcpy(id->reason, "audit row could not be written", sizeof(id->reason));
+        row.decision = "tempfail";
+    }
     log_info("session=%s %s %s: %s%s%s", id->session, id->event, row.decision, id->reason,
              a->user[0] ? " user=" : "", a->user);
     send_answer(id->chan, id->req, a, m);
@@ -651,6 +660,10 @@ int main(int argc, char **argv)
     db = db_open(cfg.database, err, sizeof(err));
     if (db == NULL)
         fatal("database: %s", err);
+    /* authz serves every session in turn: a writer holding the lock (an admin's
+     * long transaction) must cost a second, not a stall of the whole daemon. */
+    if (db_set_busy_timeout(db, AUTHZ_BUSY_TIMEOUT_MS) != DB_OK)
+        fatal("database: %s", db_errmsg(db));
     /* Channels are read until EAGAIN: they must not block. */
     for (int i = 0; i < nfd; i++)
         if (fcntl(pfd[i].fd, F_SETFL, fcntl(pfd[i].fd, F_GETFL) | O_NONBLOCK) != 0)

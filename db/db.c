@@ -1208,3 +1208,8 @@ int db_rate_messages(struct db *db, const char *user, const char *since, long lo
     sqlite3_finalize(st);
     return rc == SQLITE_ROW ? DB_OK : db_fail(db);
 }
+
+int db_set_busy_timeout(struct db *db, int ms)
+{
+    return sqlite3_busy_timeout(db->h, ms) == SQLITE_OK ? DB_OK : db_fail(db);
+}

@@ -190,4 +190,9 @@ int db_map_list(struct db *db, db_map_cb cb, void *arg);
  * the count survives restarts. */
 int db_rate_messages(struct db *db, const char *user, const char *since, long long *count);
 
+/* ---- tuning ------------------------------------------------------------------ */
+/* How long a statement waits for another writer's lock before DB_ERROR. The CLIs
+ * keep the default; the authz process, which answers every session, waits less. */
+int db_set_busy_timeout(struct db *db, int ms);
+
 #endif

@@ -170,3 +170,36 @@ def test_rate_limit_still_enforced_after_restart(fresh_stack_factory):
     row = s.audit.wait(lambda r: r["decision"] == "tempfail" and contains(r["reason"], "rate"),
                        mark, what="rate limit row")
     assert row["user"] == ALICE
+
+
+# ---- a locked database ---------------------------------------------------------------------
+
+def test_locked_database_is_a_temporary_failure_never_an_accept(fresh_stack_factory):
+    import sqlite3
+    s = fresh_stack_factory("locked-db")
+    locker = sqlite3.connect(s.env.dir / "submitd.db", timeout=5, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    locker.execute("INSERT INTO users(name) VALUES ('lock-holder')")
+    try:
+        reply = mail_reply(s.env, s.alice, ALICE_ADDR)
+        assert reply == TEMPFAIL, reply
+        assert s.daemon.running()
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    msg = make_message()
+    send_ok(s.env, s.alice, msg)
+    s.upstream.wait_for(msg.marker, msg.rcpts)
+    assert "AUDIT ROW NOT WRITTEN" in s.daemon.tail()
+
+
+# ---- hide_client -------------------------------------------------------------------------------
+
+def test_hide_client_removes_the_client_address_from_received(fresh_stack_factory):
+    s = fresh_stack_factory("hide-client", hide_client="yes")
+    msg = make_message()
+    send_ok(s.env, s.alice, msg)
+    arrival = s.upstream.wait_for(msg.marker, msg.rcpts)[0]
+    received = arrival.content.split(b"\r\n\r\n", 1)[0].split(b"\nFrom:", 1)[0]
+    assert received.startswith(b"Received: by "), received
+    assert b"127.0.0.1" not in received and b"client.test" not in received, received
