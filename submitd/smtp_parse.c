@@ -292,11 +292,9 @@ int smtp_header_value(const char *hdr, size_t len, const char *name, char *out, 
                         out[o++] = hdr[i];
                     }
                     first = 0;
+                    /* Unfolding removes the CRLF only; the white space stays. */
                     if (e == NULL || end + 1 >= len || (hdr[end + 1] != ' ' && hdr[end + 1] != '\t'))
                         break;
-                    if (o + 1 >= outlen)
-                        return -1;
-                    out[o++] = ' ';
                     p = end + 1;
                 }
                 out[o] = '\0';

@@ -6,6 +6,7 @@
 #include <openssl/objects.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct canon {
     char *out;
@@ -110,6 +111,27 @@ static int hexval(char ch)
     return -1;
 }
 
+/* RFC 4514 attribute type names are case-insensitive; OpenSSL's look-ups are not. */
+static int attr_nid(const char *type)
+{
+    static const int nids[] = {
+        NID_commonName, NID_countryName, NID_localityName, NID_stateOrProvinceName,
+        NID_organizationName, NID_organizationalUnitName, NID_streetAddress,
+        NID_domainComponent, NID_userId, NID_pkcs9_emailAddress, NID_serialNumber,
+        NID_title, NID_givenName, NID_surname, NID_initials, NID_pseudonym,
+        NID_description, NID_postalCode, NID_name, NID_dnQualifier,
+    };
+    int nid = OBJ_txt2nid(type);   /* exact names and dotted OIDs */
+
+    if (nid != NID_undef)
+        return nid;
+    for (size_t i = 0; i < sizeof(nids) / sizeof(nids[0]); i++)
+        if (strcasecmp(type, OBJ_nid2sn(nids[i])) == 0 ||
+            strcasecmp(type, OBJ_nid2ln(nids[i])) == 0)
+            return nids[i];
+    return NID_undef;
+}
+
 int dn_canon_string(const char *s, char *out, size_t outlen, char *err, size_t errlen)
 {
     X509_NAME *name = X509_NAME_new();
@@ -117,6 +139,7 @@ int dn_canon_string(const char *s, char *out, size_t outlen, char *err, size_t e
      * ASN.1 sequence matches what a certificate with this RFC 4514 string holds. */
     struct {
         char type[64];
+        int nid;
         unsigned char value[1024];
         size_t vlen;
         int multi; /* joined to the previous one with '+' */
@@ -152,7 +175,7 @@ int dn_canon_string(const char *s, char *out, size_t outlen, char *err, size_t e
             str_fmt(err, errlen, "expected TYPE=value at \"%s\"", p);
             goto done;
         }
-        if (OBJ_txt2nid(ent[nent].type) == NID_undef) {
+        if ((ent[nent].nid = attr_nid(ent[nent].type)) == NID_undef) {
             str_fmt(err, errlen, "unknown attribute type \"%s\"", ent[nent].type);
             goto done;
         }
@@ -192,7 +215,7 @@ int dn_canon_string(const char *s, char *out, size_t outlen, char *err, size_t e
          * string, which was added just before: set -1 appends to that RDN. */
         int set = (i + 1 < nent && ent[i + 1].multi) ? -1 : 0;
 
-        if (!X509_NAME_add_entry_by_txt(name, ent[i].type, MBSTRING_UTF8, ent[i].value,
+        if (!X509_NAME_add_entry_by_NID(name, ent[i].nid, MBSTRING_UTF8, ent[i].value,
                                         (int)ent[i].vlen, -1, set)) {
             str_fmt(err, errlen, "cannot use the value of %s", ent[i].type);
             goto done;
