@@ -41,11 +41,13 @@ struct answer {
     int decision;
     char user[128];
     char reply[256];
+    uint64_t rcpt_budget;   /* recipients the user may still send to; UINT64_MAX: no limit */
 };
 
 static void answer_set(struct answer *a, int decision, const char *reply)
 {
     a->decision = decision;
+    a->rcpt_budget = UINT64_MAX;
     str_lcpy(a->reply, reply, sizeof(a->reply));
 }
 
@@ -157,7 +159,7 @@ static void send_answer(int chan, uint64_t req, const struct answer *a, struct i
 {
     ipc_init(m, IPC_AUTHZ_RESULT, req);
     if (ipc_put_u64(m, (uint64_t)a->decision) || ipc_put_str(m, a->user) ||
-        ipc_put_str(m, a->reply) || ipc_send(chan, m) != 0)
+        ipc_put_str(m, a->reply) || ipc_put_u64(m, a->rcpt_budget) || ipc_send(chan, m) != 0)
         fatal("cannot answer on channel %d: %s", chan, strerror(errno));
 }
 
@@ -381,26 +383,37 @@ static void pam_collect(struct pollfd *pfd, int npfd, struct ipc_msg *m)
  * rate_messages_per_hour: counted from the audit trail's accepted submissions of
  * the last hour, so the limit holds across restarts and for every smtp worker.
  */
-static int rate_check(const char *user, char *reason, size_t rlen)
+static int rate_check(const char *user, uint64_t *rcpt_budget, char *reason, size_t rlen)
 {
     char since[40];
-    long long n = 0;
+    long long messages = 0, recipients = 0;
 
-    if (cfg.rate_messages_per_hour <= 0)
+    *rcpt_budget = UINT64_MAX;
+    if (cfg.rate_messages_per_hour <= 0 && cfg.rate_recipients_per_hour <= 0)
         return IPC_ALLOW;
     iso_time_utc(since, sizeof(since), (long long)time(NULL) - 3600);
     /* Audit timestamps carry milliseconds: compare at the same precision. */
     if (strlen(since) == 20)
         str_fmt(since + 19, sizeof(since) - 19, ".000Z");
-    if (db_rate_messages(db, user, since, &n) != DB_OK) {
+    if (db_rate_usage(db, user, since, &messages, &recipients) != DB_OK) {
         log_err("rate count for %s failed: %s", user, db_errmsg(db));
         return IPC_TEMPFAIL;
     }
-    if (n < cfg.rate_messages_per_hour)
-        return IPC_ALLOW;
-    str_fmt(reason, rlen, "rate limit: %lld messages in the last hour (rate_messages_per_hour = %d)",
-            n, cfg.rate_messages_per_hour);
-    return IPC_DENY;
+    if (cfg.rate_messages_per_hour > 0 && messages >= cfg.rate_messages_per_hour) {
+        str_fmt(reason, rlen, "rate limit: %lld messages in the last hour "
+                "(rate_messages_per_hour = %d)", messages, cfg.rate_messages_per_hour);
+        return IPC_DENY;
+    }
+    if (cfg.rate_recipients_per_hour > 0) {
+        if (recipients >= cfg.rate_recipients_per_hour) {
+            str_fmt(reason, rlen, "rate limit: %lld recipients in the last hour "
+                    "(rate_recipients_per_hour = %d)", recipients, cfg.rate_recipients_per_hour);
+            return IPC_DENY;
+        }
+        /* smtp enforces the rest at RCPT, without a question per recipient. */
+        *rcpt_budget = (uint64_t)(cfg.rate_recipients_per_hour - recipients);
+    }
+    return IPC_ALLOW;
 }
 
 static void handle_sender(struct ipc_msg *m, struct answer *a)
@@ -417,11 +430,13 @@ static void handle_sender(struct ipc_msg *m, struct answer *a)
     rc = user[0] ? db_sender_owned(db, user, addr) : DB_NOTFOUND;
     memset(&row, 0, sizeof(row));
     if (rc == DB_OK) {
-        char limit_reason[128];
-        int r = rate_check(user, limit_reason, sizeof(limit_reason));
+        char limit_reason[160];
+        uint64_t budget;
+        int r = rate_check(user, &budget, limit_reason, sizeof(limit_reason));
 
         if (r == IPC_ALLOW) {
             answer_set(a, IPC_ALLOW, "");
+            a->rcpt_budget = budget;
             return; /* the accept is audited with the submission */
         }
         rc = r == IPC_DENY ? DB_NOTFOUND : DB_ERROR;
@@ -519,7 +534,7 @@ static void handle_audit(struct ipc_msg *m)
 {
     char f[12][2048];
     char tls[128];
-    uint64_t size;
+    uint64_t size, nrcpt = 0;
     struct db_audit row;
     static const char *const decisions[] = { "", "accept", "reject", "tempfail" };
     int ok = 0;
@@ -527,8 +542,10 @@ static void handle_audit(struct ipc_msg *m)
     for (int i = 0; i < 11; i++)
         if (ipc_get_str(m, f[i], sizeof(f[i])) != 0)
             fatal("malformed audit message (field %d)", i);
-    if (ipc_get_u64(m, &size) || ipc_get_str(m, tls, sizeof(tls)) || ipc_end(m))
+    if (ipc_get_u64(m, &size) || ipc_get_str(m, tls, sizeof(tls)))
         fatal("malformed audit message");
+    if (ipc_end(m) != 0 && (ipc_get_u64(m, &nrcpt) || nrcpt > 1000000 || ipc_end(m)))
+        fatal("malformed audit message (recipient count)");
     for (size_t i = 0; i < sizeof(decisions) / sizeof(decisions[0]); i++)
         if (strcmp(f[2], decisions[i]) == 0)
             ok = 1;
@@ -549,6 +566,7 @@ static void handle_audit(struct ipc_msg *m)
     row.queue_id = OPT(f[10]);
     row.size = size == UINT64_MAX ? -1 : (long long)size;
     row.tls = OPT(tls);
+    row.nrcpt = (long long)nrcpt;
 #undef OPT
     write_audit(&row);
 }

@@ -71,8 +71,8 @@ static const char *const stmt_sql[ST_COUNT] = {
         " revoke_reason = 'cessationOfOperation' WHERE user = ?1 AND status = 'valid'",
     [ST_AUDIT_INSERT] =
         "INSERT INTO audit (session, event, decision, reason, client_ip, user, cert_sha256,"
-        " cert_subject, mail_from, rcpt, queue_id, size, tls)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        " cert_subject, mail_from, rcpt, queue_id, size, tls, nrcpt)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 };
 
 struct db {
@@ -925,7 +925,9 @@ int db_audit_insert(struct db *db, const struct db_audit *a)
          bind_text(st, 11, a->queue_id) == SQLITE_OK &&
          (a->size < 0 ? sqlite3_bind_null(st, 12)
                       : sqlite3_bind_int64(st, 12, a->size)) == SQLITE_OK &&
-         bind_text(st, 13, a->tls) == SQLITE_OK;
+         bind_text(st, 13, a->tls) == SQLITE_OK &&
+         (a->nrcpt <= 0 ? sqlite3_bind_null(st, 14)
+                        : sqlite3_bind_int64(st, 14, a->nrcpt)) == SQLITE_OK;
     if (!ok) {
         db_fail(db);
         db_stmt_done(st);
@@ -1191,10 +1193,11 @@ int db_map_list(struct db *db, db_map_cb cb, void *arg)
     return rc == SQLITE_DONE ? DB_OK : db_fail(db);
 }
 
-int db_rate_messages(struct db *db, const char *user, const char *since, long long *count)
+int db_rate_usage(struct db *db, const char *user, const char *since, long long *messages,
+                  long long *recipients)
 {
     sqlite3_stmt *st = db_prepare_once(db,
-        "SELECT count(*) FROM audit WHERE user = ?1 AND ts >= ?2 "
+        "SELECT count(*), coalesce(sum(nrcpt), 0) FROM audit WHERE user = ?1 AND ts >= ?2 "
         "AND event = 'submission' AND decision = 'accept'");
     int rc;
 
@@ -1203,8 +1206,10 @@ int db_rate_messages(struct db *db, const char *user, const char *since, long lo
     bind_text(st, 1, user);
     bind_text(st, 2, since);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *count = sqlite3_column_int64(st, 0);
+    if (rc == SQLITE_ROW) {
+        *messages = sqlite3_column_int64(st, 0);
+        *recipients = sqlite3_column_int64(st, 1);
+    }
     sqlite3_finalize(st);
     return rc == SQLITE_ROW ? DB_OK : db_fail(db);
 }

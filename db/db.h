@@ -125,6 +125,7 @@ struct db_audit {
     const char *queue_id;
     long long size;          /* -1: NULL */
     const char *tls;         /* e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384" */
+    long long nrcpt;         /* recipients of a submission; 0: NULL */
 };
 int db_audit_insert(struct db *db, const struct db_audit *a);
 
@@ -186,9 +187,10 @@ typedef int (*db_map_cb)(void *arg, const char *subject, const char *issuer, con
 int db_map_list(struct db *db, db_map_cb cb, void *arg);
 
 /* ---- rate limits ----------------------------------------------------------- */
-/* Accepted submissions of user since the ISO-8601 time, from the audit trail, so
- * the count survives restarts. */
-int db_rate_messages(struct db *db, const char *user, const char *since, long long *count);
+/* Accepted submissions of user since the ISO-8601 time and their recipients, from
+ * the audit trail, so the counts survive restarts. */
+int db_rate_usage(struct db *db, const char *user, const char *since, long long *messages,
+                  long long *recipients);
 
 /* ---- tuning ------------------------------------------------------------------ */
 /* How long a statement waits for another writer's lock before DB_ERROR. The CLIs

@@ -100,6 +100,7 @@ struct session {
     long long declared_size;
     char **rcpt;
     int nrcpt;
+    long long rcpt_budget;      /* recipients left in the hourly limit; -1: no limit */
     char queue_id[32];
     int spool_fd;
     struct data_parser dp;

@@ -184,6 +184,8 @@ static void audit(struct session *s, const char *event, const char *decision, co
     bad |= ipc_put_str(m, s->queue_id);
     bad |= ipc_put_u64(m, size < 0 ? UINT64_MAX : (uint64_t)size);
     bad |= ipc_put_str(m, s->tls_done ? s->peer.tls : "");
+    /* The exact recipient count of an accepted message, for the recipient rate. */
+    bad |= ipc_put_u64(m, strcmp(event, "submission") == 0 ? (uint64_t)s->nrcpt : 0);
     if (bad || ipc_send(s->w->authz_fd, m) != 0)
         log_err("session=%s audit row lost (event %s, decision %s, reason %s): %s", s->id,
                 event, decision ? decision : "-", reason ? reason : "-", strerror(errno));
@@ -321,6 +323,7 @@ static void transaction_reset(struct session *s)
     s->mail_from[0] = '\0';
     s->pending_from[0] = '\0';
     s->declared_size = -1;
+    s->rcpt_budget = -1;
     s->queue_id[0] = '\0';
     free(s->hdrbuf);
     s->hdrbuf = NULL;
@@ -675,6 +678,12 @@ static void cmd_rcpt(struct session *s, const char *arg)
             audit(s, "rcpt", "reject", why2, addr, -1);
         }
         reply(s, "452 4.5.3 Too many recipients");
+        return;
+    }
+    if (s->rcpt_budget >= 0 && s->nrcpt >= s->rcpt_budget) {
+        if (s->nrcpt == s->rcpt_budget)
+            audit(s, "rcpt", "tempfail", "rate limit: rate_recipients_per_hour reached", addr, -1);
+        reply(s, "450 4.7.1 Rate limit exceeded");
         return;
     }
     r = realloc(s->rcpt, sizeof(char *) * (size_t)(s->nrcpt + 1));
@@ -1414,7 +1423,7 @@ static void on_committed(struct session *s, uint64_t status, const char *qid, co
 void session_on_ipc(struct worker *w, struct ipc_msg *m)
 {
     struct session *s = session_for(w, m->id);
-    uint64_t decision = 0;
+    uint64_t decision = 0, budget = UINT64_MAX;
     char a[512], b[512];
 
     /* Only an OPENED answer carries a descriptor. */
@@ -1424,13 +1433,14 @@ void session_on_ipc(struct worker *w, struct ipc_msg *m)
     case IPC_AUTHZ_RESULT:
         if (ipc_get_u64(m, &decision) != 0 || decision > IPC_TEMPFAIL ||
             ipc_get_str(m, a, sizeof(a)) != 0 || ipc_get_str(m, b, sizeof(b)) != 0 ||
-            ipc_end(m) != 0)
+            ipc_get_u64(m, &budget) != 0 || ipc_end(m) != 0)
             fatal("malformed authz answer");
         if (s == NULL)
             return;
         if (s->wait == WAIT_IDENTITY) {
             on_identity(s, decision, a, b);
         } else if (s->wait == WAIT_SENDER) {
+            s->rcpt_budget = budget > (uint64_t)LLONG_MAX ? -1 : (long long)budget;
             on_sender(s, decision, b);
         } else if (s->wait == WAIT_PASSWORD) {
             if (decision == IPC_ALLOW) {

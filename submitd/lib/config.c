@@ -53,6 +53,7 @@ static const struct key_def keys[] = {
     INT(max_sessions, 1, 1000000),
     INT(max_sessions_per_ip, 1, 1000000),
     INT(rate_messages_per_hour, 0, 100000000),
+    INT(rate_recipients_per_hour, 0, 100000000),
     INT(timeout, 1, 86400),
     BOOL(check_header_from),
     BOOL(hide_client),
@@ -88,6 +89,7 @@ void config_defaults(struct config *cfg)
     cfg->max_sessions = 1000;
     cfg->max_sessions_per_ip = 50;
     cfg->rate_messages_per_hour = 500;
+    cfg->rate_recipients_per_hour = 5000;
     cfg->timeout = 300;
     cfg->check_header_from = 1;
     cfg->hide_client = 0;

@@ -47,6 +47,7 @@ struct config {
     int max_sessions;
     int max_sessions_per_ip;
     int rate_messages_per_hour;
+    int rate_recipients_per_hour;
     int timeout;
     int check_header_from;
     int hide_client;

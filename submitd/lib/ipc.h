@@ -21,9 +21,10 @@ enum ipc_type {
     IPC_AUTHZ_IDENTITY = 1, /* session, client_ip, verify, sha256, subject, issuer, tls,
                                subject and issuer in dn.h canonical form */
     IPC_AUTHZ_SENDER,       /* session, user, address */
-    IPC_AUTHZ_AUDIT,        /* the fields of struct db_audit, in order; no answer */
+    IPC_AUTHZ_AUDIT,        /* the fields of struct db_audit, in order (nrcpt, the last,
+                               may be left out); no answer */
     /* authz -> smtp */
-    IPC_AUTHZ_RESULT,       /* decision, user, reason */
+    IPC_AUTHZ_RESULT,       /* decision, user, reply, recipient budget (UINT64_MAX: none) */
     /* smtp -> queue */
     IPC_QUEUE_OPEN,         /* session, user, client_ip, mail_from, nrcpt, rcpt... ; answer + fd */
     IPC_QUEUE_COMMIT,       /* queue_id, body size */

@@ -203,3 +203,21 @@ def test_hide_client_removes_the_client_address_from_received(fresh_stack_factor
     received = arrival.content.split(b"\r\n\r\n", 1)[0].split(b"\nFrom:", 1)[0]
     assert received.startswith(b"Received: by "), received
     assert b"127.0.0.1" not in received and b"client.test" not in received, received
+
+
+def test_recipient_rate_limit(fresh_stack_factory):
+    s = fresh_stack_factory("rcpt-rate", rate_recipients_per_hour=3)
+    msg = make_message(rcpts=["r1@example.net", "r2@example.net"])
+    send_ok(s.env, s.alice, msg)
+    s.upstream.wait_for(msg.marker, msg.rcpts)
+    row = s.audit.wait(lambda r: r["event"] == "submission", 0, what="submission row")
+    assert s.env.query("SELECT nrcpt FROM audit WHERE id = ?", (row["id"],))[0]["nrcpt"] == 2
+    c = smtp_starttls(s.env, s.alice)
+    try:
+        assert reply_text(*c.mail(ALICE_ADDR)).startswith("250")
+        assert reply_text(*c.rcpt("r3@example.net")).startswith("250")
+        assert reply_text(*c.rcpt("r4@example.net")) == "450 4.7.1 Rate limit exceeded"
+    finally:
+        c.close()
+    s.audit.wait(lambda r: r["decision"] == "tempfail" and contains(r["reason"], "recipients"),
+                 0, what="recipient rate row")
