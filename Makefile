@@ -112,7 +112,26 @@ $(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS) $(THREAD_LIBS)
 
-unit: $(UNIT_BINS)
+# The fuzz target over its saved corpus, as an ordinary test (any compiler).
+FUZZ_OBJ := $(call obj,tests/fuzz/fuzz_parsers.c tests/fuzz/driver.c submitd/smtp_parse.c)
+$(B)/tests/test_fuzz_corpus: $(FUZZ_OBJ) $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
+
+unit: $(UNIT_BINS) $(B)/tests/test_fuzz_corpus
+
+# make fuzz [FUZZ_SECONDS=60]: libFuzzer with ASan/UBSan (needs clang); new inputs
+# go to build-fuzz/corpus, the seeds in tests/fuzz/corpus stay as they are.
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Isubmitd/lib -Isubmitd \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+fuzz:
+	@command -v clang >/dev/null || { echo "make fuzz: clang is required (apt-get install clang libclang-rt-14-dev)"; exit 1; }
+	@mkdir -p build-fuzz/corpus
+	clang $(FUZZ_CFLAGS) -o build-fuzz/fuzz_parsers tests/fuzz/fuzz_parsers.c submitd/smtp_parse.c \
+	    submitd/lib/util.c submitd/lib/spool.c submitd/lib/dn.c -lcrypto
+	build-fuzz/fuzz_parsers -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    build-fuzz/corpus tests/fuzz/corpus
 
 # --- top-level jobs --------------------------------------------------------
 deps:
@@ -142,6 +161,6 @@ install: all
 clean:
 	rm -rf build build-san
 
-.PHONY: all unit deps test demo bench install clean
+.PHONY: all unit deps test demo bench fuzz install clean
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#define DN_MAX_ATTRS 64
+
 struct canon {
     char *out;
     size_t len, cap;
@@ -147,7 +149,7 @@ int dn_canon_string(const char *s, char *out, size_t outlen, char *err, size_t e
     int nent = 0, rc = -1;
     const char *p = s;
 
-    if (name == NULL || (ent = calloc(64, sizeof(*ent))) == NULL) {
+    if (name == NULL || (ent = calloc(DN_MAX_ATTRS, sizeof(*ent))) == NULL) {
         str_fmt(err, errlen, "out of memory");
         goto done;
     }
@@ -160,10 +162,6 @@ int dn_canon_string(const char *s, char *out, size_t outlen, char *err, size_t e
     for (;;) {
         size_t tl = 0;
 
-        if (nent == 64) {
-            str_fmt(err, errlen, "too many attributes");
-            goto done;
-        }
         while (*p == ' ')
             p++;
         while (*p && *p != '=' && tl + 1 < sizeof(ent[nent].type))
@@ -207,6 +205,10 @@ int dn_canon_string(const char *s, char *out, size_t outlen, char *err, size_t e
         nent++;
         if (*p == '\0')
             break;
+        if (nent == DN_MAX_ATTRS) {
+            str_fmt(err, errlen, "too many attributes (at most %d)", DN_MAX_ATTRS);
+            goto done;
+        }
         ent[nent].multi = *p == '+';
         p++;
     }
