@@ -416,85 +416,90 @@ static int rate_check(const char *user, uint64_t *rcpt_budget, char *reason, siz
     return IPC_ALLOW;
 }
 
-static void handle_sender(struct ipc_msg *m, struct answer *a)
+/* The context of an address question (envelope sender or header From). */
+struct address_check {
+    char session[64], ip[64], user[128], sha256[65];
+    const char *event;     /* "mail" or "data" */
+};
+
+/* Answers and audits an address that was not allowed: decision is IPC_DENY or
+ * IPC_TEMPFAIL; reply is the SMTP reply for a denial. */
+static void address_refused(const struct address_check *c, const char *addr, int decision,
+                            const char *reply, const char *reason, struct answer *a)
 {
-    char session[64], ip[64], user[128], sha256[65], addr[320];
     struct db_audit row;
-    int rc;
 
-    if (ipc_get_str(m, session, sizeof(session)) || ipc_get_str(m, ip, sizeof(ip)) ||
-        ipc_get_str(m, user, sizeof(user)) || ipc_get_str(m, sha256, sizeof(sha256)) ||
-        ipc_get_str(m, addr, sizeof(addr)) || ipc_end(m))
-        fatal("malformed sender request");
-
-    rc = user[0] ? db_sender_owned(db, user, addr) : DB_NOTFOUND;
+    answer_set(a, decision, decision == IPC_DENY ? reply : TEMPFAIL_REPLY);
     memset(&row, 0, sizeof(row));
-    if (rc == DB_OK) {
-        char limit_reason[160];
-        uint64_t budget;
-        int r = rate_check(user, &budget, limit_reason, sizeof(limit_reason));
-
-        if (r == IPC_ALLOW) {
-            answer_set(a, IPC_ALLOW, "");
-            a->rcpt_budget = budget;
-            return; /* the accept is audited with the submission */
-        }
-        rc = r == IPC_DENY ? DB_NOTFOUND : DB_ERROR;
-        if (r == IPC_DENY) {
-            answer_set(a, IPC_DENY, "450 4.7.1 Rate limit exceeded");
-            row.session = session;
-            row.event = "mail";
-            row.client_ip = ip;
-            row.user = user;
-            row.cert_sha256 = sha256[0] ? sha256 : NULL;
-            row.mail_from = addr;
-            row.size = -1;
-            row.decision = "tempfail";
-            row.reason = limit_reason;
-            write_audit(&row);
-            log_info("session=%s user=%s %s", session, user, limit_reason);
-            return;
-        }
-    }
-    row.session = session;
-    row.event = "mail";
-    row.client_ip = ip;
-    row.user = user;
-    row.cert_sha256 = sha256[0] ? sha256 : NULL;
+    row.session = c->session;
+    row.event = c->event;
+    row.client_ip = c->ip;
+    row.user = c->user;
+    row.cert_sha256 = c->sha256[0] ? c->sha256 : NULL;
     row.mail_from = addr;
     row.size = -1;
-    if (rc == DB_ERROR) {
-        log_err("session=%s sender lookup failed: %s", session, db_errmsg(db));
-        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
-        row.decision = "tempfail";
-        row.reason = "database unavailable";
-    } else {
-        char text[256];
-        str_fmt(text, sizeof(text), "553 5.7.1 Sender address not owned by user %s", user);
-        answer_set(a, IPC_DENY, text);
-        row.decision = "reject";
-        row.reason = "sender address not owned by user";
-    }
+    row.decision = decision == IPC_DENY && reply[0] == '5' ? "reject" : "tempfail";
+    row.reason = reason;
     write_audit(&row);
+    log_info("session=%s user=%s %s <%s>: %s", c->session, c->user, c->event, addr, reason);
+}
+
+static void read_address_check(struct ipc_msg *m, struct address_check *c, const char *event)
+{
+    c->event = event;
+    if (ipc_get_str(m, c->session, sizeof(c->session)) || ipc_get_str(m, c->ip, sizeof(c->ip)) ||
+        ipc_get_str(m, c->user, sizeof(c->user)) || ipc_get_str(m, c->sha256, sizeof(c->sha256)))
+        fatal("malformed %s request", event);
+}
+
+static void handle_sender(struct ipc_msg *m, struct answer *a)
+{
+    struct address_check c;
+    char addr[320], reply[256], limit_reason[160];
+    uint64_t budget;
+    int rc, r;
+
+    read_address_check(m, &c, "mail");
+    if (ipc_get_str(m, addr, sizeof(addr)) || ipc_end(m))
+        fatal("malformed sender request");
+    rc = c.user[0] ? db_sender_owned(db, c.user, addr) : DB_NOTFOUND;
+    if (rc == DB_ERROR) {
+        log_err("session=%s sender lookup failed: %s", c.session, db_errmsg(db));
+        address_refused(&c, addr, IPC_TEMPFAIL, NULL, "database unavailable", a);
+        return;
+    }
+    if (rc != DB_OK) {
+        str_fmt(reply, sizeof(reply), "553 5.7.1 Sender address not owned by user %s", c.user);
+        address_refused(&c, addr, IPC_DENY, reply, "sender address not owned by user", a);
+        return;
+    }
+    r = rate_check(c.user, &budget, limit_reason, sizeof(limit_reason));
+    if (r == IPC_DENY) {
+        address_refused(&c, addr, IPC_DENY, "450 4.7.1 Rate limit exceeded", limit_reason, a);
+    } else if (r == IPC_TEMPFAIL) {
+        address_refused(&c, addr, IPC_TEMPFAIL, NULL, "database unavailable", a);
+    } else {
+        answer_set(a, IPC_ALLOW, "");
+        a->rcpt_budget = budget; /* the accept is audited with the submission */
+    }
 }
 
 /* check_header_from: every address of the message's From field must be owned. */
 static void handle_header_from(struct ipc_msg *m, struct answer *a)
 {
-    char session[64], ip[64], user[128], sha256[65], addr[320], bad_addr[320] = "";
-    struct db_audit row;
+    struct address_check c;
+    char addr[320], bad_addr[320] = "", reply[256];
     uint64_t n;
     int worst = DB_OK;
 
-    if (ipc_get_str(m, session, sizeof(session)) || ipc_get_str(m, ip, sizeof(ip)) ||
-        ipc_get_str(m, user, sizeof(user)) || ipc_get_str(m, sha256, sizeof(sha256)) ||
-        ipc_get_u64(m, &n) || n == 0 || n > 64)
+    read_address_check(m, &c, "data");
+    if (ipc_get_u64(m, &n) || n == 0 || n > 64)
         fatal("malformed header-from request");
     for (uint64_t i = 0; i < n; i++) {
         int rc;
         if (ipc_get_str(m, addr, sizeof(addr)))
             fatal("malformed header-from request");
-        rc = user[0] ? db_sender_owned(db, user, addr) : DB_NOTFOUND;
+        rc = c.user[0] ? db_sender_owned(db, c.user, addr) : DB_NOTFOUND;
         if (rc != DB_OK && worst != DB_ERROR) {
             worst = rc;
             str_lcpy(bad_addr, addr, sizeof(bad_addr));
@@ -504,29 +509,14 @@ static void handle_header_from(struct ipc_msg *m, struct answer *a)
         fatal("malformed header-from request");
     if (worst == DB_OK) {
         answer_set(a, IPC_ALLOW, "");
-        return;
-    }
-    memset(&row, 0, sizeof(row));
-    row.session = session;
-    row.event = "data";
-    row.client_ip = ip;
-    row.user = user;
-    row.cert_sha256 = sha256[0] ? sha256 : NULL;
-    row.mail_from = bad_addr;
-    row.size = -1;
-    if (worst == DB_ERROR) {
-        log_err("session=%s header From lookup failed: %s", session, db_errmsg(db));
-        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
-        row.decision = "tempfail";
-        row.reason = "database unavailable";
+    } else if (worst == DB_ERROR) {
+        log_err("session=%s header From lookup failed: %s", c.session, db_errmsg(db));
+        address_refused(&c, bad_addr, IPC_TEMPFAIL, NULL, "database unavailable", a);
     } else {
-        char text[256];
-        str_fmt(text, sizeof(text), "550 5.7.1 Header From address not owned by user %s", user);
-        answer_set(a, IPC_DENY, text);
-        row.decision = "reject";
-        row.reason = "header From address not owned by user";
+        str_fmt(reply, sizeof(reply), "550 5.7.1 Header From address not owned by user %s",
+                c.user);
+        address_refused(&c, bad_addr, IPC_DENY, reply, "header From address not owned by user", a);
     }
-    write_audit(&row);
 }
 
 /* Audit rows sent by smtp and queue: stored as they come, validated first. */
