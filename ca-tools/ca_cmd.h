@@ -13,6 +13,8 @@
 #include "ca_x509.h"
 #include "config.h"
 
+struct db;
+
 #define CA_MAX_IPS 16
 #define CA_PASSWORD_MAX 1024
 
@@ -43,6 +45,9 @@ struct ca_opts {
     long long expiring;                /* list --expiring; -1 when not given */
     int json;
     int reason;                        /* CA_REASON_* */
+    const char *passphrase_file;       /* of the CA key; NULL: not encrypted */
+    const char *csr;                   /* issue/renew --csr: sign this request */
+    int revoke_old;                    /* renew --revoke-old */
 };
 
 int ca_cmd_init(const struct config *cfg, const struct ca_opts *o);
@@ -52,11 +57,29 @@ int ca_cmd_renew(const struct config *cfg, const struct ca_opts *o);
 int ca_cmd_revoke(const struct config *cfg, const struct ca_opts *o);
 int ca_cmd_crl(const struct config *cfg, const struct ca_opts *o);
 int ca_cmd_list(const struct config *cfg, const struct ca_opts *o);
+int ca_cmd_log(const struct config *cfg, const struct ca_opts *o);
 
 /*
  * Writes crl to the CA directory and, when the configuration's crl names another
  * file, there as well (both replaced atomically). Prints "crl: PATH" for each.
  */
 int ca_crl_write(const struct config *cfg, const struct ca_authority *ca, X509_CRL *crl);
+
+/*
+ * Rebuilds the full CRL from every revoked certificate of this CA in the database,
+ * writes it (ca_crl_write), and records the publication in ca_log. Returns 0 or -1.
+ */
+int ca_crl_publish(const struct config *cfg, const struct ca_authority *ca, struct db *db,
+                   long long days);
+
+/*
+ * Revokes one certificate of the database (known to be valid) and records it in
+ * ca_log, in one transaction; prints "revoked: ...". Returns 0 or -1.
+ */
+int ca_revoke_serial(struct db *db, const char *dbpath, const char *serial, const char *user,
+                     int reason);
+
+/* Opens the configured database, printing the error; NULL on failure. */
+struct db *ca_open_db(const struct config *cfg);
 
 #endif

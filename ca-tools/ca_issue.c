@@ -1,6 +1,7 @@
 /* submit-ca init, server-cert and issue: creating the CA and certificates. */
 #include "ca_cmd.h"
 
+#include "ca_log.h"
 #include "ca_msg.h"
 #include "db.h"
 #include "util.h"
@@ -9,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -71,7 +73,7 @@ static int init_make_dir(const struct ca_authority *ca)
 {
     struct stat sb;
 
-    if (mkdir_p(ca->dir, 0700) != 0) {
+    if (mkdir_p(ca->dir, 0711) != 0) {
         ca_err("cannot create %s: %s", ca->dir, strerror(errno));
         return -1;
     }
@@ -83,10 +85,11 @@ static int init_make_dir(const struct ca_authority *ca)
         ca_err("%s is not a directory", ca->dir);
         return -1;
     }
-    if ((sb.st_mode & 077) != 0)
-        ca_warn("%s is accessible by other users (mode %03o); the CA key belongs in a "
-                "private directory", ca->dir, (unsigned)(sb.st_mode & 0777));
-    return 0;
+    /* Others may pass through (submitd reads crl.pem), but not list or change it. */
+    if ((sb.st_mode & 066) != 0)
+        ca_warn("%s can be listed or changed by other users (mode %03o); the CA key belongs "
+                "in a directory of mode 0711 or 0700", ca->dir, (unsigned)(sb.st_mode & 0777));
+    return ca_dir_publish(ca->dir);
 }
 
 /*
@@ -122,6 +125,19 @@ static int init_publish_client_ca(const struct config *cfg, const struct ca_auth
     return 0;
 }
 
+/* The passphrase of a new CA key: the first line of the file, 8 bytes at least. */
+static int init_passphrase(const char *path, char *out, size_t outlen)
+{
+    if (ca_read_password_file(path, out, outlen) != 0)
+        return -1;
+    if (strlen(out) < 8) {
+        OPENSSL_cleanse(out, outlen);
+        ca_err("passphrase file %s: at least 8 characters are needed for a CA key", path);
+        return -1;
+    }
+    return 0;
+}
+
 int ca_cmd_init(const struct config *cfg, const struct ca_opts *o)
 {
     struct ca_authority ca;
@@ -130,20 +146,27 @@ int ca_cmd_init(const struct config *cfg, const struct ca_opts *o)
     struct ca_stage key_st, cert_st;
     BIO *key_pem = NULL, *cert_pem = NULL;
     X509_CRL *crl = NULL;
+    struct db *db = NULL;
+    char pass[CA_PASSPHRASE_MAX] = "";
     long long now = (long long)time(NULL);
+    long long days = o->days > 0 ? o->days : CA_DAYS_ROOT;
     int rc = 1;
 
     ca_stage_init(&key_st);
     ca_stage_init(&cert_st);
-    if (ca_authority_paths(&ca, cfg->ca_dir) != 0 || init_refuse_existing(&ca) != 0 ||
-        init_make_dir(&ca) != 0)
+    if (ca_authority_paths(&ca, cfg->ca_dir) != 0 || init_refuse_existing(&ca) != 0)
         return 1;
+    if (o->passphrase_file != NULL && init_passphrase(o->passphrase_file, pass, sizeof(pass)) != 0)
+        return 1;
+    /* The database records the operation: it must be usable before anything is made. */
+    if ((db = ca_open_db(cfg)) == NULL || init_make_dir(&ca) != 0)
+        goto out;
 
     memset(&spec, 0, sizeof(spec));
     spec.kind = CA_CERT_ROOT;
     spec.cn = o->cn != NULL ? o->cn : "submitd CA";
     spec.not_before = now - CA_BACKDATE_SECONDS;
-    spec.not_after = now + (o->days > 0 ? o->days : CA_DAYS_ROOT) * DAY_SECONDS;
+    spec.not_after = now + days * DAY_SECONDS;
     if ((ca.key = ca_key_generate(o->key_type)) == NULL ||
         (ca.cert = ca_cert_build(&spec, ca.key, NULL, ca.key)) == NULL ||
         ca_cert_info(ca.cert, &ci) != 0)
@@ -151,8 +174,10 @@ int ca_cmd_init(const struct config *cfg, const struct ca_opts *o)
     /* An empty CRL from the start: a verifier that checks CRLs rejects everyone without one. */
     crl = ca_crl_build(ca.cert, ca.key, NULL, 0, (uint64_t)now, now,
                        now + CA_DAYS_CRL * DAY_SECONDS);
-    if (crl == NULL || (key_pem = ca_pem_key(ca.key)) == NULL ||
-        (cert_pem = ca_pem_cert(ca.cert)) == NULL)
+    if (crl == NULL || (cert_pem = ca_pem_cert(ca.cert)) == NULL)
+        goto out;
+    key_pem = pass[0] != '\0' ? ca_pem_key_encrypted(ca.key, pass) : ca_pem_key(ca.key);
+    if (key_pem == NULL)
         goto out;
 
     if (ca_stage_write(&key_st, ca.key_path, 0600, key_pem) != 0 ||
@@ -173,14 +198,21 @@ int ca_cmd_init(const struct config *cfg, const struct ca_opts *o)
     }
     if (init_publish_client_ca(cfg, &ca, cert_pem) != 0)
         goto out;
+    if (ca_log_record(db, "init", ci.serial, NULL, "subject=\"%s\" key=%s days=%lld encrypted=%s",
+                      ci.subject, o->key_type == CA_KEY_RSA ? "rsa-3072" : "ec-p256", days,
+                      pass[0] != '\0' ? "yes" : "no") != 0)
+        goto out;
     rc = 0;
 out:
+    OPENSSL_cleanse(pass, sizeof(pass));
     ca_stage_discard(&key_st);
     ca_stage_discard(&cert_st);
     BIO_free(key_pem);
     BIO_free(cert_pem);
     X509_CRL_free(crl);
     ca_authority_free(&ca);
+    if (db != NULL)
+        db_close(db);
     return rc;
 }
 
@@ -195,13 +227,23 @@ int ca_cmd_server_cert(const struct config *cfg, const struct ca_opts *o)
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
     BIO *key_pem = NULL, *cert_pem = NULL;
+    struct db *db;
+    char ips[CA_MAX_IPS * 48] = "";
     long long now = (long long)time(NULL);
     int rc = 1;
 
     ca_stage_init(&key_st);
     ca_stage_init(&cert_st);
-    if (ca_authority_load(&ca, cfg->ca_dir) != 0)
+    if ((db = ca_open_db(cfg)) == NULL)
         return 1;
+    if (ca_authority_load(&ca, cfg->ca_dir, o->passphrase_file) != 0) {
+        db_close(db);
+        return 1;
+    }
+    for (int i = 0; i < o->nips; i++) {
+        size_t n = strlen(ips);
+        str_fmt(ips + n, sizeof(ips) - n, "%s%s", i ? "," : "", o->ips[i]);
+    }
     memset(&spec, 0, sizeof(spec));
     spec.kind = CA_CERT_SERVER;
     /* A commonName holds at most 64 bytes; a longer name lives in the SAN alone. */
@@ -228,6 +270,9 @@ int ca_cmd_server_cert(const struct config *cfg, const struct ca_opts *o)
     print_cert(&ci);
     printf("certificate: %s\n", cfg->tls_cert);
     printf("key: %s\n", cfg->tls_key);
+    if (ca_log_record(db, "server-cert", ci.serial, NULL, "host=%s%s%s not_after=%s", o->name,
+                      ips[0] ? " ip=" : "", ips, ci.not_after) != 0)
+        goto out;
     rc = 0;
 out:
     ca_stage_discard(&key_st);
@@ -237,6 +282,7 @@ out:
     X509_free(cert);
     EVP_PKEY_free(key);
     ca_authority_free(&ca);
+    db_close(db);
     return rc;
 }
 
@@ -245,6 +291,7 @@ out:
 enum { ISSUE_CRT = 0, ISSUE_KEY, ISSUE_P12, ISSUE_NFILES };
 
 struct issue_files {
+    int n;                                /* 1 (certificate only, --csr) or ISSUE_NFILES */
     char path[ISSUE_NFILES][PATH_MAX];
     struct ca_stage st[ISSUE_NFILES];
 };
@@ -254,10 +301,9 @@ static int issue_paths(struct issue_files *f, const char *dir, const char *user)
     static const char *const ext[ISSUE_NFILES] = { "crt", "key", "p12" };
     char name[CA_USER_MAX + 8];
 
-    for (int i = 0; i < ISSUE_NFILES; i++) {
+    for (int i = 0; i < f->n; i++) {
         int e;
 
-        ca_stage_init(&f->st[i]);
         if (str_fmt(name, sizeof(name), "%s.%s", user, ext[i]) != 0 ||
             ca_path_join(f->path[i], sizeof(f->path[i]), dir, name) != 0)
             return -1;
@@ -288,9 +334,9 @@ static int generate_password(char *out, size_t outlen)
     return 0;
 }
 
-/* The user, the sender address it owns, and the certificate row. */
-static int issue_rows(struct db *db, const char *dbpath, const struct ca_opts *o,
-                      const struct ca_cert_info *ci)
+/* The user, the sender address it owns, the certificate row and its ca_log row. */
+static int issue_rows(struct db *db, const char *dbpath, const char *command,
+                      const struct ca_opts *o, const struct ca_cert_info *ci)
 {
     struct db_cert row;
     int enabled = 1, r;
@@ -336,18 +382,24 @@ static int issue_rows(struct db *db, const char *dbpath, const struct ca_opts *o
                    db_errmsg(db));
         return -1;
     }
-    return 0;
+    if (o->csr != NULL)
+        return ca_log_record(db, command, ci->serial, o->name,
+                             "email=%s sha256=%s not_after=%s csr=%s", o->email, ci->sha256,
+                             ci->not_after, o->csr);
+    return ca_log_record(db, command, ci->serial, o->name,
+                         "email=%s sha256=%s not_after=%s p12=%s", o->email, ci->sha256,
+                         ci->not_after, o->p12_format == CA_P12_MODERN ? "modern" : "legacy");
 }
 
-/* All rows or none: a failed issue leaves no new user or sender behind. */
-static int issue_record(struct db *db, const char *dbpath, const struct ca_opts *o,
-                        const struct ca_cert_info *ci)
+/* All rows or none: a failed issue leaves no new user, sender or log row behind. */
+static int issue_record(struct db *db, const char *dbpath, const char *command,
+                        const struct ca_opts *o, const struct ca_cert_info *ci)
 {
     if (db_begin(db) != DB_OK) {
         ca_err("cannot start a transaction: %s", db_errmsg(db));
         return -1;
     }
-    if (issue_rows(db, dbpath, o, ci) != 0) {
+    if (issue_rows(db, dbpath, command, o, ci) != 0) {
         db_rollback(db);
         return -1;
     }
@@ -367,24 +419,24 @@ static int issue_record(struct db *db, const char *dbpath, const struct ca_opts 
  * is marked revoked so that the certificate is refused.
  */
 static int issue_commit(struct issue_files *f, struct db *db, const char *dbpath,
-                        const struct ca_opts *o, const struct ca_cert_info *ci)
+                        const char *command, const struct ca_opts *o,
+                        const struct ca_cert_info *ci)
 {
-    if (issue_record(db, dbpath, o, ci) != 0)
+    if (issue_record(db, dbpath, command, o, ci) != 0)
         return -1;
-    for (int i = 0; i < ISSUE_NFILES; i++) {
+    for (int i = 0; i < f->n; i++) {
         if (ca_stage_commit(&f->st[i], 0) == 0)
             continue;
         /* Stage i too: it may have been renamed before its directory failed to sync. */
         for (int j = 0; j <= i; j++)
             ca_stage_undo(&f->st[j]);
-        if (db_cert_revoke(db, ci->serial, ca_reason_name(CA_REASON_CESSATION_OF_OPERATION)) ==
-            DB_OK)
+        if (ca_revoke_serial(db, dbpath, ci->serial, o->name,
+                             CA_REASON_CESSATION_OF_OPERATION) == 0)
             ca_err("certificate %s of user %s was not delivered and has been revoked",
                    ci->serial, o->name);
         else
-            ca_err("certificate %s of user %s was not delivered and could not be revoked "
-                   "(%s); revoke it with \"submit-ca revoke %s\"",
-                   ci->serial, o->name, db_errmsg(db), ci->serial);
+            ca_err("certificate %s of user %s was not delivered and could not be revoked; "
+                   "revoke it with \"submit-ca revoke %s\"", ci->serial, o->name, ci->serial);
         return -1;
     }
     return 0;
@@ -408,20 +460,58 @@ static int issue_prepare_dir(const char *dir)
     return 0;
 }
 
+/* What issue writes, in memory: PEM certificate, and unless --csr, key and PKCS#12. */
+static int issue_encode(const struct ca_opts *o, EVP_PKEY *key, X509 *cert, X509 *ca_cert,
+                        const char *password, BIO *pem[ISSUE_NFILES])
+{
+    char friendly[CA_USER_MAX + CA_EMAIL_MAX + 8];
+
+    if ((pem[ISSUE_CRT] = ca_pem_cert(cert)) == NULL)
+        return -1;
+    if (o->csr != NULL)
+        return 0;
+    if (str_fmt(friendly, sizeof(friendly), "%s <%s>", o->name, o->email) != 0) {
+        ca_err("user %s: name and address too long", o->name);
+        return -1;
+    }
+    if ((pem[ISSUE_KEY] = ca_pem_key(key)) == NULL ||
+        (pem[ISSUE_P12] = ca_p12_encode(key, cert, ca_cert, friendly, password,
+                                        o->p12_format)) == NULL)
+        return -1;
+    return 0;
+}
+
+static void issue_print(const struct ca_opts *o, const struct issue_files *files,
+                        const struct ca_cert_info *ci, const char *password)
+{
+    print_cert(ci);
+    printf("certificate: %s\n", files->path[ISSUE_CRT]);
+    if (o->csr != NULL) {
+        printf("give_user: %s (the key never left the user's device)\n",
+               files->path[ISSUE_CRT]);
+        return;
+    }
+    printf("key: %s\n", files->path[ISSUE_KEY]);
+    printf("pkcs12: %s\n", files->path[ISSUE_P12]);
+    printf("pkcs12_format: %s\n", ca_p12_format_describe(o->p12_format));
+    if (password != NULL)
+        printf("p12_password: %s\n", password);
+    printf("give_user: %s, and its password by another channel\n", files->path[ISSUE_P12]);
+}
+
 /*
- * Everything of issue once the database is open (shared with renew). serial_out, when
- * not NULL, receives the new certificate's serial.
+ * Everything of issue once the database is open and the CA loaded (shared with
+ * renew). serial_out, when not NULL, receives the new certificate's serial.
  */
 static int issue_with_db(const struct config *cfg, const struct ca_opts *o, struct db *db,
-                         char *serial_out, size_t serial_outlen)
+                         const struct ca_authority *ca, const char *command, char *serial_out,
+                         size_t serial_outlen)
 {
     const char *dir = o->out_dir != NULL ? o->out_dir : ".";
     struct issue_files files;
-    struct ca_authority ca;
     struct ca_cert_spec spec;
     struct ca_cert_info ci;
-    char password[CA_PASSWORD_MAX];
-    char friendly[CA_USER_MAX + CA_EMAIL_MAX + 8];
+    char password[CA_PASSWORD_MAX] = "";
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
     BIO *pem[ISSUE_NFILES] = { NULL, NULL, NULL };
@@ -429,12 +519,16 @@ static int issue_with_db(const struct config *cfg, const struct ca_opts *o, stru
     long long now = (long long)time(NULL);
     int rc = 1, generated = 0;
 
-    memset(&ca, 0, sizeof(ca));
+    memset(&files, 0, sizeof(files));
+    files.n = o->csr != NULL ? 1 : ISSUE_NFILES;
     for (int i = 0; i < ISSUE_NFILES; i++)
         ca_stage_init(&files.st[i]);
     if (issue_prepare_dir(dir) != 0 || issue_paths(&files, dir, o->name) != 0)
         return 1;
-    if (o->p12_password_file != NULL) {
+    if (o->csr != NULL) {
+        if ((key = ca_csr_public_key(o->csr)) == NULL)
+            return 1;
+    } else if (o->p12_password_file != NULL) {
         if (ca_read_password_file(o->p12_password_file, password, sizeof(password)) != 0)
             return 1;
     } else {
@@ -442,39 +536,25 @@ static int issue_with_db(const struct config *cfg, const struct ca_opts *o, stru
             return 1;
         generated = 1;
     }
-    if (ca_authority_load(&ca, cfg->ca_dir) != 0)
-        goto out;
 
     memset(&spec, 0, sizeof(spec));
     spec.kind = CA_CERT_CLIENT;
     spec.cn = o->name;
     spec.email = o->email;
     spec.not_before = now - CA_BACKDATE_SECONDS;
-    if (validity_end(&ca, now, o->days > 0 ? o->days : CA_DAYS_CLIENT, &spec.not_after) != 0)
+    if (validity_end(ca, now, o->days > 0 ? o->days : CA_DAYS_CLIENT, &spec.not_after) != 0)
         goto out;
-    if (str_fmt(friendly, sizeof(friendly), "%s <%s>", o->name, o->email) != 0) {
-        ca_err("user %s: name and address too long", o->name);
+    if (key == NULL && (key = ca_key_generate(CA_KEY_EC)) == NULL)
         goto out;
-    }
-    if ((key = ca_key_generate(CA_KEY_EC)) == NULL ||
-        (cert = ca_cert_build(&spec, key, ca.cert, ca.key)) == NULL ||
-        ca_cert_info(cert, &ci) != 0 || (pem[ISSUE_CRT] = ca_pem_cert(cert)) == NULL ||
-        (pem[ISSUE_KEY] = ca_pem_key(key)) == NULL ||
-        (pem[ISSUE_P12] = ca_p12_encode(key, cert, ca.cert, friendly, password,
-                                        o->p12_format)) == NULL)
+    if ((cert = ca_cert_build(&spec, key, ca->cert, ca->key)) == NULL ||
+        ca_cert_info(cert, &ci) != 0 || issue_encode(o, key, cert, ca->cert, password, pem) != 0)
         goto out;
-    for (int i = 0; i < ISSUE_NFILES; i++)
+    for (int i = 0; i < files.n; i++)
         if (ca_stage_write(&files.st[i], files.path[i], modes[i], pem[i]) != 0)
             goto out;
-    if (issue_commit(&files, db, cfg->database, o, &ci) != 0)
+    if (issue_commit(&files, db, cfg->database, command, o, &ci) != 0)
         goto out;
-
-    print_cert(&ci);
-    printf("certificate: %s\n", files.path[ISSUE_CRT]);
-    printf("key: %s\n", files.path[ISSUE_KEY]);
-    printf("pkcs12: %s\n", files.path[ISSUE_P12]);
-    if (generated)
-        printf("p12_password: %s\n", password);
+    issue_print(o, &files, &ci, generated ? password : NULL);
     if (serial_out != NULL)
         str_lcpy(serial_out, ci.serial, serial_outlen);
     rc = 0;
@@ -486,11 +566,10 @@ out:
     OPENSSL_cleanse(password, sizeof(password));
     X509_free(cert);
     EVP_PKEY_free(key);
-    ca_authority_free(&ca);
     return rc;
 }
 
-static struct db *open_db(const struct config *cfg)
+struct db *ca_open_db(const struct config *cfg)
 {
     char err[512];
     struct db *db = db_open(cfg->database, err, sizeof(err));
@@ -502,12 +581,18 @@ static struct db *open_db(const struct config *cfg)
 
 int ca_cmd_issue(const struct config *cfg, const struct ca_opts *o)
 {
-    struct db *db = open_db(cfg);
+    struct ca_authority ca;
+    struct db *db;
     int rc;
 
-    if (db == NULL)
+    if ((db = ca_open_db(cfg)) == NULL)
         return 1;
-    rc = issue_with_db(cfg, o, db, NULL, 0);
+    if (ca_authority_load(&ca, cfg->ca_dir, o->passphrase_file) != 0) {
+        db_close(db);
+        return 1;
+    }
+    rc = issue_with_db(cfg, o, db, &ca, "issue", NULL, 0);
+    ca_authority_free(&ca);
     db_close(db);
     return rc;
 }
@@ -531,86 +616,140 @@ static int renew_mailbox_cb(void *arg, const char *address)
     return 0;
 }
 
-static int count_cb(void *arg, const struct db_cert *c)
-{
-    (void)c;
-    ++*(size_t *)arg;
-    return 0;
-}
+/* The previous certificates of the user that still work: printed, or collected. */
+struct renew_cert {
+    char serial[CA_SERIAL_HEX_MAX + 1];
+    char not_after[32];
+};
 
 struct renew_previous {
     const char *new_serial;
     char now_iso[32];
+    struct renew_cert *certs;
+    size_t n, cap;
+    size_t total;            /* certificates of the user, in any state */
+    int failed;
 };
 
 static int renew_previous_cb(void *arg, const struct db_cert *c)
 {
-    const struct renew_previous *p = arg;
+    struct renew_previous *p = arg;
 
-    if (strcmp(c->status, "valid") == 0 && strcmp(c->serial, p->new_serial) != 0 &&
-        strcmp(c->not_after, p->now_iso) > 0)
-        printf("previous: %s not_after=%s\n", c->serial, c->not_after);
+    p->total++;
+    if (p->new_serial == NULL || strcmp(c->status, "valid") != 0 ||
+        strcmp(c->serial, p->new_serial) == 0 || strcmp(c->not_after, p->now_iso) <= 0)
+        return 0;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        void *v;
+
+        if (cap > 100000 || (v = realloc(p->certs, cap * sizeof(*p->certs))) == NULL) {
+            ca_err("user %s: too many certificates", c->user);
+            p->failed = 1;
+            return 1;
+        }
+        p->certs = v;
+        p->cap = cap;
+    }
+    str_lcpy(p->certs[p->n].serial, c->serial, sizeof(p->certs[0].serial));
+    str_lcpy(p->certs[p->n].not_after, c->not_after, sizeof(p->certs[0].not_after));
+    p->n++;
+    return 0;
+}
+
+/* The address for the new certificate: --email, or the user's only mailbox. */
+static int renew_address(const struct config *cfg, struct db *db, const char *user,
+                         struct renew_mailbox *mb)
+{
+    memset(mb, 0, sizeof(*mb));
+    if (db_sender_list(db, user, renew_mailbox_cb, mb) != DB_OK) {
+        ca_err("cannot list the addresses of user %s: %s", user, db_errmsg(db));
+        return -1;
+    }
+    if (mb->count != 1) {
+        ca_err("%s: user %s owns %d mailbox addresses; choose one with --email",
+               cfg->database, user, mb->count);
+        return -1;
+    }
+    if (!ca_valid_email(mb->addr)) {
+        ca_err("%s: address %s of user %s cannot go into a certificate; choose one with "
+               "--email", cfg->database, mb->addr, user);
+        return -1;
+    }
     return 0;
 }
 
 /*
  * A new key and certificate for a user who already has one, for the same address.
- * The previous certificates stay valid until they expire or are revoked (superseded)
- * once the new one is installed: renewing never locks a user out.
+ * The previous certificates stay valid until they expire, so renewing never locks a
+ * user out; with --revoke-old they are revoked (superseded) at once and the CRL is
+ * rewritten.
  */
 int ca_cmd_renew(const struct config *cfg, const struct ca_opts *o)
 {
     struct renew_mailbox mb;
     struct renew_previous prev;
+    struct ca_authority ca;
     struct ca_opts ro = *o;
     char serial[CA_SERIAL_HEX_MAX + 1];
     struct db *db;
-    size_t ncerts = 0;
-    int r, rc = 1;
+    int r, rc = 1, loaded = 0;
 
-    if ((db = open_db(cfg)) == NULL)
+    memset(&prev, 0, sizeof(prev));
+    if ((db = ca_open_db(cfg)) == NULL)
         return 1;
     r = db_user_get(db, o->name, NULL);
     if (r == DB_NOTFOUND) {
         ca_err("%s: no user %s; use \"submit-ca issue\"", cfg->database, o->name);
         goto out;
     }
-    if (r != DB_OK || db_cert_list(db, o->name, NULL, count_cb, &ncerts) != DB_OK) {
+    if (r != DB_OK || db_cert_list(db, o->name, NULL, renew_previous_cb, &prev) != DB_OK) {
         ca_err("cannot look up user %s: %s", o->name, db_errmsg(db));
         goto out;
     }
-    if (ncerts == 0) {
+    if (prev.total == 0) {
         ca_err("%s: user %s has no certificate to renew; use \"submit-ca issue\"",
                cfg->database, o->name);
         goto out;
     }
     if (ro.email == NULL) {
-        memset(&mb, 0, sizeof(mb));
-        if (db_sender_list(db, o->name, renew_mailbox_cb, &mb) != DB_OK) {
-            ca_err("cannot list the addresses of user %s: %s", o->name, db_errmsg(db));
+        if (renew_address(cfg, db, o->name, &mb) != 0)
             goto out;
-        }
-        if (mb.count != 1) {
-            ca_err("%s: user %s owns %d mailbox addresses; choose one with --email",
-                   cfg->database, o->name, mb.count);
-            goto out;
-        }
-        if (!ca_valid_email(mb.addr)) {
-            ca_err("%s: address %s of user %s cannot go into a certificate; choose one "
-                   "with --email", cfg->database, mb.addr, o->name);
-            goto out;
-        }
         ro.email = mb.addr;
     }
-    if (issue_with_db(cfg, &ro, db, serial, sizeof(serial)) != 0)
+    if (ca_authority_load(&ca, cfg->ca_dir, o->passphrase_file) != 0)
         goto out;
+    loaded = 1;
+    if (issue_with_db(cfg, &ro, db, &ca, "renew", serial, sizeof(serial)) != 0)
+        goto out;
+
+    memset(&prev, 0, sizeof(prev));
     prev.new_serial = serial;
     iso_time_utc(prev.now_iso, sizeof(prev.now_iso), (long long)time(NULL));
-    if (db_cert_list(db, o->name, NULL, renew_previous_cb, &prev) != DB_OK)
-        ca_warn("cannot list the previous certificates of user %s: %s", o->name,
-                db_errmsg(db));
+    if (db_cert_list(db, o->name, NULL, renew_previous_cb, &prev) != DB_OK || prev.failed) {
+        ca_err("cannot list the previous certificates of user %s: %s", o->name,
+               db_errmsg(db));
+        goto out;
+    }
+    for (size_t i = 0; i < prev.n; i++) {
+        if (!o->revoke_old) {
+            printf("previous: %s not_after=%s\n", prev.certs[i].serial, prev.certs[i].not_after);
+            continue;
+        }
+        if (ca_revoke_serial(db, cfg->database, prev.certs[i].serial, o->name,
+                             CA_REASON_SUPERSEDED) != 0)
+            goto out;
+    }
+    if (o->revoke_old && prev.n > 0 && ca_crl_publish(cfg, &ca, db, CA_DAYS_CRL) != 0) {
+        ca_err("revoked in %s, but the CRL was not rewritten; run \"submit-ca crl\"",
+               cfg->database);
+        goto out;
+    }
     rc = 0;
 out:
+    free(prev.certs);
+    if (loaded)
+        ca_authority_free(&ca);
     db_close(db);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* submit-ca revoke, crl and list: the certificate records and the CRL built from them. */
 #include "ca_cmd.h"
 
+#include "ca_log.h"
 #include "ca_msg.h"
 #include "db.h"
 #include "util.h"
@@ -20,16 +21,6 @@ static void db_close_if(struct db *db)
         db_close(db);
 }
 
-static struct db *open_db(const struct config *cfg)
-{
-    char err[512];
-    struct db *db = db_open(cfg->database, err, sizeof(err));
-
-    if (db == NULL)
-        ca_err("%s", err);
-    return db;
-}
-
 /* ---- CRL --------------------------------------------------------------------- */
 
 int ca_crl_write(const struct config *cfg, const struct ca_authority *ca, X509_CRL *crl)
@@ -40,6 +31,8 @@ int ca_crl_write(const struct config *cfg, const struct ca_authority *ca, X509_C
 
     if (pem == NULL)
         return -1;
+    /* submitd reads the CRL again as its unprivileged user when it changes. */
+    (void)ca_dir_publish(ca->dir);
     ca_stage_init(&st);
     if (ca_stage_write(&st, ca->crl_path, 0644, pem) != 0 || ca_stage_commit(&st, 1) != 0)
         goto out;
@@ -113,8 +106,8 @@ static int crl_collect_cb(void *arg, const struct db_cert *c)
  * The crlNumber grows with every CRL: one more than the last, and at least the
  * current time, so it still grows if the previous CRL file was lost.
  */
-static int crl_publish(const struct config *cfg, const struct ca_authority *ca, struct db *db,
-                       long long days)
+int ca_crl_publish(const struct config *cfg, const struct ca_authority *ca, struct db *db,
+                   long long days)
 {
     struct crl_collect cc;
     char issuer[512], next_iso[32];
@@ -143,6 +136,9 @@ static int crl_publish(const struct config *cfg, const struct ca_authority *ca, 
     printf("crl_number: %llu\n", (unsigned long long)number);
     printf("crl_entries: %zu\n", cc.n);
     printf("next_update: %s\n", next_iso);
+    if (ca_log_record(db, "crl", NULL, NULL, "number=%llu entries=%zu next_update=%s",
+                      (unsigned long long)number, cc.n, next_iso) != 0)
+        goto out;
     rc = 0;
 out:
     X509_CRL_free(crl);
@@ -156,10 +152,10 @@ int ca_cmd_crl(const struct config *cfg, const struct ca_opts *o)
     struct db *db = NULL;
     int rc = 1;
 
-    if (ca_authority_load(&ca, cfg->ca_dir) != 0)
+    if (ca_authority_load(&ca, cfg->ca_dir, o->passphrase_file) != 0)
         return 1;
-    if ((db = open_db(cfg)) != NULL &&
-        crl_publish(cfg, &ca, db, o->days > 0 ? o->days : CA_DAYS_CRL) == 0)
+    if ((db = ca_open_db(cfg)) != NULL &&
+        ca_crl_publish(cfg, &ca, db, o->days > 0 ? o->days : CA_DAYS_CRL) == 0)
         rc = 0;
     db_close_if(db);
     ca_authority_free(&ca);
@@ -198,17 +194,36 @@ static int collect_valid_cb(void *arg, const struct db_cert *c)
     return 0;
 }
 
-static int revoke_one(struct db *db, const char *dbpath, const char *serial, const char *user,
-                      const char *reason)
+int ca_revoke_serial(struct db *db, const char *dbpath, const char *serial, const char *user,
+                     int reason_code)
 {
-    int r = db_cert_revoke(db, serial, reason);
+    const char *reason = ca_reason_name(reason_code);
+    int r;
 
+    if (reason == NULL)
+        reason = "unspecified";
+    if (db_begin(db) != DB_OK) {
+        ca_err("cannot start a transaction: %s", db_errmsg(db));
+        return -1;
+    }
+    r = db_cert_revoke(db, serial, reason);
     if (r == DB_NOTFOUND) {
+        db_rollback(db);
         ca_err("%s: no certificate with serial %s", dbpath, serial);
         return -1;
     }
     if (r != DB_OK) {
         ca_err("cannot revoke certificate %s of user %s: %s", serial, user, db_errmsg(db));
+        db_rollback(db);
+        return -1;
+    }
+    if (ca_log_record(db, "revoke", serial, user[0] ? user : NULL, "reason=%s", reason) != 0) {
+        db_rollback(db);
+        return -1;
+    }
+    if (db_commit(db) != DB_OK) {
+        ca_err("cannot revoke certificate %s of user %s: %s", serial, user, db_errmsg(db));
+        db_rollback(db);
         return -1;
     }
     printf("revoked: %s user=%s reason=%s\n", serial, user[0] ? user : "-", reason);
@@ -218,7 +233,6 @@ static int revoke_one(struct db *db, const char *dbpath, const char *serial, con
 /* Revokes what was asked in the database: from then on new sessions refuse it. */
 static int revoke_in_db(const struct config *cfg, struct db *db, const struct ca_opts *o)
 {
-    const char *reason = ca_reason_name(o->reason);
     struct db_cert c;
     struct serial_list sl;
     int r, rc = -1;
@@ -239,9 +253,19 @@ static int revoke_in_db(const struct config *cfg, struct db *db, const struct ca
                    c.revoke_reason[0] ? c.revoke_reason : "unspecified");
             return 0;
         }
-        return revoke_one(db, cfg->database, c.serial, c.user, reason);
+        return ca_revoke_serial(db, cfg->database, c.serial, c.user, o->reason);
     }
 
+    /* By name: exactly this user's certificates (names compare case-sensitively). */
+    r = db_user_get(db, o->user, NULL);
+    if (r == DB_NOTFOUND) {
+        ca_err("%s: no user %s", cfg->database, o->user);
+        return -1;
+    }
+    if (r != DB_OK) {
+        ca_err("cannot look up user %s: %s", o->user, db_errmsg(db));
+        return -1;
+    }
     memset(&sl, 0, sizeof(sl));
     if (db_cert_list(db, o->user, NULL, collect_valid_cb, &sl) == DB_ERROR) {
         ca_err("cannot list the certificates of user %s: %s", o->user, db_errmsg(db));
@@ -256,7 +280,7 @@ static int revoke_in_db(const struct config *cfg, struct db *db, const struct ca
     if (sl.n == 0)
         printf("already revoked: every certificate of user %s\n", o->user);
     for (size_t i = 0; i < sl.n; i++)
-        if (revoke_one(db, cfg->database, sl.v[i], o->user, reason) != 0)
+        if (ca_revoke_serial(db, cfg->database, sl.v[i], o->user, o->reason) != 0)
             goto out;
     rc = 0;
 out:
@@ -271,11 +295,11 @@ int ca_cmd_revoke(const struct config *cfg, const struct ca_opts *o)
     int rc = 1;
 
     /* Load the CA first: a revocation should not be left without its CRL for a typo. */
-    if (ca_authority_load(&ca, cfg->ca_dir) != 0)
+    if (ca_authority_load(&ca, cfg->ca_dir, o->passphrase_file) != 0)
         return 1;
-    if ((db = open_db(cfg)) == NULL || revoke_in_db(cfg, db, o) != 0)
+    if ((db = ca_open_db(cfg)) == NULL || revoke_in_db(cfg, db, o) != 0)
         goto out;
-    if (crl_publish(cfg, &ca, db, CA_DAYS_CRL) != 0) {
+    if (ca_crl_publish(cfg, &ca, db, CA_DAYS_CRL) != 0) {
         ca_err("revoked in %s, but the CRL was not rewritten; run \"submit-ca crl\"",
                cfg->database);
         goto out;
@@ -359,7 +383,7 @@ int ca_cmd_list(const struct config *cfg, const struct ca_opts *o)
         ls.only_valid_unexpired = 1;
         iso_time_utc(before, sizeof(before), now + o->expiring * DAY_SECONDS);
     }
-    if ((db = open_db(cfg)) == NULL)
+    if ((db = ca_open_db(cfg)) == NULL)
         return 1;
     if (ls.json)
         printf("[\n");
@@ -376,4 +400,70 @@ int ca_cmd_list(const struct config *cfg, const struct ca_opts *o)
     }
     db_close(db);
     return ls.failed ? 1 : 0;
+}
+
+/* ---- log ------------------------------------------------------------------------------ */
+
+struct log_state {
+    int json;
+    size_t count;
+    int failed;
+};
+
+static int log_cb(void *arg, const struct db_ca_log_row *r)
+{
+    struct log_state *ls = arg;
+    char uid[32];
+
+    if (ls->json) {
+        str_fmt(uid, sizeof(uid), "%lld", r->uid);
+        printf("%s{\"id\":%lld,", ls->count ? ",\n  " : "  ", r->id);
+        if (print_json_field("ts", r->ts, 0) != 0 || printf("\"uid\":%s,", uid) < 0 ||
+            print_json_field("unix_user", r->unix_user, 0) != 0 ||
+            print_json_field("sudo_user", r->sudo_user, 0) != 0 ||
+            print_json_field("command", r->command, 0) != 0 ||
+            print_json_field("serial", r->serial, 0) != 0 ||
+            print_json_field("user", r->user, 0) != 0 ||
+            print_json_field("detail", r->detail, 1) != 0) {
+            ca_err("ca_log row %lld: a field is too long to print", r->id);
+            ls->failed = 1;
+            return 1;
+        }
+        printf("}");
+    } else {
+        char who[160];
+
+        if (r->sudo_user[0] != '\0')
+            str_fmt(who, sizeof(who), "%s(sudo:%s)", r->unix_user, r->sudo_user);
+        else
+            str_lcpy(who, r->unix_user, sizeof(who));
+        printf("%-24s  %-20s  %-11s  %-32s  %-16s  %s\n", r->ts, who, r->command,
+               r->serial[0] ? r->serial : "-", r->user[0] ? r->user : "-", r->detail);
+    }
+    ls->count++;
+    return 0;
+}
+
+int ca_cmd_log(const struct config *cfg, const struct ca_opts *o)
+{
+    struct log_state ls;
+    struct db *db;
+    int r;
+
+    memset(&ls, 0, sizeof(ls));
+    ls.json = o->json;
+    if ((db = ca_open_db(cfg)) == NULL)
+        return 1;
+    if (ls.json)
+        printf("[\n");
+    else
+        printf("%-24s  %-20s  %-11s  %-32s  %-16s  %s\n", "TIME", "RUN_BY", "COMMAND", "SERIAL",
+               "USER", "DETAIL");
+    r = db_ca_log_list(db, o->user, o->serial[0] ? o->serial : NULL, log_cb, &ls);
+    if (ls.json)
+        printf("%s]\n", ls.count ? "\n" : "");
+    if (r == DB_ERROR)
+        ca_err("cannot read ca_log: %s", db_errmsg(db));
+    db_close(db);
+    return r == DB_ERROR || ls.failed ? 1 : 0;
 }

@@ -240,7 +240,66 @@ static FILE *open_ca_file(const struct ca_authority *ca, const char *path)
     return f;
 }
 
-int ca_authority_load(struct ca_authority *ca, const char *ca_dir)
+/* What the key's password callback was given, and whether it was asked at all. */
+struct key_pass {
+    const char *pass;      /* NULL: none given */
+    int asked;
+};
+
+static int key_pass_cb(char *buf, int size, int rwflag, void *u)
+{
+    struct key_pass *kp = u;
+    size_t n;
+
+    (void)rwflag;
+    kp->asked = 1;
+    if (kp->pass == NULL) {
+        /* An admin at a terminal is asked; a script gets a clear error instead. */
+        if (isatty(STDIN_FILENO))
+            return PEM_def_callback(buf, size, 0, NULL);
+        return -1;
+    }
+    n = strlen(kp->pass);
+    if (size < 0 || n > (size_t)size)
+        return -1;
+    memcpy(buf, kp->pass, n);
+    return (int)n;
+}
+
+static EVP_PKEY *load_key(const struct ca_authority *ca, FILE *f, const char *passphrase_file)
+{
+    char pass[CA_PASSPHRASE_MAX];
+    struct key_pass kp = { NULL, 0 };
+    EVP_PKEY *key;
+
+    if (passphrase_file != NULL) {
+        if (ca_read_password_file(passphrase_file, pass, sizeof(pass)) != 0)
+            return NULL;
+        kp.pass = pass;
+    }
+    key = PEM_read_PrivateKey(f, NULL, key_pass_cb, &kp);
+    if (passphrase_file != NULL)
+        OPENSSL_cleanse(pass, sizeof(pass));
+    if (key == NULL && kp.asked && passphrase_file == NULL) {
+        ERR_clear_error();
+        if (isatty(STDIN_FILENO))
+            ca_err("%s: wrong passphrase", ca->key_path);
+        else
+            ca_err("%s is encrypted: give its passphrase with --passphrase-file FILE",
+                   ca->key_path);
+    } else if (key == NULL && kp.asked) {
+        ERR_clear_error();
+        ca_err("%s: wrong passphrase (from %s)", ca->key_path, passphrase_file);
+    } else if (key == NULL) {
+        ca_err_ssl("%s: cannot load the private key", ca->key_path);
+    } else if (!kp.asked && passphrase_file != NULL) {
+        ca_warn("%s is not encrypted: --passphrase-file %s was not needed", ca->key_path,
+                passphrase_file);
+    }
+    return key;
+}
+
+int ca_authority_load(struct ca_authority *ca, const char *ca_dir, const char *passphrase_file)
 {
     FILE *f;
     char when[32];
@@ -257,13 +316,10 @@ int ca_authority_load(struct ca_authority *ca, const char *ca_dir)
     }
     if ((f = open_ca_file(ca, ca->key_path)) == NULL)
         goto fail;
-    /* No callback: an encrypted key makes OpenSSL ask for its passphrase on the tty. */
-    ca->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    ca->key = load_key(ca, f, passphrase_file);
     fclose(f);
-    if (ca->key == NULL) {
-        ca_err_ssl("%s: cannot load the private key", ca->key_path);
+    if (ca->key == NULL)
         goto fail;
-    }
     if (X509_check_ca(ca->cert) < 1) {
         ca_err("%s is not a CA certificate", ca->cert_path);
         goto fail;
@@ -334,4 +390,25 @@ int ca_crl_file_number(const char *path, uint64_t *number)
         ca_warn("%s has no usable crlNumber", path);
     X509_CRL_free(crl);
     return rc;
+}
+
+int ca_dir_publish(const char *dir)
+{
+    struct stat sb;
+    mode_t mode;
+
+    if (stat(dir, &sb) != 0) {
+        ca_err("cannot examine %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    mode = sb.st_mode & 07777;
+    if ((mode & 0011) == 0011)
+        return 0;
+    if (chmod(dir, mode | 0011) != 0) {
+        ca_warn("cannot make %s searchable (mode %04o): submitd cannot reload the CRL "
+                "in it without a restart: %s", dir, (unsigned)(mode | 0011), strerror(errno));
+        return -1;
+    }
+    printf("ca_dir: %s mode %04o (ca.key stays private)\n", dir, (unsigned)(mode | 0011));
+    return 0;
 }

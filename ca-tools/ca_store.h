@@ -49,6 +49,16 @@ int ca_path_join(char *out, size_t outlen, const char *dir, const char *name);
  */
 int ca_read_password_file(const char *path, char *out, size_t outlen);
 
+#define CA_PASSPHRASE_MAX 1024
+
+/*
+ * The CA directory holds the private key (0600) and what everybody may read: ca.crt
+ * and crl.pem (0644). It is made searchable by others (at least --x--x: mode 0711
+ * when created by init, so not listable) because submitd reads the CRL again as its
+ * unprivileged user whenever the file changes. Prints a line when the mode changed.
+ */
+int ca_dir_publish(const char *dir);
+
 /* The CA: ca_dir/ca.crt, ca_dir/ca.key and ca_dir/crl.pem. */
 struct ca_authority {
     char dir[PATH_MAX];
@@ -63,9 +73,11 @@ struct ca_authority {
 int ca_authority_paths(struct ca_authority *ca, const char *ca_dir);
 /*
  * Loads and checks the CA certificate and key: the certificate must be a CA, the
- * key must match it. Warns when the CA certificate has expired.
+ * key must match it. Warns when the CA certificate has expired. An encrypted key
+ * is opened with the first line of passphrase_file; without one, an admin at a
+ * terminal is asked, and otherwise the error says that a passphrase is needed.
  */
-int ca_authority_load(struct ca_authority *ca, const char *ca_dir);
+int ca_authority_load(struct ca_authority *ca, const char *ca_dir, const char *passphrase_file);
 void ca_authority_free(struct ca_authority *ca);
 
 /* 1 when the PEM bundle at path holds cert, 0 when not, -1 when it cannot be read. */

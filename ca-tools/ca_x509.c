@@ -11,6 +11,8 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
+#include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -354,7 +356,8 @@ static int crl_set_header(X509_CRL *crl, X509 *ca_cert, uint64_t number, long lo
     ASN1_INTEGER *num = ASN1_INTEGER_new();
     int rc = -1;
 
-    if (last == NULL || next == NULL || num == NULL || X509_CRL_set_version(crl, X509_CRL_VERSION_2) != 1 ||
+    if (last == NULL || next == NULL || num == NULL ||
+        X509_CRL_set_version(crl, X509_CRL_VERSION_2) != 1 ||
         X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca_cert)) != 1 ||
         X509_CRL_set1_lastUpdate(crl, last) != 1 || X509_CRL_set1_nextUpdate(crl, next) != 1 ||
         ASN1_INTEGER_set_uint64(num, number) != 1 ||
@@ -487,6 +490,22 @@ BIO *ca_pem_key(EVP_PKEY *key)
     return b;
 }
 
+BIO *ca_pem_key_encrypted(EVP_PKEY *key, const char *passphrase)
+{
+    BIO *b = secmem_bio();
+    size_t n = strlen(passphrase);
+
+    /* PKCS#8 with AES-256-CBC, the key derived from the passphrase with PBKDF2. */
+    if (b != NULL && (n > INT_MAX ||
+                      PEM_write_bio_PKCS8PrivateKey(b, key, EVP_aes_256_cbc(), passphrase,
+                                                    (int)n, NULL, NULL) != 1)) {
+        ca_err_ssl("cannot encrypt the private key");
+        BIO_free(b);
+        b = NULL;
+    }
+    return b;
+}
+
 BIO *ca_pem_crl(X509_CRL *crl)
 {
     BIO *b = secmem_bio();
@@ -497,4 +516,79 @@ BIO *ca_pem_crl(X509_CRL *crl)
         b = NULL;
     }
     return b;
+}
+
+/* Keys that mail clients and TLS libraries handle, and that are strong enough. */
+static int csr_key_acceptable(EVP_PKEY *key, const char *path)
+{
+    int bits = EVP_PKEY_get_bits(key);
+
+    if (EVP_PKEY_is_a(key, "RSA")) {
+        if (bits < 2048) {
+            ca_err("%s: an RSA key of %d bits is too weak; at least 2048 are needed", path,
+                   bits);
+            return 0;
+        }
+        return 1;
+    }
+    if (EVP_PKEY_is_a(key, "EC")) {
+        if (bits < 256) {
+            ca_err("%s: an elliptic curve key of %d bits is too weak; use P-256 or larger",
+                   path, bits);
+            return 0;
+        }
+        return 1;
+    }
+    if (EVP_PKEY_is_a(key, "ED25519"))
+        return 1;
+    ca_err("%s: key type %s is not supported; use EC P-256, RSA (2048 bits or more) or "
+           "Ed25519", path, EVP_PKEY_get0_type_name(key));
+    return 0;
+}
+
+EVP_PKEY *ca_csr_public_key(const char *path)
+{
+    BIO *in = BIO_new_file(path, "rb");
+    X509_REQ *req = NULL;
+    EVP_PKEY *key = NULL;
+
+    if (in == NULL) {
+        ERR_clear_error();
+        ca_err("cannot read the request %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    req = PEM_read_bio_X509_REQ(in, NULL, NULL, NULL);
+    if (req == NULL) {
+        /* Not PEM: perhaps the same request in DER. */
+        ERR_clear_error();
+        (void)BIO_reset(in);
+        req = d2i_X509_REQ_bio(in, NULL);
+    }
+    BIO_free(in);
+    if (req == NULL) {
+        ERR_clear_error();
+        ca_err("%s is not a certificate signing request (PKCS#10, PEM or DER)", path);
+        return NULL;
+    }
+    key = X509_REQ_get_pubkey(req);
+    if (key == NULL) {
+        ca_err_ssl("%s: cannot read the public key of the request", path);
+        goto out;
+    }
+    /* The signature proves that whoever made the request holds the private key. */
+    if (X509_REQ_verify(req, key) != 1) {
+        ERR_clear_error();
+        ca_err("%s: the request's signature does not verify: it was altered or not made "
+               "with its key", path);
+        EVP_PKEY_free(key);
+        key = NULL;
+        goto out;
+    }
+    if (!csr_key_acceptable(key, path)) {
+        EVP_PKEY_free(key);
+        key = NULL;
+    }
+out:
+    X509_REQ_free(req);
+    return key;
 }

@@ -84,5 +84,14 @@ int ca_crl_number(const X509_CRL *crl, uint64_t *out);
 BIO *ca_pem_cert(X509 *x);
 BIO *ca_pem_key(EVP_PKEY *key);
 BIO *ca_pem_crl(X509_CRL *crl);
+/* PKCS#8 encrypted with AES-256-CBC under passphrase (key derived with PBKDF2). */
+BIO *ca_pem_key_encrypted(EVP_PKEY *key, const char *passphrase);
+
+/*
+ * Reads a PKCS#10 request (PEM or DER) and returns its public key, after checking
+ * that the request's signature verifies with it and that the key is of a supported
+ * type and strength. Nothing else of the request is used.
+ */
+EVP_PKEY *ca_csr_public_key(const char *path);
 
 #endif

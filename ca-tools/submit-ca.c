@@ -18,7 +18,7 @@
 enum opt_id {
     OPT_CONFIG, OPT_HELP, OPT_CN, OPT_DAYS, OPT_KEY, OPT_IP, OPT_EMAIL, OPT_OUT,
     OPT_P12_PASSWORD_FILE, OPT_P12, OPT_USER, OPT_EXPIRING, OPT_JSON, OPT_REASON,
-    OPT_COUNT
+    OPT_PASSPHRASE_FILE, OPT_CSR, OPT_REVOKE_OLD, OPT_SERIAL, OPT_COUNT
 };
 
 #define BIT(o) (1u << (o))
@@ -44,6 +44,10 @@ static const struct opt_def {
     { "--expiring", OPT_EXPIRING, 1 },
     { "--json", OPT_JSON, 0 },
     { "--reason", OPT_REASON, 1 },
+    { "--passphrase-file", OPT_PASSPHRASE_FILE, 1 },
+    { "--csr", OPT_CSR, 1 },
+    { "--revoke-old", OPT_REVOKE_OLD, 0 },
+    { "--serial", OPT_SERIAL, 1 },
 };
 
 typedef int (*cmd_fn)(const struct config *cfg, const struct ca_opts *o);
@@ -54,29 +58,38 @@ static const struct cmd_def {
     int nargs_min, nargs_max;
     cmd_fn run;
 } cmd_defs[] = {
-    { "init", BIT(OPT_CN) | BIT(OPT_DAYS) | BIT(OPT_KEY), 0, 0, ca_cmd_init },
-    { "server-cert", BIT(OPT_IP) | BIT(OPT_DAYS) | BIT(OPT_KEY), 1, 1, ca_cmd_server_cert },
+    { "init", BIT(OPT_CN) | BIT(OPT_DAYS) | BIT(OPT_KEY) | BIT(OPT_PASSPHRASE_FILE), 0, 0,
+      ca_cmd_init },
+    { "server-cert", BIT(OPT_IP) | BIT(OPT_DAYS) | BIT(OPT_KEY) | BIT(OPT_PASSPHRASE_FILE), 1, 1,
+      ca_cmd_server_cert },
     { "issue",
-      BIT(OPT_EMAIL) | BIT(OPT_DAYS) | BIT(OPT_OUT) | BIT(OPT_P12_PASSWORD_FILE) | BIT(OPT_P12),
+      BIT(OPT_EMAIL) | BIT(OPT_DAYS) | BIT(OPT_OUT) | BIT(OPT_P12_PASSWORD_FILE) | BIT(OPT_P12) |
+          BIT(OPT_CSR) | BIT(OPT_PASSPHRASE_FILE),
       1, 1, ca_cmd_issue },
     { "renew",
-      BIT(OPT_EMAIL) | BIT(OPT_DAYS) | BIT(OPT_OUT) | BIT(OPT_P12_PASSWORD_FILE) | BIT(OPT_P12),
+      BIT(OPT_EMAIL) | BIT(OPT_DAYS) | BIT(OPT_OUT) | BIT(OPT_P12_PASSWORD_FILE) | BIT(OPT_P12) |
+          BIT(OPT_CSR) | BIT(OPT_PASSPHRASE_FILE) | BIT(OPT_REVOKE_OLD),
       1, 1, ca_cmd_renew },
-    { "revoke", BIT(OPT_USER) | BIT(OPT_REASON), 0, 1, ca_cmd_revoke },
-    { "crl", BIT(OPT_DAYS), 0, 0, ca_cmd_crl },
+    { "revoke", BIT(OPT_USER) | BIT(OPT_REASON) | BIT(OPT_PASSPHRASE_FILE), 0, 1, ca_cmd_revoke },
+    { "crl", BIT(OPT_DAYS) | BIT(OPT_PASSPHRASE_FILE), 0, 0, ca_cmd_crl },
     { "list", BIT(OPT_USER) | BIT(OPT_EXPIRING) | BIT(OPT_JSON), 0, 0, ca_cmd_list },
+    { "log", BIT(OPT_USER) | BIT(OPT_SERIAL) | BIT(OPT_JSON), 0, 0, ca_cmd_log },
 };
 
 static const char usage_text[] =
     "usage: submit-ca [-c FILE] init [--cn NAME] [--days N] [--key ec|rsa]\n"
+    "                 [--passphrase-file FILE]\n"
     "       submit-ca [-c FILE] server-cert HOSTNAME [--ip ADDR]... [--days N] [--key ec|rsa]\n"
     "       submit-ca [-c FILE] issue USER --email ADDR [--days N] [--out DIR]\n"
-    "                 [--p12-password-file FILE] [--p12 legacy|modern]\n"
+    "                 [--p12-password-file FILE] [--p12 legacy|modern] | [--csr FILE]\n"
     "       submit-ca [-c FILE] renew USER [--days N] [--email ADDR] [--out DIR]\n"
-    "                 [--p12-password-file FILE] [--p12 legacy|modern]\n"
+    "                 [--p12-password-file FILE] [--p12 legacy|modern] | [--csr FILE]\n"
+    "                 [--revoke-old]\n"
     "       submit-ca [-c FILE] revoke SERIAL | --user USER [--reason REASON]\n"
     "       submit-ca [-c FILE] crl [--days N]\n"
-    "       submit-ca [-c FILE] list [--user USER] [--expiring DAYS] [--json]\n";
+    "       submit-ca [-c FILE] list [--user USER] [--expiring DAYS] [--json]\n"
+    "       submit-ca [-c FILE] log [--user USER] [--serial SERIAL] [--json]\n"
+    "Commands that use the CA key take --passphrase-file FILE when it is encrypted.\n";
 
 /* Everything the command line said, before validation. */
 struct cmdline {
@@ -240,6 +253,19 @@ static int validate(const struct cmd_def *cmd, const struct cmdline *cl, struct 
     o->p12_password_file = cl->val[OPT_P12_PASSWORD_FILE];
     o->user = cl->val[OPT_USER];
     o->json = (cl->seen & BIT(OPT_JSON)) != 0;
+    o->passphrase_file = cl->val[OPT_PASSPHRASE_FILE];
+    o->csr = cl->val[OPT_CSR];
+    o->revoke_old = (cl->seen & BIT(OPT_REVOKE_OLD)) != 0;
+    if (o->passphrase_file != NULL && o->passphrase_file[0] == '\0')
+        return misuse("--passphrase-file: empty file name");
+    if (o->csr != NULL && o->csr[0] == '\0')
+        return misuse("--csr: empty file name");
+    if (o->csr != NULL && (o->p12_password_file != NULL || cl->val[OPT_P12] != NULL))
+        return misuse("--csr: the key stays with its owner, so there is no PKCS#12 bundle "
+                      "(--p12, --p12-password-file)");
+    if ((v = cl->val[OPT_SERIAL]) != NULL &&
+        ca_serial_normalize(v, o->serial, sizeof(o->serial)) != 0)
+        return misuse("--serial: \"%s\" is not a serial number (hexadecimal)", v);
     if (o->out_dir != NULL && o->out_dir[0] == '\0')
         return misuse("--out: empty directory name");
     if (o->p12_password_file != NULL && o->p12_password_file[0] == '\0')

@@ -18,6 +18,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -156,6 +158,104 @@ static int check_file(const char *key, const char *path, int *problems)
     return 0;
 }
 
+/* "YYYY-MM-DDTHH:MM:SSZ" of an ASN1_TIME, "?" when it cannot be read. */
+static void asn1_iso(const ASN1_TIME *t, char *out, size_t outlen)
+{
+    struct tm tm;
+
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1 ||
+        strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        str_lcpy(out, "?", outlen);
+}
+
+/* A CRL issued by one of the certificates in client_ca, or NULL. */
+static X509 *crl_issuer_in(STACK_OF(X509_INFO) *cas, X509_CRL *c)
+{
+    for (int i = 0; i < sk_X509_INFO_num(cas); i++) {
+        X509 *x = sk_X509_INFO_value(cas, i)->x509;
+        if (x != NULL && X509_NAME_cmp(X509_get_subject_name(x), X509_CRL_get_issuer(c)) == 0)
+            return x;
+    }
+    return NULL;
+}
+
+/*
+ * The CRL must hold for a while yet: past its nextUpdate every client certificate
+ * is refused, so one that expires within a day is an error too. It must come from
+ * a client CA and carry its signature. That the unprivileged user cannot read it
+ * is only a warning: the daemon loads it as root at start, but cannot reload it.
+ */
+static void check_crl(int *problems)
+{
+    STACK_OF(X509_INFO) *cas = NULL;
+    BIO *in;
+    X509_CRL *c;
+    FILE *f;
+    time_t now = time(NULL), soon = now + 86400;
+    char when[32];
+    int n = 0;
+
+    if (cfg.crl[0] == '\0' || access(cfg.crl, R_OK) != 0)
+        return;
+    if ((in = BIO_new_file(cfg.client_ca, "r")) != NULL)
+        cas = PEM_X509_INFO_read_bio(in, NULL, NULL, NULL);
+    BIO_free(in);
+    if ((f = fopen(cfg.crl, "re")) == NULL)
+        return;
+    while ((c = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
+        const ASN1_TIME *next = X509_CRL_get0_nextUpdate(c);
+        const ASN1_TIME *last = X509_CRL_get0_lastUpdate(c);
+        X509 *issuer = cas != NULL ? crl_issuer_in(cas, c) : NULL;
+
+        n++;
+        if (next != NULL && X509_cmp_time(next, &soon) < 0) {
+            asn1_iso(next, when, sizeof(when));
+            fprintf(stderr, "submitd: crl: %s %s %s: every client certificate is refused "
+                    "then; publish a new CRL with \"submit-ca crl\"\n", cfg.crl,
+                    X509_cmp_time(next, &now) < 0 ? "expired on" : "expires within a day, on",
+                    when);
+            (*problems)++;
+        }
+        if (last != NULL && X509_cmp_time(last, &now) > 0) {
+            asn1_iso(last, when, sizeof(when));
+            fprintf(stderr, "submitd: crl: %s is not valid before %s (is the clock right?)\n",
+                    cfg.crl, when);
+            (*problems)++;
+        }
+        if (issuer == NULL) {
+            fprintf(stderr, "submitd: crl: %s holds a CRL whose issuer is not in client_ca %s\n",
+                    cfg.crl, cfg.client_ca);
+            (*problems)++;
+        } else if (X509_CRL_verify(c, X509_get0_pubkey(issuer)) != 1) {
+            fprintf(stderr, "submitd: crl: %s: signature does not verify with client_ca %s\n",
+                    cfg.crl, cfg.client_ca);
+            (*problems)++;
+        }
+        X509_CRL_free(c);
+    }
+    fclose(f);
+    ERR_clear_error();
+    sk_X509_INFO_pop_free(cas, X509_INFO_free);
+    if (n == 0) {
+        fprintf(stderr, "submitd: crl: %s holds no PEM CRL\n", cfg.crl);
+        (*problems)++;
+    }
+    if (geteuid() == 0) {
+        pid_t pid = fork();
+        int status = 0;
+
+        if (pid == 0) {
+            privdrop(cfg.user);
+            _exit(access(cfg.crl, R_OK) == 0 ? 0 : 3);
+        }
+        if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+            WEXITSTATUS(status) == 3)
+            fprintf(stderr, "submitd: warning: crl: %s is not readable by user %s: a new "
+                    "CRL is only picked up at restart (give its directory mode 0711)\n",
+                    cfg.crl, cfg.user);
+    }
+}
+
 static int check_config(void)
 {
     int problems = 0;
@@ -170,6 +270,7 @@ static int check_config(void)
     check_file("tls_key", cfg.tls_key, &problems);
     check_file("client_ca", cfg.client_ca, &problems);
     check_file("crl", cfg.crl, &problems);
+    check_crl(&problems);
     check_file("upstream_ca", cfg.upstream_ca, &problems);
     check_file("upstream_cert", cfg.upstream_cert, &problems);
     check_file("upstream_key", cfg.upstream_key, &problems);

@@ -261,11 +261,13 @@ static void crl_maintain(time_t now)
     }
     crl.checked = now;
     if (stat(crl.path, &sb) != 0) {
-        if (errno != crl.stat_errno)
+        int e = errno;
+
+        if (e != crl.stat_errno)
             log_err("crl %s: cannot look for changes: %s: the CRL loaded before stays in "
                     "use; the file and its directories must be readable by the user "
-                    "submitd runs as", crl.path, strerror(errno));
-        crl.stat_errno = errno;
+                    "submitd runs as", crl.path, strerror(e));
+        crl.stat_errno = e;
         crl_check_dates(now);
         pthread_mutex_unlock(&crl.lock);
         return;

@@ -2,6 +2,7 @@
 #include "unit.h"
 
 #include "../../ca-tools/ca_util.h"
+#include "db.h"
 
 TEST(hostname_accepts_dns_names)
 {
@@ -184,6 +185,88 @@ TEST(json_quote_escapes)
     CHECK(ca_json_quote("abc", out, 6) == 0);
 }
 
+/* ---- the ca_log table (db.c) ----------------------------------------------------- */
+
+struct log_rows {
+    int n;
+    struct db_ca_log_row last;
+};
+
+static int count_log_cb(void *arg, const struct db_ca_log_row *r)
+{
+    struct log_rows *lr = arg;
+
+    lr->n++;
+    lr->last = *r;
+    return 0;
+}
+
+static struct db *ca_mem_db(void)
+{
+    char err[512] = "";
+    struct db *db = db_open(":memory:", err, sizeof(err));
+
+    if (db == NULL)
+        printf("  db_open(:memory:): %s\n", err);
+    return db;
+}
+
+TEST(ca_log_records_and_filters)
+{
+    struct db *db = ca_mem_db();
+    struct db_ca_log e = { 0, "root", "alice", "issue", "0A1B", "bob", "email=bob@example.com" };
+    struct db_ca_log crl = { 1000, "ops", NULL, "crl", NULL, NULL, "number=7" };
+    struct log_rows lr;
+
+    CHECK(db != NULL);
+    if (db == NULL)
+        return;
+    CHECK(db_ca_log_insert(db, &e) == DB_OK);
+    CHECK(db_ca_log_insert(db, &crl) == DB_OK);
+    memset(&lr, 0, sizeof(lr));
+    CHECK(db_ca_log_list(db, NULL, NULL, count_log_cb, &lr) == DB_OK);
+    CHECK(lr.n == 2);
+    CHECK_STR(lr.last.command, "crl");
+    CHECK_STR(lr.last.sudo_user, "");
+    CHECK_STR(lr.last.serial, "");
+    CHECK(lr.last.uid == 1000);
+    CHECK(strlen(lr.last.ts) == 24 && lr.last.ts[23] == 'Z');
+    memset(&lr, 0, sizeof(lr));
+    CHECK(db_ca_log_list(db, "bob", NULL, count_log_cb, &lr) == DB_OK);
+    CHECK(lr.n == 1);
+    CHECK_STR(lr.last.unix_user, "root");
+    CHECK_STR(lr.last.sudo_user, "alice");
+    CHECK_STR(lr.last.detail, "email=bob@example.com");
+    memset(&lr, 0, sizeof(lr));
+    /* Serials are stored upper-case; a lower-case filter finds them. */
+    CHECK(db_ca_log_list(db, NULL, "0a1b", count_log_cb, &lr) == DB_OK);
+    CHECK(lr.n == 1);
+    memset(&lr, 0, sizeof(lr));
+    CHECK(db_ca_log_list(db, "nobody", NULL, count_log_cb, &lr) == DB_OK);
+    CHECK(lr.n == 0);
+    db_close(db);
+}
+
+TEST(ca_log_is_append_only)
+{
+    struct db *db = ca_mem_db();
+    struct db_ca_log e = { 0, "root", NULL, "init", "01", NULL, "" };
+    struct log_rows lr;
+
+    CHECK(db != NULL);
+    if (db == NULL)
+        return;
+    CHECK(db_ca_log_insert(db, &e) == DB_OK);
+    CHECK(db_exec_for_test(db, "UPDATE ca_log SET command = 'x'") == DB_ERROR);
+    CHECK(strstr(db_errmsg(db), "append-only") != NULL);
+    CHECK(db_exec_for_test(db, "DELETE FROM ca_log") == DB_ERROR);
+    memset(&lr, 0, sizeof(lr));
+    CHECK(db_ca_log_list(db, NULL, NULL, count_log_cb, &lr) == DB_OK);
+    CHECK(lr.n == 1);
+    CHECK_STR(lr.last.command, "init");
+    db_close(db);
+}
+
 int main(void)
 {
     RUN(hostname_accepts_dns_names);
@@ -198,5 +281,7 @@ int main(void)
     RUN(password_uses_unambiguous_alphabet);
     RUN(password_skips_biased_bytes);
     RUN(json_quote_escapes);
+    RUN(ca_log_records_and_filters);
+    RUN(ca_log_is_append_only);
     return UNIT_DONE();
 }
