@@ -380,22 +380,18 @@ static void pam_collect(struct pollfd *pfd, int npfd, struct ipc_msg *m)
 }
 
 /*
- * rate_messages_per_hour: counted from the audit trail's accepted submissions of
- * the last hour, so the limit holds across restarts and for every smtp worker.
+ * rate_messages_per_hour, rate_recipients_per_hour: accepted submissions are
+ * counted by minute in the database (see handle_audit), so the limits hold across
+ * restarts and for every smtp worker.
  */
 static int rate_check(const char *user, uint64_t *rcpt_budget, char *reason, size_t rlen)
 {
-    char since[40];
     long long messages = 0, recipients = 0;
 
     *rcpt_budget = UINT64_MAX;
     if (cfg.rate_messages_per_hour <= 0 && cfg.rate_recipients_per_hour <= 0)
         return IPC_ALLOW;
-    iso_time_utc(since, sizeof(since), (long long)time(NULL) - 3600);
-    /* Audit timestamps carry milliseconds: compare at the same precision. */
-    if (strlen(since) == 20)
-        str_fmt(since + 19, sizeof(since) - 19, ".000Z");
-    if (db_rate_usage(db, user, since, &messages, &recipients) != DB_OK) {
+    if (db_rate_usage(db, user, (long long)time(NULL), &messages, &recipients) != DB_OK) {
         log_err("rate count for %s failed: %s", user, db_errmsg(db));
         return IPC_TEMPFAIL;
     }
@@ -559,6 +555,10 @@ static void handle_audit(struct ipc_msg *m)
     row.nrcpt = (long long)nrcpt;
 #undef OPT
     write_audit(&row);
+    if (strcmp(row.event, "submission") == 0 && row.decision != NULL &&
+        strcmp(row.decision, "accept") == 0 && row.user != NULL &&
+        db_rate_record(db, row.user, (long long)time(NULL), row.nrcpt) != DB_OK)
+        log_err("session=%s rate usage of %s not recorded: %s", f[0], row.user, db_errmsg(db));
 }
 
 /* Answers one message; returns -1 when the peer is gone during shutdown. */

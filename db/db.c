@@ -1193,18 +1193,50 @@ int db_map_list(struct db *db, db_map_cb cb, void *arg)
     return rc == SQLITE_DONE ? DB_OK : db_fail(db);
 }
 
-int db_rate_usage(struct db *db, const char *user, const char *since, long long *messages,
-                  long long *recipients)
+int db_rate_record(struct db *db, const char *user, long long now, long long recipients)
 {
     sqlite3_stmt *st = db_prepare_once(db,
-        "SELECT count(*), coalesce(sum(nrcpt), 0) FROM audit WHERE user = ?1 AND ts >= ?2 "
-        "AND event = 'submission' AND decision = 'accept'");
+        "INSERT INTO rate_usage (user, minute, messages, recipients) VALUES (?1, ?2, 1, ?3) "
+        "ON CONFLICT (user, minute) DO UPDATE SET messages = messages + 1, "
+        "recipients = recipients + excluded.recipients");
     int rc;
 
     if (st == NULL)
         return DB_ERROR;
     bind_text(st, 1, user);
-    bind_text(st, 2, since);
+    sqlite3_bind_int64(st, 2, now / 60);
+    sqlite3_bind_int64(st, 3, recipients);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return db_fail(db);
+    /* Now and then, drop what no window can reach any more. */
+    if (now % 600 == 0) {
+        st = db_prepare_once(db, "DELETE FROM rate_usage WHERE minute < ?1");
+        if (st == NULL)
+            return DB_ERROR;
+        sqlite3_bind_int64(st, 1, now / 60 - 120);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            return db_fail(db);
+    }
+    return DB_OK;
+}
+
+int db_rate_usage(struct db *db, const char *user, long long now, long long *messages,
+                  long long *recipients)
+{
+    sqlite3_stmt *st = db_prepare_once(db,
+        "SELECT coalesce(sum(messages), 0), coalesce(sum(recipients), 0) FROM rate_usage "
+        "WHERE user = ?1 AND minute > ?2");
+    int rc;
+
+    if (st == NULL)
+        return DB_ERROR;
+    bind_text(st, 1, user);
+    /* The last sixty minutes, the current one included. */
+    sqlite3_bind_int64(st, 2, now / 60 - 60);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *messages = sqlite3_column_int64(st, 0);

@@ -187,9 +187,10 @@ typedef int (*db_map_cb)(void *arg, const char *subject, const char *issuer, con
 int db_map_list(struct db *db, db_map_cb cb, void *arg);
 
 /* ---- rate limits ----------------------------------------------------------- */
-/* Accepted submissions of user since the ISO-8601 time and their recipients, from
- * the audit trail, so the counts survive restarts. */
-int db_rate_usage(struct db *db, const char *user, const char *since, long long *messages,
+/* Counts an accepted submission with its recipients at Unix time now. */
+int db_rate_record(struct db *db, const char *user, long long now, long long recipients);
+/* Accepted submissions and recipients of user in the hour before now (by minute). */
+int db_rate_usage(struct db *db, const char *user, long long now, long long *messages,
                   long long *recipients);
 
 /* ---- tuning ------------------------------------------------------------------ */

@@ -281,9 +281,11 @@ run_shape() {
         relay = (relayed > 0) ? last - t0 : 0
         drain = (relayed > 0 && last > t1) ? last - t1 : 0
         rate = (relay > 0) ? relayed / relay : 0
+        arate = (accept > 0) ? ok / accept : 0
         printf "bench: shape=per-session-%s accepted=%d relayed=%d accept_elapsed=%.2fs " \
-               "relay_elapsed=%.2fs drain_after_accept=%.2fs relay_rate=%.1f msg/s\n",
-               per, ok, relayed, accept, relay, drain, rate
+               "relay_elapsed=%.2fs drain_after_accept=%.2fs accept_rate=%.1f msg/s " \
+               "relay_rate=%.1f msg/s\n",
+               per, ok, relayed, accept, relay, drain, arate, rate
     }'
     if ! kill -0 "$SUBMITD_PID" 2>/dev/null; then
         show_submitd_log

@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config libssl-dev libpam0g-dev libsqlite3-dev sqlite3
 libpam-modules libpam-runtime openssl curl swaks libnet-ssleay-perl libio-socket-ssl-perl
-python3 python3-pytest python3-aiosmtpd python3-cryptography"
+python3 python3-pytest python3-aiosmtpd python3-cryptography postfix"
 
 missing=""
 for p in $PKGS; do
@@ -25,6 +25,18 @@ fi
 
 echo "install-deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+# Postfix is only a test upstream: the tests run private instances on 127.0.0.1 with
+# their own configuration. The system's own instance gets no configuration and must
+# not run (nor listen on port 25).
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -q
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing
+case " $missing " in
+*" postfix "*)
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now postfix >/dev/null 2>&1 || true
+    fi
+    postfix status >/dev/null 2>&1 && postfix stop >/dev/null 2>&1 || true
+    ;;
+esac

@@ -7,8 +7,12 @@
  * and passes their descriptors to smtp, which writes the message; on commit it
  * appends the END record, fsyncs the file, renames it into queue/ and fsyncs the
  * directory, once for every commit that arrived together (group commit), before
- * answering. Relay threads deliver queued files to the upstream and remove them
- * after the upstream's 250.
+ * answering. Relay threads deliver queued files to the upstream and keep each
+ * recipient's state in the file: delivered recipients are never sent again,
+ * refused ones (and those still pending when queue_lifetime runs out) are reported
+ * to the sender in a delivery status notification, the rest wait with exponential
+ * backoff. SIGUSR1 (submit-admin queue flush, via spool/queue.pid) makes every
+ * message due at once.
  */
 #include "config.h"
 #include "ipc.h"
@@ -265,7 +269,8 @@ static void deliver_one(struct relay_conn *conn, const char *id)
         sched_done(id, 1, 0, 0);
         goto out;
     }
-    msg.next = (long long)(now + backoff(msg.attempts));
+    /* Rounded up to the next whole second, so the wait is never shorter. */
+    msg.next = (long long)(now + 1 + backoff(msg.attempts));
     for (int i = 0; i < msg.nrcpt; i++)
         todo[i] = msg.rstate[i] == SPOOL_RCPT_PENDING;
     rcpt_list(&msg, todo, rcpts, sizeof(rcpts));
@@ -672,9 +677,11 @@ int main(int argc, char **argv)
         for (int i = 0; i < nbatch; i++) {
             answer(batch[i].chan, IPC_QUEUE_COMMITTED, batch[i].req, batch[i].ok ? 0 : 1,
                    batch[i].id, batch[i].why, -1, m);
-            if (batch[i].ok && sched_add(batch[i].id, 0) != 0)
-                log_err("out of memory scheduling %s; it is sent after a restart", batch[i].id);
-            else
+            if (batch[i].ok) {
+                if (sched_add(batch[i].id, 0) != 0)
+                    log_err("out of memory scheduling %s; it is sent after a restart",
+                            batch[i].id);
+            } else
                 log_err("id=%s not queued: %s", batch[i].id, batch[i].why);
         }
     }

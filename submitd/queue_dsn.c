@@ -126,8 +126,10 @@ int dsn_build(const struct spool_msg *orig, const char *hostname, const char *up
         spool_msg_free(dsn);
         return -1;
     }
-    /* The Remote-MTA is a host name; the upstream is configured as host:port. */
+    /* The Remote-MTA is a host name; the upstream is configured as host:port (or a
+     * list of them, of which the first is named when the one used is unknown). */
     str_lcpy(host, upstream, sizeof(host));
+    host[strcspn(host, ",")] = '\0';
     if (host[0] == '[') {
         char *e = strchr(host, ']');
         if (e != NULL)

@@ -90,10 +90,14 @@ int sched_take(char *id)
             pthread_mutex_unlock(&lock);
             return 1;
         }
-        /* Times are whole seconds: waking every second finds the next due entry in
-         * time; additions and flushes signal at once. */
+        /* Until the next due time (whole seconds), and at least every second for
+         * the probes; additions and flushes signal at once. */
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
+        if (best != SIZE_MAX && entries[best].next < ts.tv_sec) {
+            ts.tv_sec = entries[best].next;
+            ts.tv_nsec = 0;
+        }
         pthread_cond_timedwait(&cond, &lock, &ts);
     }
     pthread_mutex_unlock(&lock);

@@ -324,6 +324,8 @@ static int relay_connect(struct relay_conn *c, char *why, size_t whylen)
             }
         }
         c->pipelining = has_cap(caps, "PIPELINING");
+        log_debug("connected to upstream %s (%s%s)", item,
+                  c->ssl ? SSL_get_version(c->ssl) : "no TLS", c->pipelining ? ", PIPELINING" : "");
         return 0;
     }
     relay_conn_close(c);
@@ -406,7 +408,7 @@ static enum relay_result transaction(struct relay_conn *c, const struct spool_ms
                                      const char *todo, struct relay_rcpt *out, char *summary,
                                      size_t summarylen, int *broken, int *body_sent)
 {
-    char text[1024], mail_text[1024];
+    char text[1024], mail_text[1024], refused[1200] = "";
     size_t cap = ((size_t)msg->nrcpt + 2) * 1100, len = 0;
     char *cmds = malloc(cap);
     int code, mail_code, accepted = 0, known = 0, pipelined = c->pipelining;
@@ -455,6 +457,8 @@ static enum relay_result transaction(struct relay_conn *c, const struct spool_ms
         known++;
         if (code == 250 || code == 251)
             accepted++;
+        else if (refused[0] == '\0')
+            str_fmt(refused, sizeof(refused), "RCPT TO:<%s>: %s", msg->rcpt[i], text);
     }
     if (mail_code != 250) {
         /* The sender was refused: every recipient shares that outcome. */
@@ -473,7 +477,7 @@ static enum relay_result transaction(struct relay_conn *c, const struct spool_ms
     }
     if (!pipelined) {
         if (accepted == 0) {
-            str_fmt(summary, summarylen, "%s: no recipient accepted", c->host);
+            str_fmt(summary, summarylen, "%s %s", c->host, refused);
             reset(c, broken);
             free(cmds);
             return RELAY_OK;
@@ -485,7 +489,7 @@ static enum relay_result transaction(struct relay_conn *c, const struct spool_ms
     if (code < 0)
         goto lost;
     if (accepted == 0) {
-        str_fmt(summary, summarylen, "%s: no recipient accepted", c->host);
+        str_fmt(summary, summarylen, "%s %s", c->host, refused);
         if (code == 354)
             *broken = 1;  /* never send a message without recipients: drop the line */
         else
@@ -518,7 +522,10 @@ static enum relay_result transaction(struct relay_conn *c, const struct spool_ms
         if (todo[i] && (out[i].code == 250 || out[i].code == 251))
             set_outcome(&out[i], code >= 200 && code < 300 ? 250 : code >= 400 ? code : 451,
                         text);
-    str_fmt(summary, summarylen, "%s: %s", c->host, text);
+    if (refused[0] != '\0')
+        str_fmt(summary, summarylen, "%s: %s; %s", c->host, text, refused);
+    else
+        str_fmt(summary, summarylen, "%s: %s", c->host, text);
     return RELAY_OK;
 
 lost_after_data:

@@ -647,6 +647,38 @@ static void remove_tmpdir(void)
     (void)rmdir(tmpdir);
 }
 
+TEST(test_rate_usage_window)
+{
+    struct db *db = mem_db();
+    long long now = 1800000000, msgs = -1, rcpts = -1;
+    char user[128];
+
+    CHECK(db != NULL);
+    if (db == NULL)
+        return;
+    CHECK(db_rate_record(db, "alice", now - 3700, 50) == DB_OK);   /* outside the hour */
+    CHECK(db_rate_record(db, "alice", now - 1800, 2) == DB_OK);
+    CHECK(db_rate_record(db, "alice", now - 1790, 3) == DB_OK);   /* same minute: summed */
+    CHECK(db_rate_record(db, "alice", now, 1) == DB_OK);
+    CHECK(db_rate_record(db, "bob", now, 9) == DB_OK);
+    CHECK(db_rate_usage(db, "alice", now, &msgs, &rcpts) == DB_OK);
+    CHECK(msgs == 3);
+    CHECK(rcpts == 6);
+    CHECK(db_rate_usage(db, "carol", now, &msgs, &rcpts) == DB_OK);
+    CHECK(msgs == 0 && rcpts == 0);
+    /* Maps: exact issuer first, then any issuer. */
+    CHECK(db_user_add(db, "alice") == DB_OK);
+    CHECK(db_map_add(db, "cn=x", "", "alice") == DB_OK);
+    CHECK(db_map_add(db, "cn=x", "", "alice") == DB_EXISTS);
+    CHECK(db_map_add(db, "cn=y", "", "nobody-here") == DB_NOTFOUND);
+    CHECK(db_map_lookup(db, "cn=x", "cn=ca2", user, sizeof(user)) == DB_OK);
+    CHECK_STR(user, "alice");
+    CHECK(db_map_lookup(db, "cn=z", "cn=ca2", user, sizeof(user)) == DB_NOTFOUND);
+    CHECK(db_map_del(db, "cn=x", NULL) == DB_OK);
+    CHECK(db_map_del(db, "cn=x", NULL) == DB_NOTFOUND);
+    db_close(db);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -672,6 +704,7 @@ int main(void)
     RUN(test_audit_append_only);
     RUN(test_transactions);
     RUN(test_two_connections);
+    RUN(test_rate_usage_window);
     remove_tmpdir();
     return UNIT_DONE();
 }

@@ -518,11 +518,153 @@ TEST(test_ids)
     CHECK(!spool_id_valid("0123456789ABCDEFGHI "));
 }
 
+/* The queue's rewrite: state records survive spool_write() and spool_load(). */
+TEST(test_state_round_trip)
+{
+    struct spool_msg msg, back, env;
+    char err[256], path[PATH_MAX];
+    int fd;
+
+    CHECK(make_good("state-src") == 0);
+    CHECK(load("state-src", &msg, err, sizeof(err)) == 0);
+    if (msg.nrcpt != 2)
+        return;
+    /* Loaded from a file the smtp side wrote: every recipient pending, no attempt. */
+    CHECK(msg.rstate[0] == SPOOL_RCPT_PENDING && msg.rstate[1] == SPOOL_RCPT_PENDING);
+    CHECK(msg.rreply[0] == NULL && msg.attempts == 0 && msg.next == 0 && msg.last[0] == '\0');
+    CHECK(spool_set_rcpt(&msg, 0, SPOOL_RCPT_DELIVERED, "250 2.0.0 Ok") == 0);
+    CHECK(spool_set_rcpt(&msg, 1, SPOOL_RCPT_FAILED, "550 5.1.1 <carol@example.net>: unknown") == 0);
+    CHECK(spool_set_rcpt(&msg, 2, SPOOL_RCPT_FAILED, NULL) == -1);
+    CHECK(spool_count_rcpt(&msg, SPOOL_RCPT_FAILED) == 1);
+    CHECK(spool_count_rcpt(&msg, SPOOL_RCPT_PENDING) == 0);
+    msg.attempts = 3;
+    msg.next = 1700000123;
+    str_lcpy(msg.last, "mx.example:25: 451 4.3.0 later", sizeof(msg.last));
+    fd = create_file("state-dst");
+    CHECK(fd >= 0 && spool_write(fd, &msg) == 0);
+    if (fd >= 0)
+        close(fd);
+    CHECK(load("state-dst", &back, err, sizeof(err)) == 0);
+    CHECK_STR(back.id, good_id);
+    CHECK_STR(back.user, "alice");
+    CHECK_STR(back.from, "alice@example.com");
+    CHECK(back.time == 1700000000 && back.attempts == 3 && back.next == 1700000123);
+    CHECK_STR(back.last, "mx.example:25: 451 4.3.0 later");
+    CHECK(back.nrcpt == 2);
+    if (back.nrcpt == 2) {
+        CHECK(back.rstate[0] == SPOOL_RCPT_DELIVERED && back.rstate[1] == SPOOL_RCPT_FAILED);
+        CHECK_STR(back.rreply[0], "250 2.0.0 Ok");
+        CHECK_STR(back.rreply[1], "550 5.1.1 <carol@example.net>: unknown");
+    }
+    CHECK(back.body_len == msg.body_len && memcmp(back.body, msg.body, msg.body_len) == 0);
+    /* The envelope alone: same state, no body kept. */
+    tmp_path(path, sizeof(path), "state-dst");
+    CHECK(spool_load_envelope(path, &env, err, sizeof(err)) == 0);
+    CHECK(env.body == NULL && env.body_len == msg.body_len && env.attempts == 3);
+    CHECK(env.nrcpt == 2 && env.rstate[1] == SPOOL_RCPT_FAILED);
+    spool_msg_free(&env);
+    spool_msg_free(&back);
+    spool_msg_free(&msg);
+}
+
+/* A rewritten file is refused at every truncation, like the original. */
+TEST(test_state_file_truncations_fail)
+{
+    struct spool_msg msg;
+    unsigned char *buf;
+    size_t len = 0;
+    char err[256];
+    int fd, accepted = 0;
+
+    CHECK(make_good("state-src") == 0);
+    CHECK(load("state-src", &msg, err, sizeof(err)) == 0);
+    if (msg.nrcpt != 2)
+        return;
+    CHECK(spool_set_rcpt(&msg, 1, SPOOL_RCPT_PENDING, "451 4.3.0 later") == 0);
+    msg.attempts = 1;
+    fd = create_file("state-dst");
+    CHECK(fd >= 0 && spool_write(fd, &msg) == 0);
+    if (fd >= 0)
+        close(fd);
+    spool_msg_free(&msg);
+    buf = read_raw("state-dst", &len);
+    CHECK(buf != NULL);
+    if (buf == NULL)
+        return;
+    for (size_t k = 0; k < len; k++) {
+        CHECK(write_raw("torn", buf, k) == 0);
+        if (load("torn", &msg, err, sizeof(err)) == 0) {
+            spool_msg_free(&msg);
+            accepted++;
+        }
+    }
+    CHECK(accepted == 0);
+    free(buf);
+}
+
+/* RSTATE belongs to the RCPT before it, once, with a known state. */
+TEST(test_rstate_validation)
+{
+    static const struct {
+        const char *data;
+        int ok;
+    } cases[] = {
+        { "P", 1 }, { "D 250 ok", 1 }, { "F 550 no", 1 }, { "X 550 no", 1 }, { "P ", 1 },
+        { "", 0 }, { "Q", 0 }, { "D250", 0 }, { "d 250", 0 },
+    };
+    struct spool_msg msg;
+    char err[256];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int fd = create_file("rstate"), rc = 0;
+        CHECK(fd >= 0);
+        if (fd < 0)
+            return;
+        rc |= spool_put_str(fd, SPOOL_VERSION, "1");
+        rc |= spool_put_str(fd, SPOOL_ID, good_id);
+        rc |= spool_put_str(fd, SPOOL_RCPT, "bob@example.org");
+        rc |= spool_put_str(fd, SPOOL_RSTATE, cases[i].data);
+        rc |= spool_put_str(fd, SPOOL_END, "0");
+        close(fd);
+        CHECK(rc == 0);
+        rc = load("rstate", &msg, err, sizeof(err));
+        if ((rc == 0) != cases[i].ok)
+            printf("  RSTATE \"%s\": %s\n", cases[i].data, rc == 0 ? "accepted" : err);
+        CHECK((rc == 0) == cases[i].ok);
+        if (rc == 0)
+            spool_msg_free(&msg);
+    }
+    /* Before any recipient, and twice for one recipient. */
+    for (int twice = 0; twice < 2; twice++) {
+        int fd = create_file("rstate");
+        CHECK(fd >= 0);
+        if (fd < 0)
+            return;
+        CHECK(spool_put_str(fd, SPOOL_VERSION, "1") == 0);
+        CHECK(spool_put_str(fd, SPOOL_ID, good_id) == 0);
+        if (twice)
+            CHECK(spool_put_str(fd, SPOOL_RCPT, "bob@example.org") == 0);
+        CHECK(spool_put_str(fd, SPOOL_RSTATE, "P") == 0);
+        CHECK(spool_put_str(fd, SPOOL_RSTATE, "D") == 0);
+        CHECK(spool_put_str(fd, SPOOL_END, "0") == 0);
+        close(fd);
+        CHECK(load("rstate", &msg, err, sizeof(err)) == -1);
+        CHECK(strncmp(err, "malformed envelope record", 25) == 0);
+    }
+    CHECK(load_with(SPOOL_ATTEMPTS, "2", 1, err, sizeof(err)) == 0);
+    CHECK(load_with(SPOOL_ATTEMPTS, "-1", 2, err, sizeof(err)) == -1);
+    CHECK(load_with(SPOOL_NEXT, "1700000000", 10, err, sizeof(err)) == 0);
+    CHECK(load_with(SPOOL_NEXT, "soon", 4, err, sizeof(err)) == -1);
+    CHECK(load_with(SPOOL_REPLY, "451 later", 9, err, sizeof(err)) == 0);
+    CHECK(load_with(SPOOL_REPLY, "a\0b", 3, err, sizeof(err)) == -1);
+}
+
 static void remove_tmpdir(void)
 {
     static const char *const names[] = { "fmt", "big", "good", "large", "emptybody", "full",
                                          "torn", "badend", "noend", "trail", "trail2",
-                                         "unknown", "overrec", "field", "norcpt", "noid" };
+                                         "unknown", "overrec", "field", "norcpt", "noid",
+                                         "state-src", "state-dst", "rstate" };
     char path[PATH_MAX];
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -559,6 +701,9 @@ int main(void)
     RUN(test_incomplete_envelope);
     RUN(test_missing_file);
     RUN(test_ids);
+    RUN(test_state_round_trip);
+    RUN(test_state_file_truncations_fail);
+    RUN(test_rstate_validation);
     remove_tmpdir();
     return UNIT_DONE();
 }

@@ -1,0 +1,104 @@
+"""Crash loop (DESIGN §4): while clients submit a few hundred messages, the whole
+daemon is killed with SIGKILL at random moments and restarted. Every message that got
+a 250 must reach the upstream; a message may arrive twice only when it was in flight
+to the upstream at a kill (at most one per relay thread per kill)."""
+
+import random
+import smtplib
+import ssl
+import threading
+import time
+
+from conftest import ACCEPT_RE, make_message, poll, reply_text, smtp_starttls
+
+MESSAGES = 400
+PER_SESSION = 5
+CLIENTS = 3
+KILLS = 5
+RELAY_THREADS = 4       # submitd/queue.c
+
+
+def client(env, identity, todo, acked, lock, stop):
+    while not stop.is_set():
+        with lock:
+            if not todo:
+                return
+            batch = [todo.pop() for _ in range(min(PER_SESSION, len(todo)))]
+        s = None
+        try:
+            s = smtp_starttls(env, identity)
+            while batch:
+                msg = batch[-1]
+                code, resp = s.mail(msg.mail_from)
+                if code != 250:
+                    raise smtplib.SMTPException(reply_text(code, resp))
+                for r in msg.rcpts:
+                    s.rcpt(r)
+                code, resp = s.data(msg.data)
+                batch.pop()
+                if ACCEPT_RE.match(reply_text(code, resp)):
+                    with lock:
+                        acked.append(msg)
+                # Not accepted (e.g. the queue went away): resubmitted as a new try.
+                elif code >= 400:
+                    with lock:
+                        todo.append(msg)
+            s.quit()
+        except (OSError, smtplib.SMTPException, ssl.SSLError, AssertionError):
+            # The daemon was killed under us; unacknowledged messages are retried.
+            with lock:
+                todo.extend(batch)
+            time.sleep(0.2)
+        finally:
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+def test_kill9_loop_loses_no_acknowledged_message(fresh_stack_factory):
+    s = fresh_stack_factory("queue-crash", retry_min=1, retry_max=2)
+    rng = random.Random()
+    todo = [make_message() for _ in range(MESSAGES)]
+    acked, lock, stop = [], threading.Lock(), threading.Event()
+    threads = [threading.Thread(target=client, args=(s.env, s.alice, todo, acked, lock, stop))
+               for _ in range(CLIENTS)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    kills = 0
+    try:
+        while kills < KILLS:
+            # Most kills land while clients submit, the later ones while the queue
+            # relays what is left.
+            time.sleep(rng.uniform(0.05, 0.6))
+            s.daemon.kill9(group=True)
+            assert poll(lambda: not s.daemon.alive_family(), 5), s.daemon.alive_family()
+            kills += 1
+            s.daemon.start()
+        deadline = time.monotonic() + 60
+        for t in threads:
+            t.join(max(1, deadline - time.monotonic()))
+    finally:
+        stop.set()
+    assert not any(t.is_alive() for t in threads), "clients did not finish within 60 s"
+    assert len(acked) == MESSAGES, f"only {len(acked)} of {MESSAGES} messages acknowledged"
+
+    def missing():
+        return [m for m in acked if not s.upstream.matching(m.marker)]
+
+    poll(lambda: not missing(), 45, 0.5)
+    lost = missing()
+    assert not lost, (f"{len(lost)} acknowledged messages never reached the upstream, e.g. "
+                      f"{[m.msgid for m in lost[:5]]}")
+    dups = {m.msgid: len(s.upstream.matching(m.marker)) for m in acked}
+    dups = {k: v for k, v in dups.items() if v > 1}
+    print(f"\ncrash loop: {MESSAGES} messages, {kills} kills, {time.monotonic() - started:.1f}s, "
+          f"{len(dups)} duplicates: {dups}")
+    assert len(dups) <= RELAY_THREADS * kills, f"more duplicates than messages in flight: {dups}"
+    assert all(v == 2 for v in dups.values()), f"a message arrived three times or more: {dups}"
+    corrupt = list((s.env.dir / "spool" / "corrupt").iterdir())
+    assert not corrupt, f"torn files after the crashes: {corrupt}"
+    leftover = list((s.env.dir / "spool" / "queue").iterdir())
+    assert not leftover, f"queue not empty after every delivery: {leftover}"
