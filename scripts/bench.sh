@@ -193,6 +193,7 @@ user = $RUN_USER
 pam_confdir = $T/pam.d
 crl =
 rate_messages_per_hour = 0
+rate_recipients_per_hour = 0
 max_sessions_per_ip = 1000
 log_level = warning
 EOF

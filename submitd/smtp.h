@@ -28,6 +28,7 @@ struct listener {
     struct ev_tag tag;
     int fd;
     int implicit_tls;
+    int detached;               /* the client left while the commit was pending */
 };
 
 struct worker {
@@ -71,6 +72,7 @@ struct session {
     int handshaking;
     int tls_done;               /* TLS established (STARTTLS or implicit) */
     int implicit_tls;
+    int detached;               /* the client left while the commit was pending */
     int ssl_want_write;         /* OpenSSL needs the socket writable to progress */
     enum sess_state state;
     enum sess_wait wait;

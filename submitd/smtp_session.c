@@ -1274,21 +1274,38 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
     session_pump(s);
 }
 
-static void session_close(struct session *s)
+/* Gives the connection back: descriptor, TLS state, and the session's place in
+ * the per-address count. */
+static void release_connection(struct session *s)
 {
-    struct worker *w = s->w;
-
-    log_info("session=%s disconnect%s%s", s->id, s->user[0] ? " user=" : "", s->user);
-    transaction_reset(s);
-    epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+    epoll_ctl(s->w->epfd, EPOLL_CTL_DEL, s->fd, NULL);
     if (s->ssl != NULL) {
         if (!s->handshaking)
             (void)SSL_shutdown(s->ssl);
         SSL_free(s->ssl);
+        s->ssl = NULL;
         ERR_clear_error();
     }
     close(s->fd);
+    s->fd = -1;
     smtp_limits_leave(s->client_ip);
+}
+
+static void session_close(struct session *s)
+{
+    struct worker *w = s->w;
+
+    if (!s->detached) {
+        log_info("session=%s disconnect%s%s", s->id, s->user[0] ? " user=" : "", s->user);
+        release_connection(s);
+        /* A message being committed is the queue's now and may be relayed: keep
+         * the session until the answer, so that its accept is still audited. */
+        if (s->wait == WAIT_COMMIT) {
+            s->detached = 1;
+            return;
+        }
+    }
+    transaction_reset(s);
     w->slots[s->slot] = NULL;
     free(s->outbuf);
     free(s);
@@ -1296,7 +1313,8 @@ static void session_close(struct session *s)
 
 void session_shutdown(struct session *s)
 {
-    if (s->state != SS_CLOSING && !s->handshaking && s->wait != WAIT_STARTTLS_FLUSH) {
+    if (!s->detached && s->state != SS_CLOSING && !s->handshaking &&
+        s->wait != WAIT_STARTTLS_FLUSH) {
         reply(s, "421 4.3.2 %s Service shutting down", s->w->cfg->hostname);
         (void)session_flush(s);
     }
@@ -1325,6 +1343,11 @@ void session_check_timeout(struct session *s, time_t now)
 
     if (now - since <= s->w->cfg->timeout)
         return;
+    if (s->detached) {
+        log_err("session=%s no commit answer from the queue in %d s", s->id, s->w->cfg->timeout);
+        session_close(s);
+        return;
+    }
     if (internal) {
         log_err("session=%s no answer from the %s process in %d s", s->id,
                 s->wait == WAIT_OPEN || s->wait == WAIT_COMMIT ? "queue" : "authz",
@@ -1412,7 +1435,8 @@ static void on_committed(struct session *s, uint64_t status, const char *qid, co
     } else {
         log_info("session=%s queued id=%s user=%s from=<%s> nrcpt=%d size=%lld", s->id,
                  s->queue_id, s->user, s->mail_from, s->nrcpt, s->msg_size);
-        audit(s, "submission", "accept", NULL, rcpts, s->msg_size);
+        audit(s, "submission", "accept", s->detached ? "client left before the reply" : NULL,
+              rcpts, s->msg_size);
         reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
     }
     /* The file belongs to the queue now (or is gone): nothing to abort. */
@@ -1502,5 +1526,9 @@ void session_on_ipc(struct worker *w, struct ipc_msg *m)
         fatal("unexpected message type %u from authz/queue", m->type);
     }
     s->wait = WAIT_NONE;
+    if (s->detached) {
+        session_close(s);
+        return;
+    }
     session_pump(s);
 }

@@ -358,3 +358,20 @@ def test_many_idle_connections_do_not_block_others(stack):
     finally:
         for s in idle:
             s.close()
+
+
+def test_client_leaving_during_commit_still_gets_an_accept_row(stack):
+    """The message is the queue's once it is committed: relayed and audited even when
+    the client hangs up right after the final dot, before reading the 250."""
+    msg = make_message()
+    mark = stack.audit.mark()
+    c = raw_tls_session(stack.env, stack.alice)
+    try:
+        start_data(c, msg)
+        c.send(msg.data + b".\r\n")
+    finally:
+        c.close()
+    stack.upstream.wait_for(msg.marker, msg.rcpts)
+    stack.audit.wait(lambda r: r["event"] == "submission" and r["decision"] == "accept", mark,
+                     what="accept row of a message whose client left")
+    assert_served(stack.env, stack.alice)
