@@ -13,6 +13,7 @@
 #include "db.h"
 #include "ipc.h"
 #include "log.h"
+#include "proc.h"
 #include "util.h"
 
 #include <errno.h>
@@ -216,17 +217,24 @@ static void identity_pam_result(struct identity *id, int d, const char *why)
 
 static void pam_dispatch(void);
 
-static void handle_identity(int chan, struct ipc_msg *m)
+static struct identity *identity_new(int chan, uint64_t req, const char *event)
 {
-    char verify[96], issuer[512], subject_canon[1024], issuer_canon[1024];
     struct identity *id = calloc(1, sizeof(*id));
 
     if (id == NULL)
         fatal("out of memory");
     id->chan = chan;
-    id->req = m->id;
+    id->req = req;
     id->worker = -1;
-    id->event = "identity";
+    id->event = event;
+    return id;
+}
+
+static void handle_identity(int chan, struct ipc_msg *m)
+{
+    char verify[96], issuer[512], subject_canon[1024], issuer_canon[1024];
+    struct identity *id = identity_new(chan, m->id, "identity");
+
     if (ipc_get_str(m, id->session, sizeof(id->session)) || ipc_get_str(m, id->ip, sizeof(id->ip)) ||
         ipc_get_str(m, verify, sizeof(verify)) || ipc_get_str(m, id->sha256, sizeof(id->sha256)) ||
         ipc_get_str(m, id->subject, sizeof(id->subject)) || ipc_get_str(m, issuer, sizeof(issuer)) ||
@@ -302,14 +310,8 @@ static void handle_password(int chan, struct ipc_msg *m)
 {
     char required[128];
     int enabled = 0, rc;
-    struct identity *id = calloc(1, sizeof(*id));
+    struct identity *id = identity_new(chan, m->id, "auth");
 
-    if (id == NULL)
-        fatal("out of memory");
-    id->chan = chan;
-    id->req = m->id;
-    id->worker = -1;
-    id->event = "auth";
     if (ipc_get_str(m, id->session, sizeof(id->session)) || ipc_get_str(m, id->ip, sizeof(id->ip)) ||
         ipc_get_str(m, id->a.user, sizeof(id->a.user)) ||
         ipc_get_str(m, id->password, sizeof(id->password)) ||
@@ -636,10 +638,8 @@ int main(int argc, char **argv)
     int nfd = 0, foreground = 0, opt;
     char err[1024];
     struct ipc_msg *m;
-    struct sigaction sa;
 
     while ((opt = getopt(argc, argv, "c:fs:q:")) != -1) {
-        long long v;
         switch (opt) {
         case 'c':
             conf = optarg;
@@ -649,9 +649,9 @@ int main(int argc, char **argv)
             break;
         case 's':
         case 'q':
-            if (nfd == MAX_CHANNELS || str_to_ll(optarg, 3, 65535, &v) != 0)
-                return 2;
-            pfd[nfd].fd = (int)v;
+            if (nfd == MAX_CHANNELS)
+                fatal("too many channels");
+            pfd[nfd].fd = proc_fd_arg(optarg);
             pfd[nfd].events = POLLIN;
             nfd++;
             break;
@@ -659,10 +659,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    log_init("submitd/authz", foreground, LOG_LVL_INFO);
-    if (config_load(&cfg, conf, err, sizeof(err)) != 0)
-        fatal("%s", err);
-    log_set_level(cfg.log_level);
+    proc_start("submitd/authz", foreground, conf, &cfg);
     if (nfd == 0)
         fatal("started without its descriptors (this program is run by submitd)");
     db = db_open(cfg.database, err, sizeof(err));
@@ -681,12 +678,7 @@ int main(int argc, char **argv)
         fatal("out of memory");
     load_own_ca();
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_term;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
+    proc_signals(on_term);
 
     log_info("authz process ready: database %s, %d channels", cfg.database, nfd);
     while (!stopping) {

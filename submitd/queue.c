@@ -17,6 +17,7 @@
 #include "config.h"
 #include "ipc.h"
 #include "log.h"
+#include "proc.h"
 #include "privdrop.h"
 #include "queue_dsn.h"
 #include "queue_sched.h"
@@ -538,7 +539,6 @@ int main(int argc, char **argv)
     struct pending_commit *batch;
 
     while ((opt = getopt(argc, argv, "c:fs:a:")) != -1) {
-        long long v;
         switch (opt) {
         case 'c':
             conf = optarg;
@@ -547,25 +547,20 @@ int main(int argc, char **argv)
             foreground = 1;
             break;
         case 's':
-            if (nfd == MAX_CHANNELS || str_to_ll(optarg, 3, 65535, &v) != 0)
-                return 2;
-            pfd[nfd].fd = (int)v;
+            if (nfd == MAX_CHANNELS)
+                fatal("too many channels");
+            pfd[nfd].fd = proc_fd_arg(optarg);
             pfd[nfd].events = POLLIN;
             nfd++;
             break;
         case 'a':
-            if (str_to_ll(optarg, 3, 65535, &v) != 0)
-                return 2;
-            authz_fd = (int)v;
+            authz_fd = proc_fd_arg(optarg);
             break;
         default:
             return 2;
         }
     }
-    log_init("submitd/queue", foreground, LOG_LVL_INFO);
-    if (config_load(&cfg, conf, err, sizeof(err)) != 0)
-        fatal("%s", err);
-    log_set_level(cfg.log_level);
+    proc_start("submitd/queue", foreground, conf, &cfg);
     if (nfd == 0 || authz_fd < 0)
         fatal("started without its descriptors (this program is run by submitd)");
     if (relay_init(&cfg, err, sizeof(err)) != 0)
@@ -574,14 +569,10 @@ int main(int argc, char **argv)
     sched_init(cfg.retry_min < PROBE_MAX ? cfg.retry_min : PROBE_MAX);
     privdrop(cfg.user);
 
+    proc_signals(on_term);
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_term;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = on_usr1;
+    sa.sa_handler = on_usr1;   /* submit-admin queue flush */
     sigaction(SIGUSR1, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
 
     /* Channels are read until EAGAIN: they must not block. */
     for (int i = 0; i < nfd; i++)

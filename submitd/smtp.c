@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "privdrop.h"
+#include "proc.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -256,15 +257,6 @@ static void set_nonblock(int fd)
     (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
-static int parse_fd(const char *s)
-{
-    long long v;
-
-    if (str_to_ll(s, 3, 65535, &v) != 0 || fcntl((int)v, F_GETFD) < 0)
-        fatal("bad descriptor argument \"%s\"", s);
-    return (int)v;
-}
-
 static void on_term(int sig)
 {
     (void)sig;
@@ -279,7 +271,6 @@ int main(int argc, char **argv)
     SSL_CTX *ctx;
     struct worker *workers;
     pthread_t *threads;
-    struct sigaction sa;
     struct rlimit rl;
 
     while ((opt = getopt(argc, argv, "c:fl:L:a:q:")) != -1) {
@@ -295,28 +286,25 @@ int main(int argc, char **argv)
             if (nlisteners == MAX_FDS)
                 fatal("too many listeners");
             listeners[nlisteners].tag.kind = EV_LISTENER;
-            listeners[nlisteners].fd = parse_fd(optarg);
+            listeners[nlisteners].fd = proc_fd_arg(optarg);
             listeners[nlisteners].implicit_tls = opt == 'L';
             nlisteners++;
             break;
         case 'a':
             if (na == MAX_FDS)
                 fatal("too many channels");
-            authz_fds[na++] = parse_fd(optarg);
+            authz_fds[na++] = proc_fd_arg(optarg);
             break;
         case 'q':
             if (nq == MAX_FDS)
                 fatal("too many channels");
-            queue_fds[nq++] = parse_fd(optarg);
+            queue_fds[nq++] = proc_fd_arg(optarg);
             break;
         default:
             return 2;
         }
     }
-    log_init("submitd/smtp", foreground, LOG_LVL_INFO);
-    if (config_load(&cfg, conf, err, sizeof(err)) != 0)
-        fatal("%s", err);
-    log_set_level(cfg.log_level);
+    proc_start("submitd/smtp", foreground, conf, &cfg);
     if (na == 0 || na != nq || nlisteners == 0)
         fatal("started without its descriptors (this program is run by submitd)");
 
@@ -338,12 +326,7 @@ int main(int argc, char **argv)
                  (unsigned long long)rl.rlim_cur, strerror(errno));
     privdrop(cfg.user);
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_term;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
+    proc_signals(on_term);
 
     for (int i = 0; i < nlisteners; i++)
         set_nonblock(listeners[i].fd);

@@ -1,0 +1,40 @@
+/* Common start-up of the worker programs. */
+#include "proc.h"
+
+#include "log.h"
+#include "util.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+
+void proc_start(const char *name, int foreground, const char *conf, struct config *cfg)
+{
+    char err[1024];
+
+    log_init(name, foreground, LOG_LVL_INFO);
+    if (config_load(cfg, conf, err, sizeof(err)) != 0)
+        fatal("%s", err);
+    log_set_level(cfg->log_level);
+}
+
+void proc_signals(void (*on_term)(int))
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+int proc_fd_arg(const char *s)
+{
+    long long v;
+
+    if (str_to_ll(s, 3, 65535, &v) != 0 || fcntl((int)v, F_GETFD) < 0)
+        fatal("bad descriptor argument \"%s\" (this program is run by submitd)", s);
+    return (int)v;
+}
