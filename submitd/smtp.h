@@ -62,6 +62,8 @@ enum sess_wait {
 
 #define SESS_INBUF 8192
 
+enum { AUTH_PENDING_NONE = 0, AUTH_PENDING_PLAIN, AUTH_PENDING_EXTERNAL };
+
 struct session {
     struct ev_tag tag;
     struct worker *w;
@@ -92,7 +94,7 @@ struct session {
     char user[128];
     int auth_done;              /* AUTH EXTERNAL or PLAIN accepted */
     int password_ok;            /* AUTH PLAIN accepted (auth_password) */
-    int auth_plain_pending;     /* the next line is the AUTH PLAIN response */
+    int auth_pending;           /* AUTH_PENDING_*: the next line is a SASL response */
     int auth_failures;
     struct tls_peer peer;
 

@@ -495,7 +495,7 @@ static void auth_plain_response(struct session *s, const char *resp)
     size_t len, zl, cl;
     int n, bad = 0;
 
-    s->auth_plain_pending = 0;
+    s->auth_pending = AUTH_PENDING_NONE;
     if (strcmp(resp, "*") == 0) {
         reply(s, "501 5.7.0 Authentication cancelled");
         return;
@@ -537,9 +537,11 @@ static void auth_plain_response(struct session *s, const char *resp)
     wait_for(s, WAIT_PASSWORD);
 }
 
+static void auth_external_response(struct session *s, const char *resp);
+
 static void cmd_auth(struct session *s, const char *arg)
 {
-    char mech[32], authzid[256];
+    char mech[32];
     const char *resp;
     size_t n;
 
@@ -564,7 +566,7 @@ static void cmd_auth(struct session *s, const char *arg)
         if (arg[n] == ' ') {
             auth_plain_response(s, arg + n + 1);
         } else {
-            s->auth_plain_pending = 1;
+            s->auth_pending = AUTH_PENDING_PLAIN;
             reply(s, "334 ");
         }
         return;
@@ -578,12 +580,25 @@ static void cmd_auth(struct session *s, const char *arg)
         return;
     resp = arg[n] == ' ' ? arg + n + 1 : NULL;
     if (resp == NULL) {
-        /* The initial response is mandatory here: a 334 round trip would need its
-         * own state for one client in a thousand; RFC 4954 clients send "=". */
-        reply(s, "501 5.5.2 Initial response required (use AUTH EXTERNAL =)");
+        /* No initial response: ask for it (RFC 4954); "=" or "" means none. */
+        s->auth_pending = AUTH_PENDING_EXTERNAL;
+        reply(s, "334 ");
         return;
     }
-    if (strcmp(resp, "=") == 0) {
+    auth_external_response(s, resp);
+}
+
+/* The EXTERNAL response: empty ("=" or an empty line) or the mapped user's name. */
+static void auth_external_response(struct session *s, const char *resp)
+{
+    char authzid[256];
+
+    s->auth_pending = AUTH_PENDING_NONE;
+    if (strcmp(resp, "*") == 0) {
+        reply(s, "501 5.7.0 Authentication cancelled");
+        return;
+    }
+    if (strcmp(resp, "=") == 0 || resp[0] == '\0') {
         authzid[0] = '\0';
     } else if (b64_decode(resp, authzid, sizeof(authzid)) < 0) {
         reply(s, "501 5.5.2 Cannot decode response");
@@ -1091,8 +1106,10 @@ static void process_input(struct session *s)
             if (memchr(line, '\0', n) != NULL || memchr(line, '\r', n) != NULL) {
                 reply(s, "500 5.5.2 NUL or bare CR not allowed in commands");
                 s->errors++;
-            } else if (s->auth_plain_pending) {
+            } else if (s->auth_pending == AUTH_PENDING_PLAIN) {
                 auth_plain_response(s, line);
+            } else if (s->auth_pending == AUTH_PENDING_EXTERNAL) {
+                auth_external_response(s, line);
             } else {
                 dispatch(s, line);
             }

@@ -221,3 +221,15 @@ def test_recipient_rate_limit(fresh_stack_factory):
         c.close()
     s.audit.wait(lambda r: r["decision"] == "tempfail" and contains(r["reason"], "recipients"),
                  0, what="recipient rate row")
+
+
+def test_auth_external_without_initial_response(stack):
+    """RFC 4954: the server asks with 334 and the client answers "=" (no authzid)."""
+    s = smtp_starttls(stack.env, stack.alice)
+    try:
+        code, _ = s.docmd("AUTH", "EXTERNAL")
+        assert code == 334
+        assert reply_text(*s.docmd("=")).startswith("235 2.7.0")
+        assert reply_text(*s.mail(ALICE_ADDR)).startswith("250")
+    finally:
+        s.close()
