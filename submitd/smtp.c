@@ -186,8 +186,11 @@ static void read_channel(struct worker *w, int fd, const char *name)
             return;
         if (r < 0)
             fatal("%s channel: %s", name, strerror(errno));
-        if (r == 0)
+        if (r == 0) {
+            if (stopping)
+                return; /* the whole set is stopping: not an error */
             fatal("%s process went away", name);
+        }
         session_on_ipc(w, w->msg);
     }
 }
