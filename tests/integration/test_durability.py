@@ -79,3 +79,20 @@ def test_restart_keeps_serving_with_the_same_database(fresh_stack_factory):
     # The first message is not relayed a second time after the restart.
     time.sleep(2)
     assert len(s.upstream.matching(first.marker)) == 1, s.upstream.matching(first.marker)
+
+
+def test_upstream_failover_in_order(fresh_stack_factory):
+    """upstream lists hosts in failover order: with the first one down, mail goes to
+    the second (DESIGN §6)."""
+    from conftest import free_port
+    s = fresh_stack_factory("failover", start_daemon=False)
+    dead = free_port()
+    s.env.settings["upstream"] = f"127.0.0.1:{dead}, 127.0.0.1:{s.env.upstream_port}"
+    s.env.write_config()
+    s.daemon.start()
+    msg = make_message()
+    send_ok(s.env, s.alice, msg)
+    arrival = s.upstream.wait_for(msg.marker, msg.rcpts)
+    assert arrival[0].mail_from == msg.mail_from
+    row = Audit(s.env).wait(lambda r: r["event"] == "relayed", 0, what="relayed row")
+    assert f":{s.env.upstream_port}" in (row["reason"] or ""), row
