@@ -136,6 +136,27 @@ static void db_stmt_done(sqlite3_stmt *st)
     sqlite3_clear_bindings(st);
 }
 
+/*
+ * Hands every row of a one-off statement to row(), which converts it and calls the
+ * caller's callback; a non-zero return stops early (not an error). Finalizes st.
+ */
+static int db_each(struct db *db, sqlite3_stmt *st, int (*row)(sqlite3_stmt *st, void *ctx),
+                   void *ctx)
+{
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (row(st, ctx) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        db_fail(db);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+}
+
 /* Binds a string, or NULL. The caller's string outlives the step. */
 static int bind_text(sqlite3_stmt *st, int idx, const char *s)
 {
@@ -600,6 +621,25 @@ static void copy_list(char *out, size_t outlen, const char *s)
     }
 }
 
+struct user_iter {
+    db_user_cb cb;
+    void *arg;
+};
+
+static int user_row(sqlite3_stmt *st, void *ctx)
+{
+    struct user_iter *it = ctx;
+    struct db_user u;
+    const unsigned char *senders = sqlite3_column_text(st, 3);
+
+    memset(&u, 0, sizeof(u));
+    column_text(st, 0, u.name, sizeof(u.name));
+    u.enabled = sqlite3_column_int(st, 1) != 0;
+    column_text(st, 2, u.created_at, sizeof(u.created_at));
+    copy_list(u.senders, sizeof(u.senders), senders != NULL ? (const char *)senders : "");
+    return it->cb(it->arg, &u);
+}
+
 int db_user_list(struct db *db, db_user_cb cb, void *arg)
 {
     /* group_concat keeps the order of its input rows. */
@@ -608,28 +648,11 @@ int db_user_list(struct db *db, db_user_cb cb, void *arg)
             " (SELECT group_concat(address, ',') FROM"
             "   (SELECT address FROM senders s WHERE s.user = u.name ORDER BY address))"
             " FROM users u ORDER BY name");
-    int rc;
+    struct user_iter it = { cb, arg };
 
     if (st == NULL)
         return DB_ERROR;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct db_user u;
-        const unsigned char *senders = sqlite3_column_text(st, 3);
-
-        memset(&u, 0, sizeof(u));
-        column_text(st, 0, u.name, sizeof(u.name));
-        u.enabled = sqlite3_column_int(st, 1) != 0;
-        column_text(st, 2, u.created_at, sizeof(u.created_at));
-        copy_list(u.senders, sizeof(u.senders), senders != NULL ? (const char *)senders : "");
-        if (cb(arg, &u) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    if (rc != SQLITE_DONE)
-        db_fail(db);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+    return db_each(db, st, user_row, &it);
 }
 
 /* ---- senders ------------------------------------------------------------ */
@@ -717,9 +740,23 @@ int db_sender_owned(struct db *db, const char *user, const char *address)
     return result;
 }
 
+struct sender_iter {
+    db_sender_cb cb;
+    void *arg;
+};
+
+static int sender_row(sqlite3_stmt *st, void *ctx)
+{
+    struct sender_iter *it = ctx;
+    const unsigned char *a = sqlite3_column_text(st, 0);
+
+    return it->cb(it->arg, a != NULL ? (const char *)a : "");
+}
+
 int db_sender_list(struct db *db, const char *user, db_sender_cb cb, void *arg)
 {
     int rc = db_user_get(db, user, NULL);
+    struct sender_iter it = { cb, arg };
     sqlite3_stmt *st;
 
     if (rc != DB_OK)
@@ -732,18 +769,7 @@ int db_sender_list(struct db *db, const char *user, db_sender_cb cb, void *arg)
         sqlite3_finalize(st);
         return DB_ERROR;
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const unsigned char *a = sqlite3_column_text(st, 0);
-
-        if (cb(arg, a != NULL ? (const char *)a : "") != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    if (rc != SQLITE_DONE)
-        db_fail(db);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+    return db_each(db, st, sender_row, &it);
 }
 
 /* ---- certificates ------------------------------------------------------- */
@@ -842,14 +868,28 @@ int db_cert_by_serial(struct db *db, const char *serial, struct db_cert *out)
     return db_cert_get(db, ST_CERT_BY_SERIAL, key, out);
 }
 
+struct cert_iter {
+    db_cert_cb cb;
+    void *arg;
+};
+
+static int cert_row(sqlite3_stmt *st, void *ctx)
+{
+    struct cert_iter *it = ctx;
+    struct db_cert c;
+
+    cert_from_row(st, &c);
+    return it->cb(it->arg, &c);
+}
+
 int db_cert_list(struct db *db, const char *user, const char *not_after_before,
                  db_cert_cb cb, void *arg)
 {
+    struct cert_iter it = { cb, arg };
     sqlite3_stmt *st = db_prepare(db, "SELECT " CERT_COLUMNS " FROM certs"
                                       " WHERE (?1 IS NULL OR user = ?1)"
                                       " AND (?2 IS NULL OR not_after < ?2)"
                                       " ORDER BY not_after, serial");
-    int rc;
 
     if (st == NULL)
         return DB_ERROR;
@@ -858,19 +898,7 @@ int db_cert_list(struct db *db, const char *user, const char *not_after_before,
         sqlite3_finalize(st);
         return DB_ERROR;
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct db_cert c;
-
-        cert_from_row(st, &c);
-        if (cb(arg, &c) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    if (rc != SQLITE_DONE)
-        db_fail(db);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+    return db_each(db, st, cert_row, &it);
 }
 
 int db_cert_revoke(struct db *db, const char *serial, const char *reason)
@@ -957,13 +985,28 @@ static void audit_from_row(sqlite3_stmt *st, struct db_audit_row *r)
     column_text(st, 14, r->tls, sizeof(r->tls));
 }
 
+struct audit_iter {
+    db_audit_cb cb;
+    void *arg;
+};
+
+static int audit_row(sqlite3_stmt *st, void *ctx)
+{
+    struct audit_iter *it = ctx;
+    struct db_audit_row r;
+
+    audit_from_row(st, &r);
+    return it->cb(it->arg, &r);
+}
+
 int db_audit_query(struct db *db, const char *user, const char *since, const char *decision,
                    db_audit_cb cb, void *arg)
 {
+    struct audit_iter it = { cb, arg };
     char sql[512], since_key[20];
     const char *sep = " WHERE ";
     sqlite3_stmt *st;
-    int rc, ok = 1;
+    int ok = 1;
 
     /*
      * Only constant fragments go into the text; the values are bound. A WHERE made of
@@ -1011,19 +1054,7 @@ int db_audit_query(struct db *db, const char *user, const char *since, const cha
         sqlite3_finalize(st);
         return DB_ERROR;
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct db_audit_row r;
-
-        audit_from_row(st, &r);
-        if (cb(arg, &r) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    if (rc != SQLITE_DONE)
-        db_fail(db);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+    return db_each(db, st, audit_row, &it);
 }
 
 /* ---- CA operations ------------------------------------------------------ */
@@ -1056,15 +1087,38 @@ int db_ca_log_insert(struct db *db, const struct db_ca_log *e)
     return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
 }
 
+struct ca_log_iter {
+    db_ca_log_cb cb;
+    void *arg;
+};
+
+static int ca_log_row(sqlite3_stmt *st, void *ctx)
+{
+    struct ca_log_iter *it = ctx;
+    struct db_ca_log_row r;
+
+    memset(&r, 0, sizeof(r));
+    r.id = sqlite3_column_int64(st, 0);
+    column_text(st, 1, r.ts, sizeof(r.ts));
+    r.uid = sqlite3_column_int64(st, 2);
+    column_text(st, 3, r.unix_user, sizeof(r.unix_user));
+    column_text(st, 4, r.sudo_user, sizeof(r.sudo_user));
+    column_text(st, 5, r.command, sizeof(r.command));
+    column_text(st, 6, r.serial, sizeof(r.serial));
+    column_text(st, 7, r.user, sizeof(r.user));
+    column_text(st, 8, r.detail, sizeof(r.detail));
+    return it->cb(it->arg, &r);
+}
+
 int db_ca_log_list(struct db *db, const char *user, const char *serial, db_ca_log_cb cb,
                    void *arg)
 {
+    struct ca_log_iter it = { cb, arg };
     sqlite3_stmt *st = db_prepare(db, "SELECT id, ts, uid, unix_user, sudo_user, command,"
                                       " serial, user, detail FROM ca_log"
                                       " WHERE (?1 IS NULL OR user = ?1)"
                                       " AND (?2 IS NULL OR serial = upper(?2))"
                                       " ORDER BY id");
-    int rc;
 
     if (st == NULL)
         return DB_ERROR;
@@ -1073,47 +1127,14 @@ int db_ca_log_list(struct db *db, const char *user, const char *serial, db_ca_lo
         sqlite3_finalize(st);
         return DB_ERROR;
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct db_ca_log_row r;
-
-        memset(&r, 0, sizeof(r));
-        r.id = sqlite3_column_int64(st, 0);
-        column_text(st, 1, r.ts, sizeof(r.ts));
-        r.uid = sqlite3_column_int64(st, 2);
-        column_text(st, 3, r.unix_user, sizeof(r.unix_user));
-        column_text(st, 4, r.sudo_user, sizeof(r.sudo_user));
-        column_text(st, 5, r.command, sizeof(r.command));
-        column_text(st, 6, r.serial, sizeof(r.serial));
-        column_text(st, 7, r.user, sizeof(r.user));
-        column_text(st, 8, r.detail, sizeof(r.detail));
-        if (cb(arg, &r) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    if (rc != SQLITE_DONE)
-        db_fail(db);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+    return db_each(db, st, ca_log_row, &it);
 }
 
 /* ---- subject maps and rate limits ---------------------------------------------- */
 
-/* Prepares a one-off statement; these run rarely or are cheap enough uncached. */
-static sqlite3_stmt *db_prepare_once(struct db *db, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-
-    if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
-        db_fail(db);
-        return NULL;
-    }
-    return st;
-}
-
 int db_map_add(struct db *db, const char *subject, const char *issuer, const char *user)
 {
-    sqlite3_stmt *st = db_prepare_once(db,
+    sqlite3_stmt *st = db_prepare(db,
         "INSERT INTO subject_maps(subject, issuer, user) VALUES (?1, ?2, ?3)");
     int rc;
 
@@ -1131,7 +1152,7 @@ int db_map_add(struct db *db, const char *subject, const char *issuer, const cha
 
 int db_map_del(struct db *db, const char *subject, const char *issuer)
 {
-    sqlite3_stmt *st = db_prepare_once(db, issuer
+    sqlite3_stmt *st = db_prepare(db, issuer
         ? "DELETE FROM subject_maps WHERE subject = ?1 AND issuer = ?2"
         : "DELETE FROM subject_maps WHERE subject = ?1");
     int rc;
@@ -1152,7 +1173,7 @@ int db_map_lookup(struct db *db, const char *subject, const char *issuer, char *
                   size_t userlen)
 {
     /* An exact issuer wins over a map for any issuer. */
-    sqlite3_stmt *st = db_prepare_once(db,
+    sqlite3_stmt *st = db_prepare(db,
         "SELECT user FROM subject_maps WHERE subject = ?1 AND issuer IN (?2, '') "
         "ORDER BY issuer = '' LIMIT 1");
     int rc;
@@ -1173,29 +1194,34 @@ int db_map_lookup(struct db *db, const char *subject, const char *issuer, char *
     return DB_NOTFOUND;
 }
 
+struct map_iter {
+    db_map_cb cb;
+    void *arg;
+};
+
+static int map_row(sqlite3_stmt *st, void *ctx)
+{
+    struct map_iter *it = ctx;
+
+    return it->cb(it->arg, (const char *)sqlite3_column_text(st, 0),
+                  (const char *)sqlite3_column_text(st, 1),
+                  (const char *)sqlite3_column_text(st, 2));
+}
+
 int db_map_list(struct db *db, db_map_cb cb, void *arg)
 {
-    sqlite3_stmt *st = db_prepare_once(db,
+    sqlite3_stmt *st = db_prepare(db,
         "SELECT subject, issuer, user FROM subject_maps ORDER BY user, subject, issuer");
-    int rc;
+    struct map_iter it = { cb, arg };
 
     if (st == NULL)
         return DB_ERROR;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (cb(arg, (const char *)sqlite3_column_text(st, 0),
-               (const char *)sqlite3_column_text(st, 1),
-               (const char *)sqlite3_column_text(st, 2)) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? DB_OK : db_fail(db);
+    return db_each(db, st, map_row, &it);
 }
 
 int db_rate_record(struct db *db, const char *user, long long now, long long recipients)
 {
-    sqlite3_stmt *st = db_prepare_once(db,
+    sqlite3_stmt *st = db_prepare(db,
         "INSERT INTO rate_usage (user, minute, messages, recipients) VALUES (?1, ?2, 1, ?3) "
         "ON CONFLICT (user, minute) DO UPDATE SET messages = messages + 1, "
         "recipients = recipients + excluded.recipients");
@@ -1212,7 +1238,7 @@ int db_rate_record(struct db *db, const char *user, long long now, long long rec
         return db_fail(db);
     /* Now and then, drop what no window can reach any more. */
     if (now % 600 == 0) {
-        st = db_prepare_once(db, "DELETE FROM rate_usage WHERE minute < ?1");
+        st = db_prepare(db, "DELETE FROM rate_usage WHERE minute < ?1");
         if (st == NULL)
             return DB_ERROR;
         sqlite3_bind_int64(st, 1, now / 60 - 120);
@@ -1227,7 +1253,7 @@ int db_rate_record(struct db *db, const char *user, long long now, long long rec
 int db_rate_usage(struct db *db, const char *user, long long now, long long *messages,
                   long long *recipients)
 {
-    sqlite3_stmt *st = db_prepare_once(db,
+    sqlite3_stmt *st = db_prepare(db,
         "SELECT coalesce(sum(messages), 0), coalesce(sum(recipients), 0) FROM rate_usage "
         "WHERE user = ?1 AND minute > ?2");
     int rc;
