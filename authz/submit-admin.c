@@ -297,84 +297,6 @@ static int parse_args(struct cmdline *cl, int argc, char **argv, int npos, unsig
 /* ---- --since ------------------------------------------------------------ */
 
 /* Reads exactly n digits. */
-static int digits(const char **s, int n, int *out)
-{
-    int v = 0;
-
-    for (int i = 0; i < n; i++) {
-        char c = (*s)[i];
-
-        if (c < '0' || c > '9')
-            return -1;
-        v = v * 10 + (c - '0');
-    }
-    *s += n;
-    *out = v;
-    return 0;
-}
-
-/*
- * "YYYY-MM-DD[(T| )HH:MM[:SS[.fff]]][Z|+HH:MM|-HH:MM|+HHMM|-HHMM]"; without a zone
- * the time is UTC. Returns 0 with the epoch in *out, or -1.
- */
-static int parse_iso(const char *s, long long *out)
-{
-    int year, mon, day, hour = 0, min = 0, sec = 0, off = 0;
-    struct tm tm, check;
-    time_t t;
-
-    if (digits(&s, 4, &year) || *s++ != '-' || digits(&s, 2, &mon) || *s++ != '-' ||
-        digits(&s, 2, &day))
-        return -1;
-    if (*s == 'T' || *s == ' ') {
-        s++;
-        if (digits(&s, 2, &hour) || *s++ != ':' || digits(&s, 2, &min))
-            return -1;
-        if (*s == ':') {
-            s++;
-            if (digits(&s, 2, &sec))
-                return -1;
-            if (*s == '.' || *s == ',') {
-                s++;
-                if (*s < '0' || *s > '9')
-                    return -1;
-                while (*s >= '0' && *s <= '9')
-                    s++;    /* "since" has one-second resolution */
-            }
-        }
-    }
-    if (*s == 'Z') {
-        s++;
-    } else if (*s == '+' || *s == '-') {
-        int sign = *s++ == '-' ? -1 : 1, oh, om;
-
-        if (digits(&s, 2, &oh))
-            return -1;
-        if (*s == ':')
-            s++;
-        if (digits(&s, 2, &om) || oh > 23 || om > 59)
-            return -1;
-        off = sign * (oh * 3600 + om * 60);
-    }
-    if (*s != '\0' || year < 1970 || hour > 23 || min > 59 || sec > 59)
-        return -1;
-
-    memset(&tm, 0, sizeof(tm));
-    tm.tm_year = year - 1900;
-    tm.tm_mon = mon - 1;
-    tm.tm_mday = day;
-    tm.tm_hour = hour;
-    tm.tm_min = min;
-    tm.tm_sec = sec;
-    t = timegm(&tm);
-    /* timegm normalises 2024-02-31 into March: refuse what does not round-trip. */
-    if (t == (time_t)-1 || gmtime_r(&t, &check) == NULL || check.tm_mday != day ||
-        check.tm_mon != mon - 1)
-        return -1;
-    *out = (long long)t - off;
-    return 0;
-}
-
 /* "30m", "1h", "2d", "1w", "90s" before now, or an ISO-8601 time; into "...Z" form. */
 static int parse_since(const char *s, char *out, size_t outlen)
 {
@@ -396,7 +318,7 @@ static int parse_since(const char *s, char *out, size_t outlen)
         if (v > 200LL * 365 * 86400)
             return -1;
         epoch = (long long)time(NULL) - v;
-    } else if (parse_iso(s, &epoch) != 0) {
+    } else if (iso_time_parse(s, &epoch) != 0) {
         return -1;
     }
     if (epoch < 0)

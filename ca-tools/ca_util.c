@@ -1,6 +1,8 @@
 /* Pure helpers of submit-ca (see ca_util.h). */
 #include "ca_util.h"
 
+#include "util.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -126,30 +128,11 @@ const char *ca_reason_name(int code)
 
 int ca_iso_parse(const char *s, long long *epoch)
 {
-    struct tm tm;
-    int y, mo, d, h, mi, se, used = 0;
-    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-
+    /* Only the canonical form the database stores: "YYYY-MM-DDTHH:MM:SSZ". */
     if (strlen(s) != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
         s[16] != ':' || s[19] != 'Z')
         return -1;
-    for (int i = 0; i < 19; i++)
-        if (i != 4 && i != 7 && i != 10 && i != 13 && i != 16 && (s[i] < '0' || s[i] > '9'))
-            return -1;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &y, &mo, &d, &h, &mi, &se, &used) != 6 ||
-        used != 20)
-        return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || se > 60)
-        return -1;
-    memset(&tm, 0, sizeof(tm));
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = se;
-    *epoch = (long long)timegm(&tm);
-    return 0;
+    return iso_time_parse(s, epoch);
 }
 
 /* 55 characters: no 0 O o, 1 l I i, which are easy to misread when typed from paper. */

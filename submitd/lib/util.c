@@ -130,6 +130,81 @@ void iso_time_utc(char *out, size_t outlen, long long epoch)
         out[0] = '\0';
 }
 
+/* n decimal digits at *s into *out, advancing *s; -1 when they are not all digits. */
+static int digits(const char **s, int n, int *out)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        char c = (*s)[i];
+
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (c - '0');
+    }
+    *s += n;
+    *out = v;
+    return 0;
+}
+
+int iso_time_parse(const char *s, long long *out)
+{
+    int year, mon, day, hour = 0, min = 0, sec = 0, off = 0;
+    struct tm tm, check;
+    time_t t;
+
+    if (digits(&s, 4, &year) || *s++ != '-' || digits(&s, 2, &mon) || *s++ != '-' ||
+        digits(&s, 2, &day))
+        return -1;
+    if (*s == 'T' || *s == ' ') {
+        s++;
+        if (digits(&s, 2, &hour) || *s++ != ':' || digits(&s, 2, &min))
+            return -1;
+        if (*s == ':') {
+            s++;
+            if (digits(&s, 2, &sec))
+                return -1;
+            if (*s == '.' || *s == ',') {
+                s++;
+                if (*s < '0' || *s > '9')
+                    return -1;
+                while (*s >= '0' && *s <= '9')
+                    s++;    /* one-second resolution */
+            }
+        }
+    }
+    if (*s == 'Z') {
+        s++;
+    } else if (*s == '+' || *s == '-') {
+        int sign = *s++ == '-' ? -1 : 1, oh, om;
+
+        if (digits(&s, 2, &oh))
+            return -1;
+        if (*s == ':')
+            s++;
+        if (digits(&s, 2, &om) || oh > 23 || om > 59)
+            return -1;
+        off = sign * (oh * 3600 + om * 60);
+    }
+    if (*s != '\0' || year < 1970 || hour > 23 || min > 59 || sec > 59)
+        return -1;
+
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = min;
+    tm.tm_sec = sec;
+    t = timegm(&tm);
+    /* timegm normalises 2024-02-31 into March: refuse what does not round-trip. */
+    if (t == (time_t)-1 || gmtime_r(&t, &check) == NULL || check.tm_mday != day ||
+        check.tm_mon != mon - 1)
+        return -1;
+    *out = (long long)t - off;
+    return 0;
+}
+
 uint64_t now_ms(void)
 {
     struct timespec ts;

@@ -25,6 +25,12 @@ int mkdir_p(const char *path, mode_t mode);
 void hex_encode(const unsigned char *in, size_t len, char *out);
 /* Current time as ISO-8601 UTC "YYYY-MM-DDTHH:MM:SSZ" (needs 21 bytes). */
 void iso_time_utc(char *out, size_t outlen, long long epoch);
+/*
+ * Parses "YYYY-MM-DD[(T| )HH:MM[:SS[.fff]]][Z|+HH:MM|-HH:MM|+HHMM|-HHMM]" (no zone:
+ * UTC) into seconds since the epoch. Impossible dates (February 30) are refused.
+ * Returns 0, or -1.
+ */
+int iso_time_parse(const char *s, long long *out);
 /* Monotonic milliseconds. */
 uint64_t now_ms(void);
 
