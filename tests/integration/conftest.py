@@ -751,6 +751,20 @@ def smtp_implicit_tls(env, identity, helo="client.test"):
     return s
 
 
+def mail_reply(target, identity, sender=ALICE_ADDR):
+    """STARTTLS with identity (or None: no certificate), EHLO, MAIL FROM:<sender>;
+    returns the reply line. target is a Stack or an Env."""
+    env = getattr(target, "env", target)
+    s = smtp_starttls(env, identity)
+    try:
+        return reply_text(*s.mail(sender))
+    finally:
+        try:
+            s.quit()
+        except smtplib.SMTPException:
+            s.close()
+
+
 def submit(s, msg):
     """MAIL, RCPT..., DATA on an open smtplib session; asserts the intermediate replies
     and returns the final reply line."""

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from conftest import (ALICE, ALICE_ADDR, Audit, assert_served, build_stack, contains,
-                      make_message, reply_text, send_ok, smtp_starttls, submit, queue_id)
+from conftest import (ALICE, ALICE_ADDR, assert_served, Audit, build_stack, contains,
+                      mail_reply, make_message, queue_id, reply_text, send_ok, smtp_starttls,
+                      submit)
 
 NOT_AUTHORIZED_ACCOUNT = "535 5.7.8 Not authorized: account"
 TEMPFAIL = "454 4.7.0 Temporary authentication failure"
@@ -17,14 +18,6 @@ TEMPFAIL = "454 4.7.0 Temporary authentication failure"
 
 def write_pam(env, text):
     (env.dir / "pam.d" / "submitd").write_text(text)
-
-
-def mail_reply(env, identity, sender):
-    s = smtp_starttls(env, identity)
-    try:
-        return reply_text(*s.mail(sender))
-    finally:
-        s.close()
 
 
 # ---- PAM ---------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import (Identity, assert_served, build_stack, client_context, poll, reply_text,
-                      smtp_starttls)
+from conftest import (assert_served, build_stack, client_context, Identity, mail_reply, poll,
+                      reply_text, smtp_starttls)
 
 REJECTED_REVOKED = "535 5.7.8 Client certificate rejected: revoked"
 TEMPFAIL = "454 4.7.0"
@@ -29,14 +29,6 @@ def stack(request):
     s = build_stack("ca-daemon", crl="ca/crl.pem")
     yield s
     s.close(keep=request.session.testsfailed > failed_before)
-
-
-def mail_reply(stack, identity):
-    s = smtp_starttls(stack.env, identity)
-    try:
-        return reply_text(*s.mail(identity.email))
-    finally:
-        s.close()
 
 
 def smtp_pids(stack):
@@ -113,7 +105,7 @@ def write_crl(stack, last_update, next_update, revoked=()):
 # ---- issued certificates in use --------------------------------------------------------------
 
 def test_issued_certificate_authenticates(stack):
-    assert mail_reply(stack, stack.alice).startswith("250")
+    assert mail_reply(stack, stack.alice, stack.alice.email).startswith("250")
     started = wait_for_log(stack, r"submitd/smtp.*crl .*crl\.pem loaded", 0)
     assert started
 
@@ -132,7 +124,7 @@ def test_csr_signed_certificate_authenticates(stack):
                                           serialization.PrivateFormat.PKCS8,
                                           serialization.NoEncryption()))
     cora = Identity("cora", env.clients / "cora.crt", keyfile, email="cora@example.com")
-    assert mail_reply(stack, cora).startswith("250")
+    assert mail_reply(stack, cora, cora.email).startswith("250")
 
 
 # ---- revocation --------------------------------------------------------------------------------
@@ -140,12 +132,12 @@ def test_csr_signed_certificate_authenticates(stack):
 def test_revoke_refuses_new_sessions_with_an_audit_row(stack):
     env = stack.env
     rita = env.issue("rita", "rita@example.com")
-    assert mail_reply(stack, rita).startswith("250")
+    assert mail_reply(stack, rita, rita.email).startswith("250")
     open_session = smtp_starttls(env, rita)
     try:
         env.ca("revoke", serial_hex(rita), "--reason", "keyCompromise")
         mark = stack.audit.mark()
-        reply = mail_reply(stack, rita)
+        reply = mail_reply(stack, rita, rita.email)
         assert reply == REJECTED_REVOKED, reply
         row = stack.audit.wait(lambda r: r["event"] == "identity" and r["cert_sha256"] == rita.sha256,
                                mark, what="identity row for the revoked certificate")
@@ -165,7 +157,7 @@ def test_revoked_by_the_crl_alone_is_refused_without_restart(stack):
     """The daemon's database still says valid; only the rewritten CRL file says revoked."""
     env = stack.env
     sven = env.issue("sven", "sven@example.com")
-    assert mail_reply(stack, sven).startswith("250")
+    assert mail_reply(stack, sven, sven.email).startswith("250")
     pids = smtp_pids(stack)
     starts = stack.daemon.starts
     offset = stack.daemon.log_size()
@@ -174,8 +166,8 @@ def test_revoked_by_the_crl_alone_is_refused_without_restart(stack):
     env.run("submit-ca", "revoke", serial_hex(sven), "--reason", "privilegeWithdrawn", conf=other)
     assert env.query("SELECT status FROM certs WHERE sha256 = ?", (sven.sha256,))[0]["status"] == "valid"
 
-    reply = poll(lambda: (lambda r: r if r.startswith("535") else None)(mail_reply(stack, sven)), 10, 0.3)
-    assert reply == REJECTED_REVOKED, f"still {mail_reply(stack, sven)!r} 10 s after the CRL changed"
+    reply = poll(lambda: (lambda r: r if r.startswith("535") else None)(mail_reply(stack, sven, sven.email)), 10, 0.3)
+    assert reply == REJECTED_REVOKED, f"still {mail_reply(stack, sven, sven.email)!r} 10 s after the CRL changed"
     wait_for_log(stack, r"crl .*crl\.pem reloaded: 1 CRL, \d+ revoked", offset)
     assert smtp_pids(stack) == pids and stack.daemon.starts == starts, "the daemon was restarted"
     assert_served(env, stack.alice)
@@ -273,7 +265,7 @@ def test_expired_crl_is_a_loud_temporary_failure(stack):
         wait_for_log(stack, r"error: crl .*crl\.pem EXPIRED at .*every client certificate is refused",
                      offset)
         mark = stack.audit.mark()
-        reply = mail_reply(stack, stack.alice)
+        reply = mail_reply(stack, stack.alice, stack.alice.email)
         assert reply.startswith(TEMPFAIL), reply
         row = stack.audit.wait(lambda r: r["event"] == "identity", mark)
         assert row["decision"] == "tempfail" and "crl expired" in row["reason"], row
@@ -287,7 +279,7 @@ def test_expired_crl_is_a_loud_temporary_failure(stack):
             and "expired" in line[0], proc.stderr
     finally:
         env.ca("crl")
-    reply = poll(lambda: (lambda r: r if r.startswith("250") else None)(mail_reply(stack, stack.alice)),
+    reply = poll(lambda: (lambda r: r if r.startswith("250") else None)(mail_reply(stack, stack.alice, stack.alice.email)),
                  10, 0.3)
     assert reply, "a fresh CRL did not end the outage"
 
@@ -325,7 +317,7 @@ def test_crl_out_of_reach_of_the_daemon_user_is_logged_then_picked_up(stack):
     env = stack.env
     ca_dir = env.dir / "ca"
     uma = env.issue("uma", "uma@example.com")
-    assert mail_reply(stack, uma).startswith("250")
+    assert mail_reply(stack, uma, uma.email).startswith("250")
     offset = stack.daemon.log_size()
     ca_dir.chmod(0o700)
     try:
@@ -336,9 +328,9 @@ def test_crl_out_of_reach_of_the_daemon_user_is_logged_then_picked_up(stack):
         other = ca_in_second_database(stack, "other-uma")
         env.run("submit-ca", "revoke", serial_hex(uma), conf=other)
         ca_dir.chmod(0o700)    # submit-ca opened it again; close it for this test
-        assert mail_reply(stack, uma).startswith("250"), "the old CRL stays in use"
+        assert mail_reply(stack, uma, uma.email).startswith("250"), "the old CRL stays in use"
     finally:
         ca_dir.chmod(0o711)
-    reply = poll(lambda: (lambda r: r if r.startswith("535") else None)(mail_reply(stack, uma)), 10, 0.3)
+    reply = poll(lambda: (lambda r: r if r.startswith("535") else None)(mail_reply(stack, uma, uma.email)), 10, 0.3)
     assert reply == REJECTED_REVOKED, reply
     wait_for_log(stack, r"crl .*crl\.pem can be examined again", offset)

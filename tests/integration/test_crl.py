@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from conftest import assert_served, build_stack, poll, reply_text, smtp_starttls
+from conftest import (assert_served, build_stack, mail_reply, poll, reply_text, smtp_starttls)
 
 REJECTED = "535 5.7.8 Client certificate rejected: "
 
@@ -22,23 +22,15 @@ def crl_stack(request):
     s.close(keep=request.session.testsfailed > failed_before)
 
 
-def mail_reply(stack, identity):
-    s = smtp_starttls(stack.env, identity)
-    try:
-        return reply_text(*s.mail(identity.email))
-    finally:
-        s.close()
-
-
 def test_valid_certificate_passes_crl_check(crl_stack):
-    assert mail_reply(crl_stack, crl_stack.alice).startswith("250")
+    assert mail_reply(crl_stack, crl_stack.alice, crl_stack.alice.email).startswith("250")
 
 
 def test_revoke_rejects_new_sessions(crl_stack):
     carol = crl_stack.env.issue("carol", "carol@example.com")
-    assert mail_reply(crl_stack, carol).startswith("250")
+    assert mail_reply(crl_stack, carol, carol.email).startswith("250")
     crl_stack.env.ca("revoke", "--user", "carol", "--reason", "superseded")
-    reply = mail_reply(crl_stack, carol)
+    reply = mail_reply(crl_stack, carol, carol.email)
     assert reply.startswith(REJECTED) and "revoked" in reply.lower(), reply
     assert_served(crl_stack.env, crl_stack.alice)
 
@@ -48,7 +40,7 @@ def test_changed_crl_file_is_reloaded(crl_stack):
     rejected: the rejection can only come from the reloaded CRL."""
     env = crl_stack.env
     dave = env.issue("dave", "dave@example.com")
-    assert mail_reply(crl_stack, dave).startswith("250")
+    assert mail_reply(crl_stack, dave, dave.email).startswith("250")
 
     ca_cert, ca_key = env.ca_cert_and_key()
     crl_path = env.dir / "ca" / "crl.pem"
@@ -81,7 +73,7 @@ def test_changed_crl_file_is_reloaded(crl_stack):
     os.replace(tmp, crl_path)
 
     assert env.query("SELECT status FROM certs WHERE sha256 = ?", (dave.sha256,))[0]["status"] == "valid"
-    reply = poll(lambda: (lambda r: r if r.startswith("535") else None)(mail_reply(crl_stack, dave)), 10, 0.5)
-    assert reply, f"dave still accepted 10 s after the CRL listing him was written: {mail_reply(crl_stack, dave)}"
+    reply = poll(lambda: (lambda r: r if r.startswith("535") else None)(mail_reply(crl_stack, dave, dave.email)), 10, 0.5)
+    assert reply, f"dave still accepted 10 s after the CRL listing him was written: {mail_reply(crl_stack, dave, dave.email)}"
     assert reply.startswith(REJECTED) and "revoked" in reply.lower(), reply
     assert_served(env, crl_stack.alice)

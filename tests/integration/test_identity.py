@@ -7,8 +7,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import (ALICE, ALICE_ADDR, Audit, Identity, assert_served, contains, make_ca, make_leaf,
-                      make_message, reply_text, send_ok, smtp_starttls, write_cert_and_key)
+from conftest import (ALICE, ALICE_ADDR, assert_served, Audit, contains, Identity, mail_reply,
+                      make_ca, make_leaf, make_message, reply_text, send_ok, smtp_starttls,
+                      write_cert_and_key)
 
 REJECTED = "535 5.7.8 Client certificate rejected: "
 NOT_AUTHORIZED = "535 5.7.8 Not authorized: "
@@ -43,19 +44,6 @@ def certs(stack):
     made["wrong-purpose"] = Identity("wrong-purpose", *write_cert_and_key(out, "wrong-purpose", c, k),
                                      email=ALICE_ADDR)
     return made
-
-
-def mail_reply(stack, identity, sender=ALICE_ADDR):
-    """STARTTLS with identity (or none), EHLO, MAIL FROM:<sender>; returns the reply line."""
-    s = smtp_starttls(stack.env, identity)
-    try:
-        code, resp = s.mail(sender)
-        return reply_text(code, resp)
-    finally:
-        try:
-            s.quit()
-        except Exception:
-            s.close()
 
 
 REJECTIONS = {
