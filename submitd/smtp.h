@@ -111,7 +111,7 @@ struct session {
     char *hdrbuf;               /* header section collected before writing the prelude */
     char *header_from;          /* the From field's value, unfolded */
     int header_from_count;      /* how many From fields the message has */
-    size_t hdrlen;
+    size_t hdrlen, hdrcap;
     int in_body;                /* the prelude has been written */
     char *stage;                /* staging buffer for SPOOL_BODY records */
     size_t stagelen;

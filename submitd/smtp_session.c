@@ -328,6 +328,7 @@ static void transaction_reset(struct session *s)
     free(s->hdrbuf);
     s->hdrbuf = NULL;
     s->hdrlen = 0;
+    s->hdrcap = 0;
     free(s->header_from);
     s->header_from = NULL;
     s->header_from_count = 0;
@@ -837,12 +838,13 @@ static void rfc5322_date(char *out, size_t outlen)
 }
 
 /* The headers we add at the top: Received, and Message-ID/Date when missing
- * (RFC 6409 §8). Then the client's header section as it was. */
-static void write_prelude(struct session *s)
+ * (RFC 6409 §8). Then what was collected as it was: the header section (its first
+ * hl bytes) and whatever of the body came with it. */
+static void write_prelude(struct session *s, size_t hl)
 {
     char buf[2048], date[64];
-    int has_date = smtp_header_present(s->hdrbuf, s->hdrlen, "Date");
-    int has_msgid = smtp_header_present(s->hdrbuf, s->hdrlen, "Message-ID");
+    int has_date = smtp_header_present(s->hdrbuf, hl, "Date");
+    int has_msgid = smtp_header_present(s->hdrbuf, hl, "Message-ID");
     const struct config *cfg = s->w->cfg;
     char fpr[17];
 
@@ -875,7 +877,7 @@ static void write_prelude(struct session *s)
     }
     if (cfg->check_header_from) {
         char *from = malloc(4096);
-        int n = from ? smtp_header_value(s->hdrbuf, s->hdrlen, "From", from, 4096) : -1;
+        int n = from ? smtp_header_value(s->hdrbuf, hl, "From", from, 4096) : -1;
 
         s->header_from_count = n;
         s->header_from = from;
@@ -884,6 +886,7 @@ static void write_prelude(struct session *s)
     free(s->hdrbuf);
     s->hdrbuf = NULL;
     s->hdrlen = 0;
+    s->hdrcap = 0;
     s->in_body = 1;
 }
 
@@ -902,40 +905,38 @@ static void data_output(struct session *s, const char *p, size_t n)
     }
     if (s->hdrlen + n > HDRBUF_MAX) {
         /* An absurd header section: write it as it is, without additions. */
-        write_prelude(s);
+        write_prelude(s, s->hdrlen);
         stage_write(s, p, n);
         return;
     }
-    memcpy(s->hdrbuf + s->hdrlen, p, n);
-    s->hdrlen += n;
-    /* The header section ends at the first empty line. */
-    {
-        char *blank = NULL;
+    if (s->hdrlen + n > s->hdrcap) {
+        size_t cap = s->hdrcap ? s->hdrcap : 8192;
+        char *q;
 
+        while (cap < s->hdrlen + n)
+            cap *= 2;
+        q = realloc(s->hdrbuf, cap);
+        if (q == NULL) {
+            s->write_error = 1;
+            return;
+        }
+        s->hdrbuf = q;
+        s->hdrcap = cap;
+    }
+    memcpy(s->hdrbuf + s->hdrlen, p, n);
+    /* The header section ends at the first empty line; look only where this
+     * chunk can complete one. */
+    {
+        size_t from = s->hdrlen > 3 ? s->hdrlen - 3 : 0;
+        const char *blank = NULL;
+
+        s->hdrlen += n;
         if (s->hdrlen >= 2 && s->hdrbuf[0] == '\r' && s->hdrbuf[1] == '\n')
             blank = s->hdrbuf;
-        else if ((blank = memmem(s->hdrbuf, s->hdrlen, "\r\n\r\n", 4)) != NULL)
+        else if ((blank = memmem(s->hdrbuf + from, s->hdrlen - from, "\r\n\r\n", 4)) != NULL)
             blank += 2;
-        if (blank != NULL) {
-            size_t hl = (size_t)(blank - s->hdrbuf);
-            size_t rest = s->hdrlen - hl;
-            char *tail = NULL;
-
-            if (rest > 0) {
-                tail = malloc(rest);
-                if (tail == NULL) {
-                    s->write_error = 1;
-                    return;
-                }
-                memcpy(tail, blank, rest);
-            }
-            s->hdrlen = hl;
-            write_prelude(s);
-            if (tail != NULL) {
-                stage_write(s, tail, rest);
-                free(tail);
-            }
-        }
+        if (blank != NULL)
+            write_prelude(s, (size_t)(blank - s->hdrbuf));
     }
 }
 
@@ -991,7 +992,7 @@ static void data_finish(struct session *s)
     char rcpts[2048];
 
     if (!s->in_body && !s->oversize && !s->dp.bare)
-        write_prelude(s);
+        write_prelude(s, s->hdrlen);
     if (s->dp.bare) {
         err_reply = "550 5.5.2 Bare CR or LF not allowed";
         reason = "bare CR or LF in message";
@@ -1428,9 +1429,8 @@ static void on_opened(struct session *s, uint64_t status, const char *qid, const
     }
     s->spool_fd = fd;
     str_lcpy(s->queue_id, qid, sizeof(s->queue_id));
-    s->hdrbuf = malloc(HDRBUF_MAX);
     s->stage = malloc(STAGE_MAX);
-    if (s->hdrbuf == NULL || s->stage == NULL) {
+    if (s->stage == NULL) {
         transaction_reset(s);
         reply(s, "452 4.3.1 Insufficient system storage");
         return;

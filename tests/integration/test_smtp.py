@@ -6,10 +6,11 @@ import re
 import socket
 import ssl
 import threading
+import uuid
 
 import pytest
 
-from conftest import (ALICE, ALICE_ADDR, HOSTNAME, RawSMTP, added_headers, client_context,
+from conftest import (ALICE, ALICE_ADDR, HOSTNAME, Message, RawSMTP, added_headers, client_context,
                       contains, make_message, queue_id, send_ok, smtp_implicit_tls,
                       smtp_starttls, submit, unique_rcpt)
 
@@ -356,3 +357,18 @@ def test_server_certificate_verifies_for_ip_and_localhost(stack):
             assert c.cmd("EHLO client.test").code == 250
         finally:
             c.close()
+
+
+def test_large_header_section_is_relayed_exactly(stack):
+    """A header section of ~25 KB arrives in many pieces: Date and Message-ID far down
+    in it are still seen (nothing is added but Received), and the bytes are exact."""
+    rcpt = unique_rcpt()
+    msgid = f"{uuid.uuid4().hex}@client.test"
+    filler = [f"X-Filler-{i:03d}: " + "f" * 70 for i in range(320)]
+    headers = [f"From: Alice <{ALICE_ADDR}>", f"To: {rcpt}", "Subject: big header"] + filler + [
+        f"Date: {email.utils.formatdate(localtime=False)}", f"Message-ID: <{msgid}>"]
+    data = ("\r\n".join(headers) + "\r\n\r\nbody line\r\n").encode()
+    msg = Message(data, msgid, ALICE_ADDR, [rcpt])
+    send_ok(stack.env, stack.alice, msg)
+    arrival = stack.upstream.wait_for(msg.marker, msg.rcpts)[0]
+    assert [n.lower() for n, _ in added_headers(arrival, msg.data)] == ["received"]
