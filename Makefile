@@ -118,7 +118,12 @@ $(B)/tests/test_fuzz_corpus: $(FUZZ_OBJ) $(B)/lib.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
-unit: $(UNIT_BINS) $(B)/tests/test_fuzz_corpus
+# A compromised smtp process for the integration tests (not itself a test).
+$(B)/tests/hostile-smtp: $(call obj,tests/integration/hostile_smtp.c) $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
+
+unit: $(UNIT_BINS) $(B)/tests/test_fuzz_corpus $(B)/tests/hostile-smtp
 
 # make fuzz [FUZZ_SECONDS=60]: libFuzzer with ASan/UBSan (needs clang); new inputs
 # go to build-fuzz/corpus, the seeds in tests/fuzz/corpus stay as they are.

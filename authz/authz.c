@@ -1,17 +1,24 @@
 /*
  * submitd-authz: the only process of the daemon that opens the database and calls
- * PAM (DESIGN §2). It answers identity and sender questions from the smtp workers
- * and writes every audit row, from smtp and from queue.
+ * PAM, and the one that decides identity (DESIGN §2). It verifies the client
+ * certificates that the smtp workers relay, keeps a grant per session, answers
+ * sender and header-From questions for the user of its own grant, confirms
+ * envelopes to the queue, and writes every audit row, from smtp and from queue.
  *
  *   submitd-authz -c CONF [-f] -s FD... -q FD
  *
- * Answers are tri-state. Any database or PAM error is TEMPFAIL, never ALLOW.
+ * It treats the smtp process as compromised: smtp names sessions, never users,
+ * and a request for a session authz did not grant is refused. Answers are
+ * tri-state; any database or PAM error is TEMPFAIL, never ALLOW.
  */
+#include "authz_cert.h"
+#include "authz_grant.h"
 #include "authz_pam.h"
 #include "config.h"
 #include "dn.h"
 #include "db.h"
 #include "ipc.h"
+#include "ipc_codec.h"
 #include "log.h"
 #include "proc.h"
 #include "util.h"
@@ -40,8 +47,8 @@ static volatile sig_atomic_t stopping;
 
 struct answer {
     int decision;
-    char user[128];
-    char reply[256];
+    char user[IPC_USER_MAX];
+    char reply[IPC_REPLY_MAX];
     uint64_t rcpt_budget;   /* recipients the user may still send to; UINT64_MAX: no limit */
 };
 
@@ -50,6 +57,11 @@ static void answer_set(struct answer *a, int decision, const char *reply)
     a->decision = decision;
     a->rcpt_budget = UINT64_MAX;
     str_lcpy(a->reply, reply, sizeof(a->reply));
+}
+
+static const char *decision_word(int decision)
+{
+    return decision == IPC_ALLOW ? "accept" : decision == IPC_DENY ? "reject" : "tempfail";
 }
 
 static int write_audit(const struct db_audit *row)
@@ -62,93 +74,131 @@ static int write_audit(const struct db_audit *row)
     return -1;
 }
 
+#define OPT(s) ((s) != NULL && (s)[0] ? (s) : NULL)
+
+/* The identity columns of an audit row: authz's own knowledge of the session. */
+static void row_identity(struct db_audit *row, const struct grant *g)
+{
+    row->session = g->session;
+    row->client_ip = OPT(g->client_ip);
+    row->tls = OPT(g->tls);
+    row->user = g->user[0] ? g->user : OPT(g->cert_user);
+    row->cert_sha256 = OPT(g->sha256);
+    row->cert_subject = OPT(g->subject);
+}
+
+/* May this session relay, under auth_password (DESIGN §3.5)? */
+static int may_relay(const struct grant *g)
+{
+    if (g == NULL || g->identity_pending)
+        return 0;
+    switch (cfg.auth_password) {
+    case AUTH_PASSWORD_FALLBACK:
+        return g->cert_ok || g->password_ok;
+    case AUTH_PASSWORD_SECOND_FACTOR:
+        return g->cert_ok && g->password_ok;
+    default:
+        return g->cert_ok;
+    }
+}
+
+/* ---- identity: certificate, then database, then PAM ------------------------------ */
+
 /*
  * A certificate of another CA that client_ca trusts is known by its subject (and
  * issuer), mapped with "submit-admin map add". Certificates of our own CA are
  * never mapped by name: ours are known by fingerprint only, so a certificate
  * that submit-ca did not record cannot borrow a user's name.
  */
-static int identity_from_map(const char *subject, const char *issuer, struct db_cert *cert)
+static int identity_from_map(const struct cert_result *cr, struct db_cert *cert)
 {
     int rc;
 
-    if (subject[0] == '\0' || (own_ca_canon[0] && strcmp(issuer, own_ca_canon) == 0))
+    if (cr->subject_canon[0] == '\0' ||
+        (own_ca_canon[0] && strcmp(cr->issuer_canon, own_ca_canon) == 0))
         return DB_NOTFOUND;
-    rc = db_map_lookup(db, subject, issuer, cert->user, sizeof(cert->user));
+    rc = db_map_lookup(db, cr->subject_canon, cr->issuer_canon, cert->user, sizeof(cert->user));
     if (rc == DB_OK)
         str_lcpy(cert->status, "valid", sizeof(cert->status));
     return rc;
 }
 
-/* Maps a verified certificate to an enabled user (DESIGN §3.4). Returns 1 when
- * the user is known and enabled but PAM still has to be asked, else 0 with the
- * answer in a. */
-static int identity_from_db(const char *sha256, const char *subject, const char *issuer,
-                             struct answer *a, char *reason, size_t rlen)
-{
-    struct db_cert cert;
-    int enabled = 0, rc, mapped = 0;
-
-    memset(&cert, 0, sizeof(cert));
-    rc = db_cert_by_sha256(db, sha256, &cert);
-    if (rc == DB_NOTFOUND) {
-        rc = identity_from_map(subject, issuer, &cert);
-        mapped = rc == DB_OK;
-    }
-    if (rc == DB_ERROR) {
-        log_err("identity lookup failed: %s", db_errmsg(db));
-        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
-        str_lcpy(reason, "database unavailable", rlen);
-        return 0;
-    }
-    if (rc == DB_NOTFOUND) {
-        answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: unknown certificate");
-        str_lcpy(reason, "unknown certificate (not in the certs table)", rlen);
-        return 0;
-    }
-    if (strcmp(cert.status, "valid") != 0) {
-        answer_set(a, IPC_DENY, "535 5.7.8 Client certificate rejected: revoked");
-        str_fmt(reason, rlen, "certificate %s revoked (%s)", cert.serial, cert.revoke_reason);
-        return 0;
-    }
-    rc = db_user_get(db, cert.user, &enabled);
-    if (rc == DB_ERROR) {
-        log_err("user lookup failed: %s", db_errmsg(db));
-        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
-        str_lcpy(reason, "database unavailable", rlen);
-        return 0;
-    }
-    if (rc == DB_NOTFOUND) {
-        answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: unknown user");
-        str_fmt(reason, rlen, "user %s of the certificate does not exist", cert.user);
-        return 0;
-    }
-    if (!enabled) {
-        answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: user disabled");
-        str_fmt(reason, rlen, "user %s disabled", cert.user);
-        return 0;
-    }
-    str_lcpy(a->user, cert.user, sizeof(a->user));
-    str_lcpy(reason, mapped ? "certificate mapped by subject" : "certificate mapped", rlen);
-    if (cfg.pam_account_check)
-        return 1;
-    answer_set(a, IPC_ALLOW, "");
-    return 0;
-}
-
-/* An identity question, kept while its PAM check runs in a child process. */
+/* An identity question, kept while its PAM check runs in a child process. Only
+ * the session id is kept, never a pointer to its record: the session may end
+ * before PAM answers. */
 struct identity {
     int chan;
     uint64_t req;
     const char *event;   /* "identity" (certificate) or "auth" (AUTH PLAIN) */
-    char session[64], ip[64], sha256[65], subject[512], tls[128];
-    char password[512];  /* AUTH PLAIN only; wiped when done */
+    char session[IPC_SESSION_MAX];
+    char known_user[IPC_USER_MAX];   /* the certificate's user, even when refused */
+    char password[IPC_PASSWORD_MAX]; /* AUTH PLAIN only; wiped when done */
     char reason[512];
     struct answer a;
     /* PAM in progress */
     int worker;          /* index in pam_pool, -1 while waiting for a free worker */
     uint64_t deadline;   /* now_ms() */
 };
+
+/* Maps a verified certificate to an enabled user (DESIGN §3.4). Returns 1 when
+ * the user is known and enabled but PAM still has to be asked, else 0 with the
+ * answer in id->a. */
+static int identity_from_db(const struct cert_result *cr, struct identity *id)
+{
+    struct db_cert cert;
+    struct answer *a = &id->a;
+    int enabled = 0, rc, mapped = 0;
+
+    memset(&cert, 0, sizeof(cert));
+    rc = db_cert_by_sha256(db, cr->sha256, &cert);
+    if (rc == DB_NOTFOUND) {
+        rc = identity_from_map(cr, &cert);
+        mapped = rc == DB_OK;
+    }
+    if (rc == DB_ERROR) {
+        log_err("identity lookup failed: %s", db_errmsg(db));
+        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+        str_lcpy(id->reason, "database unavailable", sizeof(id->reason));
+        return 0;
+    }
+    if (rc == DB_NOTFOUND) {
+        answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: unknown certificate");
+        str_lcpy(id->reason, "unknown certificate (not in the certs table)", sizeof(id->reason));
+        return 0;
+    }
+    str_lcpy(id->known_user, cert.user, sizeof(id->known_user));
+    if (strcmp(cert.status, "valid") != 0) {
+        answer_set(a, IPC_DENY, "535 5.7.8 Client certificate rejected: revoked");
+        str_fmt(id->reason, sizeof(id->reason), "certificate %s revoked (%s)", cert.serial,
+                cert.revoke_reason);
+        return 0;
+    }
+    rc = db_user_get(db, cert.user, &enabled);
+    if (rc == DB_ERROR) {
+        log_err("user lookup failed: %s", db_errmsg(db));
+        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+        str_lcpy(id->reason, "database unavailable", sizeof(id->reason));
+        return 0;
+    }
+    if (rc == DB_NOTFOUND) {
+        answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: unknown user");
+        str_fmt(id->reason, sizeof(id->reason), "user %s of the certificate does not exist",
+                cert.user);
+        return 0;
+    }
+    if (!enabled) {
+        answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: user disabled");
+        str_fmt(id->reason, sizeof(id->reason), "user %s disabled", cert.user);
+        return 0;
+    }
+    str_lcpy(a->user, cert.user, sizeof(a->user));
+    str_lcpy(id->reason, mapped ? "certificate mapped by subject" : "certificate mapped",
+             sizeof(id->reason));
+    if (cfg.pam_account_check)
+        return 1;
+    answer_set(a, IPC_ALLOW, "");
+    return 0;
+}
 
 #define MAX_PENDING 256
 #define PAM_WORKERS 4
@@ -158,37 +208,57 @@ static struct pam_worker pam_pool[PAM_WORKERS];
 
 static void send_answer(int chan, uint64_t req, const struct answer *a, struct ipc_msg *m)
 {
-    ipc_init(m, IPC_AUTHZ_RESULT, req);
-    if (ipc_put_u64(m, (uint64_t)a->decision) || ipc_put_str(m, a->user) ||
-        ipc_put_str(m, a->reply) || ipc_put_u64(m, a->rcpt_budget) || ipc_send(chan, m) != 0)
+    struct ipc_result r;
+
+    memset(&r, 0, sizeof(r));
+    r.decision = a->decision;
+    str_lcpy(r.user, a->user, sizeof(r.user));
+    str_lcpy(r.reply, a->reply, sizeof(r.reply));
+    r.rcpt_budget = a->rcpt_budget;
+    if (ipc_enc_result(m, req, &r) != 0 || ipc_send(chan, m) != 0)
         fatal("cannot answer on channel %d: %s", chan, strerror(errno));
 }
 
-/* Writes the identity's audit row and answers smtp. */
+/* Records the outcome in the session's grant, writes the audit row, answers smtp. */
 static void identity_done(struct identity *id, struct ipc_msg *m)
 {
     struct answer *a = &id->a;
+    struct grant *g = grant_find(id->session);
+    struct grant none;
     struct db_audit row;
+    int is_password = strcmp(id->event, "auth") == 0;
 
     explicit_bzero(id->password, sizeof(id->password));
+    if (g == NULL) {
+        /* The session ended meanwhile: the row is still written, the grant is not. */
+        memset(&none, 0, sizeof(none));
+        str_lcpy(none.session, id->session, sizeof(none.session));
+        g = &none;
+    }
+    if (!is_password) {
+        g->identity_pending = 0;
+        str_lcpy(g->cert_user, a->user[0] ? a->user : id->known_user, sizeof(g->cert_user));
+    }
     memset(&row, 0, sizeof(row));
-    row.session = id->session;
+    row_identity(&row, g);
     row.event = id->event;
-    row.decision = a->decision == IPC_ALLOW ? "accept"
-                   : a->decision == IPC_DENY ? "reject" : "tempfail";
+    row.decision = decision_word(a->decision);
     row.reason = id->reason;
-    row.client_ip = id->ip;
-    row.user = a->user[0] ? a->user : NULL;
-    row.cert_sha256 = id->sha256[0] ? id->sha256 : NULL;
-    row.cert_subject = id->subject[0] ? id->subject : NULL;
+    row.user = a->user[0] ? a->user : row.user;
     row.size = -1;
-    row.tls = id->tls;
     /* A decision that cannot be audited is not made: with the database locked or
      * failing, the client is told to come back later. */
     if (write_audit(&row) != 0 && a->decision == IPC_ALLOW) {
         answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
         str_lcpy(id->reason, "audit row could not be written", sizeof(id->reason));
         row.decision = "tempfail";
+    }
+    if (a->decision == IPC_ALLOW && g != &none) {
+        str_lcpy(g->user, a->user, sizeof(g->user));
+        if (is_password)
+            g->password_ok = 1;
+        else
+            g->cert_ok = 1;
     }
     log_info("session=%s %s %s: %s%s%s", id->session, id->event, row.decision, id->reason,
              a->user[0] ? " user=" : "", a->user);
@@ -217,7 +287,8 @@ static void identity_pam_result(struct identity *id, int d, const char *why)
 
 static void pam_dispatch(void);
 
-static struct identity *identity_new(int chan, uint64_t req, const char *event)
+static struct identity *identity_new(int chan, uint64_t req, const char *event,
+                                     const char *session)
 {
     struct identity *id = calloc(1, sizeof(*id));
 
@@ -227,39 +298,14 @@ static struct identity *identity_new(int chan, uint64_t req, const char *event)
     id->req = req;
     id->worker = -1;
     id->event = event;
+    str_lcpy(id->session, session, sizeof(id->session));
     return id;
 }
 
-static void handle_identity(int chan, struct ipc_msg *m)
+/* Hands the identity to PAM (answered later by pam_collect), or answers now. */
+static void identity_pam_or_done(struct identity *id, int needs_pam, struct ipc_msg *m)
 {
-    char verify[96], issuer[512], subject_canon[1024], issuer_canon[1024];
-    struct identity *id = identity_new(chan, m->id, "identity");
-
-    if (ipc_get_str(m, id->session, sizeof(id->session)) || ipc_get_str(m, id->ip, sizeof(id->ip)) ||
-        ipc_get_str(m, verify, sizeof(verify)) || ipc_get_str(m, id->sha256, sizeof(id->sha256)) ||
-        ipc_get_str(m, id->subject, sizeof(id->subject)) || ipc_get_str(m, issuer, sizeof(issuer)) ||
-        ipc_get_str(m, id->tls, sizeof(id->tls)) ||
-        ipc_get_str(m, subject_canon, sizeof(subject_canon)) ||
-        ipc_get_str(m, issuer_canon, sizeof(issuer_canon)) || ipc_end(m))
-        fatal("malformed identity request");
-
-    if (strcmp(verify, "none") == 0) {
-        answer_set(&id->a, IPC_DENY, "530 5.7.0 Client certificate required");
-        str_lcpy(id->reason, "no client certificate", sizeof(id->reason));
-    } else if (strncmp(verify, "crl", 3) == 0) {
-        /* Our CRL is missing or stale: every client would be refused. Fail
-         * temporarily and say loudly what to do. */
-        log_err("session=%s CRL PROBLEM (%s): all certificates are refused until the CRL "
-                "is renewed with 'submit-ca crl' (file %s)", id->session, verify, cfg.crl);
-        answer_set(&id->a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
-        str_fmt(id->reason, sizeof(id->reason), "certificate check impossible: %s", verify);
-    } else if (strcmp(verify, "ok") != 0) {
-        char text[256];
-        str_fmt(text, sizeof(text), "535 5.7.8 Client certificate rejected: %s", verify);
-        answer_set(&id->a, IPC_DENY, text);
-        str_fmt(id->reason, sizeof(id->reason), "certificate %s", verify);
-    } else if (identity_from_db(id->sha256, subject_canon, issuer_canon, &id->a, id->reason,
-                                sizeof(id->reason)) == 1) {
+    if (needs_pam) {
         /* PAM may hang (a network-backed module, a broken script): it runs in a
          * worker process with a deadline, and authz goes on serving meanwhile. */
         if (npending < MAX_PENDING) {
@@ -272,6 +318,61 @@ static void handle_identity(int chan, struct ipc_msg *m)
     }
     identity_done(id, m);
     free(id);
+}
+
+/* The answer to a certificate that could not be verified or identified nobody. */
+static int identity_from_cert(const struct cert_result *cr, struct identity *id)
+{
+    char text[IPC_REPLY_MAX];
+
+    switch (cr->verdict) {
+    case CERT_NONE:
+        answer_set(&id->a, IPC_DENY, "530 5.7.0 Client certificate required");
+        str_lcpy(id->reason, cr->detail, sizeof(id->reason));
+        return 0;
+    case CERT_UNCHECKABLE:
+        answer_set(&id->a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+        str_lcpy(id->reason, cr->detail, sizeof(id->reason));
+        return 0;
+    case CERT_REJECTED:
+        str_fmt(text, sizeof(text), "535 5.7.8 Client certificate rejected: %s", cr->reason);
+        answer_set(&id->a, IPC_DENY, text);
+        str_lcpy(id->reason, cr->detail, sizeof(id->reason));
+        return 0;
+    default:
+        return identity_from_db(cr, id);
+    }
+}
+
+static void handle_identity(int chan, struct ipc_msg *m)
+{
+    struct ipc_identity v;
+    struct cert_result cr;
+    struct identity *id;
+    struct grant *g;
+    uint64_t req = m->id;
+
+    if (ipc_dec_identity(m, &v) != 0)
+        fatal("malformed identity request");
+    id = identity_new(chan, req, "identity", v.session);
+    g = grant_create(v.session);
+    cert_verify(v.cert, v.cert_len, v.ncert, &cr);
+    if (g == NULL) {
+        /* One identity per session: a second one would let a session change user. */
+        answer_set(&id->a, IPC_DENY, "535 5.7.8 Not authorized: session already identified");
+        str_lcpy(id->reason, "a second identity request for the session", sizeof(id->reason));
+        log_warn("session=%s second identity request from the smtp process refused",
+                 v.session);
+        identity_done(id, m);
+        free(id);
+        return;
+    }
+    str_lcpy(g->client_ip, v.client_ip, sizeof(g->client_ip));
+    str_lcpy(g->tls, v.tls, sizeof(g->tls));
+    str_lcpy(g->sha256, cr.sha256, sizeof(g->sha256));
+    str_lcpy(g->subject, cr.subject, sizeof(g->subject));
+    g->identity_pending = 1;
+    identity_pam_or_done(id, identity_from_cert(&cr, id), m);
 }
 
 /* Hands waiting identities to idle PAM workers, starting workers as needed. */
@@ -301,28 +402,64 @@ static void pam_dispatch(void)
     }
 }
 
+/* Why a password may not be tried for this session now, or NULL. The grant and
+ * auth_password decide, not smtp: second-factor needs the certificate's user. */
+static const char *password_refusal(const struct grant *g, const char *authcid, char *buf,
+                                    size_t buflen)
+{
+    if (g == NULL || g->identity_pending)
+        return "AUTH PLAIN for a session without an identity request";
+    if (g->password_ok)
+        return "a second AUTH PLAIN in the session";
+    switch (cfg.auth_password) {
+    case AUTH_PASSWORD_FALLBACK:
+        if (g->sha256[0])
+            return "AUTH PLAIN with a client certificate (auth_password = fallback)";
+        return NULL;
+    case AUTH_PASSWORD_SECOND_FACTOR:
+        if (!g->cert_ok)
+            return "AUTH PLAIN without an accepted certificate (auth_password = second-factor)";
+        if (strcmp(g->user, authcid) != 0) {
+            str_fmt(buf, buflen, "password user %s is not the certificate's user %s", authcid,
+                    g->user);
+            return buf;
+        }
+        return NULL;
+    default:
+        return "AUTH PLAIN while auth_password = no";
+    }
+}
+
 /*
  * AUTH PLAIN (auth_password = fallback or second-factor): the user must exist and
- * be enabled here, and PAM must accept the password and the account. With
- * second-factor the password must be that of the certificate's user.
+ * be enabled here, and PAM must accept the password and the account.
  */
 static void handle_password(int chan, struct ipc_msg *m)
 {
-    char required[128];
-    int enabled = 0, rc;
-    struct identity *id = identity_new(chan, m->id, "auth");
+    struct ipc_password v;
+    struct identity *id;
+    struct grant *g;
+    char buf[300];
+    const char *refusal;
+    int enabled = 0, rc, needs_pam = 0;
+    uint64_t req = m->id;
 
-    if (ipc_get_str(m, id->session, sizeof(id->session)) || ipc_get_str(m, id->ip, sizeof(id->ip)) ||
-        ipc_get_str(m, id->a.user, sizeof(id->a.user)) ||
-        ipc_get_str(m, id->password, sizeof(id->password)) ||
-        ipc_get_str(m, required, sizeof(required)) ||
-        ipc_get_str(m, id->sha256, sizeof(id->sha256)) || ipc_get_str(m, id->tls, sizeof(id->tls)) ||
-        ipc_end(m) || id->password[0] == '\0')
-        fatal("malformed password request");
+    rc = ipc_dec_password(m, &v);
     explicit_bzero(m->buf, m->len);
-
-    rc = db_user_name_valid(id->a.user) ? db_user_get(db, id->a.user, &enabled) : DB_NOTFOUND;
-    if (rc == DB_ERROR) {
+    if (rc != 0)
+        fatal("malformed password request");
+    id = identity_new(chan, req, "auth", v.session);
+    str_lcpy(id->a.user, v.authcid, sizeof(id->a.user));
+    str_lcpy(id->password, v.password, sizeof(id->password));
+    explicit_bzero(&v, sizeof(v));
+    g = grant_find(id->session);
+    refusal = password_refusal(g, id->a.user, buf, sizeof(buf));
+    rc = refusal != NULL || !db_user_name_valid(id->a.user) ? DB_NOTFOUND
+         : db_user_get(db, id->a.user, &enabled);
+    if (refusal != NULL) {
+        answer_set(&id->a, IPC_DENY, "535 5.7.8 Authentication credentials invalid");
+        str_lcpy(id->reason, refusal, sizeof(id->reason));
+    } else if (rc == DB_ERROR) {
         log_err("user lookup failed: %s", db_errmsg(db));
         answer_set(&id->a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
         str_lcpy(id->reason, "database unavailable", sizeof(id->reason));
@@ -332,20 +469,12 @@ static void handle_password(int chan, struct ipc_msg *m)
         str_lcpy(id->reason, rc == DB_NOTFOUND ? "AUTH PLAIN for an unknown user"
                                                : "AUTH PLAIN for a disabled user",
                  sizeof(id->reason));
-    } else if (required[0] && strcmp(required, id->a.user) != 0) {
-        answer_set(&id->a, IPC_DENY, "535 5.7.8 Authentication credentials invalid");
-        str_fmt(id->reason, sizeof(id->reason),
-                "password user %s is not the certificate's user %s", id->a.user, required);
-    } else if (npending < MAX_PENDING) {
-        id->deadline = now_ms() + (uint64_t)cfg.pam_timeout * 1000u;
-        pending[npending++] = id;
-        pam_dispatch();
-        return;
     } else {
-        identity_pam_result(id, IPC_TEMPFAIL, "too many PAM checks in progress");
+        needs_pam = 1;
     }
-    identity_done(id, m);
-    free(id);
+    if (!needs_pam)
+        id->a.user[0] = '\0';
+    identity_pam_or_done(id, needs_pam, m);
 }
 
 /* Collects finished or overdue PAM checks; pfd holds the busy workers' sockets. */
@@ -381,9 +510,11 @@ static void pam_collect(struct pollfd *pfd, int npfd, struct ipc_msg *m)
     pam_dispatch();
 }
 
+/* ---- addresses: envelope sender, header From ---------------------------------------- */
+
 /*
- * rate_messages_per_hour, rate_recipients_per_hour: accepted submissions are
- * counted by minute in the database (see handle_audit), so the limits hold across
+ * rate_messages_per_hour, rate_recipients_per_hour: committed submissions are
+ * counted by minute in the database (handle_charge), so the limits hold across
  * restarts and for every smtp worker.
  */
 static int rate_check(const char *user, uint64_t *rcpt_budget, char *reason, size_t rlen)
@@ -408,163 +539,294 @@ static int rate_check(const char *user, uint64_t *rcpt_budget, char *reason, siz
                     "(rate_recipients_per_hour = %d)", recipients, cfg.rate_recipients_per_hour);
             return IPC_DENY;
         }
-        /* smtp enforces the rest at RCPT, without a question per recipient. */
+        /* smtp enforces the rest at RCPT, without a question per recipient; the
+         * queue's grant check enforces it again. */
         *rcpt_budget = (uint64_t)(cfg.rate_recipients_per_hour - recipients);
     }
     return IPC_ALLOW;
 }
 
-/* The context of an address question (envelope sender or header From). */
-struct address_check {
-    char session[64], ip[64], user[128], sha256[65];
-    const char *event;     /* "mail" or "data" */
-};
-
 /* Answers and audits an address that was not allowed: decision is IPC_DENY or
- * IPC_TEMPFAIL; reply is the SMTP reply for a denial. */
-static void address_refused(const struct address_check *c, const char *addr, int decision,
-                            const char *reply, const char *reason, struct answer *a)
+ * IPC_TEMPFAIL; reply is the SMTP reply for a denial. g may be a stand-in for a
+ * session authz does not know. */
+static void address_refused(const struct grant *g, const char *event, const char *addr,
+                            int decision, const char *reply, const char *reason,
+                            struct answer *a)
 {
     struct db_audit row;
 
     answer_set(a, decision, decision == IPC_DENY ? reply : TEMPFAIL_REPLY);
     memset(&row, 0, sizeof(row));
-    row.session = c->session;
-    row.event = c->event;
-    row.client_ip = c->ip;
-    row.user = c->user;
-    row.cert_sha256 = c->sha256[0] ? c->sha256 : NULL;
+    row_identity(&row, g);
+    row.event = event;
     row.mail_from = addr;
     row.size = -1;
     row.decision = decision == IPC_DENY && reply[0] == '5' ? "reject" : "tempfail";
     row.reason = reason;
     write_audit(&row);
-    log_info("session=%s user=%s %s <%s>: %s", c->session, c->user, c->event, addr, reason);
+    log_info("session=%s user=%s %s <%s>: %s", g->session, g->user[0] ? g->user : "-", event,
+             addr, reason);
 }
 
-static void read_address_check(struct ipc_msg *m, struct address_check *c, const char *event)
+/* The session's grant when it may relay; else the refusal is answered and audited
+ * and NULL returned. stand_in receives the session id for the row. */
+static struct grant *granted_or_refuse(const char *session, const char *event,
+                                       const char *addr, struct grant *stand_in,
+                                       struct answer *a)
 {
-    c->event = event;
-    if (ipc_get_str(m, c->session, sizeof(c->session)) || ipc_get_str(m, c->ip, sizeof(c->ip)) ||
-        ipc_get_str(m, c->user, sizeof(c->user)) || ipc_get_str(m, c->sha256, sizeof(c->sha256)))
-        fatal("malformed %s request", event);
+    struct grant *g = grant_find(session);
+
+    if (may_relay(g))
+        return g;
+    if (g == NULL) {
+        memset(stand_in, 0, sizeof(*stand_in));
+        str_lcpy(stand_in->session, session, sizeof(stand_in->session));
+        g = stand_in;
+    }
+    log_warn("session=%s %s request for a session without a grant: refused", session, event);
+    address_refused(g, event, addr, IPC_DENY, "530 5.7.0 Authentication required",
+                    "request for a session authz has not granted", a);
+    return NULL;
 }
 
 static void handle_sender(struct ipc_msg *m, struct answer *a)
 {
-    struct address_check c;
-    char addr[320], reply[256], limit_reason[160];
+    struct ipc_sender v;
+    struct grant *g, stand_in;
+    char reply[256], limit_reason[160];
     uint64_t budget;
     int rc, r;
 
-    read_address_check(m, &c, "mail");
-    if (ipc_get_str(m, addr, sizeof(addr)) || ipc_end(m))
+    if (ipc_dec_sender(m, &v) != 0)
         fatal("malformed sender request");
-    rc = c.user[0] ? db_sender_owned(db, c.user, addr) : DB_NOTFOUND;
+    if ((g = granted_or_refuse(v.session, "mail", v.address, &stand_in, a)) == NULL)
+        return;
+    g->has_sender = 0;   /* a new MAIL FROM replaces the transaction */
+    if (!ipc_text_clean(v.address)) {
+        address_refused(g, "mail", v.address, IPC_DENY, "501 5.1.7 Bad sender address syntax",
+                        "control character in the sender address", a);
+        return;
+    }
+    rc = db_sender_owned(db, g->user, v.address);
     if (rc == DB_ERROR) {
-        log_err("session=%s sender lookup failed: %s", c.session, db_errmsg(db));
-        address_refused(&c, addr, IPC_TEMPFAIL, NULL, "database unavailable", a);
+        log_err("session=%s sender lookup failed: %s", v.session, db_errmsg(db));
+        address_refused(g, "mail", v.address, IPC_TEMPFAIL, NULL, "database unavailable", a);
         return;
     }
     if (rc != DB_OK) {
-        str_fmt(reply, sizeof(reply), "553 5.7.1 Sender address not owned by user %s", c.user);
-        address_refused(&c, addr, IPC_DENY, reply, "sender address not owned by user", a);
+        str_fmt(reply, sizeof(reply), "553 5.7.1 Sender address not owned by user %s", g->user);
+        address_refused(g, "mail", v.address, IPC_DENY, reply, "sender address not owned by user",
+                        a);
         return;
     }
-    r = rate_check(c.user, &budget, limit_reason, sizeof(limit_reason));
+    r = rate_check(g->user, &budget, limit_reason, sizeof(limit_reason));
     if (r == IPC_DENY) {
-        address_refused(&c, addr, IPC_DENY, "450 4.7.1 Rate limit exceeded", limit_reason, a);
+        address_refused(g, "mail", v.address, IPC_DENY, "450 4.7.1 Rate limit exceeded",
+                        limit_reason, a);
     } else if (r == IPC_TEMPFAIL) {
-        address_refused(&c, addr, IPC_TEMPFAIL, NULL, "database unavailable", a);
+        address_refused(g, "mail", v.address, IPC_TEMPFAIL, NULL, "database unavailable", a);
     } else {
         answer_set(a, IPC_ALLOW, "");
         a->rcpt_budget = budget; /* the accept is audited with the submission */
+        str_lcpy(g->sender, v.address, sizeof(g->sender));
+        g->has_sender = 1;
+        g->rcpt_budget = budget;
     }
 }
 
 /* check_header_from: every address of the message's From field must be owned. */
 static void handle_header_from(struct ipc_msg *m, struct answer *a)
 {
-    struct address_check c;
-    char addr[320], bad_addr[320] = "", reply[256];
-    uint64_t n;
+    struct ipc_header_from v;
+    struct grant *g, stand_in;
+    char reply[256];
+    const char *bad_addr = NULL;
     int worst = DB_OK;
 
-    read_address_check(m, &c, "data");
-    if (ipc_get_u64(m, &n) || n == 0 || n > 64)
+    if (ipc_dec_header_from(m, &v) != 0)
         fatal("malformed header-from request");
-    for (uint64_t i = 0; i < n; i++) {
-        int rc;
-        if (ipc_get_str(m, addr, sizeof(addr)))
-            fatal("malformed header-from request");
-        rc = c.user[0] ? db_sender_owned(db, c.user, addr) : DB_NOTFOUND;
-        if (rc != DB_OK && worst != DB_ERROR) {
+    if ((g = granted_or_refuse(v.session, "data", v.addr[0], &stand_in, a)) == NULL)
+        return;
+    for (int i = 0; i < v.naddr && worst != DB_ERROR; i++) {
+        int rc = ipc_text_clean(v.addr[i]) ? db_sender_owned(db, g->user, v.addr[i])
+                                           : DB_NOTFOUND;
+        if (rc != DB_OK) {
             worst = rc;
-            str_lcpy(bad_addr, addr, sizeof(bad_addr));
+            bad_addr = v.addr[i];
         }
     }
-    if (ipc_end(m))
-        fatal("malformed header-from request");
     if (worst == DB_OK) {
         answer_set(a, IPC_ALLOW, "");
     } else if (worst == DB_ERROR) {
-        log_err("session=%s header From lookup failed: %s", c.session, db_errmsg(db));
-        address_refused(&c, bad_addr, IPC_TEMPFAIL, NULL, "database unavailable", a);
+        log_err("session=%s header From lookup failed: %s", v.session, db_errmsg(db));
+        address_refused(g, "data", bad_addr, IPC_TEMPFAIL, NULL, "database unavailable", a);
     } else {
         str_fmt(reply, sizeof(reply), "550 5.7.1 Header From address not owned by user %s",
-                c.user);
-        address_refused(&c, bad_addr, IPC_DENY, reply, "header From address not owned by user", a);
+                g->user);
+        address_refused(g, "data", bad_addr, IPC_DENY, reply,
+                        "header From address not owned by user", a);
     }
 }
 
-/* Audit rows sent by smtp and queue: stored as they come, validated first. */
-static void handle_audit(struct ipc_msg *m)
-{
-    char f[12][2048];
-    char tls[128];
-    uint64_t size, nrcpt = 0;
-    struct db_audit row;
-    static const char *const decisions[] = { "", "accept", "reject", "tempfail" };
-    int ok = 0;
+/* ---- audit rows and session ends from smtp ---------------------------------------- */
 
-    for (int i = 0; i < 11; i++)
-        if (ipc_get_str(m, f[i], sizeof(f[i])) != 0)
-            fatal("malformed audit message (field %d)", i);
-    if (ipc_get_u64(m, &size) || ipc_get_str(m, tls, sizeof(tls)))
-        fatal("malformed audit message");
-    if (ipc_end(m) != 0 && (ipc_get_u64(m, &nrcpt) || nrcpt > 1000000 || ipc_end(m)))
-        fatal("malformed audit message (recipient count)");
-    for (size_t i = 0; i < sizeof(decisions) / sizeof(decisions[0]); i++)
-        if (strcmp(f[2], decisions[i]) == 0)
-            ok = 1;
-    if (!ok || f[1][0] == '\0')
-        fatal("audit message with bad event/decision");
-#define OPT(s) ((s)[0] ? (s) : NULL)
-    memset(&row, 0, sizeof(row));
-    row.session = OPT(f[0]);
-    row.event = f[1];
-    row.decision = OPT(f[2]);
-    row.reason = OPT(f[3]);
-    row.client_ip = OPT(f[4]);
-    row.user = OPT(f[5]);
-    row.cert_sha256 = OPT(f[6]);
-    row.cert_subject = OPT(f[7]);
-    row.mail_from = OPT(f[8]);
-    row.rcpt = OPT(f[9]);
-    row.queue_id = OPT(f[10]);
-    row.size = size == UINT64_MAX ? -1 : (long long)size;
-    row.tls = OPT(tls);
-    row.nrcpt = (long long)nrcpt;
-#undef OPT
-    write_audit(&row);
-    if (strcmp(row.event, "submission") == 0 && row.decision != NULL &&
-        strcmp(row.decision, "accept") == 0 && row.user != NULL &&
-        db_rate_record(db, row.user, (long long)time(NULL), row.nrcpt) != DB_OK)
-        log_err("session=%s rate usage of %s not recorded: %s", f[0], row.user, db_errmsg(db));
+static int audit_decision_valid(const char *d)
+{
+    return strcmp(d, "accept") == 0 || strcmp(d, "reject") == 0 || strcmp(d, "tempfail") == 0;
 }
 
-/* Answers one message; returns -1 when the peer is gone during shutdown. */
-static int serve(int fd, struct ipc_msg *m)
+/*
+ * A row about a session from smtp. Its identity columns are authz's: a session
+ * with a record gets that record's user, certificate and address whatever smtp
+ * says; only a session authz never saw (refused before TLS) takes smtp's client
+ * address. Nothing here counts against a rate limit (the queue reports commits).
+ */
+static void handle_audit(struct ipc_msg *m)
+{
+    struct ipc_audit v;
+    struct db_audit row;
+    struct grant *g;
+
+    if (ipc_dec_audit(m, &v) != 0)
+        fatal("malformed audit message");
+    if (v.event[0] == '\0' || !ipc_text_clean(v.event) || !audit_decision_valid(v.decision))
+        fatal("audit message with bad event/decision");
+    memset(&row, 0, sizeof(row));
+    g = grant_find(v.session);
+    if (g != NULL) {
+        row_identity(&row, g);
+    } else {
+        row.session = OPT(v.session);
+        row.client_ip = OPT(v.client_ip);
+        row.tls = OPT(v.tls);
+    }
+    row.event = v.event;
+    row.decision = v.decision;
+    row.reason = OPT(v.reason);
+    row.mail_from = OPT(v.mail_from);
+    row.rcpt = OPT(v.rcpt);
+    row.queue_id = OPT(v.queue_id);
+    row.size = v.size;
+    row.nrcpt = v.nrcpt;
+    write_audit(&row);
+}
+
+static void handle_session_end(struct ipc_msg *m)
+{
+    struct ipc_session_end v;
+
+    if (ipc_dec_session_end(m, &v) != 0)
+        fatal("malformed session end");
+    grant_end(v.session);
+}
+
+/* ---- the queue's questions and reports ------------------------------------------- */
+
+/* Why the envelope is not what authz granted, or NULL when it is. */
+static const char *envelope_refusal(const struct grant *g, const struct ipc_envelope *v)
+{
+    if (!may_relay(g))
+        return "session not granted";
+    if (!g->has_sender)
+        return "no sender approved for the session";
+    if (strcmp(g->sender, v->mail_from) != 0)
+        return "sender is not the one approved for the session";
+    if (v->nrcpt > cfg.max_recipients)
+        return "more recipients than max_recipients";
+    if (g->rcpt_budget != UINT64_MAX && (uint64_t)v->nrcpt > g->rcpt_budget)
+        return "more recipients than the rate limit leaves";
+    for (int i = 0; i < v->nrcpt; i++)
+        if (v->rcpt[i][0] == '\0' || !ipc_text_clean(v->rcpt[i]))
+            return "empty recipient or control character in a recipient";
+    return NULL;
+}
+
+/* GRANT_CHECK: the queue opens a spool file only for an envelope authz granted,
+ * and writes the user and client address authz gives it. The approved sender is
+ * used up: one MAIL FROM, one message. */
+static void handle_grant_check(int chan, struct ipc_msg *m)
+{
+    struct ipc_envelope v;
+    struct ipc_grant ans;
+    struct grant *g;
+    const char *why;
+    uint64_t req = m->id;
+
+    if (ipc_dec_envelope(m, &v) != 0)
+        fatal("malformed grant check from the queue");
+    memset(&ans, 0, sizeof(ans));
+    g = grant_find(v.session);
+    why = envelope_refusal(g, &v);
+    if (why == NULL) {
+        ans.decision = IPC_ALLOW;
+        str_lcpy(ans.user, g->user, sizeof(ans.user));
+        str_lcpy(ans.client_ip, g->client_ip, sizeof(ans.client_ip));
+        g->has_sender = 0;
+    } else {
+        struct db_audit row;
+        struct grant none;
+
+        if (g == NULL) {
+            memset(&none, 0, sizeof(none));
+            str_lcpy(none.session, v.session, sizeof(none.session));
+            g = &none;
+        }
+        ans.decision = IPC_DENY;
+        str_lcpy(ans.reason, why, sizeof(ans.reason));
+        memset(&row, 0, sizeof(row));
+        row_identity(&row, g);
+        row.event = "data";
+        row.decision = "reject";
+        row.reason = why;
+        row.mail_from = v.mail_from;
+        row.size = -1;
+        write_audit(&row);
+        log_warn("session=%s queue file refused for an envelope authz did not grant: %s",
+                 v.session, why);
+    }
+    ipc_envelope_free(&v);
+    if (ipc_enc_grant(m, req, &ans) != 0 || ipc_send(chan, m) != 0)
+        fatal("cannot answer the queue: %s", strerror(errno));
+}
+
+/* Relay outcomes from the queue, which knows them first-hand. */
+static void handle_relay_audit(struct ipc_msg *m)
+{
+    struct ipc_relay_audit v;
+    struct db_audit row;
+
+    if (ipc_dec_relay_audit(m, &v) != 0 || v.event[0] == '\0' || !ipc_text_clean(v.event))
+        fatal("malformed relay audit message");
+    memset(&row, 0, sizeof(row));
+    row.session = OPT(v.session);
+    row.event = v.event;
+    row.reason = OPT(v.reason);
+    row.user = OPT(v.user);
+    row.client_ip = OPT(v.client_ip);
+    row.mail_from = OPT(v.mail_from);
+    row.rcpt = OPT(v.rcpt);
+    row.queue_id = OPT(v.queue_id);
+    row.size = v.size;
+    write_audit(&row);
+}
+
+/* A message committed durably: it counts against the user's hourly limits. */
+static void handle_charge(struct ipc_msg *m)
+{
+    struct ipc_charge v;
+
+    if (ipc_dec_charge(m, &v) != 0 || v.user[0] == '\0')
+        fatal("malformed charge message");
+    if (db_rate_record(db, v.user, (long long)time(NULL), (long long)v.nrcpt) != DB_OK)
+        log_err("session=%s rate usage of %s not recorded (id %s): %s", v.session, v.user,
+                v.queue_id, db_errmsg(db));
+}
+
+/* ---- the channels ------------------------------------------------------------------ */
+
+/* Answers one message; returns -1 when the peer is gone during shutdown. Each
+ * channel carries only its peer's message types. */
+static int serve(int fd, int from_queue, struct ipc_msg *m)
 {
     struct answer a;
     int r = ipc_recv(fd, m);
@@ -581,6 +843,21 @@ static int serve(int fd, struct ipc_msg *m)
     if (m->fd >= 0)
         fatal("unexpected descriptor on authz channel");
     memset(&a, 0, sizeof(a));
+    if (from_queue) {
+        switch (m->type) {
+        case IPC_AUTHZ_GRANT_CHECK:
+            handle_grant_check(fd, m);
+            return 0;
+        case IPC_AUTHZ_RELAY_AUDIT:
+            handle_relay_audit(m);
+            return 0;
+        case IPC_AUTHZ_CHARGE:
+            handle_charge(m);
+            return 0;
+        default:
+            fatal("unexpected message type %u from the queue", m->type);
+        }
+    }
     switch (m->type) {
     case IPC_AUTHZ_IDENTITY:
         handle_identity(fd, m);
@@ -597,8 +874,11 @@ static int serve(int fd, struct ipc_msg *m)
     case IPC_AUTHZ_AUDIT:
         handle_audit(m);
         return 0;
+    case IPC_AUTHZ_SESSION_END:
+        handle_session_end(m);
+        return 0;
     default:
-        fatal("unexpected message type %u on authz channel", m->type);
+        fatal("unexpected message type %u from the smtp process", m->type);
     }
     send_answer(fd, m->id, &a, m);
     return 0;
@@ -635,7 +915,7 @@ int main(int argc, char **argv)
 {
     const char *conf = CONFIG_DEFAULT_PATH;
     struct pollfd pfd[MAX_CHANNELS + MAX_PENDING];
-    int nfd = 0, foreground = 0, opt;
+    int nfd = 0, foreground = 0, opt, queue_chan = -1;
     char err[1024];
     struct ipc_msg *m;
 
@@ -649,8 +929,10 @@ int main(int argc, char **argv)
             break;
         case 's':
         case 'q':
-            if (nfd == MAX_CHANNELS)
+            if (nfd == MAX_CHANNELS || (opt == 'q' && queue_chan >= 0))
                 fatal("too many channels");
+            if (opt == 'q')
+                queue_chan = nfd;
             pfd[nfd].fd = proc_fd_arg(optarg);
             pfd[nfd].events = POLLIN;
             nfd++;
@@ -660,8 +942,13 @@ int main(int argc, char **argv)
         }
     }
     proc_start("submitd/authz", foreground, conf, &cfg);
-    if (nfd == 0)
+    if (nfd == 0 || queue_chan < 0)
         fatal("started without its descriptors (this program is run by submitd)");
+    if (cert_init(&cfg, err, sizeof(err)) != 0)
+        fatal("%s", err);
+    /* Every session the smtp process may hold at once, and some in passing. */
+    if (grant_init((size_t)cfg.max_sessions + 256) != 0)
+        fatal("out of memory");
     db = db_open(cfg.database, err, sizeof(err));
     if (db == NULL)
         fatal("database: %s", err);
@@ -698,9 +985,11 @@ int main(int argc, char **argv)
         if (npending)
             pam_collect(pfd + nfd, npfd - nfd, m);
         for (int i = 0; i < nfd && n > 0; i++) {
-            if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) && serve(pfd[i].fd, m) < 0)
+            if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
+                serve(pfd[i].fd, i == queue_chan, m) < 0)
                 pfd[i].fd = -pfd[i].fd - 1; /* poll ignores negative descriptors */
         }
+        cert_tick(time(NULL));
     }
     /* Write what is still queued on the channels (audit rows) before leaving. */
     for (int i = 0; i < nfd; i++) {
@@ -711,8 +1000,12 @@ int main(int argc, char **argv)
             int r = ipc_recv(pfd[i].fd, m);
             if (r <= 0)
                 break;
-            if (m->type == IPC_AUTHZ_AUDIT)
+            if (m->type == IPC_AUTHZ_AUDIT && i != queue_chan)
                 handle_audit(m);
+            else if (m->type == IPC_AUTHZ_RELAY_AUDIT && i == queue_chan)
+                handle_relay_audit(m);
+            else if (m->type == IPC_AUTHZ_CHARGE && i == queue_chan)
+                handle_charge(m);
         }
     }
     for (int k = 0; k < PAM_WORKERS; k++)
@@ -720,6 +1013,8 @@ int main(int argc, char **argv)
     while (npending > 0)
         free(pending[--npending]);
     db_close(db);
+    grant_free_all();
+    cert_free();
     free(m);
     log_info("authz process stopped");
     return 0;

@@ -182,8 +182,8 @@ static X509 *crl_issuer_in(STACK_OF(X509_INFO) *cas, X509_CRL *c)
 /*
  * The CRL must hold for a while yet: past its nextUpdate every client certificate
  * is refused, so one that expires within a day is an error too. It must come from
- * a client CA and carry its signature. That the unprivileged user cannot read it
- * is only a warning: the daemon loads it as root at start, but cannot reload it.
+ * a client CA and carry its signature. The authz process reads it as root, at
+ * start and whenever it changes.
  */
 static void check_crl(int *problems)
 {
@@ -240,20 +240,6 @@ static void check_crl(int *problems)
         fprintf(stderr, "submitd: crl: %s holds no PEM CRL\n", cfg.crl);
         (*problems)++;
     }
-    if (geteuid() == 0) {
-        pid_t pid = fork();
-        int status = 0;
-
-        if (pid == 0) {
-            privdrop(cfg.user);
-            _exit(access(cfg.crl, R_OK) == 0 ? 0 : 3);
-        }
-        if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
-            WEXITSTATUS(status) == 3)
-            fprintf(stderr, "submitd: warning: crl: %s is not readable by user %s: a new "
-                    "CRL is only picked up at restart (give its directory mode 0711)\n",
-                    cfg.crl, cfg.user);
-    }
 }
 
 static int check_config(void)
@@ -290,6 +276,10 @@ static int check_config(void)
         gid_t g;
         if (privdrop_lookup(cfg.user, &u, &g) != 0) {
             fprintf(stderr, "submitd: user: \"%s\" does not exist\n", cfg.user);
+            problems++;
+        }
+        if (privdrop_lookup(cfg.smtp_user, &u, &g) != 0) {
+            fprintf(stderr, "submitd: smtp_user: \"%s\" does not exist\n", cfg.smtp_user);
             problems++;
         }
     }

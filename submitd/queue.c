@@ -19,6 +19,9 @@
 #include "log.h"
 #include "proc.h"
 #include "privdrop.h"
+#include "ipc_codec.h"
+#include "queue_accept.h"
+#include "queue_authz.h"
 #include "queue_dsn.h"
 #include "queue_sched.h"
 #include "queue_store.h"
@@ -48,7 +51,6 @@
 static struct config cfg;
 static volatile sig_atomic_t stopping, flush_requested;
 static int authz_fd = -1;
-static pthread_mutex_t audit_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- audit through authz ---------------------------------------------------- */
 
@@ -71,28 +73,26 @@ static void audit_relay(const struct spool_msg *msg, const char *event, const ch
                         const char *reason)
 {
     struct ipc_msg *m = malloc(sizeof(*m));
-    int bad = 0;
+    struct ipc_relay_audit *v = calloc(1, sizeof(*v));
 
-    if (m == NULL)
+    if (m == NULL || v == NULL) {
+        log_err("id=%s audit row lost (event %s): out of memory", msg->id, event);
+        free(m);
+        free(v);
         return;
-    ipc_init(m, IPC_AUTHZ_AUDIT, 0);
-    bad |= ipc_put_str(m, msg->session);
-    bad |= ipc_put_str(m, event);
-    bad |= ipc_put_str(m, "");           /* relay outcomes are events, not decisions */
-    bad |= ipc_put_str(m, reason);
-    bad |= ipc_put_str(m, msg->client);
-    bad |= ipc_put_str(m, msg->user);
-    bad |= ipc_put_str(m, "");
-    bad |= ipc_put_str(m, "");
-    bad |= ipc_put_str(m, msg->from);
-    bad |= ipc_put_str(m, rcpts);
-    bad |= ipc_put_str(m, msg->id);
-    bad |= ipc_put_u64(m, (uint64_t)msg->body_len);
-    bad |= ipc_put_str(m, "");
-    pthread_mutex_lock(&audit_lock);
-    if (bad || ipc_send(authz_fd, m) != 0)
+    }
+    str_lcpy(v->session, msg->session, sizeof(v->session));
+    str_lcpy(v->event, event, sizeof(v->event));
+    str_lcpy(v->reason, reason ? reason : "", sizeof(v->reason));
+    str_lcpy(v->user, msg->user, sizeof(v->user));
+    str_lcpy(v->client_ip, msg->client, sizeof(v->client_ip));
+    str_lcpy(v->mail_from, msg->from, sizeof(v->mail_from));
+    str_lcpy(v->rcpt, rcpts ? rcpts : "", sizeof(v->rcpt));
+    str_lcpy(v->queue_id, msg->id, sizeof(v->queue_id));
+    v->size = (long long)msg->body_len;
+    if (ipc_enc_relay_audit(m, v) != 0 || queue_authz_send(m) != 0)
         log_err("id=%s audit row lost (event %s): %s", msg->id, event, strerror(errno));
-    pthread_mutex_unlock(&audit_lock);
+    free(v);
     free(m);
 }
 
@@ -306,120 +306,6 @@ static void *relay_thread(void *arg)
     return NULL;
 }
 
-/* ---- answering smtp ------------------------------------------------------------ */
-
-struct pending_commit {
-    int chan;
-    uint64_t req;
-    char id[SPOOL_ID_LEN + 1];
-    int ok;
-    char why[256];
-};
-
-static void answer(int fd, enum ipc_type type, uint64_t req, int status, const char *id,
-                   const char *why, int pass_fd, struct ipc_msg *m)
-{
-    ipc_init(m, type, req);
-    m->fd = pass_fd;
-    if (ipc_put_u64(m, (uint64_t)status) || ipc_put_str(m, id) || ipc_put_str(m, why) ||
-        ipc_send(fd, m) != 0)
-        fatal("cannot answer smtp: %s", strerror(errno));
-}
-
-static void handle_open(int fd, struct ipc_msg *m)
-{
-    char session[64], user[128], client[64], from[512], rcpt[512];
-    char id[SPOOL_ID_LEN + 1], path[PATH_MAX], now[32];
-    uint64_t n, req = m->id;
-    int sfd, err = 0;
-
-    if (ipc_get_str(m, session, sizeof(session)) || ipc_get_str(m, user, sizeof(user)) ||
-        ipc_get_str(m, client, sizeof(client)) || ipc_get_str(m, from, sizeof(from)) ||
-        ipc_get_u64(m, &n) || n == 0 || n > 100000)
-        fatal("malformed open request");
-    spool_new_id(id);
-    str_fmt(path, sizeof(path), "%s/%s", qdirs.incoming, id);
-    sfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (sfd < 0) {
-        char why[300];
-        str_fmt(why, sizeof(why), "cannot create %s: %s", path, strerror(errno));
-        log_err("%s", why);
-        /* Drain the recipients so the message is fully validated anyway. */
-        for (uint64_t i = 0; i < n; i++)
-            if (ipc_get_str(m, rcpt, sizeof(rcpt)))
-                fatal("malformed open request");
-        answer(fd, IPC_QUEUE_OPENED, req, 1, "", why, -1, m);
-        return;
-    }
-    str_fmt(now, sizeof(now), "%lld", (long long)time(NULL));
-    err |= spool_put_str(sfd, SPOOL_VERSION, "1");
-    err |= spool_put_str(sfd, SPOOL_ID, id);
-    err |= spool_put_str(sfd, SPOOL_TIME, now);
-    err |= spool_put_str(sfd, SPOOL_SESSION, session);
-    err |= spool_put_str(sfd, SPOOL_USER, user);
-    err |= spool_put_str(sfd, SPOOL_CLIENT, client);
-    err |= spool_put_str(sfd, SPOOL_FROM, from);
-    for (uint64_t i = 0; i < n; i++) {
-        if (ipc_get_str(m, rcpt, sizeof(rcpt)) || rcpt[0] == '\0')
-            fatal("malformed open request (recipient %llu)", (unsigned long long)i);
-        err |= spool_put_str(sfd, SPOOL_RCPT, rcpt);
-    }
-    if (ipc_end(m) != 0)
-        fatal("malformed open request (trailing data)");
-    if (err) {
-        char why[300];
-        str_fmt(why, sizeof(why), "cannot write %s: %s", path, strerror(errno));
-        log_err("%s", why);
-        close(sfd);
-        unlink(path);
-        answer(fd, IPC_QUEUE_OPENED, req, 1, "", why, -1, m);
-        return;
-    }
-    answer(fd, IPC_QUEUE_OPENED, req, 0, id, "", sfd, m);
-    close(sfd);
-}
-
-/* Appends END, fsyncs and renames into queue/. The directory fsync follows for the
- * whole batch. */
-static void commit_one(struct pending_commit *pc, uint64_t size)
-{
-    char src[PATH_MAX], dst[PATH_MAX], num[32];
-    int fd;
-
-    str_fmt(src, sizeof(src), "%s/%s", qdirs.incoming, pc->id);
-    str_fmt(dst, sizeof(dst), "%s/%s", qdirs.queue, pc->id);
-    fd = open(src, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        str_fmt(pc->why, sizeof(pc->why), "cannot reopen %s: %s", src, strerror(errno));
-        return;
-    }
-    str_fmt(num, sizeof(num), "%llu", (unsigned long long)size);
-    if (spool_put_str(fd, SPOOL_END, num) != 0 || fsync(fd) != 0) {
-        str_fmt(pc->why, sizeof(pc->why), "cannot write %s: %s", src, strerror(errno));
-        close(fd);
-        unlink(src);
-        return;
-    }
-    close(fd);
-    if (rename(src, dst) != 0) {
-        str_fmt(pc->why, sizeof(pc->why), "cannot rename %s: %s", src, strerror(errno));
-        unlink(src);
-        return;
-    }
-    pc->ok = 1;
-}
-
-static void handle_abort(struct ipc_msg *m)
-{
-    char id[64], path[PATH_MAX];
-
-    if (ipc_get_str(m, id, sizeof(id)) || ipc_end(m) || !spool_id_valid(id))
-        fatal("malformed abort request");
-    str_fmt(path, sizeof(path), "%s/%s", qdirs.incoming, id);
-    if (unlink(path) != 0 && errno != ENOENT)
-        log_warn("cannot remove aborted %s: %s", path, strerror(errno));
-}
-
 /* ---- start-up ------------------------------------------------------------------ */
 
 static void recover(void)
@@ -566,6 +452,8 @@ int main(int argc, char **argv)
     if (relay_init(&cfg, err, sizeof(err)) != 0)
         fatal("%s", err);
     store_init(cfg.spool);
+    queue_authz_init(authz_fd);
+    accept_init(cfg.max_sessions + 16);
     sched_init(cfg.retry_min < PROBE_MAX ? cfg.retry_min : PROBE_MAX);
     privdrop(cfg.user);
 
@@ -613,7 +501,6 @@ int main(int argc, char **argv)
                 continue;
             while (nbatch < MAX_BATCH) {
                 int r = ipc_recv(pfd[i].fd, m);
-                uint64_t size;
 
                 if (r < 0 && errno == EAGAIN)
                     break;
@@ -628,22 +515,14 @@ int main(int argc, char **argv)
                     fatal("unexpected descriptor from smtp");
                 switch (m->type) {
                 case IPC_QUEUE_OPEN:
-                    handle_open(pfd[i].fd, m);
+                    accept_open(pfd[i].fd, m);
                     break;
                 case IPC_QUEUE_ABORT:
-                    handle_abort(m);
+                    accept_abort(pfd[i].fd, m);
                     break;
-                case IPC_QUEUE_COMMIT: {
-                    struct pending_commit *pc = &batch[nbatch++];
-                    memset(pc, 0, sizeof(*pc));
-                    pc->chan = pfd[i].fd;
-                    pc->req = m->id;
-                    if (ipc_get_str(m, pc->id, sizeof(pc->id)) || ipc_get_u64(m, &size) ||
-                        ipc_end(m) || !spool_id_valid(pc->id))
-                        fatal("malformed commit request");
-                    commit_one(pc, size);
+                case IPC_QUEUE_COMMIT:
+                    accept_commit(pfd[i].fd, m, &batch[nbatch++]);
                     break;
-                }
                 default:
                     fatal("unexpected message type %u from smtp", m->type);
                 }
@@ -666,8 +545,7 @@ int main(int argc, char **argv)
             }
         }
         for (int i = 0; i < nbatch; i++) {
-            answer(batch[i].chan, IPC_QUEUE_COMMITTED, batch[i].req, batch[i].ok ? 0 : 1,
-                   batch[i].id, batch[i].why, -1, m);
+            accept_answer(&batch[i], m);
             if (batch[i].ok) {
                 if (sched_add(batch[i].id, 0) != 0)
                     log_err("out of memory scheduling %s; it is sent after a restart",
@@ -682,6 +560,7 @@ int main(int argc, char **argv)
         pthread_join(threads[i], NULL);
     remove_pidfile();
     sched_free();
+    accept_free();
     free(batch);
     free(m);
     return 0;

@@ -228,7 +228,6 @@ static void *worker_main(void *arg)
         now = time(NULL);
         if (now != last_scan) {
             last_scan = now;
-            tls_crl_tick(now);
             for (uint32_t k = 0; k < w->nslots; k++)
                 if (w->slots[k] != NULL)
                     session_check_timeout(w->slots[k], now);
@@ -327,7 +326,9 @@ int main(int argc, char **argv)
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
         log_warn("cannot raise the descriptor limit to %llu: %s",
                  (unsigned long long)rl.rlim_cur, strerror(errno));
-    privdrop(cfg.user);
+    /* Its own uid (smtp_user): no access to the spool, the database or the keys
+     * it has already loaded. */
+    privdrop(cfg.smtp_user);
 
     proc_signals(on_term);
 
@@ -376,6 +377,5 @@ int main(int argc, char **argv)
     free(threads);
     free(ip_table);
     SSL_CTX_free(ctx);
-    tls_crl_free();
     return 0;
 }

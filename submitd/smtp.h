@@ -96,6 +96,7 @@ struct session {
     int password_ok;            /* AUTH PLAIN accepted (auth_password) */
     int auth_pending;           /* AUTH_PENDING_*: the next line is a SASL response */
     int auth_failures;
+    int identity_requested;     /* authz holds a record of the session until its end */
     struct tls_peer peer;
 
     /* The transaction. */

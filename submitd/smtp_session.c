@@ -8,7 +8,7 @@
  */
 #include "smtp.h"
 
-#include "dn.h"
+#include "ipc_codec.h"
 #include "log.h"
 #include "spool.h"
 #include "util.h"
@@ -163,32 +163,42 @@ static int send_or_tempfail(struct session *s, int fd, struct ipc_msg *m, const 
     return -1;
 }
 
-/* Fire-and-forget audit row through authz (DESIGN §7). */
+/* Fire-and-forget audit row through authz (DESIGN §7). Its user and certificate
+ * columns are authz's own; the client address and TLS text count only for a
+ * session authz has not seen yet. */
 static void audit(struct session *s, const char *event, const char *decision, const char *reason,
                   const char *rcpt, long long size)
 {
     struct ipc_msg *m = s->w->msg;
-    int bad = 0;
+    struct ipc_audit v;
 
-    ipc_init(m, IPC_AUTHZ_AUDIT, 0);
-    bad |= ipc_put_str(m, s->id);
-    bad |= ipc_put_str(m, event);
-    bad |= ipc_put_str(m, decision);
-    bad |= ipc_put_str(m, reason);
-    bad |= ipc_put_str(m, s->client_ip);
-    bad |= ipc_put_str(m, s->user);
-    bad |= ipc_put_str(m, s->peer.sha256);
-    bad |= ipc_put_str(m, s->peer.subject);
-    bad |= ipc_put_str(m, s->mail_from[0] ? s->mail_from : s->pending_from);
-    bad |= ipc_put_str(m, rcpt);
-    bad |= ipc_put_str(m, s->queue_id);
-    bad |= ipc_put_u64(m, size < 0 ? UINT64_MAX : (uint64_t)size);
-    bad |= ipc_put_str(m, s->tls_done ? s->peer.tls : "");
-    /* The exact recipient count of an accepted message, for the recipient rate. */
-    bad |= ipc_put_u64(m, strcmp(event, "submission") == 0 ? (uint64_t)s->nrcpt : 0);
-    if (bad || ipc_send(s->w->authz_fd, m) != 0)
+    memset(&v, 0, sizeof(v));
+    str_lcpy(v.session, s->id, sizeof(v.session));
+    str_lcpy(v.client_ip, s->client_ip, sizeof(v.client_ip));
+    str_lcpy(v.tls, s->tls_done ? s->peer.tls : "", sizeof(v.tls));
+    str_lcpy(v.event, event, sizeof(v.event));
+    str_lcpy(v.decision, decision, sizeof(v.decision));
+    str_lcpy(v.reason, reason ? reason : "", sizeof(v.reason));
+    str_lcpy(v.mail_from, s->mail_from[0] ? s->mail_from : s->pending_from, sizeof(v.mail_from));
+    str_lcpy(v.rcpt, rcpt ? rcpt : "", sizeof(v.rcpt));
+    str_lcpy(v.queue_id, s->queue_id, sizeof(v.queue_id));
+    v.size = size;
+    v.nrcpt = strcmp(event, "submission") == 0 ? s->nrcpt : 0;
+    if (ipc_enc_audit(m, &v) != 0 || ipc_send(s->w->authz_fd, m) != 0)
         log_err("session=%s audit row lost (event %s, decision %s, reason %s): %s", s->id,
                 event, decision ? decision : "-", reason ? reason : "-", strerror(errno));
+}
+
+/* authz forgets the session's grant: nothing more can be asked in its name. */
+static void session_end_grant(struct session *s)
+{
+    struct ipc_msg *m = s->w->msg;
+    struct ipc_session_end v;
+
+    str_lcpy(v.session, s->id, sizeof(v.session));
+    if (ipc_enc_session_end(m, &v) != 0 || ipc_send(s->w->authz_fd, m) != 0)
+        log_warn("session=%s cannot tell authz that the session ended: %s", s->id,
+                 strerror(errno));
 }
 
 /* Joins the recipients for the audit row; truncated with "..." if very many. */
@@ -210,35 +220,45 @@ static void rcpt_list(struct session *s, char *out, size_t outlen)
     }
 }
 
+/* After every handshake: the chain the client sent goes to authz, which verifies
+ * it and answers with the session's identity (or the reason there is none). */
 static void request_identity(struct session *s)
 {
     struct ipc_msg *m = s->w->msg;
-    int bad = 0;
+    struct ipc_identity v;
+    X509 *chain[IPC_CHAIN_MAX];
+    unsigned char *der[IPC_CHAIN_MAX];
+    int n, rc = -1;
 
     tls_peer_identity(s->ssl, &s->peer);
-    log_info("session=%s TLS established %s, client certificate: %s%s%s", s->id, s->peer.tls,
-             s->peer.verify, s->peer.subject[0] ? " subject=" : "", s->peer.subject);
-    ipc_init(m, IPC_AUTHZ_IDENTITY, req_id(s));
-    bad |= ipc_put_str(m, s->id);
-    bad |= ipc_put_str(m, s->client_ip);
-    bad |= ipc_put_str(m, s->peer.verify);
-    bad |= ipc_put_str(m, s->peer.sha256);
-    bad |= ipc_put_str(m, s->peer.subject);
-    bad |= ipc_put_str(m, s->peer.issuer);
-    bad |= ipc_put_str(m, s->peer.tls);
-    {
-        /* Canonical names, for certificates of other CAs mapped by subject. */
-        X509 *peer = SSL_get0_peer_certificate(s->ssl);
-        char canon[1024];
-
-        if (peer == NULL || dn_canon_name(X509_get_subject_name(peer), canon, sizeof(canon)) != 0)
-            canon[0] = '\0';
-        bad |= ipc_put_str(m, canon);
-        if (peer == NULL || dn_canon_name(X509_get_issuer_name(peer), canon, sizeof(canon)) != 0)
-            canon[0] = '\0';
-        bad |= ipc_put_str(m, canon);
+    log_info("session=%s TLS established %s, client certificate: %s%s", s->id, s->peer.tls,
+             s->peer.subject[0] ? "subject=" : "none", s->peer.subject);
+    memset(&v, 0, sizeof(v));
+    str_lcpy(v.session, s->id, sizeof(v.session));
+    str_lcpy(v.client_ip, s->client_ip, sizeof(v.client_ip));
+    str_lcpy(v.tls, s->peer.tls, sizeof(v.tls));
+    n = tls_peer_chain(s->ssl, chain, IPC_CHAIN_MAX);
+    memset(der, 0, sizeof(der));
+    for (int i = 0; i < n; i++) {
+        int len = i2d_X509(chain[i], &der[i]);
+        if (len <= 0)
+            break;
+        v.cert[i] = der[i];
+        v.cert_len[i] = (size_t)len;
+        v.ncert = i + 1;
     }
-    if (bad || send_or_tempfail(s, s->w->authz_fd, m, "identity") != 0) {
+    if (n == 0 || v.ncert > 0)
+        rc = ipc_enc_identity(m, req_id(s), &v);
+    if (rc != 0 && v.ncert > 1) {
+        /* A chain too big for one message goes without its intermediates: authz
+         * may still find them in client_ca. */
+        v.ncert = 1;
+        rc = ipc_enc_identity(m, req_id(s), &v);
+    }
+    for (int i = 0; i < n; i++)
+        OPENSSL_free(der[i]);
+    s->identity_requested = 1;
+    if (rc != 0 || send_or_tempfail(s, s->w->authz_fd, m, "identity") != 0) {
         s->identity_known = 1;
         s->identity_decision = IPC_TEMPFAIL;
         str_lcpy(s->identity_reply, "454 4.7.0 Temporary authentication failure",
@@ -258,8 +278,6 @@ static int tls_begin(struct session *s)
         ERR_clear_error();
         return -1;
     }
-    /* Verify the client against the CRL current now (reloaded when it changes). */
-    tls_use_current_store(s->ssl);
     s->handshaking = 1;
     return 0;
 }
@@ -305,8 +323,10 @@ static void abort_spool(struct session *s)
 
         close(s->spool_fd);
         s->spool_fd = -1;
-        ipc_init(m, IPC_QUEUE_ABORT, req_id(s));
-        if (ipc_put_str(m, s->queue_id) == 0 && ipc_send(s->w->queue_fd, m) != 0)
+        struct ipc_abort v;
+
+        str_lcpy(v.queue_id, s->queue_id, sizeof(v.queue_id));
+        if (ipc_enc_abort(m, &v) == 0 && ipc_send(s->w->queue_fd, m) != 0)
             log_warn("session=%s cannot abort queue file %s: %s", s->id, s->queue_id,
                      strerror(errno));
     }
@@ -490,6 +510,7 @@ static int plain_offered(const struct session *s)
  * password goes to authz, where PAM checks it, and is wiped here at once. */
 static void auth_plain_response(struct session *s, const char *resp)
 {
+    struct ipc_password v;
     char buf[1024];
     const char *authzid, *authcid, *password;
     struct ipc_msg *m = s->w->msg;
@@ -520,15 +541,17 @@ static void auth_plain_response(struct session *s, const char *resp)
         reply(s, "501 5.5.2 Malformed AUTH PLAIN response");
         return;
     }
-    ipc_init(m, IPC_AUTHZ_PASSWORD, req_id(s));
-    bad |= ipc_put_str(m, s->id);
-    bad |= ipc_put_str(m, s->client_ip);
-    bad |= ipc_put_str(m, authcid);
-    bad |= ipc_put_str(m, password);
-    bad |= ipc_put_str(m, s->w->cfg->auth_password == AUTH_PASSWORD_SECOND_FACTOR ? s->user : "");
-    bad |= ipc_put_str(m, s->peer.sha256);
-    bad |= ipc_put_str(m, s->peer.tls);
+    /* authz decides whose password this may be (second-factor: the certificate's
+     * user); smtp only passes it on. */
+    memset(&v, 0, sizeof(v));
+    str_lcpy(v.session, s->id, sizeof(v.session));
+    str_lcpy(v.client_ip, s->client_ip, sizeof(v.client_ip));
+    str_lcpy(v.tls, s->peer.tls, sizeof(v.tls));
+    bad |= str_lcpy(v.authcid, authcid, sizeof(v.authcid)) >= sizeof(v.authcid);
+    bad |= str_lcpy(v.password, password, sizeof(v.password)) >= sizeof(v.password);
     explicit_bzero(buf, sizeof(buf));
+    bad |= ipc_enc_password(m, req_id(s), &v) != 0;
+    explicit_bzero(&v, sizeof(v));
     if (bad || send_or_tempfail(s, s->w->authz_fd, m, "password") != 0) {
         explicit_bzero(m->buf, m->len);
         reply(s, "454 4.7.0 Temporary authentication failure");
@@ -622,6 +645,7 @@ static void cmd_mail(struct session *s, const char *arg)
     char addr[SMTP_ADDR_MAX + 1];
     const char *params, *why;
     struct mail_params mp;
+    struct ipc_sender sv;
     struct ipc_msg *m = s->w->msg;
     int bad = 0;
 
@@ -650,12 +674,10 @@ static void cmd_mail(struct session *s, const char *arg)
     }
     s->declared_size = mp.size;
     str_lcpy(s->pending_from, addr, sizeof(s->pending_from));
-    ipc_init(m, IPC_AUTHZ_SENDER, req_id(s));
-    bad |= ipc_put_str(m, s->id);
-    bad |= ipc_put_str(m, s->client_ip);
-    bad |= ipc_put_str(m, s->user);
-    bad |= ipc_put_str(m, s->peer.sha256);
-    bad |= ipc_put_str(m, addr);
+    memset(&sv, 0, sizeof(sv));
+    str_lcpy(sv.session, s->id, sizeof(sv.session));
+    bad |= str_lcpy(sv.address, addr, sizeof(sv.address)) >= sizeof(sv.address);
+    bad |= ipc_enc_sender(m, req_id(s), &sv) != 0;
     if (bad || send_or_tempfail(s, s->w->authz_fd, m, "sender") != 0) {
         reply(s, "454 4.7.0 Temporary authentication failure");
         return;
@@ -718,6 +740,7 @@ static void cmd_rcpt(struct session *s, const char *arg)
 static void cmd_data(struct session *s, const char *arg)
 {
     struct ipc_msg *m = s->w->msg;
+    struct ipc_envelope env;
     int bad = 0;
 
     if (!check_tls(s, "DATA"))
@@ -731,14 +754,17 @@ static void cmd_data(struct session *s, const char *arg)
                                      : "503 5.5.1 Error: need MAIL command");
         return;
     }
-    ipc_init(m, IPC_QUEUE_OPEN, req_id(s));
-    bad |= ipc_put_str(m, s->id);
-    bad |= ipc_put_str(m, s->user);
-    bad |= ipc_put_str(m, s->client_ip);
-    bad |= ipc_put_str(m, s->mail_from);
-    bad |= ipc_put_u64(m, (uint64_t)s->nrcpt);
-    for (int i = 0; i < s->nrcpt; i++)
-        bad |= ipc_put_str(m, s->rcpt[i]);
+    /* No user here: the queue asks authz whose envelope this is. */
+    memset(&env, 0, sizeof(env));
+    str_lcpy(env.session, s->id, sizeof(env.session));
+    str_lcpy(env.mail_from, s->mail_from, sizeof(env.mail_from));
+    env.nrcpt = s->nrcpt;
+    env.rcpt = calloc((size_t)s->nrcpt, sizeof(*env.rcpt));
+    bad |= env.rcpt == NULL;
+    for (int i = 0; !bad && i < s->nrcpt; i++)
+        str_lcpy(env.rcpt[i], s->rcpt[i], sizeof(env.rcpt[i]));
+    bad = bad || ipc_enc_envelope(m, IPC_QUEUE_OPEN, req_id(s), &env) != 0;
+    ipc_envelope_free(&env);
     if (bad || send_or_tempfail(s, s->w->queue_fd, m, "queue open") != 0) {
         reply(s, "452 4.3.1 Insufficient system storage");
         return;
@@ -961,14 +987,14 @@ static int request_header_from(struct session *s)
              (n = smtp_parse_mailbox_list(s->header_from, addrs, 16)) <= 0)
         why = "unreadable From field";
     if (why == NULL) {
-        ipc_init(m, IPC_AUTHZ_HEADER_FROM, req_id(s));
-        bad |= ipc_put_str(m, s->id);
-        bad |= ipc_put_str(m, s->client_ip);
-        bad |= ipc_put_str(m, s->user);
-        bad |= ipc_put_str(m, s->peer.sha256);
-        bad |= ipc_put_u64(m, (uint64_t)n);
+        struct ipc_header_from hv;
+
+        memset(&hv, 0, sizeof(hv));
+        str_lcpy(hv.session, s->id, sizeof(hv.session));
+        hv.naddr = n;
         for (int i = 0; i < n; i++)
-            bad |= ipc_put_str(m, addrs[i]);
+            str_lcpy(hv.addr[i], addrs[i], sizeof(hv.addr[i]));
+        bad = ipc_enc_header_from(m, req_id(s), &hv) != 0;
         if (!bad && send_or_tempfail(s, s->w->authz_fd, m, "header from") == 0) {
             wait_for(s, WAIT_HEADER_FROM);
             return 0;
@@ -1029,12 +1055,14 @@ static void data_finish(struct session *s)
 static void data_commit(struct session *s)
 {
     struct ipc_msg *m = s->w->msg;
+    struct ipc_commit cv;
     char rcpts[2048];
 
     close(s->spool_fd);
     s->spool_fd = -1;
-    ipc_init(m, IPC_QUEUE_COMMIT, req_id(s));
-    if (ipc_put_str(m, s->queue_id) != 0 || ipc_put_u64(m, (uint64_t)s->spooled) != 0 ||
+    str_lcpy(cv.queue_id, s->queue_id, sizeof(cv.queue_id));
+    cv.size = (uint64_t)s->spooled;
+    if (ipc_enc_commit(m, req_id(s), &cv) != 0 ||
         send_or_tempfail(s, s->w->queue_fd, m, "commit") != 0) {
         rcpt_list(s, rcpts, sizeof(rcpts));
         audit(s, "data", "tempfail", "queue unavailable", rcpts, s->msg_size);
@@ -1324,6 +1352,8 @@ static void session_close(struct session *s)
         }
     }
     transaction_reset(s);
+    if (s->identity_requested)
+        session_end_grant(s);
     w->slots[s->slot] = NULL;
     free(s->outbuf);
     free(s);
@@ -1461,81 +1491,95 @@ static void on_committed(struct session *s, uint64_t status, const char *qid, co
     transaction_reset(s);
 }
 
+static void on_authz_result(struct session *s, const struct ipc_result *r)
+{
+    if (s->wait == WAIT_IDENTITY) {
+        on_identity(s, (uint64_t)r->decision, r->user, r->reply);
+    } else if (s->wait == WAIT_SENDER) {
+        s->rcpt_budget = r->rcpt_budget > (uint64_t)LLONG_MAX ? -1 : (long long)r->rcpt_budget;
+        on_sender(s, (uint64_t)r->decision, r->reply);
+    } else if (s->wait == WAIT_PASSWORD) {
+        if (r->decision == IPC_ALLOW) {
+            str_lcpy(s->user, r->user, sizeof(s->user));
+            s->password_ok = 1;
+            s->auth_done = 1;
+            log_info("session=%s authenticated user=%s by password", s->id, s->user);
+            reply(s, "235 2.7.0 Authentication successful");
+        } else {
+            reply(s, "%s", r->reply);
+            if (r->decision == IPC_DENY && ++s->auth_failures >= 3) {
+                reply(s, "421 4.7.0 %s Too many failed authentications", s->w->cfg->hostname);
+                set_state(s, SS_CLOSING);
+            }
+        }
+    } else if (s->wait == WAIT_HEADER_FROM) {
+        s->wait = WAIT_NONE;
+        if (r->decision == IPC_ALLOW) {
+            data_commit(s);
+        } else {
+            reply(s, "%s", r->reply);
+            transaction_reset(s);
+        }
+    } else {
+        fatal("session=%s unexpected authz answer", s->id);
+    }
+}
+
+/* The queue's answer for a session that is gone: give an opened file back. */
+static void queue_answer_orphan(struct worker *w, struct ipc_msg *m,
+                                const struct ipc_queue_answer *q)
+{
+    struct ipc_abort v;
+
+    if (m->fd >= 0)
+        close(m->fd);
+    m->fd = -1;
+    if (m->type == IPC_QUEUE_OPENED && q->status == 0 && spool_id_valid(q->queue_id)) {
+        str_lcpy(v.queue_id, q->queue_id, sizeof(v.queue_id));
+        if (ipc_enc_abort(m, &v) == 0)
+            (void)ipc_send(w->queue_fd, m);
+    }
+}
+
 void session_on_ipc(struct worker *w, struct ipc_msg *m)
 {
     struct session *s = session_for(w, m->id);
-    uint64_t decision = 0, budget = UINT64_MAX;
-    char a[512], b[512];
+    struct ipc_result r;
+    struct ipc_queue_answer q;
 
     /* Only an OPENED answer carries a descriptor. */
     if (m->fd >= 0 && m->type != IPC_QUEUE_OPENED)
         fatal("unexpected descriptor with message type %u", m->type);
     switch (m->type) {
     case IPC_AUTHZ_RESULT:
-        if (ipc_get_u64(m, &decision) != 0 || decision > IPC_TEMPFAIL ||
-            ipc_get_str(m, a, sizeof(a)) != 0 || ipc_get_str(m, b, sizeof(b)) != 0 ||
-            ipc_get_u64(m, &budget) != 0 || ipc_end(m) != 0)
+        if (ipc_dec_result(m, &r) != 0)
             fatal("malformed authz answer");
         if (s == NULL)
             return;
-        if (s->wait == WAIT_IDENTITY) {
-            on_identity(s, decision, a, b);
-        } else if (s->wait == WAIT_SENDER) {
-            s->rcpt_budget = budget > (uint64_t)LLONG_MAX ? -1 : (long long)budget;
-            on_sender(s, decision, b);
-        } else if (s->wait == WAIT_PASSWORD) {
-            if (decision == IPC_ALLOW) {
-                str_lcpy(s->user, a, sizeof(s->user));
-                s->password_ok = 1;
-                s->auth_done = 1;
-                log_info("session=%s authenticated user=%s by password", s->id, s->user);
-                reply(s, "235 2.7.0 Authentication successful");
-            } else {
-                reply(s, "%s", b);
-                if (decision == IPC_DENY && ++s->auth_failures >= 3) {
-                    reply(s, "421 4.7.0 %s Too many failed authentications", s->w->cfg->hostname);
-                    set_state(s, SS_CLOSING);
-                }
-            }
-        } else if (s->wait == WAIT_HEADER_FROM) {
-            s->wait = WAIT_NONE;
-            if (decision == IPC_ALLOW) {
-                data_commit(s);
-            } else {
-                reply(s, "%s", b);
-                transaction_reset(s);
-            }
-            if (s->wait != WAIT_NONE) {
-                session_pump(s);
-                return;
-            }
-        } else
-            fatal("session=%s unexpected authz answer", s->id);
+        if (s->wait == WAIT_HEADER_FROM) {
+            /* The answer ends the wait itself, and may start the commit. */
+            on_authz_result(s, &r);
+            session_pump(s);
+            return;
+        }
+        on_authz_result(s, &r);
         break;
     case IPC_QUEUE_OPENED:
     case IPC_QUEUE_COMMITTED:
-        if (ipc_get_u64(m, &decision) != 0 || ipc_get_str(m, a, sizeof(a)) != 0 ||
-            ipc_get_str(m, b, sizeof(b)) != 0 || ipc_end(m) != 0)
+        if (ipc_dec_queue_answer(m, &q) != 0)
             fatal("malformed queue answer");
-        if (m->fd >= 0 && (decision != 0 || s == NULL || s->wait != WAIT_OPEN)) {
+        if (m->fd >= 0 && (q.status != 0 || s == NULL || s->wait != WAIT_OPEN)) {
             close(m->fd);
             m->fd = -1;
         }
         if (s == NULL) {
-            /* The client left meanwhile: give the file back. */
-            if (m->fd >= 0)
-                close(m->fd);
-            if (m->type == IPC_QUEUE_OPENED && decision == 0 && spool_id_valid(a)) {
-                ipc_init(m, IPC_QUEUE_ABORT, 0);
-                if (ipc_put_str(m, a) == 0)
-                    (void)ipc_send(w->queue_fd, m);
-            }
+            queue_answer_orphan(w, m, &q);
             return;
         }
         if (m->type == IPC_QUEUE_OPENED && s->wait == WAIT_OPEN)
-            on_opened(s, decision, a, b, m->fd);
+            on_opened(s, (uint64_t)q.status, q.queue_id, q.reason, m->fd);
         else if (m->type == IPC_QUEUE_COMMITTED && s->wait == WAIT_COMMIT)
-            on_committed(s, decision, a, b);
+            on_committed(s, (uint64_t)q.status, q.queue_id, q.reason);
         else
             fatal("session=%s unexpected queue answer", s->id);
         break;

@@ -62,6 +62,7 @@ static const struct key_def keys[] = {
     INT(queue_lifetime, 1, 86400 * 365),
     { "log_level", K_LOGLEVEL, offsetof(struct config, log_level), 0, 0, 0 },
     INT(smtp_workers, 0, 256),
+    STR(smtp_user, K_STR),
 };
 
 void config_defaults(struct config *cfg)
@@ -327,6 +328,9 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
         }
     }
     fclose(f);
+    /* smtp_user defaults to user; the package gives smtp its own (DESIGN §6). */
+    if (cfg->smtp_user[0] == '\0')
+        str_lcpy(cfg->smtp_user, cfg->user, sizeof(cfg->smtp_user));
     if (cfg->retry_max < cfg->retry_min) {
         str_fmt(err, errlen, "%s: retry_max (%d) is smaller than retry_min (%d)", path,
                 cfg->retry_max, cfg->retry_min);

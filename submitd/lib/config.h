@@ -56,6 +56,7 @@ struct config {
     int queue_lifetime;
     int log_level;                /* enum log_level */
     int smtp_workers;             /* 0: one per core */
+    char smtp_user[64];           /* uid of the smtp process; "" in the file: same as user */
 };
 
 void config_defaults(struct config *cfg);

@@ -59,6 +59,17 @@ static void put_value(struct canon *c, const unsigned char *v, size_t n)
     }
 }
 
+/* A NUL would end the canonical string early ("erin\0-not-erin" would become
+ * "erin"), and no control character belongs in a name: such a name has no
+ * canonical form. */
+static int value_clean(const unsigned char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < 0x20 || v[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
 static void put_type(struct canon *c, const ASN1_OBJECT *obj)
 {
     char oid[128];
@@ -92,7 +103,8 @@ int dn_canon_name(const X509_NAME *name, char *out, size_t outlen)
         prev_set = set;
         put_type(&c, X509_NAME_ENTRY_get_object(e));
         n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
-        if (n < 0) {
+        if (n < 0 || !value_clean(utf8, (size_t)n)) {
+            OPENSSL_free(utf8);
             c.bad = 1;
             break;
         }

@@ -58,6 +58,18 @@ int ipc_put_str(struct ipc_msg *m, const char *s)
     return 0;
 }
 
+int ipc_put_bytes(struct ipc_msg *m, const void *p, size_t n)
+{
+    if (n > 0xffff || m->len + 3 + n > IPC_MAX_MSG)
+        return -1;
+    m->buf[m->len] = 'b';
+    put_be(m->buf + m->len + 1, n, 2);
+    if (n > 0)
+        memcpy(m->buf + m->len + 3, p, n);
+    m->len += (uint32_t)(3 + n);
+    return 0;
+}
+
 int ipc_get_u64(struct ipc_msg *m, uint64_t *v)
 {
     if (m->rpos + 9 > m->len || m->buf[m->rpos] != 'n')
@@ -81,6 +93,21 @@ int ipc_get_str(struct ipc_msg *m, char *out, size_t outlen)
     memcpy(out, m->buf + m->rpos + 3, n);
     out[n] = '\0';
     m->rpos += 3 + n;
+    return 0;
+}
+
+int ipc_get_bytes(struct ipc_msg *m, const unsigned char **p, size_t *n, size_t max)
+{
+    size_t len;
+
+    if (m->rpos + 3 > m->len || m->buf[m->rpos] != 'b')
+        return -1;
+    len = (size_t)get_be(m->buf + m->rpos + 1, 2);
+    if (m->rpos + 3 + len > m->len || len > max)
+        return -1;
+    *p = m->buf + m->rpos + 3;
+    *n = len;
+    m->rpos += 3 + len;
     return 0;
 }
 

@@ -16,26 +16,24 @@
 
 #define IPC_MAX_MSG 65536
 
+/* The fields of each type are in ipc_codec.h. */
 enum ipc_type {
-    /* smtp -> authz */
-    IPC_AUTHZ_IDENTITY = 1, /* session, client_ip, verify, sha256, subject, issuer, tls,
-                               subject and issuer in dn.h canonical form */
-    IPC_AUTHZ_SENDER,       /* session, user, address */
-    IPC_AUTHZ_AUDIT,        /* the fields of struct db_audit, in order (nrcpt, the last,
-                               may be left out); no answer */
-    /* authz -> smtp */
-    IPC_AUTHZ_RESULT,       /* decision, user, reply, recipient budget (UINT64_MAX: none) */
-    /* smtp -> queue */
-    IPC_QUEUE_OPEN,         /* session, user, client_ip, mail_from, nrcpt, rcpt... ; answer + fd */
-    IPC_QUEUE_COMMIT,       /* queue_id, body size */
-    IPC_QUEUE_ABORT,        /* queue_id; no answer */
-    /* queue -> smtp */
-    IPC_QUEUE_OPENED,       /* status, queue_id, reason (+ fd when status is 0) */
-    IPC_QUEUE_COMMITTED,    /* status, queue_id, reason */
-    /* smtp -> authz */
-    IPC_AUTHZ_HEADER_FROM,  /* session, client_ip, user, sha256, n, address... */
-    IPC_AUTHZ_PASSWORD,     /* session, client_ip, authcid, password, required user
-                               ("" or the certificate's user), sha256, tls */
+    IPC_AUTHZ_IDENTITY = 1,  /* smtp -> authz */
+    IPC_AUTHZ_SENDER,        /* smtp -> authz */
+    IPC_AUTHZ_AUDIT,         /* smtp -> authz, no answer */
+    IPC_AUTHZ_RESULT,        /* authz -> smtp */
+    IPC_QUEUE_OPEN,          /* smtp -> queue, answered by OPENED (+ fd) */
+    IPC_QUEUE_COMMIT,        /* smtp -> queue, answered by COMMITTED */
+    IPC_QUEUE_ABORT,         /* smtp -> queue, no answer */
+    IPC_QUEUE_OPENED,        /* queue -> smtp */
+    IPC_QUEUE_COMMITTED,     /* queue -> smtp */
+    IPC_AUTHZ_HEADER_FROM,   /* smtp -> authz */
+    IPC_AUTHZ_PASSWORD,      /* smtp -> authz */
+    IPC_AUTHZ_SESSION_END,   /* smtp -> authz, no answer */
+    IPC_AUTHZ_GRANT_CHECK,   /* queue -> authz, answered by GRANT */
+    IPC_AUTHZ_GRANT,         /* authz -> queue */
+    IPC_AUTHZ_RELAY_AUDIT,   /* queue -> authz, no answer */
+    IPC_AUTHZ_CHARGE,        /* queue -> authz, no answer */
     IPC_TYPE_MAX
 };
 
@@ -54,10 +52,13 @@ void ipc_init(struct ipc_msg *m, enum ipc_type type, uint64_t id);
 /* Appends a field; return -1 when the message would exceed IPC_MAX_MSG. */
 int ipc_put_u64(struct ipc_msg *m, uint64_t v);
 int ipc_put_str(struct ipc_msg *m, const char *s); /* NULL is sent as an empty string */
+int ipc_put_bytes(struct ipc_msg *m, const void *p, size_t n);
 
 /* Reads the next field; -1 when missing, too long for out, or containing NUL. */
 int ipc_get_u64(struct ipc_msg *m, uint64_t *v);
 int ipc_get_str(struct ipc_msg *m, char *out, size_t outlen);
+/* A byte field (may hold NUL) of at most max bytes; *p points into m->buf. */
+int ipc_get_bytes(struct ipc_msg *m, const unsigned char **p, size_t *n, size_t max);
 /* 0 when every byte was consumed (no trailing garbage). */
 int ipc_end(const struct ipc_msg *m);
 

@@ -243,6 +243,8 @@ class Env:
             "upstream": f"127.0.0.1:{self.upstream_port}",
             "upstream_tls": "none",
             "user": "nobody",
+            # smtp runs under its own uid, as the package sets it up (DESIGN §6).
+            "smtp_user": "daemon",
             "pam_service": "submitd",
             "pam_confdir": str(pam),
             "max_message_size": str(MAX_MESSAGE_SIZE),

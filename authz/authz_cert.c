@@ -1,0 +1,599 @@
+/* Client certificate verification for the authz process (see authz_cert.h). */
+#include "authz_cert.h"
+
+#include "config.h"
+#include "dn.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SECURITY_LEVEL 2
+#define CHAIN_DEPTH 5
+#define CRL_CHECK_INTERVAL 1                 /* seconds between looks at the file */
+#define CRL_WARN_BEFORE (2LL * 86400)        /* warn this long before nextUpdate */
+#define CRL_WARN_EVERY 3600                  /* ... at most once per hour */
+#define CRL_EXPIRED_EVERY 60                 /* an expired CRL: once per minute */
+
+struct crl_info {
+    int count;                 /* CRLs in the file */
+    int entries;               /* revoked serials, all CRLs together */
+    long long last_update;     /* the latest lastUpdate */
+    long long next_update;     /* the earliest nextUpdate; 0 when none has one */
+};
+
+/*
+ * The store: client CAs (loaded at start-up, never changed) and the current CRLs.
+ * authz is single-threaded, so a reload simply replaces the store between two
+ * verifications.
+ */
+static struct {
+    STACK_OF(X509) *cas;
+    X509_STORE *store;
+    char crl_path[PATH_MAX];   /* empty: no CRL check */
+    struct crl_info info;
+    int have_file;
+    struct stat file;          /* the CRL file as last examined */
+    int stat_errno;
+    time_t checked, warned;
+} st;
+
+static long long asn1_epoch(const ASN1_TIME *t)
+{
+    struct tm tm;
+
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return 0;
+    return (long long)timegm(&tm);
+}
+
+static void ssl_err(char *err, size_t errlen, const char *what, const char *file)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+    str_fmt(err, errlen, "%s: %s: %s", file, what, r ? r : "unknown OpenSSL error");
+    ERR_clear_error();
+}
+
+/* ---- the store and its CRL ------------------------------------------------------- */
+
+static X509 *crl_issuer(X509_CRL *c)
+{
+    for (int i = 0; i < sk_X509_num(st.cas); i++) {
+        X509 *ca = sk_X509_value(st.cas, i);
+        if (X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(c)) == 0)
+            return ca;
+    }
+    return NULL;
+}
+
+static X509_STORE *store_with_cas(char *err, size_t errlen, const char *what)
+{
+    X509_STORE *store = X509_STORE_new();
+
+    if (store == NULL) {
+        ssl_err(err, errlen, "cannot allocate a certificate store", what);
+        return NULL;
+    }
+    for (int i = 0; i < sk_X509_num(st.cas); i++)
+        if (X509_STORE_add_cert(store, sk_X509_value(st.cas, i)) != 1) {
+            ssl_err(err, errlen, "cannot add a client CA to the store", what);
+            X509_STORE_free(store);
+            return NULL;
+        }
+    return store;
+}
+
+/* Adds one CRL read from path to store after checking its issuer and signature. */
+static int crl_add(X509_STORE *store, X509_CRL *c, const char *path, struct crl_info *info,
+                   char *err, size_t errlen)
+{
+    X509 *issuer = crl_issuer(c);
+    long long last = asn1_epoch(X509_CRL_get0_lastUpdate(c));
+    long long next = asn1_epoch(X509_CRL_get0_nextUpdate(c));
+
+    if (issuer == NULL) {
+        char name[256] = "";
+        X509_NAME_oneline(X509_CRL_get_issuer(c), name, sizeof(name));
+        log_warn("crl %s: a CRL of %s, which is not in client_ca: ignored", path, name);
+        return 0;
+    }
+    if (X509_CRL_verify(c, X509_get0_pubkey(issuer)) != 1) {
+        ERR_clear_error();
+        str_fmt(err, errlen, "%s: CRL signature does not verify with its client CA", path);
+        return -1;
+    }
+    if (X509_STORE_add_crl(store, c) != 1) {
+        ssl_err(err, errlen, "cannot add the CRL to the store", path);
+        return -1;
+    }
+    info->count++;
+    if (X509_CRL_get_REVOKED(c) != NULL)
+        info->entries += sk_X509_REVOKED_num(X509_CRL_get_REVOKED(c));
+    if (last > info->last_update)
+        info->last_update = last;
+    if (next != 0 && (info->next_update == 0 || next < info->next_update))
+        info->next_update = next;
+    return 0;
+}
+
+/* A store of the client CAs and every CRL in path, or NULL with err set. */
+static X509_STORE *crl_store_build(const char *path, struct crl_info *info, char *err,
+                                   size_t errlen)
+{
+    X509_STORE *store = store_with_cas(err, errlen, path);
+    FILE *f;
+    X509_CRL *c;
+    int rc = 0;
+
+    memset(info, 0, sizeof(*info));
+    if (store == NULL)
+        return NULL;
+    if ((f = fopen(path, "re")) == NULL) {
+        str_fmt(err, errlen, "%s: cannot read CRL: %s", path, strerror(errno));
+        X509_STORE_free(store);
+        return NULL;
+    }
+    while (rc == 0 && (c = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
+        rc = crl_add(store, c, path, info, err, errlen);
+        X509_CRL_free(c);
+    }
+    /* The loop ends with "no start line" at the end of the file. */
+    ERR_clear_error();
+    if (rc == 0 && ferror(f)) {
+        str_fmt(err, errlen, "%s: cannot read CRL: %s", path, strerror(errno));
+        rc = -1;
+    }
+    if (rc == 0 && info->count == 0) {
+        str_fmt(err, errlen, "%s: no CRL of a client CA in the file", path);
+        rc = -1;
+    }
+    fclose(f);
+    if (rc != 0) {
+        X509_STORE_free(store);
+        return NULL;
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+    return store;
+}
+
+static int crl_file_changed(const struct stat *sb)
+{
+    return !st.have_file || sb->st_dev != st.file.st_dev || sb->st_ino != st.file.st_ino ||
+           sb->st_size != st.file.st_size ||
+           sb->st_mtim.tv_sec != st.file.st_mtim.tv_sec ||
+           sb->st_mtim.tv_nsec != st.file.st_mtim.tv_nsec ||
+           sb->st_ctim.tv_sec != st.file.st_ctim.tv_sec ||
+           sb->st_ctim.tv_nsec != st.file.st_ctim.tv_nsec;
+}
+
+/* Loud lines about the validity of the CRL in use. */
+static void crl_check_dates(time_t now)
+{
+    char when[32];
+    long long next = st.info.next_update;
+
+    if (next == 0)
+        return;
+    iso_time_utc(when, sizeof(when), next);
+    if ((long long)now >= next) {
+        if (st.warned == 0 || now - st.warned >= CRL_EXPIRED_EVERY) {
+            st.warned = now;
+            log_err("crl %s EXPIRED at %s: the certificates of its CA are refused with 454 "
+                    "until a new CRL is published (submit-ca crl)", st.crl_path, when);
+        }
+    } else if (next - (long long)now <= CRL_WARN_BEFORE) {
+        if (st.warned == 0 || now - st.warned >= CRL_WARN_EVERY) {
+            st.warned = now;
+            log_warn("crl %s expires at %s, in %lld hours: publish a new one with "
+                     "\"submit-ca crl\" before then, or the certificates of its CA are "
+                     "refused", st.crl_path, when, (next - (long long)now + 3599) / 3600);
+        }
+    }
+}
+
+static void crl_log_loaded(const char *what)
+{
+    char last[32], next[32];
+
+    iso_time_utc(last, sizeof(last), st.info.last_update);
+    if (st.info.next_update != 0)
+        iso_time_utc(next, sizeof(next), st.info.next_update);
+    else
+        str_lcpy(next, "never", sizeof(next));
+    log_info("crl %s %s: %d CRL%s, %d revoked, last update %s, next update %s", st.crl_path,
+             what, st.info.count, st.info.count == 1 ? "" : "s", st.info.entries, last, next);
+    if (st.info.last_update > (long long)time(NULL))
+        log_err("crl %s is not valid yet (last update %s is in the future; is the clock "
+                "right?): certificates of its CA are refused with 454", st.crl_path, last);
+}
+
+void cert_tick(time_t now)
+{
+    struct stat sb;
+    struct crl_info info;
+    X509_STORE *fresh;
+    char err[512];
+
+    if (st.crl_path[0] == '\0' || now - st.checked < CRL_CHECK_INTERVAL)
+        return;
+    st.checked = now;
+    if (stat(st.crl_path, &sb) != 0) {
+        if (errno != st.stat_errno)
+            log_err("crl %s: cannot look for changes: %s: the CRL loaded before stays in use",
+                    st.crl_path, strerror(errno));
+        st.stat_errno = errno;
+        crl_check_dates(now);
+        return;
+    }
+    if (st.stat_errno != 0)
+        log_info("crl %s can be examined again", st.crl_path);
+    st.stat_errno = 0;
+    if (!crl_file_changed(&sb)) {
+        crl_check_dates(now);
+        return;
+    }
+    /* Remember this version even if it does not load: retry only when it changes. */
+    st.have_file = 1;
+    st.file = sb;
+    fresh = crl_store_build(st.crl_path, &info, err, sizeof(err));
+    if (fresh != NULL) {
+        X509_STORE_free(st.store);
+        st.store = fresh;
+        st.info = info;
+        st.warned = 0;
+        crl_log_loaded("reloaded");
+    } else {
+        char next[32] = "never";
+        if (st.info.next_update != 0)
+            iso_time_utc(next, sizeof(next), st.info.next_update);
+        log_err("crl %s changed but cannot be loaded: %s; the previous CRL stays in use "
+                "(next update %s)", st.crl_path, err, next);
+    }
+    crl_check_dates(now);
+}
+
+int cert_init(const struct config *cfg, char *err, size_t errlen)
+{
+    BIO *in;
+    STACK_OF(X509_INFO) *infos;
+    struct stat sb;
+
+    memset(&st, 0, sizeof(st));
+    st.cas = sk_X509_new_null();
+    if (st.cas == NULL || (in = BIO_new_file(cfg->client_ca, "r")) == NULL) {
+        ssl_err(err, errlen, "client_ca: cannot read", cfg->client_ca);
+        return -1;
+    }
+    infos = PEM_X509_INFO_read_bio(in, NULL, NULL, NULL);
+    BIO_free(in);
+    for (int i = 0; infos != NULL && i < sk_X509_INFO_num(infos); i++) {
+        X509_INFO *xi = sk_X509_INFO_value(infos, i);
+        if (xi->x509 != NULL && X509_up_ref(xi->x509) == 1 && !sk_X509_push(st.cas, xi->x509))
+            X509_free(xi->x509);
+    }
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    if (sk_X509_num(st.cas) == 0) {
+        ssl_err(err, errlen, "client_ca: no CA certificate in the file", cfg->client_ca);
+        return -1;
+    }
+    if (cfg->crl[0] == '\0') {
+        st.store = store_with_cas(err, errlen, cfg->client_ca);
+        return st.store != NULL ? 0 : -1;
+    }
+    if (str_lcpy(st.crl_path, cfg->crl, sizeof(st.crl_path)) >= sizeof(st.crl_path)) {
+        str_fmt(err, errlen, "%s: crl: path too long", cfg->crl);
+        return -1;
+    }
+    if (stat(st.crl_path, &sb) == 0) {
+        st.have_file = 1;
+        st.file = sb;
+    }
+    st.store = crl_store_build(st.crl_path, &st.info, err, errlen);
+    if (st.store == NULL)
+        return -1;
+    st.checked = time(NULL);
+    crl_log_loaded("loaded");
+    crl_check_dates(st.checked);
+    return 0;
+}
+
+void cert_free(void)
+{
+    X509_STORE_free(st.store);
+    sk_X509_pop_free(st.cas, X509_free);
+    memset(&st, 0, sizeof(st));
+}
+
+/* ---- names ----------------------------------------------------------------------- */
+
+static int bytes_clean(const unsigned char *p, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* 1 when no attribute value of name holds NUL or a control character once decoded
+ * (a BMPString can hide a NUL as well as an IA5String). */
+static int name_clean(const X509_NAME *name)
+{
+    for (int i = 0; i < X509_NAME_entry_count(name); i++) {
+        unsigned char *utf8 = NULL;
+        int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+        int ok = n >= 0 && bytes_clean(utf8, n);
+
+        OPENSSL_free(utf8);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static int alt_names_clean(X509 *x)
+{
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int ok = 1;
+
+    for (int i = 0; gens != NULL && ok && i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        const ASN1_STRING *s = NULL;
+
+        if (g->type == GEN_EMAIL || g->type == GEN_DNS || g->type == GEN_URI)
+            s = g->d.ia5;
+        if (s != NULL)
+            ok = bytes_clean(ASN1_STRING_get0_data(s), ASN1_STRING_length(s));
+    }
+    GENERAL_NAMES_free(gens);
+    ERR_clear_error();
+    return ok;
+}
+
+static int cert_names_clean(X509 *x)
+{
+    return name_clean(X509_get_subject_name(x)) && name_clean(X509_get_issuer_name(x)) &&
+           alt_names_clean(x);
+}
+
+static void name_text(const X509_NAME *name, char *out, size_t outlen)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *p;
+    long n;
+
+    out[0] = '\0';
+    if (b == NULL)
+        return;
+    /* RFC 2253 escapes control characters, so the text is safe in logs and rows. */
+    if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0 && (n = BIO_get_mem_data(b, &p)) > 0)
+        str_fmt(out, outlen, "%.*s", (int)n, p);
+    BIO_free(b);
+}
+
+/* ---- verification ---------------------------------------------------------------- */
+
+/* The reason word for a verification error, as used in SMTP replies. */
+static const char *verify_reason(int code)
+{
+    switch (code) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+        return "expired";
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return "not yet valid";
+    case X509_V_ERR_CERT_REVOKED:
+        return "revoked";
+    case X509_V_ERR_INVALID_PURPOSE:
+        return "wrong purpose";
+    case X509_V_ERR_EE_KEY_TOO_SMALL:
+    case X509_V_ERR_CA_KEY_TOO_SMALL:
+    case X509_V_ERR_CA_MD_TOO_WEAK:
+        return "weak key or signature";
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+    case X509_V_ERR_CERT_CHAIN_TOO_LONG:
+        return "untrusted issuer";
+    default:
+        return "invalid";
+    }
+}
+
+/* Errors that say nothing about the certificate, only that its CRL is not usable:
+ * our problem, answered with a temporary failure. */
+static int crl_unusable(int code)
+{
+    return code == X509_V_ERR_UNABLE_TO_GET_CRL || code == X509_V_ERR_CRL_HAS_EXPIRED ||
+           code == X509_V_ERR_CRL_NOT_YET_VALID || code == X509_V_ERR_CRL_SIGNATURE_FAILURE ||
+           code == X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE ||
+           code == X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER;
+}
+
+/* The word for a CRL problem, as the audit rows and logs have always said it. */
+static const char *crl_problem(int code)
+{
+    switch (code) {
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+        return "crl unavailable";
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+        return "crl expired";
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+        return "crl not yet valid";
+    default:
+        return "crl invalid";
+    }
+}
+
+/* What verification saw: the first real problem, and the first CRL problem with
+ * the certificate it concerned (whose issuer is named in the log). */
+struct seen {
+    int first;
+    int crl;
+    char crl_issuer[512];
+};
+
+static int verify_cb(int ok, X509_STORE_CTX *ctx)
+{
+    struct seen *s = X509_STORE_CTX_get_app_data(ctx);
+    int code = X509_STORE_CTX_get_error(ctx);
+
+    if (ok || s == NULL)
+        return 1;
+    if (crl_unusable(code)) {
+        if (s->crl == X509_V_OK) {
+            X509 *x = X509_STORE_CTX_get_current_cert(ctx);
+            s->crl = code;
+            if (x != NULL)
+                name_text(X509_get_issuer_name(x), s->crl_issuer, sizeof(s->crl_issuer));
+        }
+    } else if (s->first == X509_V_OK) {
+        s->first = code;
+    }
+    /* Go on: every problem is collected, and the most telling one is reported. */
+    return 1;
+}
+
+static void result_reject(struct cert_result *r, const char *reason, const char *detail)
+{
+    r->verdict = CERT_REJECTED;
+    str_lcpy(r->reason, reason, sizeof(r->reason));
+    str_fmt(r->detail, sizeof(r->detail), "certificate %s", detail);
+}
+
+static X509 *decode_one(const unsigned char *der, size_t len)
+{
+    const unsigned char *p = der;
+    X509 *x = len <= 65535 ? d2i_X509(NULL, &p, (long)len) : NULL;
+
+    /* Trailing bytes are not part of a certificate: refuse rather than ignore. */
+    if (x != NULL && p != der + len) {
+        X509_free(x);
+        x = NULL;
+    }
+    ERR_clear_error();
+    return x;
+}
+
+static void chain_verify(X509 *leaf, STACK_OF(X509) *chain, struct cert_result *r)
+{
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    struct seen seen = { X509_V_OK, X509_V_OK, "" };
+    char detail[700];
+
+    if (ctx == NULL || X509_STORE_CTX_init(ctx, st.store, leaf, chain) != 1 ||
+        X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) != 1) {
+        X509_STORE_CTX_free(ctx);
+        ERR_clear_error();
+        r->verdict = CERT_UNCHECKABLE;
+        str_lcpy(r->reason, "verification impossible", sizeof(r->reason));
+        str_lcpy(r->detail, "certificate check impossible: out of memory", sizeof(r->detail));
+        return;
+    }
+    X509_VERIFY_PARAM_set_auth_level(X509_STORE_CTX_get0_param(ctx), SECURITY_LEVEL);
+    X509_VERIFY_PARAM_set_depth(X509_STORE_CTX_get0_param(ctx), CHAIN_DEPTH);
+    X509_STORE_CTX_set_app_data(ctx, &seen);
+    X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
+    if (X509_verify_cert(ctx) != 1 && seen.first == X509_V_OK && seen.crl == X509_V_OK)
+        seen.first = X509_STORE_CTX_get_error(ctx);
+    X509_STORE_CTX_free(ctx);
+    ERR_clear_error();
+    if (seen.first != X509_V_OK) {
+        str_fmt(detail, sizeof(detail), "%s (%s)", verify_reason(seen.first),
+                X509_verify_cert_error_string(seen.first));
+        result_reject(r, verify_reason(seen.first), detail);
+    } else if (seen.crl != X509_V_OK) {
+        r->verdict = CERT_UNCHECKABLE;
+        str_lcpy(r->reason, "certificate status unknown", sizeof(r->reason));
+        str_fmt(r->detail, sizeof(r->detail), "certificate check impossible: %s for issuer %s "
+                "(crl %s)", crl_problem(seen.crl), seen.crl_issuer[0] ? seen.crl_issuer : "?",
+                st.crl_path[0] ? st.crl_path : "not configured");
+        log_err("CRL PROBLEM (%s): the certificates of issuer %s are refused with 454 until "
+                "crl %s holds a current CRL of it", crl_problem(seen.crl),
+                seen.crl_issuer[0] ? seen.crl_issuer : "?", st.crl_path);
+    } else {
+        r->verdict = CERT_OK;
+    }
+}
+
+/* The leaf's own checks that X509_verify_cert does not make. 0, or -1 (rejected). */
+static int leaf_checks(X509 *leaf, struct cert_result *r)
+{
+    uint32_t flags = X509_get_extension_flags(leaf);
+
+    if (!(flags & EXFLAG_XKUSAGE) || !(X509_get_extended_key_usage(leaf) & XKU_SSL_CLIENT)) {
+        result_reject(r, "wrong purpose", !(flags & EXFLAG_XKUSAGE)
+                                              ? "has no extendedKeyUsage extension (clientAuth "
+                                                "is required)"
+                                              : "extendedKeyUsage lacks clientAuth");
+        return -1;
+    }
+    if (dn_canon_name(X509_get_subject_name(leaf), r->subject_canon, sizeof(r->subject_canon)) ||
+        dn_canon_name(X509_get_issuer_name(leaf), r->issuer_canon, sizeof(r->issuer_canon))) {
+        result_reject(r, "invalid name", "name cannot be read");
+        return -1;
+    }
+    return 0;
+}
+
+void cert_verify(const unsigned char *const *der, const size_t *len, int n,
+                 struct cert_result *out)
+{
+    STACK_OF(X509) *chain = NULL;
+    X509 *leaf;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (n <= 0) {
+        out->verdict = CERT_NONE;
+        str_lcpy(out->reason, "none", sizeof(out->reason));
+        str_lcpy(out->detail, "no client certificate", sizeof(out->detail));
+        return;
+    }
+    leaf = decode_one(der[0], len[0]);
+    if (leaf == NULL) {
+        result_reject(out, "invalid", "cannot be decoded");
+        return;
+    }
+    if (EVP_Digest(der[0], len[0], md, &mdlen, EVP_sha256(), NULL) == 1)
+        hex_encode(md, mdlen, out->sha256);
+    name_text(X509_get_subject_name(leaf), out->subject, sizeof(out->subject));
+    name_text(X509_get_issuer_name(leaf), out->issuer, sizeof(out->issuer));
+    chain = sk_X509_new_null();
+    for (int i = 1; chain != NULL && i < n; i++) {
+        X509 *x = decode_one(der[i], len[i]);
+        if (x == NULL || !sk_X509_push(chain, x)) {
+            X509_free(x);
+            result_reject(out, "invalid", "chain cannot be decoded");
+            goto done;
+        }
+    }
+    if (chain == NULL) {
+        result_reject(out, "invalid", "chain cannot be decoded");
+        goto done;
+    }
+    for (int i = -1; i < sk_X509_num(chain); i++)
+        if (!cert_names_clean(i < 0 ? leaf : sk_X509_value(chain, i))) {
+            result_reject(out, "control character in a name",
+                          "has a NUL or control character in a name attribute");
+            goto done;
+        }
+    /* The chain first: an untrusted certificate is "untrusted issuer", whatever
+     * else is wrong with it. */
+    chain_verify(leaf, chain, out);
+    if (out->verdict == CERT_OK)
+        (void)leaf_checks(leaf, out);
+done:
+    sk_X509_pop_free(chain, X509_free);
+    X509_free(leaf);
+}

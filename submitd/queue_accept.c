@@ -1,0 +1,382 @@
+/* Taking messages from the smtp process (see queue_accept.h). */
+#include "queue_accept.h"
+
+#include "log.h"
+#include "queue_authz.h"
+#include "queue_store.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GRANT_TIMEOUT_MS 5000
+#define REC_HDR 5                  /* type, 4-byte big-endian length */
+
+/* A spool file handed to smtp and not yet committed or aborted. */
+struct open_file {
+    char id[SPOOL_ID_LEN + 1];
+    int chan;
+    char session[IPC_SESSION_MAX];
+    char user[IPC_USER_MAX];
+    uint64_t nrcpt;
+    unsigned char *env;            /* the envelope records as written */
+    size_t env_len;
+};
+
+static struct open_file *files;
+static int nfiles, max_files;
+
+void accept_init(int max_open)
+{
+    max_files = max_open;
+    files = calloc((size_t)max_files, sizeof(*files));
+    if (files == NULL)
+        fatal("out of memory");
+}
+
+void accept_free(void)
+{
+    for (int i = 0; i < nfiles; i++)
+        free(files[i].env);
+    free(files);
+    files = NULL;
+    nfiles = 0;
+}
+
+static struct open_file *find_open(int chan, const char *id)
+{
+    for (int i = 0; i < nfiles; i++)
+        if (files[i].chan == chan && strcmp(files[i].id, id) == 0)
+            return &files[i];
+    return NULL;
+}
+
+static void forget_open(struct open_file *f)
+{
+    free(f->env);
+    *f = files[--nfiles];
+}
+
+static void answer(int chan, enum ipc_type type, uint64_t req, int status, const char *id,
+                   const char *why, int pass_fd, struct ipc_msg *m)
+{
+    struct ipc_queue_answer a;
+
+    memset(&a, 0, sizeof(a));
+    a.status = status;
+    str_lcpy(a.queue_id, id, sizeof(a.queue_id));
+    str_lcpy(a.reason, why, sizeof(a.reason));
+    if (ipc_enc_queue_answer(m, type, req, &a) != 0)
+        fatal("cannot encode the answer to smtp");
+    m->fd = pass_fd;
+    if (ipc_send(chan, m) != 0)
+        fatal("cannot answer smtp: %s", strerror(errno));
+}
+
+/* ---- OPEN ---------------------------------------------------------------------- */
+
+/* Why the envelope cannot be written as it is, or NULL. */
+static const char *envelope_unsafe(const struct ipc_envelope *v)
+{
+    if (!ipc_text_clean(v->session) || v->session[0] == '\0')
+        return "bad session id";
+    if (!ipc_text_clean(v->mail_from))
+        return "control character (CR, LF, NUL...) in the sender";
+    for (int i = 0; i < v->nrcpt; i++)
+        if (v->rcpt[i][0] == '\0' || !ipc_text_clean(v->rcpt[i]))
+            return "empty recipient, or control character (CR, LF, NUL...) in a recipient";
+    return NULL;
+}
+
+/* Asks authz whether the envelope is the session's; fills the user and client. */
+static int envelope_granted(const struct ipc_envelope *v, struct ipc_grant *g, char *why,
+                            size_t whylen, struct ipc_msg *m)
+{
+    if (ipc_enc_envelope(m, IPC_AUTHZ_GRANT_CHECK, 0, v) != 0) {
+        str_lcpy(why, "envelope too large", whylen);
+        return -1;
+    }
+    if (queue_authz_ask(m, IPC_AUTHZ_GRANT, GRANT_TIMEOUT_MS) != 0) {
+        str_fmt(why, whylen, "no answer from authz: %s", strerror(errno));
+        return -1;
+    }
+    if (ipc_dec_grant(m, g) != 0)
+        fatal("malformed grant answer from authz");
+    if (g->decision != IPC_ALLOW) {
+        str_fmt(why, whylen, "envelope not granted by authz: %s", g->reason);
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes the envelope records and keeps a copy of them for the commit check. */
+static int write_envelope(int sfd, const char *id, const struct ipc_envelope *v,
+                          const struct ipc_grant *g, struct open_file *f)
+{
+    char now[32];
+    int err = 0;
+    off_t len;
+
+    str_fmt(now, sizeof(now), "%lld", (long long)time(NULL));
+    err |= spool_put_str(sfd, SPOOL_VERSION, "1");
+    err |= spool_put_str(sfd, SPOOL_ID, id);
+    err |= spool_put_str(sfd, SPOOL_TIME, now);
+    err |= spool_put_str(sfd, SPOOL_SESSION, v->session);
+    err |= spool_put_str(sfd, SPOOL_USER, g->user);
+    err |= spool_put_str(sfd, SPOOL_CLIENT, g->client_ip);
+    err |= spool_put_str(sfd, SPOOL_FROM, v->mail_from);
+    for (int i = 0; i < v->nrcpt; i++)
+        err |= spool_put_str(sfd, SPOOL_RCPT, v->rcpt[i]);
+    if (err || (len = lseek(sfd, 0, SEEK_END)) <= 0)
+        return -1;
+    f->env_len = (size_t)len;
+    f->env = malloc(f->env_len);
+    if (f->env == NULL || pread(sfd, f->env, f->env_len, 0) != (ssize_t)f->env_len)
+        return -1;
+    return 0;
+}
+
+void accept_open(int chan, struct ipc_msg *m)
+{
+    struct ipc_envelope v;
+    struct ipc_grant g;
+    struct open_file f;
+    char id[SPOOL_ID_LEN + 1], path[PATH_MAX], why[300];
+    uint64_t req = m->id;
+    const char *unsafe;
+    int sfd;
+
+    if (ipc_dec_envelope(m, &v) != 0)
+        fatal("malformed open request");
+    memset(&f, 0, sizeof(f));
+    if ((unsafe = envelope_unsafe(&v)) != NULL) {
+        log_warn("session=%s open refused: %s", v.session, unsafe);
+        ipc_envelope_free(&v);
+        answer(chan, IPC_QUEUE_OPENED, req, 1, "", unsafe, -1, m);
+        return;
+    }
+    if (nfiles >= max_files) {
+        ipc_envelope_free(&v);
+        answer(chan, IPC_QUEUE_OPENED, req, 1, "", "too many messages in progress", -1, m);
+        return;
+    }
+    if (envelope_granted(&v, &g, why, sizeof(why), m) != 0) {
+        log_warn("session=%s open refused: %s", v.session, why);
+        ipc_envelope_free(&v);
+        answer(chan, IPC_QUEUE_OPENED, req, 1, "", why, -1, m);
+        return;
+    }
+    spool_new_id(id);
+    str_fmt(path, sizeof(path), "%s/%s", qdirs.incoming, id);
+    sfd = open(path, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (sfd < 0 || write_envelope(sfd, id, &v, &g, &f) != 0) {
+        str_fmt(why, sizeof(why), "cannot write %s: %s", path, strerror(errno));
+        log_err("%s", why);
+        if (sfd >= 0) {
+            close(sfd);
+            unlink(path);
+        }
+        free(f.env);
+        ipc_envelope_free(&v);
+        answer(chan, IPC_QUEUE_OPENED, req, 1, "", why, -1, m);
+        return;
+    }
+    str_lcpy(f.id, id, sizeof(f.id));
+    f.chan = chan;
+    str_lcpy(f.session, v.session, sizeof(f.session));
+    str_lcpy(f.user, g.user, sizeof(f.user));
+    f.nrcpt = (uint64_t)v.nrcpt;
+    files[nfiles++] = f;
+    ipc_envelope_free(&v);
+    /* smtp gets a write-only descriptor: it cannot read other files, and what it
+     * writes is checked at COMMIT. */
+    {
+        int wfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+        close(sfd);
+        if (wfd < 0) {
+            str_fmt(why, sizeof(why), "cannot reopen %s: %s", path, strerror(errno));
+            forget_open(&files[nfiles - 1]);
+            unlink(path);
+            answer(chan, IPC_QUEUE_OPENED, req, 1, "", why, -1, m);
+            return;
+        }
+        answer(chan, IPC_QUEUE_OPENED, req, 0, id, "", wfd, m);
+        close(wfd);
+    }
+}
+
+/* ---- ABORT --------------------------------------------------------------------- */
+
+void accept_abort(int chan, struct ipc_msg *m)
+{
+    struct ipc_abort v;
+    struct open_file *f;
+    char path[PATH_MAX];
+
+    if (ipc_dec_abort(m, &v) != 0 || !spool_id_valid(v.queue_id))
+        fatal("malformed abort request");
+    f = find_open(chan, v.queue_id);
+    if (f == NULL) {
+        log_warn("abort of %s refused: not a file this smtp channel has open", v.queue_id);
+        return;
+    }
+    forget_open(f);
+    str_fmt(path, sizeof(path), "%s/%s", qdirs.incoming, v.queue_id);
+    if (unlink(path) != 0 && errno != ENOENT)
+        log_warn("cannot remove aborted %s: %s", path, strerror(errno));
+}
+
+/* ---- COMMIT -------------------------------------------------------------------- */
+
+/*
+ * No other descriptor of the file may exist: smtp closes its own before COMMIT,
+ * and one it kept (a dup) could change the message after the check. A write
+ * lease is granted only to the sole opener. File systems without leases lose
+ * this check only (logged once).
+ */
+static int sole_opener(int fd, char *why, size_t whylen)
+{
+    static int unsupported_logged;
+
+    if (fcntl(fd, F_SETLEASE, F_WRLCK) == 0) {
+        (void)fcntl(fd, F_SETLEASE, F_UNLCK);
+        return 0;
+    }
+    if (errno == EAGAIN || errno == EBUSY) {
+        str_lcpy(why, "the smtp process still holds the file open", whylen);
+        return -1;
+    }
+    if (!unsupported_logged++)
+        log_warn("spool file system refuses leases (%s): cannot check that the smtp process "
+                 "closed a message before its commit", strerror(errno));
+    return 0;
+}
+
+/* The envelope is what the queue wrote; after it only BODY records whose lengths
+ * add up to size, ending exactly at the end of the file. */
+static int records_valid(int fd, const struct open_file *f, uint64_t size, char *why,
+                         size_t whylen)
+{
+    unsigned char *buf = malloc(f->env_len), hdr[REC_HDR];
+    struct stat sb;
+    uint64_t off = f->env_len, body = 0;
+    int same;
+
+    if (buf == NULL || fstat(fd, &sb) != 0) {
+        free(buf);
+        str_fmt(why, whylen, "cannot check: %s", strerror(errno));
+        return -1;
+    }
+    same = pread(fd, buf, f->env_len, 0) == (ssize_t)f->env_len &&
+           memcmp(buf, f->env, f->env_len) == 0;
+    free(buf);
+    if (!same) {
+        str_lcpy(why, "envelope records were changed after the queue wrote them", whylen);
+        return -1;
+    }
+    while (off < (uint64_t)sb.st_size) {
+        uint64_t len;
+
+        if (pread(fd, hdr, REC_HDR, (off_t)off) != REC_HDR) {
+            str_lcpy(why, "torn record after the envelope", whylen);
+            return -1;
+        }
+        len = ((uint64_t)hdr[1] << 24) | ((uint64_t)hdr[2] << 16) | ((uint64_t)hdr[3] << 8) |
+              hdr[4];
+        if (hdr[0] != SPOOL_BODY) {
+            str_fmt(why, whylen, "record type 0x%02x after the envelope (only BODY may follow)",
+                    hdr[0]);
+            return -1;
+        }
+        if (len > SPOOL_REC_MAX || off + REC_HDR + len > (uint64_t)sb.st_size) {
+            str_lcpy(why, "BODY record longer than the file or the limit", whylen);
+            return -1;
+        }
+        body += len;
+        off += REC_HDR + len;
+    }
+    if (body != size) {
+        str_fmt(why, whylen, "BODY records hold %llu bytes, COMMIT announced %llu",
+                (unsigned long long)body, (unsigned long long)size);
+        return -1;
+    }
+    return 0;
+}
+
+void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc)
+{
+    struct ipc_commit v;
+    struct open_file *f;
+    char src[PATH_MAX], dst[PATH_MAX], num[32];
+    int fd;
+
+    if (ipc_dec_commit(m, &v) != 0 || !spool_id_valid(v.queue_id))
+        fatal("malformed commit request");
+    memset(pc, 0, sizeof(*pc));
+    pc->chan = chan;
+    pc->req = m->id;
+    str_lcpy(pc->id, v.queue_id, sizeof(pc->id));
+    f = find_open(chan, v.queue_id);
+    if (f == NULL) {
+        str_lcpy(pc->why, "not a file this smtp channel has open", sizeof(pc->why));
+        return;
+    }
+    str_lcpy(pc->session, f->session, sizeof(pc->session));
+    str_lcpy(pc->user, f->user, sizeof(pc->user));
+    pc->nrcpt = f->nrcpt;
+    str_fmt(src, sizeof(src), "%s/%s", qdirs.incoming, pc->id);
+    str_fmt(dst, sizeof(dst), "%s/%s", qdirs.queue, pc->id);
+    fd = open(src, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        str_fmt(pc->why, sizeof(pc->why), "cannot reopen %s: %s", src, strerror(errno));
+        forget_open(f);
+        return;
+    }
+    if (sole_opener(fd, pc->why, sizeof(pc->why)) != 0 ||
+        records_valid(fd, f, v.size, pc->why, sizeof(pc->why)) != 0) {
+        log_err("id=%s session=%s commit refused: %s", pc->id, pc->session, pc->why);
+        goto refuse;
+    }
+    str_fmt(num, sizeof(num), "%llu", (unsigned long long)v.size);
+    if (spool_put_str(fd, SPOOL_END, num) != 0 || fsync(fd) != 0) {
+        str_fmt(pc->why, sizeof(pc->why), "cannot write %s: %s", src, strerror(errno));
+        goto refuse;
+    }
+    close(fd);
+    forget_open(f);
+    if (rename(src, dst) != 0) {
+        str_fmt(pc->why, sizeof(pc->why), "cannot rename %s: %s", src, strerror(errno));
+        unlink(src);
+        return;
+    }
+    pc->ok = 1;
+    return;
+refuse:
+    close(fd);
+    forget_open(f);
+    unlink(src);
+}
+
+void accept_answer(const struct pending_commit *pc, struct ipc_msg *m)
+{
+    if (pc->ok) {
+        struct ipc_charge c;
+
+        /* Counted before the 250, so a client cannot outrun its own rate limit. */
+        memset(&c, 0, sizeof(c));
+        str_lcpy(c.session, pc->session, sizeof(c.session));
+        str_lcpy(c.user, pc->user, sizeof(c.user));
+        str_lcpy(c.queue_id, pc->id, sizeof(c.queue_id));
+        c.nrcpt = pc->nrcpt;
+        if (ipc_enc_charge(m, &c) != 0 || queue_authz_send(m) != 0)
+            log_err("id=%s rate usage of %s not reported to authz: %s", pc->id, pc->user,
+                    strerror(errno));
+    }
+    answer(pc->chan, IPC_QUEUE_COMMITTED, pc->req, pc->ok ? 0 : 1, pc->id, pc->why, -1, m);
+}

@@ -1,0 +1,48 @@
+#ifndef SUBMITD_QUEUE_ACCEPT_H
+#define SUBMITD_QUEUE_ACCEPT_H
+
+#include "ipc.h"
+#include "ipc_codec.h"
+#include "spool.h"
+
+#include <stdint.h>
+
+/*
+ * Taking messages from the smtp process (DESIGN §2, §4), which the queue treats as
+ * possibly compromised:
+ *   OPEN    the envelope must be free of control characters and confirmed by
+ *           authz for the session (its user, its approved sender, its recipient
+ *           limits); the queue writes the envelope records itself, with the user
+ *           and client address authz gives, and hands smtp a descriptor that can
+ *           only append to that one file;
+ *   COMMIT  only for a file this channel opened; smtp must hold no descriptor of
+ *           it any more, the envelope must be byte for byte what the queue wrote,
+ *           and everything after it BODY records adding up to the size announced;
+ *           then END, fsync and rename into queue/ (the directory fsync follows for
+ *           the whole batch);
+ *   ABORT   only for a file this channel opened.
+ */
+
+struct pending_commit {
+    int chan;
+    uint64_t req;
+    char id[SPOOL_ID_LEN + 1];
+    char session[IPC_SESSION_MAX];
+    char user[IPC_USER_MAX];
+    uint64_t nrcpt;
+    int ok;
+    char why[256];
+};
+
+/* max_open: spool files that may be open (between OPEN and COMMIT) at once. */
+void accept_init(int max_open);
+void accept_open(int chan, struct ipc_msg *m);
+void accept_abort(int chan, struct ipc_msg *m);
+/* Validates, ends and renames the file; the result is in pc. */
+void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc);
+/* After the directory fsync: charges the user (authz) and answers smtp. */
+void accept_answer(const struct pending_commit *pc, struct ipc_msg *m);
+/* Forgets every open file (shutdown). */
+void accept_free(void);
+
+#endif

@@ -1,0 +1,321 @@
+/*
+ * A compromised smtp process, for tests/integration/test_compromised_smtp.py.
+ *
+ * Installed in place of submitd-smtp, it is started by the master with the real
+ * program's descriptors. A child process drops to smtp_user, as the real smtp
+ * process does, and plays the attacker on the authz and queue channels: requests
+ * for sessions authz never granted, another user's sender, a second identity for a
+ * session, CR/LF in the envelope, a record after BODY, an envelope rewritten
+ * through the descriptor, a descriptor kept past COMMIT, a commit of a file it
+ * never opened. Every outcome is written to $SUBMITD_HOSTILE_REPORT as
+ *     name<TAB>outcome<TAB>detail
+ * (outcome: allow, deny, tempfail, refused, ok, error) for the test to judge.
+ * Then the parent becomes the real smtp process ($SUBMITD_HOSTILE_REAL), so the
+ * test can check that the next honest client is served by the same authz and
+ * queue processes.
+ *
+ * Certificates come from $SUBMITD_HOSTILE_ALICE and $SUBMITD_HOSTILE_BOB (PEM):
+ * they are public, and a compromised smtp process sees every client's.
+ */
+#include "config.h"
+#include "ipc.h"
+#include "ipc_codec.h"
+#include "privdrop.h"
+#include "spool.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static FILE *report;
+static int authz_fd = -1, queue_fd = -1;
+static struct ipc_msg *m;
+static uint64_t next_id = 1;
+
+static void note(const char *name, const char *outcome, const char *detail)
+{
+    fprintf(report, "%s\t%s\t%s\n", name, outcome, detail ? detail : "");
+    fflush(report);
+}
+
+static const char *decision_word(int d)
+{
+    return d == IPC_ALLOW ? "allow" : d == IPC_DENY ? "deny" : "tempfail";
+}
+
+/* Sends m on fd and receives the answer of type want into m. 0, or -1. */
+static int ask(int fd, enum ipc_type want)
+{
+    if (ipc_send(fd, m) != 0)
+        return -1;
+    for (;;) {
+        int r = ipc_recv(fd, m);
+        if (r <= 0)
+            return -1;
+        if (m->type == want)
+            return 0;
+    }
+}
+
+static int authz_result(const char *name, struct ipc_result *r)
+{
+    if (ask(authz_fd, IPC_AUTHZ_RESULT) != 0 || ipc_dec_result(m, r) != 0) {
+        note(name, "error", "no answer from authz");
+        return -1;
+    }
+    note(name, decision_word(r->decision), r->reply);
+    return 0;
+}
+
+static void identity(const char *name, const char *session, const char *pem_path)
+{
+    struct ipc_identity v;
+    struct ipc_result r;
+    FILE *f = fopen(pem_path, "r");
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    unsigned char *der = NULL;
+    int len = x ? i2d_X509(x, &der) : -1;
+
+    if (f != NULL)
+        fclose(f);
+    memset(&v, 0, sizeof(v));
+    str_lcpy(v.session, session, sizeof(v.session));
+    str_lcpy(v.client_ip, "203.0.113.66", sizeof(v.client_ip));
+    str_lcpy(v.tls, "TLSv1.3 TLS_AES_256_GCM_SHA384", sizeof(v.tls));
+    if (len > 0) {
+        v.ncert = 1;
+        v.cert[0] = der;
+        v.cert_len[0] = (size_t)len;
+    }
+    if (ipc_enc_identity(m, next_id++, &v) != 0)
+        note(name, "error", "cannot encode");
+    else
+        (void)authz_result(name, &r);
+    OPENSSL_free(der);
+    X509_free(x);
+}
+
+static void sender(const char *name, const char *session, const char *addr)
+{
+    struct ipc_sender v;
+    struct ipc_result r;
+
+    memset(&v, 0, sizeof(v));
+    str_lcpy(v.session, session, sizeof(v.session));
+    str_lcpy(v.address, addr, sizeof(v.address));
+    if (ipc_enc_sender(m, next_id++, &v) != 0)
+        note(name, "error", "cannot encode");
+    else
+        (void)authz_result(name, &r);
+}
+
+static void header_from(const char *name, const char *session, const char *addr)
+{
+    struct ipc_header_from *v = calloc(1, sizeof(*v));
+    struct ipc_result r;
+
+    str_lcpy(v->session, session, sizeof(v->session));
+    v->naddr = 1;
+    str_lcpy(v->addr[0], addr, sizeof(v->addr[0]));
+    if (ipc_enc_header_from(m, next_id++, v) != 0)
+        note(name, "error", "cannot encode");
+    else
+        (void)authz_result(name, &r);
+    free(v);
+}
+
+/* OPEN; returns the descriptor (queue id in qid) or -1 after noting the refusal. */
+static int open_msg(const char *name, const char *session, const char *from, char *qid,
+                    size_t qidlen)
+{
+    struct ipc_envelope v;
+    struct ipc_queue_answer a;
+    char rcpt[1][IPC_ADDR_MAX];
+
+    memset(&v, 0, sizeof(v));
+    str_lcpy(v.session, session, sizeof(v.session));
+    str_lcpy(v.mail_from, from, sizeof(v.mail_from));
+    str_lcpy(rcpt[0], "victim@example.net", sizeof(rcpt[0]));
+    v.nrcpt = 1;
+    v.rcpt = rcpt;
+    if (ipc_enc_envelope(m, IPC_QUEUE_OPEN, next_id++, &v) != 0 ||
+        ask(queue_fd, IPC_QUEUE_OPENED) != 0 || ipc_dec_queue_answer(m, &a) != 0) {
+        note(name, "error", "no answer from the queue");
+        return -1;
+    }
+    if (a.status != 0 || m->fd < 0) {
+        note(name, "refused", a.reason);
+        if (m->fd >= 0)
+            close(m->fd);
+        return -1;
+    }
+    str_lcpy(qid, a.queue_id, qidlen);
+    return m->fd;
+}
+
+static void commit(const char *name, const char *qid, uint64_t size)
+{
+    struct ipc_commit v;
+    struct ipc_queue_answer a;
+
+    memset(&v, 0, sizeof(v));
+    str_lcpy(v.queue_id, qid, sizeof(v.queue_id));
+    v.size = size;
+    if (ipc_enc_commit(m, next_id++, &v) != 0 || ask(queue_fd, IPC_QUEUE_COMMITTED) != 0 ||
+        ipc_dec_queue_answer(m, &a) != 0) {
+        note(name, "error", "no answer from the queue");
+        return;
+    }
+    note(name, a.status == 0 ? "ok" : "refused", a.reason);
+}
+
+/* A message body with a marker the test looks for upstream. */
+static size_t body(int fd, const char *marker)
+{
+    char text[256];
+
+    str_fmt(text, sizeof(text), "From: alice@example.com\r\nSubject: %s\r\n\r\n%s\r\n", marker,
+            marker);
+    return spool_put(fd, SPOOL_BODY, text, strlen(text)) == 0 ? strlen(text) : 0;
+}
+
+static void end_session(const char *session)
+{
+    struct ipc_session_end v;
+
+    str_lcpy(v.session, session, sizeof(v.session));
+    if (ipc_enc_session_end(m, &v) == 0)
+        (void)ipc_send(authz_fd, m);
+}
+
+static void attack(const struct config *cfg, const char *alice_pem, const char *bob_pem)
+{
+    char qid[IPC_QID_MAX], path[PATH_MAX];
+    size_t n;
+    int fd, fd2;
+
+    /* The spool is not ours: no way around the descriptors the queue hands out. */
+    str_fmt(path, sizeof(path), "%s/queue", cfg->spool);
+    fd = open(path, O_RDONLY | O_DIRECTORY);
+    note("spool_directory", fd >= 0 ? "ok" : "refused", strerror(errno));
+    if (fd >= 0)
+        close(fd);
+
+    identity("identity_alice", "h-alice", alice_pem);
+    identity("identity_bob", "h-bob", bob_pem);
+    identity("identity_again", "h-alice", bob_pem);
+    sender("sender_ungranted", "h-ghost", "alice@example.com");
+    sender("sender_other_user", "h-alice", "bob@example.com");
+    header_from("header_from_ungranted", "h-ghost", "alice@example.com");
+    sender("sender_crlf", "h-alice", "alice@example.com\r\nRCPT TO:<x@evil.test>");
+
+    fd = open_msg("open_ungranted", "h-ghost", "alice@example.com", qid, sizeof(qid));
+    if (fd >= 0)
+        close(fd);
+    sender("sender_alice", "h-alice", "alice@example.com");
+    fd = open_msg("open_other_sender", "h-alice", "bob@example.com", qid, sizeof(qid));
+    if (fd >= 0)
+        close(fd);
+    fd = open_msg("open_crlf", "h-alice", "alice@example.com\r\nRCPT TO:<x@evil.test>", qid,
+                  sizeof(qid));
+    if (fd >= 0)
+        close(fd);
+
+    /* A record after BODY: a second envelope sender. */
+    sender("sender_alice_2", "h-alice", "alice@example.com");
+    fd = open_msg("open_for_record_after_body", "h-alice", "alice@example.com", qid,
+                  sizeof(qid));
+    if (fd >= 0) {
+        n = body(fd, "HOSTILE-RECORD-AFTER-BODY");
+        (void)spool_put_str(fd, SPOOL_FROM, "ceo@example.com");
+        close(fd);
+        commit("commit_record_after_body", qid, n);
+    }
+    /* The approved sender was used up by that OPEN. */
+    fd = open_msg("open_without_sender", "h-alice", "alice@example.com", qid, sizeof(qid));
+    if (fd >= 0)
+        close(fd);
+
+    /* The envelope rewritten through the descriptor (O_APPEND can be turned off). */
+    sender("sender_alice_3", "h-alice", "alice@example.com");
+    fd = open_msg("open_for_rewrite", "h-alice", "alice@example.com", qid, sizeof(qid));
+    if (fd >= 0) {
+        n = body(fd, "HOSTILE-REWRITTEN-ENVELOPE");
+        if (fcntl(fd, F_SETFL, 0) != 0 || pwrite(fd, "X", 1, 6) != 1)
+            note("rewrite_envelope", "error", strerror(errno));
+        close(fd);
+        commit("commit_rewritten_envelope", qid, n);
+    }
+
+    /* A descriptor kept past COMMIT could change the message after the check. */
+    sender("sender_alice_4", "h-alice", "alice@example.com");
+    fd = open_msg("open_for_kept_descriptor", "h-alice", "alice@example.com", qid, sizeof(qid));
+    if (fd >= 0) {
+        n = body(fd, "HOSTILE-KEPT-DESCRIPTOR");
+        fd2 = dup(fd);
+        close(fd);
+        commit("commit_kept_descriptor", qid, n);
+        close(fd2);
+    }
+    commit("commit_not_opened", "0000000000000000NOPE", 10);
+
+    /* The positive control: a correct exchange is accepted, so the refusals above
+     * are about what was wrong, not about how this program talks. */
+    sender("sender_alice_5", "h-alice", "alice@example.com");
+    fd = open_msg("open_control", "h-alice", "alice@example.com", qid, sizeof(qid));
+    if (fd >= 0) {
+        n = body(fd, "HOSTILE-CONTROL-MESSAGE");
+        close(fd);
+        commit("commit_control", qid, n);
+    }
+    end_session("h-alice");
+    end_session("h-bob");
+    note("done", "ok", "");
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    const char *conf = CONFIG_DEFAULT_PATH, *real = getenv("SUBMITD_HOSTILE_REAL");
+    const char *out = getenv("SUBMITD_HOSTILE_REPORT");
+    char err[1024];
+    pid_t pid;
+    int opt, status;
+
+    while ((opt = getopt(argc, argv, "c:fl:L:a:q:")) != -1) {
+        if (opt == 'c')
+            conf = optarg;
+        else if (opt == 'a' && authz_fd < 0)
+            authz_fd = atoi(optarg);
+        else if (opt == 'q' && queue_fd < 0)
+            queue_fd = atoi(optarg);
+    }
+    if (real == NULL || out == NULL || config_load(&cfg, conf, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hostile-smtp: needs SUBMITD_HOSTILE_REAL, SUBMITD_HOSTILE_REPORT and "
+                        "a configuration\n");
+        return 2;
+    }
+    pid = fork();
+    if (pid == 0) {
+        report = fopen(out, "w");
+        m = malloc(sizeof(*m));
+        if (report == NULL || m == NULL)
+            _exit(3);
+        privdrop(cfg.smtp_user);
+        attack(&cfg, getenv("SUBMITD_HOSTILE_ALICE"), getenv("SUBMITD_HOSTILE_BOB"));
+        fclose(report);
+        _exit(0);
+    }
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return 3;
+    /* Become the real smtp process with the same descriptors. */
+    execv(real, argv);
+    fprintf(stderr, "hostile-smtp: cannot run %s: %s\n", real, strerror(errno));
+    return 127;
+}

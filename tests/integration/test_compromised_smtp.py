@@ -1,0 +1,167 @@
+"""A compromised smtp process is contained (DESIGN §2): authz decides identity and
+answers for the user of its own grant only; the queue takes only envelopes authz
+granted, free of CR/LF, and commits only files whose records it can vouch for.
+
+The daemon runs with hostile_smtp.c in place of submitd-smtp: it attacks the authz
+and queue channels as the smtp user, reports every outcome, then becomes the real
+smtp process, so the last check is that the next honest client is served by the
+same authz and queue processes."""
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (ALICE_ADDR, Upstream, Env, assert_served, binary, build_dir, make_message,
+                      poll, send_ok)
+
+
+def read_report(path):
+    outcomes = {}
+    for line in Path(path).read_text().splitlines():
+        name, outcome, detail = (line.split("\t") + ["", ""])[:3]
+        outcomes[name] = (outcome, detail)
+    return outcomes
+
+
+@pytest.fixture(scope="module")
+def hostile(request):
+    env = Env("compromised", smtp_workers=1)
+    upstream = Upstream(env.upstream_port).start()
+    env.init_pki()
+    alice = env.issue("alice", ALICE_ADDR)
+    bob = env.issue("bob", "bob@example.com")
+    # A private installation: the master finds its workers next to its own binary.
+    tree = env.dir / "install"
+    (tree / "bin").mkdir(parents=True)
+    libexec = tree / "libexec" / "submitd"
+    libexec.mkdir(parents=True)
+    shutil.copy2(binary("submitd"), tree / "bin" / "submitd")
+    real_libexec = build_dir() / "libexec" / "submitd"
+    for prog in ("submitd-authz", "submitd-queue"):
+        shutil.copy2(real_libexec / prog, libexec / prog)
+    shutil.copy2(build_dir() / "tests" / "hostile-smtp", libexec / "submitd-smtp")
+    for p in tree.rglob("*"):
+        os.chmod(p, 0o755)
+    report = env.dir / "hostile-report.tsv"
+    log = env.dir / "submitd.log"
+    environ = dict(os.environ,
+                   SUBMITD_HOSTILE_REAL=str(real_libexec / "submitd-smtp"),
+                   SUBMITD_HOSTILE_REPORT=str(report),
+                   SUBMITD_HOSTILE_ALICE=str(alice.crt),
+                   SUBMITD_HOSTILE_BOB=str(bob.crt))
+    with open(log, "ab") as logf:
+        proc = subprocess.Popen([str(tree / "bin" / "submitd"), "-c", str(env.conf), "-f"],
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                cwd=env.dir, env=environ, start_new_session=True)
+    try:
+        done = poll(lambda: report.exists() and "done\tok" in report.read_text(), 30)
+        assert done, f"the hostile smtp process did not finish:\n{log.read_text()[-5000:]}"
+        yield env, upstream, alice, read_report(report), log
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+        upstream.stop()
+        env.cleanup(keep=request.session.testsfailed > 0)
+
+
+def outcome(report, name):
+    assert name in report, f"step {name} missing from the report: {sorted(report)}"
+    return report[name]
+
+
+def test_the_smtp_user_cannot_open_the_spool(hostile):
+    _, _, _, report, _ = hostile
+    assert outcome(report, "spool_directory")[0] == "refused", report["spool_directory"]
+
+
+def test_identity_is_decided_by_authz_from_the_certificate(hostile):
+    _, _, _, report, _ = hostile
+    assert outcome(report, "identity_alice")[0] == "allow"
+    assert outcome(report, "identity_bob")[0] == "allow"
+    # A session cannot be given a second identity (to switch to another user).
+    state, reply = outcome(report, "identity_again")
+    assert state == "deny" and "already identified" in reply, (state, reply)
+
+
+def test_requests_for_sessions_authz_never_granted_are_refused(hostile):
+    _, _, _, report, _ = hostile
+    for step in ("sender_ungranted", "header_from_ungranted"):
+        state, reply = outcome(report, step)
+        assert state == "deny" and reply.startswith("530 5.7.0"), (step, state, reply)
+    state, why = outcome(report, "open_ungranted")
+    assert state == "refused" and "not granted" in why, why
+
+
+def test_a_session_can_only_use_its_own_users_addresses(hostile):
+    _, _, _, report, _ = hostile
+    state, reply = outcome(report, "sender_other_user")
+    assert state == "deny" and reply == "553 5.7.1 Sender address not owned by user alice", reply
+    state, why = outcome(report, "open_other_sender")
+    assert state == "refused" and "sender" in why, why
+
+
+def test_cr_lf_in_the_envelope_is_refused_by_authz_and_queue(hostile):
+    _, _, _, report, _ = hostile
+    state, reply = outcome(report, "sender_crlf")
+    assert state == "deny" and reply.startswith("501"), reply
+    state, why = outcome(report, "open_crlf")
+    assert state == "refused" and "control character" in why, why
+
+
+def test_spool_files_are_checked_at_commit(hostile):
+    _, _, _, report, _ = hostile
+    expected = {
+        "commit_record_after_body": "after the envelope",
+        "commit_rewritten_envelope": "envelope records were changed",
+        "commit_kept_descriptor": "still holds the file open",
+        "commit_not_opened": "not a file this smtp channel has open",
+    }
+    for step, words in expected.items():
+        state, why = outcome(report, step)
+        assert state == "refused" and words in why, (step, state, why)
+    # One MAIL FROM approves one message: the OPEN after it was used is refused.
+    state, why = outcome(report, "open_without_sender")
+    assert state == "refused" and "no sender approved" in why, why
+
+
+def test_only_the_correct_exchange_is_relayed(hostile):
+    env, upstream, _, report, _ = hostile
+    assert outcome(report, "commit_control")[0] == "ok", report["commit_control"]
+    upstream.wait_for(b"HOSTILE-CONTROL-MESSAGE")
+    time.sleep(1)
+    for marker in (b"HOSTILE-RECORD-AFTER-BODY", b"HOSTILE-REWRITTEN-ENVELOPE",
+                   b"HOSTILE-KEPT-DESCRIPTOR"):
+        assert not upstream.matching(marker), f"{marker!r} was relayed"
+    # The control message carries the user authz granted, not one smtp named.
+    rows = env.query("SELECT * FROM audit WHERE session = 'h-alice' AND event = 'data' "
+                     "AND decision = 'reject'")
+    assert rows and all(r["user"] == "alice" for r in rows), rows
+
+
+def test_the_next_honest_client_is_served(hostile):
+    env, upstream, alice, _, log = hostile
+    assert poll(lambda: env.port and _greets(env.port), 15), log.read_text()[-3000:]
+    assert_served(env, alice)
+    msg = make_message()
+    send_ok(env, alice, msg)
+    upstream.wait_for(msg.marker, msg.rcpts)
+    text = log.read_text()
+    assert "restarting the worker processes" not in text, text[-3000:]
+
+
+def _greets(port):
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.settimeout(2)
+            return s.recv(64).startswith(b"220")
+    except OSError:
+        return False
