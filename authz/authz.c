@@ -14,6 +14,7 @@
 #include "authz_cert.h"
 #include "authz_grant.h"
 #include "authz_pam.h"
+#include "authz_refusals.h"
 #include "config.h"
 #include "dn.h"
 #include "db.h"
@@ -226,7 +227,7 @@ static void identity_done(struct identity *id, struct ipc_msg *m)
     struct grant *g = grant_find(id->session);
     struct grant none;
     struct db_audit row;
-    int is_password = strcmp(id->event, "auth") == 0;
+    int is_password = strcmp(id->event, "auth") == 0, admitted;
 
     explicit_bzero(id->password, sizeof(id->password));
     if (g == NULL) {
@@ -247,8 +248,11 @@ static void identity_done(struct identity *id, struct ipc_msg *m)
     row.user = a->user[0] ? a->user : row.user;
     row.size = -1;
     /* A decision that cannot be audited is not made: with the database locked or
-     * failing, the client is told to come back later. */
-    if (write_audit(&row) != 0 && a->decision == IPC_ALLOW) {
+     * failing, the client is told to come back later. Refusals from one address
+     * beyond a bound are counted into one row instead. */
+    admitted = a->decision == IPC_ALLOW || is_password ||
+               refusal_admit(&row, time(NULL), write_audit);
+    if (admitted && write_audit(&row) != 0 && a->decision == IPC_ALLOW) {
         answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
         str_lcpy(id->reason, "audit row could not be written", sizeof(id->reason));
         row.decision = "tempfail";
@@ -990,6 +994,7 @@ int main(int argc, char **argv)
                 pfd[i].fd = -pfd[i].fd - 1; /* poll ignores negative descriptors */
         }
         cert_tick(time(NULL));
+        refusal_flush(time(NULL), 0, write_audit);
     }
     /* Write what is still queued on the channels (audit rows) before leaving. */
     for (int i = 0; i < nfd; i++) {
@@ -1008,6 +1013,7 @@ int main(int argc, char **argv)
                 handle_charge(m);
         }
     }
+    refusal_flush(time(NULL), 1, write_audit);
     for (int k = 0; k < PAM_WORKERS; k++)
         pam_worker_kill(&pam_pool[k]);
     while (npending > 0)
