@@ -360,7 +360,6 @@ static void handle_identity(int chan, struct ipc_msg *m)
         fatal("malformed identity request");
     id = identity_new(chan, req, "identity", v.session);
     g = grant_create(v.session);
-    cert_verify(v.cert, v.cert_len, v.ncert, &cr);
     if (g == NULL) {
         /* One identity per session: a second one would let a session change user. */
         answer_set(&id->a, IPC_DENY, "535 5.7.8 Not authorized: session already identified");
@@ -371,6 +370,7 @@ static void handle_identity(int chan, struct ipc_msg *m)
         free(id);
         return;
     }
+    cert_verify(v.cert, v.cert_len, v.ncert, &cr);
     str_lcpy(g->client_ip, v.client_ip, sizeof(g->client_ip));
     str_lcpy(g->tls, v.tls, sizeof(g->tls));
     str_lcpy(g->sha256, cr.sha256, sizeof(g->sha256));
