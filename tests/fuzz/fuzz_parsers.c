@@ -62,7 +62,7 @@ static void fuzz_command(const char *line)
             abort();
         (void)smtp_parse_mail_params(params, &mp, &why);
     }
-    int n = smtp_parse_mailbox_list(line, addrs, 16);
+    int n = smtp_parse_mailbox_list(line, strlen(line), addrs, 16);
     for (int i = 0; i < n; i++)
         if (!smtp_addr_valid(addrs[i]))
             abort();
