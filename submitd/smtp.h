@@ -118,7 +118,7 @@ struct session {
     size_t stagelen;
     long long msg_size;         /* the client's message bytes, for the size limit */
     long long spooled;          /* bytes in BODY records, prelude included */
-    int oversize;
+    int oversize;               /* the message or its header section exceeds its limit */
     int write_error;
 
     /* Buffers. */

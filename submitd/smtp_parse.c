@@ -1,4 +1,5 @@
-/* Pure SMTP parsers: command verbs, paths, parameters, DATA unstuffing. */
+/* Pure SMTP parsers: command verbs, paths, parameters, DATA unstuffing, the header
+ * section and its From field. */
 #include "smtp_parse.h"
 
 #include "util.h"
@@ -183,6 +184,9 @@ size_t data_parse(struct data_parser *dp, const char *in, size_t inlen, char *ou
 
         if (c != '\r' && c != '\n' && ++dp->line_len > SMTP_LINE_MAX - 2)
             dp->line_too_long = 1;
+        /* Recorded, not dropped: the message is refused at the end of data. */
+        if (c == '\0')
+            dp->nul = 1;
         switch (dp->state) {
         case DS_BOL:
             if (c == '.') {
@@ -235,173 +239,305 @@ size_t data_parse(struct data_parser *dp, const char *in, size_t inlen, char *ou
     return i;
 }
 
+/* ---- the header section ------------------------------------------------------ */
+
+/*
+ * Where the header section ends: after the first empty line, i.e. a CRLF at the start
+ * of the message or right after another CRLF. k is the index (in the message) of a
+ * LF; the bytes before it are in hdr (hdrlen of them) and then in p.
+ */
+static char byte_at(const char *hdr, size_t hdrlen, const char *p, size_t k)
+{
+    return k < hdrlen ? hdr[k] : p[k - hdrlen];
+}
+
+static int ends_empty_line(const char *hdr, size_t hdrlen, const char *p, size_t k)
+{
+    if (k < 1 || byte_at(hdr, hdrlen, p, k - 1) != '\r')
+        return 0;
+    return k == 1 || (k >= 3 && byte_at(hdr, hdrlen, p, k - 2) == '\n' &&
+                      byte_at(hdr, hdrlen, p, k - 3) == '\r');
+}
+
+size_t smtp_header_scan(const char *hdr, size_t hdrlen, const char *p, size_t n, size_t max,
+                        enum header_scan *st)
+{
+    /* Only the bytes that fit under max can belong to an acceptable section. */
+    size_t room = hdrlen < max ? max - hdrlen : 0;
+    size_t look = n < room ? n : room;
+    size_t i = 0;
+    const char *lf;
+
+    while (i < look && (lf = memchr(p + i, '\n', look - i)) != NULL) {
+        i = (size_t)(lf - p) + 1;
+        if (ends_empty_line(hdr, hdrlen, p, hdrlen + i - 1)) {
+            *st = HDR_DONE;
+            return i;
+        }
+    }
+    if (n > room) {
+        *st = HDR_OVER;
+        return 0;
+    }
+    *st = HDR_MORE;
+    return n;
+}
+
+/* ASCII only, whatever the locale; NUL is an ordinary byte that matches nothing. */
+static int ascii_ieq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+
+        if (x >= 'A' && x <= 'Z')
+            x = (unsigned char)(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z')
+            y = (unsigned char)(y - 'A' + 'a');
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
+/* The index after the line that starts at pos: after its LF, or len. */
+static size_t next_line(const char *hdr, size_t len, size_t pos)
+{
+    const char *lf = memchr(hdr + pos, '\n', len - pos);
+
+    return lf != NULL ? (size_t)(lf - hdr) + 1 : len;
+}
+
+/* A fold: a line end (CRLF, or a bare LF) followed by white space. Returns its
+ * length (without the white space), or 0. */
+static size_t fold_at(const char *hdr, size_t len, size_t k)
+{
+    size_t n = 0;
+
+    if (k < len && hdr[k] == '\r')
+        n = 1;
+    if (k + n >= len || hdr[k + n] != '\n')
+        return 0;
+    n++;
+    return k + n < len && (hdr[k + n] == ' ' || hdr[k + n] == '\t') ? n : 0;
+}
+
+/*
+ * When the line at pos starts a field called name, returns the index after its
+ * colon, else 0. White space may stand between name and colon, folded too (which
+ * RFC 5322 does not allow): a parser downstream that unfolds first would see a From
+ * field there, so it is one here as well. Finding one field too many costs a
+ * refusal; missing one would skip the From check.
+ */
+static size_t field_value_start(const char *hdr, size_t len, size_t pos, const char *name)
+{
+    size_t nl = strlen(name), k = pos + nl;
+
+    if (len - pos <= nl || !ascii_ieq(hdr + pos, name, nl))
+        return 0;
+    for (;;) {
+        size_t f;
+
+        if (k < len && (hdr[k] == ' ' || hdr[k] == '\t'))
+            k++;
+        else if ((f = fold_at(hdr, len, k)) > 0)
+            k += f;
+        else
+            break;
+    }
+    return k < len && hdr[k] == ':' ? k + 1 : 0;
+}
+
 int smtp_header_present(const char *hdr, size_t len, const char *name)
 {
-    size_t nl = strlen(name);
-    size_t pos = 0;
+    for (size_t pos = 0; pos < len; pos = next_line(hdr, len, pos))
+        if (field_value_start(hdr, len, pos, name) > 0)
+            return 1;
+    return 0;
+}
 
-    while (pos < len) {
-        const char *eol = memchr(hdr + pos, '\n', len - pos);
-        size_t linelen = eol ? (size_t)(eol - (hdr + pos)) + 1 : len - pos;
+/*
+ * Copies the field value starting at k, unfolded, to out. Returns 0, or -1 when it
+ * does not fit or holds a NUL: a NUL would end the copy as a C string early and
+ * hide whatever follows it from the address check.
+ */
+static int copy_unfolded(const char *hdr, size_t len, size_t k, char *out, size_t outlen)
+{
+    size_t o = 0;
 
-        if (linelen > nl && strncasecmp(hdr + pos, name, nl) == 0) {
-            size_t k = nl;
-            while (k < linelen && (hdr[pos + k] == ' ' || hdr[pos + k] == '\t'))
-                k++;
-            if (k < linelen && hdr[pos + k] == ':')
-                return 1;
+    while (k < len) {
+        size_t f = fold_at(hdr, len, k);
+        char c = hdr[k];
+
+        if (f > 0) {
+            k += f; /* unfolding removes the line end; the white space stays */
+            continue;
         }
-        pos += linelen;
+        if (c == '\n' || (c == '\r' && k + 1 < len && hdr[k + 1] == '\n'))
+            break; /* the end of the field */
+        k++;
+        if (c == '\0')
+            return -1;
+        if (o == 0 && (c == ' ' || c == '\t'))
+            continue; /* leading white space, on whichever line it is */
+        if (o + 1 >= outlen)
+            return -1;
+        out[o++] = c;
     }
+    if (outlen == 0)
+        return -1;
+    out[o] = '\0';
     return 0;
 }
 
 int smtp_header_value(const char *hdr, size_t len, const char *name, char *out, size_t outlen)
 {
-    size_t nl = strlen(name), pos = 0;
     int found = 0;
 
     if (outlen > 0)
         out[0] = '\0';
-    while (pos < len) {
-        const char *eol = memchr(hdr + pos, '\n', len - pos);
-        size_t linelen = eol ? (size_t)(eol - (hdr + pos)) + 1 : len - pos;
-        size_t k = nl;
+    for (size_t pos = 0; pos < len; pos = next_line(hdr, len, pos)) {
+        size_t k = field_value_start(hdr, len, pos, name);
 
-        if (linelen > nl && strncasecmp(hdr + pos, name, nl) == 0) {
-            while (k < linelen && (hdr[pos + k] == ' ' || hdr[pos + k] == '\t'))
-                k++;
-        }
-        if (linelen > nl && strncasecmp(hdr + pos, name, nl) == 0 && k < linelen &&
-            hdr[pos + k] == ':') {
-            if (found++ == 0) {
-                /* Copy this line and its continuation lines, unfolded. */
-                size_t o = 0, p = pos + k + 1;
-                int first = 1;
-
-                for (;;) {
-                    const char *e = memchr(hdr + p, '\n', len - p);
-                    size_t end = e ? (size_t)(e - hdr) : len;
-                    size_t stop = (end > p && hdr[end - 1] == '\r') ? end - 1 : end;
-
-                    for (size_t i = p; i < stop; i++) {
-                        if (first && o == 0 && (hdr[i] == ' ' || hdr[i] == '\t'))
-                            continue;
-                        if (o + 1 >= outlen)
-                            return -1;
-                        out[o++] = hdr[i];
-                    }
-                    first = 0;
-                    /* Unfolding removes the CRLF only; the white space stays. */
-                    if (e == NULL || end + 1 >= len || (hdr[end + 1] != ' ' && hdr[end + 1] != '\t'))
-                        break;
-                    p = end + 1;
-                }
-                out[o] = '\0';
-            }
-        }
-        pos += linelen;
+        if (k == 0)
+            continue;
+        if (found++ == 0 && copy_unfolded(hdr, len, k, out, outlen) != 0)
+            return -1;
     }
     return found;
 }
 
-/* Finishes one element of a mailbox list: the angle address if there was one,
- * else the bare text. Empty elements (",,") are skipped. */
-static int mailbox_done(const char *angle, int had_angle, const char *plain,
-                        char (*addrs)[SMTP_ADDR_MAX + 1], int *n, int max)
-{
-    const char *a = had_angle ? angle : plain;
+/* ---- From mailbox lists ---------------------------------------------------------- */
 
-    if (!had_angle && plain[0] == '\0')
-        return 0;
-    if (*n >= max || strlen(a) > SMTP_ADDR_MAX || !smtp_addr_valid(a))
+struct mbox_scan {
+    char angle[SMTP_ADDR_MAX + 2];  /* the <addr-spec> of the element */
+    char plain[SMTP_ADDR_MAX + 2];  /* the element's text outside <> and comments */
+    size_t al, pl;
+    int quoted, comment, in_angle, had_angle, in_group;
+};
+
+static int mbox_put(char *buf, size_t *n, size_t cap, char c)
+{
+    if (*n + 1 >= cap)
         return -1;
-    str_lcpy(addrs[*n], a, SMTP_ADDR_MAX + 1);
-    (*n)++;
+    buf[(*n)++] = c;
     return 0;
 }
 
-int smtp_parse_mailbox_list(const char *value, char (*addrs)[SMTP_ADDR_MAX + 1], int max)
+/* Finishes one element of a mailbox list: the angle address if there was one,
+ * else the bare text. Empty elements (",,") are skipped. */
+static int mailbox_done(struct mbox_scan *m, char (*addrs)[SMTP_ADDR_MAX + 1], int *n, int max)
 {
-    char angle[SMTP_ADDR_MAX + 2], plain[SMTP_ADDR_MAX + 2];
-    size_t al = 0, pl = 0;
-    int n = 0, quoted = 0, comment = 0, in_angle = 0, had_angle = 0;
+    const char *a = m->had_angle ? m->angle : m->plain;
 
-    angle[0] = plain[0] = '\0';
-    for (const char *p = value;; p++) {
-        char c = *p;
-
-        if (c == '\0' || (!quoted && !comment && !in_angle && (c == ',' || c == ';'))) {
-            if (quoted || comment || in_angle)
-                return -1;
-            angle[al] = plain[pl] = '\0';
-            if (mailbox_done(angle, had_angle, plain, addrs, &n, max) != 0)
-                return -1;
-            if (c == '\0')
-                return n;
-            al = pl = 0;
-            had_angle = 0;
-            continue;
-        }
-        if (in_angle) {
-            if (c == '>') {
-                in_angle = 0;
-            } else {
-                if (al + 1 >= sizeof(angle))
-                    return -1;
-                angle[al++] = c;
-            }
-            continue;
-        }
-        if (comment) {
-            if (c == '\\' && p[1] != '\0')
-                p++;
-            else if (c == '(')
-                comment++;
-            else if (c == ')')
-                comment--;
-            continue;
-        }
-        if (quoted) {
-            if (c == '\\' && p[1] != '\0')
-                p++;
-            else if (c == '"')
-                quoted = 0;
-            /* A quoted display name is not the address; keep quoted local parts of
-             * bare addresses ("a b"@c) in the plain text. */
-            if (pl + 1 >= sizeof(plain))
-                return -1;
-            plain[pl++] = c;
-            continue;
-        }
-        switch (c) {
-        case '"':
-            quoted = 1;
-            if (pl + 1 >= sizeof(plain))
-                return -1;
-            plain[pl++] = c;
-            break;
-        case '(':
-            comment = 1;
-            break;
-        case '<':
-            if (had_angle)
-                return -1;
-            in_angle = 1;
-            had_angle = 1;
-            break;
-        case ':':
-            /* "group name:" starts a group: what came before was its name. */
-            pl = 0;
-            break;
-        case ' ':
-        case '\t':
-            break;
-        default:
-            if (pl + 1 >= sizeof(plain))
-                return -1;
-            plain[pl++] = c;
-            break;
-        }
+    if (m->quoted || m->comment || m->in_angle)
+        return -1;
+    m->angle[m->al] = m->plain[m->pl] = '\0';
+    if (m->had_angle || m->pl > 0) {
+        if (*n >= max || strlen(a) > SMTP_ADDR_MAX || !smtp_addr_valid(a))
+            return -1;
+        str_lcpy(addrs[*n], a, SMTP_ADDR_MAX + 1);
+        (*n)++;
     }
+    m->al = m->pl = 0;
+    m->had_angle = 0;
+    return 0;
+}
+
+/*
+ * "name:" starts a group, and what came before was its display name: a phrase. An
+ * address there ("a@b:c@d"), a group in a group, or a name after an angle address
+ * would make the text mean something else to another parser.
+ */
+static int mbox_group_start(struct mbox_scan *m)
+{
+    if (m->in_group || m->had_angle || memchr(m->plain, '@', m->pl) != NULL)
+        return -1;
+    m->in_group = 1;
+    m->pl = 0;
+    return 0;
+}
+
+/* One byte inside a quoted string or a comment; *i may skip an escaped byte. */
+static int mbox_quoted_or_comment(struct mbox_scan *m, const char *v, size_t len, size_t *i)
+{
+    char c = v[*i];
+
+    if (m->comment) {
+        if (c == '\\' && *i + 1 < len)
+            (*i)++;
+        else if (c == '(')
+            m->comment++;
+        else if (c == ')')
+            m->comment--;
+        return 0;
+    }
+    /* A quoted display name is not the address; quoted local parts of bare
+     * addresses ("a b"@c) stay in the plain text, escapes and all. */
+    if (c == '\\' && *i + 1 < len) {
+        if (mbox_put(m->plain, &m->pl, sizeof(m->plain), c) != 0)
+            return -1;
+        c = v[++(*i)];
+    } else if (c == '"') {
+        m->quoted = 0;
+    }
+    return mbox_put(m->plain, &m->pl, sizeof(m->plain), c);
+}
+
+/* One byte outside quotes, comments and angle brackets. */
+static int mbox_plain(struct mbox_scan *m, char c)
+{
+    switch (c) {
+    case '"':
+        m->quoted = 1;
+        return mbox_put(m->plain, &m->pl, sizeof(m->plain), c);
+    case '(':
+        m->comment = 1;
+        return 0;
+    case '<':
+        if (m->had_angle)
+            return -1;
+        m->in_angle = 1;
+        m->had_angle = 1;
+        return 0;
+    case ':':
+        return mbox_group_start(m);
+    case ' ':
+    case '\t':
+        return 0;
+    default:
+        return mbox_put(m->plain, &m->pl, sizeof(m->plain), c);
+    }
+}
+
+int smtp_parse_mailbox_list(const char *value, size_t len, char (*addrs)[SMTP_ADDR_MAX + 1],
+                            int max)
+{
+    struct mbox_scan m;
+    int n = 0;
+
+    /* A NUL ends the value for any C string function that sees it later. */
+    if (memchr(value, '\0', len) != NULL)
+        return -1;
+    memset(&m, 0, sizeof(m));
+    for (size_t i = 0; i < len; i++) {
+        char c = value[i];
+        int bad = 0;
+
+        if (m.quoted || m.comment) {
+            bad = mbox_quoted_or_comment(&m, value, len, &i);
+        } else if (m.in_angle && c == '>') {
+            m.in_angle = 0;
+        } else if (m.in_angle) {
+            bad = mbox_put(m.angle, &m.al, sizeof(m.angle), c);
+        } else if (c == ',' || c == ';') {
+            bad = mailbox_done(&m, addrs, &n, max);
+            if (c == ';')
+                m.in_group = 0;
+        } else {
+            bad = mbox_plain(&m, c);
+        }
+        if (bad != 0)
+            return -1;
+    }
+    return mailbox_done(&m, addrs, &n, max) == 0 ? n : -1;
 }

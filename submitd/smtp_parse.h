@@ -53,6 +53,7 @@ enum data_state { DS_BOL = 0, DS_DOT, DS_DOT_CR, DS_MID, DS_CR, DS_END };
 struct data_parser {
     enum data_state state;
     int bare;             /* a bare CR or LF was seen */
+    int nul;              /* a NUL byte was seen (DESIGN §8: 550 5.6.0) */
     int line_too_long;    /* a line exceeded SMTP_LINE_MAX */
     size_t line_len;      /* octets in the current line so far, CRLF excluded */
 };
@@ -68,24 +69,43 @@ size_t data_parse(struct data_parser *dp, const char *in, size_t inlen, char *ou
                   size_t *outlen);
 
 /*
- * Header-section helpers for the message being submitted. hdr is the header block
- * (up to and including the empty line), CRLF line endings.
- * smtp_header_present: 1 when a field with that name (case-insensitive) exists.
+ * Collecting the header section as the message arrives (the output of data_parse).
+ * The section ends with the first empty line: a CRLF at the start of the message or
+ * right after another CRLF; without one, the whole message is header.
+ * hdr holds the hdrlen bytes collected so far, all header; p holds the next n bytes.
+ * Returns how many bytes of p belong to the header section and sets *st:
+ *   HDR_DONE  they complete it, the empty line included (the rest of p is body);
+ *   HDR_MORE  all n bytes are header and the section goes on (hdrlen + n <= max);
+ *   HDR_OVER  the section is longer than max bytes (returns 0).
+ */
+enum header_scan { HDR_MORE = 0, HDR_DONE, HDR_OVER };
+
+size_t smtp_header_scan(const char *hdr, size_t hdrlen, const char *p, size_t n, size_t max,
+                        enum header_scan *st);
+
+/*
+ * Header-section helpers for the message being submitted. hdr is the header
+ * section (len bytes), CRLF line endings; NUL is an ordinary byte in it. Field names
+ * compare case-insensitively, and white space may separate name and colon.
+ * smtp_header_present: 1 when a field with that name exists.
  */
 int smtp_header_present(const char *hdr, size_t len, const char *name);
 
 /*
- * Copies the value of the first field called name (case-insensitive), unfolded
- * (CRLF before white space removed), leading white space trimmed. Returns how many
- * such fields the header has (0 when none), or -1 when the value does not fit.
+ * Copies the value of the first field called name, unfolded (the line ends before
+ * white space removed), leading white space trimmed, NUL-terminated. Returns how
+ * many such fields the header has (0 when none), or -1 when the first one's value
+ * does not fit in outlen or contains a NUL byte (it could not be checked whole).
  */
 int smtp_header_value(const char *hdr, size_t len, const char *name, char *out, size_t outlen);
 
 /*
- * Extracts the addr-specs of a From value (RFC 5322 mailbox-list, groups allowed):
- * "Name <a@b>, c@d, \"x, y\" <e@f>". Returns the count stored (at most max), or -1
- * when an element is not a valid address or there are more than max.
+ * Extracts the addr-specs of a From value of len bytes (RFC 5322 mailbox-list,
+ * groups allowed): "Name <a@b>, c@d, \"x, y\" <e@f>". Returns the count stored (at
+ * most max), or -1 when an element is not a valid address, there are more than
+ * max, or the value contains a NUL byte.
  */
-int smtp_parse_mailbox_list(const char *value, char (*addrs)[SMTP_ADDR_MAX + 1], int max);
+int smtp_parse_mailbox_list(const char *value, size_t len, char (*addrs)[SMTP_ADDR_MAX + 1],
+                            int max);
 
 #endif

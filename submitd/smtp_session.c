@@ -26,7 +26,6 @@
 
 #define MAX_ERRORS 20
 #define OUTBUF_MAX (256 * 1024)
-#define HDRBUF_MAX (256 * 1024)
 #define STAGE_MAX (64 * 1024)
 
 static const char *const state_names[] = { "greeting", "ready", "mail", "rcpt", "data",
@@ -830,6 +829,9 @@ static void dispatch(struct session *s, char *line)
 
 /* ---- DATA ------------------------------------------------------------------ */
 
+/* s->oversize: which limit the message exceeded, refused at the end of data. */
+enum { OVERSIZE_MESSAGE = 1, OVERSIZE_HEADER };
+
 static void stage_write(struct session *s, const char *p, size_t n)
 {
     if (s->write_error || s->oversize)
@@ -916,54 +918,84 @@ static void write_prelude(struct session *s, size_t hl)
     s->in_body = 1;
 }
 
-/* Feeds message bytes: the header section is collected first (bounded), then
- * everything streams to the spool file. */
+/* Grows the header buffer for n more bytes, never beyond max_header_size (the scan
+ * lets no more in). Returns 0, or -1 when memory is short. */
+static int header_reserve(struct session *s, size_t n)
+{
+    size_t need = s->hdrlen + n, max = (size_t)s->w->cfg->max_header_size, cap;
+    char *q;
+
+    if (need <= s->hdrcap)
+        return 0;
+    if (need > max)
+        return -1;
+    cap = s->hdrcap ? s->hdrcap : 8192;
+    while (cap < need)
+        cap *= 2;
+    if (cap > max)
+        cap = max;
+    q = realloc(s->hdrbuf, cap);
+    if (q == NULL)
+        return -1;
+    s->hdrbuf = q;
+    s->hdrcap = cap;
+    return 0;
+}
+
+/*
+ * Collects the header bytes at the front of p: the whole header section is kept,
+ * up to max_header_size, so that the From check reads all of it. When the section
+ * is complete the prelude is written. Returns how many bytes were taken; the rest
+ * of p is body.
+ */
+static size_t header_take(struct session *s, const char *p, size_t n)
+{
+    enum header_scan st;
+    size_t take = smtp_header_scan(s->hdrbuf, s->hdrlen, p, n,
+                                   (size_t)s->w->cfg->max_header_size, &st);
+
+    if (st == HDR_OVER) {
+        /* Refused at the end of data: what was collected is no longer needed. */
+        s->oversize = OVERSIZE_HEADER;
+        free(s->hdrbuf);
+        s->hdrbuf = NULL;
+        s->hdrlen = 0;
+        s->hdrcap = 0;
+        return n;
+    }
+    if (take > 0 && header_reserve(s, take) != 0) {
+        log_err("session=%s no memory for a header section of %zu bytes", s->id,
+                s->hdrlen + take);
+        s->write_error = 1;
+        return n;
+    }
+    if (take > 0)
+        memcpy(s->hdrbuf + s->hdrlen, p, take);
+    s->hdrlen += take;
+    if (st == HDR_DONE)
+        write_prelude(s, s->hdrlen - 2); /* the fields, without the empty line */
+    return take;
+}
+
+/* Feeds message bytes: the header section is collected first, then everything
+ * streams to the spool file. After a refusal only the size is still counted. */
 static void data_output(struct session *s, const char *p, size_t n)
 {
     s->msg_size += (long long)n;
+    if (s->oversize || s->write_error)
+        return;
     if (s->msg_size > s->w->cfg->max_message_size) {
-        s->oversize = 1;
+        s->oversize = OVERSIZE_MESSAGE;
         return;
     }
-    if (s->in_body) {
-        stage_write(s, p, n);
-        return;
-    }
-    if (s->hdrlen + n > HDRBUF_MAX) {
-        /* An absurd header section: write it as it is, without additions. */
-        write_prelude(s, s->hdrlen);
-        stage_write(s, p, n);
-        return;
-    }
-    if (s->hdrlen + n > s->hdrcap) {
-        size_t cap = s->hdrcap ? s->hdrcap : 8192;
-        char *q;
+    if (!s->in_body) {
+        size_t took = header_take(s, p, n);
 
-        while (cap < s->hdrlen + n)
-            cap *= 2;
-        q = realloc(s->hdrbuf, cap);
-        if (q == NULL) {
-            s->write_error = 1;
-            return;
-        }
-        s->hdrbuf = q;
-        s->hdrcap = cap;
+        p += took;
+        n -= took;
     }
-    memcpy(s->hdrbuf + s->hdrlen, p, n);
-    /* The header section ends at the first empty line; look only where this
-     * chunk can complete one. */
-    {
-        size_t from = s->hdrlen > 3 ? s->hdrlen - 3 : 0;
-        const char *blank = NULL;
-
-        s->hdrlen += n;
-        if (s->hdrlen >= 2 && s->hdrbuf[0] == '\r' && s->hdrbuf[1] == '\n')
-            blank = s->hdrbuf;
-        else if ((blank = memmem(s->hdrbuf + from, s->hdrlen - from, "\r\n\r\n", 4)) != NULL)
-            blank += 2;
-        if (blank != NULL)
-            write_prelude(s, (size_t)(blank - s->hdrbuf));
-    }
+    if (s->in_body && n > 0)
+        stage_write(s, p, n);
 }
 
 /*
@@ -984,7 +1016,8 @@ static int request_header_from(struct session *s)
     if (s->header_from_count > 1)
         why = "more than one From field";
     else if (s->header_from == NULL || s->header_from_count < 0 ||
-             (n = smtp_parse_mailbox_list(s->header_from, addrs, 16)) <= 0)
+             (n = smtp_parse_mailbox_list(s->header_from, strlen(s->header_from), addrs,
+                                          16)) <= 0)
         why = "unreadable From field";
     if (why == NULL) {
         struct ipc_header_from hv;
@@ -1012,31 +1045,53 @@ static int request_header_from(struct session *s)
 
 static void data_commit(struct session *s);
 
+/* Why a complete message is refused for its content, or NULL (the reply; the audit
+ * reason in *reason). */
+static const char *data_refusal(const struct session *s, const char **reason)
+{
+    if (s->dp.bare) {
+        *reason = "bare CR or LF in message";
+        return "550 5.5.2 Bare CR or LF not allowed";
+    }
+    if (s->dp.nul) {
+        *reason = "NUL character in message";
+        return "550 5.6.0 NUL character not allowed";
+    }
+    if (s->dp.line_too_long) {
+        *reason = "line longer than 1000 octets in message";
+        return "500 5.5.2 Line too long";
+    }
+    if (s->oversize == OVERSIZE_MESSAGE) {
+        *reason = "message exceeds max_message_size";
+        return "552 5.3.4 Message size exceeds fixed limit";
+    }
+    if (s->oversize == OVERSIZE_HEADER) {
+        *reason = "header section exceeds max_header_size";
+        return "552 5.3.4 Message header exceeds max_header_size";
+    }
+    return NULL;
+}
+
 static void data_finish(struct session *s)
 {
-    const char *err_reply = NULL, *reason = NULL, *decision = "reject";
+    const char *reason = NULL, *decision = "reject";
+    const char *err_reply = data_refusal(s, &reason);
     char rcpts[2048];
 
-    if (!s->in_body && !s->oversize && !s->dp.bare)
-        write_prelude(s, s->hdrlen);
-    if (s->dp.bare) {
-        err_reply = "550 5.5.2 Bare CR or LF not allowed";
-        reason = "bare CR or LF in message";
-    } else if (s->dp.line_too_long) {
-        err_reply = "500 5.5.2 Line too long";
-        reason = "line longer than 1000 octets in message";
-    } else if (s->oversize) {
-        err_reply = "552 5.3.4 Message size exceeds fixed limit";
-        reason = "message exceeds max_message_size";
-    } else if (!s->write_error && s->stagelen > 0 &&
-               spool_put(s->spool_fd, SPOOL_BODY, s->stage, s->stagelen) != 0) {
-        log_err("session=%s spool write failed: %s", s->id, strerror(errno));
-        s->write_error = 1;
-    }
-    if (err_reply == NULL && s->write_error) {
-        err_reply = "452 4.3.1 Insufficient system storage";
-        reason = "spool write failed";
-        decision = "tempfail";
+    if (err_reply == NULL) {
+        /* No empty line: the whole message was header. */
+        if (!s->in_body && !s->write_error)
+            write_prelude(s, s->hdrlen);
+        if (!s->write_error && s->stagelen > 0 &&
+            spool_put(s->spool_fd, SPOOL_BODY, s->stage, s->stagelen) != 0) {
+            log_err("session=%s spool write failed: %s", s->id, strerror(errno));
+            s->write_error = 1;
+        }
+        if (s->write_error) {
+            err_reply = "452 4.3.1 Insufficient system storage";
+            reason = "spool write failed";
+            decision = "tempfail";
+        }
     }
     rcpt_list(s, rcpts, sizeof(rcpts));
     if (err_reply != NULL) {
@@ -1080,7 +1135,8 @@ static void process_data(struct session *s)
     size_t outlen, used;
 
     used = data_parse(&s->dp, s->inbuf, s->inlen, out, &outlen);
-    if (outlen > 0 && !s->dp.bare)
+    /* A message already refused is only read to its end, never stored. */
+    if (outlen > 0 && !s->dp.bare && !s->dp.nul)
         data_output(s, out, outlen);
     memmove(s->inbuf, s->inbuf + used, s->inlen - used);
     s->inlen -= used;

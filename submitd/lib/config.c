@@ -49,6 +49,8 @@ static const struct key_def keys[] = {
     { "auth_password", K_AUTH_PASSWORD, offsetof(struct config, auth_password), 0, 0, 0 },
     { "max_message_size", K_SIZE, offsetof(struct config, max_message_size), 0, 1024,
       (long long)1 << 40 },
+    { "max_header_size", K_SIZE, offsetof(struct config, max_header_size), 0, 1024,
+      (long long)1 << 30 },
     INT(max_recipients, 1, 100000),
     INT(max_sessions, 1, 1000000),
     INT(max_sessions_per_ip, 1, 1000000),
@@ -86,6 +88,7 @@ void config_defaults(struct config *cfg)
     cfg->pam_timeout = 10;
     cfg->auth_password = AUTH_PASSWORD_NO;
     cfg->max_message_size = 26214400;
+    cfg->max_header_size = 1048576;
     cfg->max_recipients = 100;
     cfg->max_sessions = 1000;
     cfg->max_sessions_per_ip = 50;

@@ -43,6 +43,7 @@ struct config {
     int pam_timeout;              /* seconds for one PAM call; then TEMPFAIL */
     int auth_password;            /* enum auth_password_mode */
     long long max_message_size;
+    long long max_header_size;    /* bytes of header section; beyond: 552 (DESIGN §8) */
     int max_recipients;
     int max_sessions;
     int max_sessions_per_ip;

@@ -99,6 +99,7 @@ TEST(test_defaults)
     CHECK(cfg.pam_account_check == 1);
     CHECK(cfg.auth_password == AUTH_PASSWORD_NO);
     CHECK(cfg.max_message_size == 26214400);
+    CHECK(cfg.max_header_size == 1048576);
     CHECK(cfg.max_recipients == 100);
     CHECK(cfg.max_sessions == 1000);
     CHECK(cfg.max_sessions_per_ip == 50);
@@ -307,6 +308,17 @@ TEST(test_sizes)
                           "max_message_size: expected a size in bytes (suffix K, M or G allowed) of at least 1024, got \"99999999999999999999999999999999\""));
 }
 
+TEST(test_max_header_size)
+{
+    CHECK(load_text("max_header_size = 4096\n") == 0 && cfg.max_header_size == 4096);
+    CHECK(load_text("max_header_size = 256K\n") == 0 && cfg.max_header_size == 262144);
+    CHECK(load_text("max_header_size = 1G\n") == 0 && cfg.max_header_size == 1LL << 30);
+    CHECK(load_fails_with("max_header_size = 1000\n", 1,
+                          "max_header_size: expected a size in bytes (suffix K, M or G allowed) of at least 1024, got \"1000\""));
+    CHECK(load_fails_with("max_header_size = 2G\n", 1,
+                          "max_header_size: expected a size in bytes (suffix K, M or G allowed) of at least 1024, got \"2G\""));
+}
+
 TEST(test_duplicate_key)
 {
     CHECK(load_fails_with("timeout = 5\n# again\ntimeout = 6\n", 3, "timeout: set more than once"));
@@ -479,6 +491,7 @@ int main(void)
     RUN(test_bad_bools);
     RUN(test_enums);
     RUN(test_sizes);
+    RUN(test_max_header_size);
     RUN(test_duplicate_key);
     RUN(test_string_limits);
     RUN(test_line_too_long);

@@ -6,6 +6,8 @@
 static char addrs[16][SMTP_ADDR_MAX + 1];
 
 #define HDR(s) s, sizeof(s) - 1
+/* A string literal as a mailbox-list value: its bytes and their count. */
+#define MBOX(s) s, sizeof(s) - 1
 
 TEST(header_value_unfolds_and_counts)
 {
@@ -23,29 +25,29 @@ TEST(header_value_unfolds_and_counts)
 
 TEST(mailbox_list_forms)
 {
-    CHECK(smtp_parse_mailbox_list("alice@example.com", addrs, 16) == 1);
+    CHECK(smtp_parse_mailbox_list(MBOX("alice@example.com"), addrs, 16) == 1);
     CHECK_STR(addrs[0], "alice@example.com");
-    CHECK(smtp_parse_mailbox_list("Alice Smith <alice@example.com>", addrs, 16) == 1);
+    CHECK(smtp_parse_mailbox_list(MBOX("Alice Smith <alice@example.com>"), addrs, 16) == 1);
     CHECK_STR(addrs[0], "alice@example.com");
-    CHECK(smtp_parse_mailbox_list("\"alice@example.com\" <mallory@evil.test>", addrs, 16) == 1);
+    CHECK(smtp_parse_mailbox_list(MBOX("\"alice@example.com\" <mallory@evil.test>"), addrs, 16) == 1);
     CHECK_STR(addrs[0], "mallory@evil.test");
-    CHECK(smtp_parse_mailbox_list("\"Smith, Alice\" <a@x.example>, b@y.example", addrs, 16) == 2);
+    CHECK(smtp_parse_mailbox_list(MBOX("\"Smith, Alice\" <a@x.example>, b@y.example"), addrs, 16) == 2);
     CHECK_STR(addrs[0], "a@x.example");
     CHECK_STR(addrs[1], "b@y.example");
-    CHECK(smtp_parse_mailbox_list("a@x.example (Alice, the boss)", addrs, 16) == 1);
+    CHECK(smtp_parse_mailbox_list(MBOX("a@x.example (Alice, the boss)"), addrs, 16) == 1);
     CHECK_STR(addrs[0], "a@x.example");
-    CHECK(smtp_parse_mailbox_list("Team: a@x.example, b@x.example;", addrs, 16) == 2);
+    CHECK(smtp_parse_mailbox_list(MBOX("Team: a@x.example, b@x.example;"), addrs, 16) == 2);
     CHECK_STR(addrs[1], "b@x.example");
 }
 
 TEST(mailbox_list_refusals)
 {
-    CHECK(smtp_parse_mailbox_list("", addrs, 16) == 0);
-    CHECK(smtp_parse_mailbox_list("Alice", addrs, 16) == -1);
-    CHECK(smtp_parse_mailbox_list("<a@b.example", addrs, 16) == -1);
-    CHECK(smtp_parse_mailbox_list("\"unterminated <a@b.example>", addrs, 16) == -1);
-    CHECK(smtp_parse_mailbox_list("<a@b.example> <c@d.example>", addrs, 16) == -1);
-    CHECK(smtp_parse_mailbox_list("a@b.example, c@d.example", addrs, 1) == -1);
+    CHECK(smtp_parse_mailbox_list(MBOX(""), addrs, 16) == 0);
+    CHECK(smtp_parse_mailbox_list(MBOX("Alice"), addrs, 16) == -1);
+    CHECK(smtp_parse_mailbox_list(MBOX("<a@b.example"), addrs, 16) == -1);
+    CHECK(smtp_parse_mailbox_list(MBOX("\"unterminated <a@b.example>"), addrs, 16) == -1);
+    CHECK(smtp_parse_mailbox_list(MBOX("<a@b.example> <c@d.example>"), addrs, 16) == -1);
+    CHECK(smtp_parse_mailbox_list(MBOX("a@b.example, c@d.example"), addrs, 1) == -1);
 }
 
 int main(void)

@@ -1,11 +1,15 @@
 /*
  * Unit tests of submitd/smtp_parse.c: command verbs, paths, addresses, MAIL
- * parameters, the DATA byte-level state machine and the header helper.
+ * parameters, the DATA byte-level state machine, the header section and its From
+ * field.
  */
 #include "smtp_parse.h"
 #include "unit.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+
+static char addrs[16][SMTP_ADDR_MAX + 1];
 
 /* ---- verbs ---------------------------------------------------------------- */
 
@@ -313,6 +317,7 @@ struct data_result {
     size_t consumed;
     int ended;
     int bare;
+    int nul;
     int too_long;
 };
 
@@ -358,6 +363,7 @@ static void data_feed(const char *in, size_t len, const size_t *cuts, size_t ncu
     }
     r->ended = dp.state == DS_END;
     r->bare = dp.bare;
+    r->nul = dp.nul;
     r->too_long = dp.line_too_long;
     free(tmp);
 }
@@ -662,6 +668,242 @@ TEST(test_header_present)
     CHECK(smtp_header_present("Message-Id\t:<x@y>\r\n", 19, "Message-ID") == 1);
 }
 
+
+/* A NUL byte anywhere is recorded (the session refuses the message), and kept in
+ * the output so that nothing about the rest of the parse changes. */
+TEST(test_data_nul)
+{
+    struct data_result r;
+
+    data_once(DATA("From: a@b.example\0, c@d.example\r\n\r\nbody\r\n.\r\n"), &r);
+    CHECK(r.nul && r.ended && !r.bare && !r.too_long);
+    CHECK(r.outlen == strlen("From: a@b.example") + 1 + strlen(", c@d.example\r\n\r\nbody\r\n"));
+    data_once(DATA("Subject: x\r\n\r\nbody \0 here\r\n.\r\nNOOP\r\n"), &r);
+    CHECK(r.nul && r.ended && r.consumed == strlen("Subject: x\r\n\r\nbody ") + 1 +
+                                            strlen(" here\r\n.\r\n"));
+    data_once(DATA("\0\r\n.\r\n"), &r);
+    CHECK(r.nul && r.ended);
+    data_once(DATA(".\0\r\n.\r\n"), &r);
+    CHECK(r.nul && r.ended && r.outlen == 3 && memcmp(r.out, "\0\r\n", 3) == 0);
+    data_once(DATA("no nul\r\n.\r\n"), &r);
+    CHECK(!r.nul && r.ended);
+}
+
+/* ---- the header section ---------------------------------------------------- */
+
+/*
+ * Collects in[0..len) in chunks of the given size as the session does; returns the
+ * scan's final state, with the collected length in *hdrlen (-1 on a broken
+ * invariant).
+ */
+static enum header_scan header_collect(const char *in, size_t len, size_t chunk, size_t max,
+                                       char *hdr, size_t *hdrlen)
+{
+    enum header_scan st = HDR_MORE;
+    size_t pos = 0;
+
+    *hdrlen = 0;
+    while (pos < len && st == HDR_MORE) {
+        size_t n = len - pos < chunk ? len - pos : chunk;
+        size_t take = smtp_header_scan(hdr, *hdrlen, in + pos, n, max, &st);
+
+        if (take > n || (st == HDR_MORE && take != n) || (st == HDR_OVER && take != 0) ||
+            *hdrlen + take > max) {
+            printf("  scan took %zu of %zu (state %d, have %zu, max %zu)\n", take, n, st,
+                   *hdrlen, max);
+            *hdrlen = (size_t)-1;
+            return st;
+        }
+        memcpy(hdr + *hdrlen, in + pos, take);
+        *hdrlen += take;
+        pos += n;
+    }
+    return st;
+}
+
+TEST(test_header_scan_end)
+{
+    static const char *const msgs[] = {
+        "Subject: x\r\n\r\nbody\r\n\r\nmore\r\n",
+        "\r\nbody only\r\n",
+        "A: 1\r\nB: 2\r\n folded\r\n\r\n",
+        "A: 1\r\n\r\n\r\n\r\n",
+    };
+    static const size_t ends[] = { 14, 2, 23, 8 };
+    char hdr[64];
+
+    for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
+        for (size_t chunk = 1; chunk <= strlen(msgs[i]); chunk++) {
+            size_t got;
+            enum header_scan st = header_collect(msgs[i], strlen(msgs[i]), chunk, 1024, hdr, &got);
+
+            CHECK(st == HDR_DONE && got == ends[i]);
+        }
+    }
+}
+
+TEST(test_header_scan_no_end_and_limit)
+{
+    static const char msg[] = "A: 1\r\nB: 2\r\n"; /* 12 bytes, no empty line */
+    char hdr[64];
+    size_t got;
+
+    /* Without an empty line all of it is header, up to the limit exactly. */
+    for (size_t chunk = 1; chunk <= 12; chunk++) {
+        CHECK(header_collect(DATA(msg), chunk, 12, hdr, &got) == HDR_MORE && got == 12);
+        CHECK(header_collect(DATA(msg), chunk, 11, hdr, &got) == HDR_OVER && got <= 11);
+    }
+    /* The empty line ends the section within the limit, or the section is over it. */
+    CHECK(header_collect(DATA("A: 1\r\n\r\nbody"), 13, 8, hdr, &got) == HDR_DONE && got == 8);
+    CHECK(header_collect(DATA("A: 1\r\n\r\nbody"), 13, 7, hdr, &got) == HDR_OVER);
+    CHECK(header_collect(DATA("A: 1\r\n\r\nbody"), 3, 7, hdr, &got) == HDR_OVER);
+    /* An empty line that straddles the boundary of what was collected. */
+    CHECK(header_collect(DATA("A: 1\r\n\r\nbody"), 7, 8, hdr, &got) == HDR_DONE && got == 8);
+    /* Bare CR or LF never makes an empty line. */
+    CHECK(header_collect(DATA("A: 1\n\nB: 2\r\r\n\r\n"), 4, 64, hdr, &got) == HDR_DONE &&
+          got == strlen("A: 1\n\nB: 2\r\r\n\r\n"));
+}
+
+/* ~270 KB of padding before the field that matters, as in an attack on a header
+ * buffer of 256 KiB: the From there is found, in any chunking. */
+static char *padded_header(const char *field, size_t *len)
+{
+    size_t cap = 300 * 902 + 4096, n = 0;
+    char *h = malloc(cap);
+
+    if (h == NULL)
+        return NULL;
+    for (int i = 0; i < 300; i++) {
+        n += (size_t)snprintf(h + n, cap - n, "X-Padding-%04d: ", i);
+        while (n % 902 != 900)
+            h[n++] = 'p';
+        h[n++] = '\r';
+        h[n++] = '\n';
+    }
+    n += (size_t)snprintf(h + n, cap - n, "%s\r\nDate: x\r\n\r\nbody\r\n", field);
+    *len = n;
+    return h;
+}
+
+TEST(test_header_very_long_section)
+{
+    size_t len, got;
+    char *msg = padded_header("From: CEO <ceo@victim.example>", &len);
+    char *hdr = malloc(len);
+    char v[4096];
+
+    CHECK(msg != NULL && hdr != NULL);
+    if (msg == NULL || hdr == NULL)
+        goto out;
+    CHECK(header_collect(msg, len, 8192, 1 << 20, hdr, &got) == HDR_DONE);
+    CHECK(got == len - strlen("body\r\n"));
+    CHECK(got > 256 * 1024);
+    CHECK(smtp_header_value(hdr, got - 2, "From", v, sizeof(v)) == 1);
+    CHECK_STR(v, "CEO <ceo@victim.example>");
+    CHECK(smtp_header_present(hdr, got - 2, "Date") == 1);
+    CHECK(smtp_parse_mailbox_list(v, strlen(v), addrs, 16) == 1);
+    CHECK_STR(addrs[0], "ceo@victim.example");
+    /* The same section over a limit of 256 KiB is refused, never cut short. */
+    CHECK(header_collect(msg, len, 8192, 256 * 1024, hdr, &got) == HDR_OVER);
+out:
+    free(msg);
+    free(hdr);
+}
+
+TEST(test_header_value_nul)
+{
+    static const char hdr[] = "From: alice@corp.example\0, CEO <ceo@victim.example>\r\n";
+    static const char later[] = "From: alice@corp.example,\r\n\tCEO\0 <ceo@victim.example>\r\n";
+    static const char other[] = "X-A: \0\r\nFrom: alice@corp.example\r\n";
+    static const char second[] = "From: a@b.example\r\nFrom: \0x\r\n";
+    char v[256];
+
+    CHECK(smtp_header_value(DATA(hdr), "From", v, sizeof(v)) == -1);
+    CHECK(smtp_header_value(DATA(later), "From", v, sizeof(v)) == -1);
+    /* Only the value that is copied matters to this function (the session refuses
+     * any NUL in DATA anyway); the second From still counts. */
+    CHECK(smtp_header_value(DATA(other), "From", v, sizeof(v)) == 1);
+    CHECK_STR(v, "alice@corp.example");
+    CHECK(smtp_header_value(DATA(second), "From", v, sizeof(v)) == 2);
+    /* A NUL in a name is just a byte that matches nothing. */
+    CHECK(smtp_header_value(DATA("Fr\0om: x@y.example\r\n"), "From", v, sizeof(v)) == 0);
+    CHECK(smtp_header_present(DATA("Fr\0om: x@y.example\r\nFrom: a\r\n"), "From") == 1);
+}
+
+TEST(test_header_value_every_from)
+{
+    char v[256];
+
+    CHECK(smtp_header_value(DATA("From:\r\n CEO\r\n <ceo@v.example>\r\n"), "From", v, sizeof(v)) == 1);
+    CHECK_STR(v, "CEO <ceo@v.example>");
+    CHECK(smtp_header_value(DATA("fRoM\t:\tceo@v.example\r\n"), "From", v, sizeof(v)) == 1);
+    CHECK_STR(v, "ceo@v.example");
+    /* White space folded between the name and the colon: still a From field. */
+    CHECK(smtp_header_value(DATA("From\r\n : ceo@v.example\r\n"), "From", v, sizeof(v)) == 1);
+    CHECK_STR(v, "ceo@v.example");
+    CHECK(smtp_header_value(DATA("From\r\nX: ceo@v.example\r\n"), "From", v, sizeof(v)) == 0);
+    /* Not From: a longer name, a continuation line, a name inside a value. */
+    CHECK(smtp_header_value(DATA("From-X: a\r\n From: b\r\nX: From: c\r\n"), "From", v,
+                            sizeof(v)) == 0);
+    /* The value ends where the field does; an unfolded CRLF is not part of it. */
+    CHECK(smtp_header_value(DATA("From: a@b.example\r\nTo: c\r\n"), "From", v, sizeof(v)) == 1);
+    CHECK_STR(v, "a@b.example");
+    CHECK(smtp_header_value(DATA("From: a@b.example"), "From", v, sizeof(v)) == 1);
+    CHECK_STR(v, "a@b.example");
+    CHECK(smtp_header_value(DATA("From:"), "From", v, sizeof(v)) == 1);
+    CHECK_STR(v, "");
+    /* Two From fields far apart are both counted. */
+    {
+        size_t len;
+        char *msg = padded_header("from: x@y.example", &len);
+
+        CHECK(msg != NULL);
+        if (msg != NULL) {
+            memcpy(msg, "From: a@b.example\r\n", 19); /* over the first padding line */
+            msg[19] = 'X';
+            CHECK(smtp_header_value(msg, len, "From", v, sizeof(v)) == 2);
+            CHECK_STR(v, "a@b.example");
+        }
+        free(msg);
+    }
+    /* A value longer than the buffer is refused, not cut. */
+    CHECK(smtp_header_value(DATA("From: abcdefgh@b.example\r\n"), "From", v, 8) == -1);
+    CHECK(smtp_header_value(DATA("From: a\r\n"), "From", v, 0) == -1);
+}
+
+TEST(test_mailbox_list_nul_and_length)
+{
+    static const char hidden[] = "alice@corp.example\0, CEO <ceo@victim.example>";
+
+    CHECK(smtp_parse_mailbox_list(DATA(hidden), addrs, 16) == -1);
+    CHECK(smtp_parse_mailbox_list(DATA("\"a\0b\" <alice@corp.example>"), addrs, 16) == -1);
+    CHECK(smtp_parse_mailbox_list(DATA("alice@corp.example (\\\0)"), addrs, 16) == -1);
+    CHECK(smtp_parse_mailbox_list(DATA("<alice@corp.example>\0"), addrs, 16) == -1);
+    /* The length decides, not a terminator: only the first 18 bytes are the value. */
+    CHECK(smtp_parse_mailbox_list("alice@corp.example, ceo@victim.example", 18, addrs, 16) == 1);
+    CHECK_STR(addrs[0], "alice@corp.example");
+    CHECK(smtp_parse_mailbox_list("", 0, addrs, 16) == 0);
+}
+
+TEST(test_mailbox_list_groups_and_quotes)
+{
+    CHECK(smtp_parse_mailbox_list(DATA("Team: a@x.example, b@y.example;"), addrs, 16) == 2);
+    CHECK_STR(addrs[1], "b@y.example");
+    /* Not a group name: an address, a second group, a name after an address. */
+    CHECK(smtp_parse_mailbox_list(DATA("ceo@victim.example:alice@corp.example"), addrs, 16) == -1);
+    CHECK(smtp_parse_mailbox_list(DATA("A: B: a@x.example;;"), addrs, 16) == -1);
+    CHECK(smtp_parse_mailbox_list(DATA("A <a@x.example>: b@x.example"), addrs, 16) == -1);
+    /* Two groups one after the other are fine. */
+    CHECK(smtp_parse_mailbox_list(DATA("A: a@x.example; B: b@x.example;"), addrs, 16) == 2);
+    /* An escaped quote does not end a quoted display name. */
+    CHECK(smtp_parse_mailbox_list(DATA("\"x\\\" <alice@corp.example>\" <ceo@victim.example>"),
+                                  addrs, 16) == 1);
+    CHECK_STR(addrs[0], "ceo@victim.example");
+    CHECK(smtp_parse_mailbox_list(DATA("ceo@victim.example (x\\) alice@corp.example)"), addrs,
+                                  16) == 1);
+    CHECK_STR(addrs[0], "ceo@victim.example");
+}
+
 int main(void)
 {
     RUN(test_verb_known_and_case);
@@ -687,5 +929,13 @@ int main(void)
     RUN(test_data_streaming_splits);
     RUN(test_data_output_bound);
     RUN(test_header_present);
+    RUN(test_data_nul);
+    RUN(test_header_scan_end);
+    RUN(test_header_scan_no_end_and_limit);
+    RUN(test_header_very_long_section);
+    RUN(test_header_value_nul);
+    RUN(test_header_value_every_from);
+    RUN(test_mailbox_list_nul_and_length);
+    RUN(test_mailbox_list_groups_and_quotes);
     return UNIT_DONE();
 }
