@@ -123,10 +123,21 @@ $(B)/tests/hostile-smtp: $(call obj,tests/integration/hostile_smtp.c) $(B)/lib.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
-unit: $(UNIT_BINS) $(B)/tests/test_fuzz_corpus $(B)/tests/hostile-smtp
+# The IPC codec target over its own corpus: every decoder on hostile bytes.
+$(O)/tests/fuzz/driver_ipc.o: tests/fuzz/driver.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCORPUS='"tests/fuzz/corpus-ipc"' -c -o $@ $<
 
-# make fuzz [FUZZ_SECONDS=60]: libFuzzer with ASan/UBSan (needs clang); new inputs
-# go to build-fuzz/corpus, the seeds in tests/fuzz/corpus stay as they are.
+$(B)/tests/test_fuzz_ipc_corpus: $(call obj,tests/fuzz/fuzz_ipc.c) $(O)/tests/fuzz/driver_ipc.o                                  $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
+
+unit: $(UNIT_BINS) $(B)/tests/test_fuzz_corpus $(B)/tests/test_fuzz_ipc_corpus \
+      $(B)/tests/hostile-smtp
+
+# make fuzz [FUZZ_SECONDS=60]: libFuzzer with ASan/UBSan (needs clang), each target
+# for FUZZ_SECONDS; new inputs go to build-fuzz/corpus*, the seeds in tests/fuzz/
+# corpus (parsers, DATA path) and tests/fuzz/corpus-ipc (IPC codecs) stay as they are.
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Isubmitd/lib -Isubmitd \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
@@ -137,6 +148,11 @@ fuzz:
 	    submitd/lib/util.c submitd/lib/spool.c submitd/lib/dn.c -lcrypto
 	build-fuzz/fuzz_parsers -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    build-fuzz/corpus tests/fuzz/corpus
+	@mkdir -p build-fuzz/corpus-ipc
+	clang $(FUZZ_CFLAGS) -o build-fuzz/fuzz_ipc tests/fuzz/fuzz_ipc.c submitd/lib/ipc_codec.c \
+	    submitd/lib/ipc.c
+	build-fuzz/fuzz_ipc -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	    build-fuzz/corpus-ipc tests/fuzz/corpus-ipc
 
 # --- top-level jobs --------------------------------------------------------
 deps:

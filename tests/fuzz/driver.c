@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Each target has its own corpus directory (-DCORPUS=...). */
+#ifndef CORPUS
 #define CORPUS "tests/fuzz/corpus"
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
