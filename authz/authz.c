@@ -103,6 +103,19 @@ static int may_relay(const struct grant *g)
     }
 }
 
+/* The session's record, or stand_in made to name the session: audit rows about a
+ * session authz does not know (it ended, or was never granted) still carry its id. */
+static struct grant *grant_or_stand_in(const char *session, struct grant *stand_in)
+{
+    struct grant *g = grant_find(session);
+
+    if (g != NULL)
+        return g;
+    memset(stand_in, 0, sizeof(*stand_in));
+    str_lcpy(stand_in->session, session, sizeof(stand_in->session));
+    return stand_in;
+}
+
 /* ---- identity: certificate, then database, then PAM ------------------------------ */
 
 /*
@@ -224,18 +237,12 @@ static void send_answer(int chan, uint64_t req, const struct answer *a, struct i
 static void identity_done(struct identity *id, struct ipc_msg *m)
 {
     struct answer *a = &id->a;
-    struct grant *g = grant_find(id->session);
     struct grant none;
+    struct grant *g = grant_or_stand_in(id->session, &none);
     struct db_audit row;
     int is_password = strcmp(id->event, "auth") == 0, admitted;
 
     explicit_bzero(id->password, sizeof(id->password));
-    if (g == NULL) {
-        /* The session ended meanwhile: the row is still written, the grant is not. */
-        memset(&none, 0, sizeof(none));
-        str_lcpy(none.session, id->session, sizeof(none.session));
-        g = &none;
-    }
     if (!is_password) {
         g->identity_pending = 0;
         str_lcpy(g->cert_user, a->user[0] ? a->user : id->known_user, sizeof(g->cert_user));
@@ -257,6 +264,7 @@ static void identity_done(struct identity *id, struct ipc_msg *m)
         str_lcpy(id->reason, "audit row could not be written", sizeof(id->reason));
         row.decision = "tempfail";
     }
+    /* A session that ended meanwhile still gets its row, not a grant. */
     if (a->decision == IPC_ALLOW && g != &none) {
         str_lcpy(g->user, a->user, sizeof(g->user));
         if (is_password)
@@ -578,15 +586,10 @@ static struct grant *granted_or_refuse(const char *session, const char *event,
                                        const char *addr, struct grant *stand_in,
                                        struct answer *a)
 {
-    struct grant *g = grant_find(session);
+    struct grant *g = grant_or_stand_in(session, stand_in);
 
     if (may_relay(g))
         return g;
-    if (g == NULL) {
-        memset(stand_in, 0, sizeof(*stand_in));
-        str_lcpy(stand_in->session, session, sizeof(stand_in->session));
-        g = stand_in;
-    }
     log_warn("session=%s %s request for a session without a grant: refused", session, event);
     address_refused(g, event, addr, IPC_DENY, "530 5.7.0 Authentication required",
                     "request for a session authz has not granted", a);
@@ -770,11 +773,7 @@ static void handle_grant_check(int chan, struct ipc_msg *m)
         struct db_audit row;
         struct grant none;
 
-        if (g == NULL) {
-            memset(&none, 0, sizeof(none));
-            str_lcpy(none.session, v.session, sizeof(none.session));
-            g = &none;
-        }
+        g = grant_or_stand_in(v.session, &none);
         ans.decision = IPC_DENY;
         str_lcpy(ans.reason, why, sizeof(ans.reason));
         memset(&row, 0, sizeof(row));

@@ -363,21 +363,6 @@ static int cert_names_clean(X509 *x)
            alt_names_clean(x);
 }
 
-static void name_text(const X509_NAME *name, char *out, size_t outlen)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    char *p;
-    long n;
-
-    out[0] = '\0';
-    if (b == NULL)
-        return;
-    /* RFC 2253 escapes control characters, so the text is safe in logs and rows. */
-    if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0 && (n = BIO_get_mem_data(b, &p)) > 0)
-        str_fmt(out, outlen, "%.*s", (int)n, p);
-    BIO_free(b);
-}
-
 /* ---- verification ---------------------------------------------------------------- */
 
 /* The reason word for a verification error, as used in SMTP replies. */
@@ -454,7 +439,7 @@ static int verify_cb(int ok, X509_STORE_CTX *ctx)
             X509 *x = X509_STORE_CTX_get_current_cert(ctx);
             s->crl = code;
             if (x != NULL)
-                name_text(X509_get_issuer_name(x), s->crl_issuer, sizeof(s->crl_issuer));
+                dn_text(X509_get_issuer_name(x), s->crl_issuer, sizeof(s->crl_issuer));
         }
     } else if (s->first == X509_V_OK) {
         s->first = code;
@@ -567,8 +552,8 @@ void cert_verify(const unsigned char *const *der, const size_t *len, int n,
     }
     if (EVP_Digest(der[0], len[0], md, &mdlen, EVP_sha256(), NULL) == 1)
         hex_encode(md, mdlen, out->sha256);
-    name_text(X509_get_subject_name(leaf), out->subject, sizeof(out->subject));
-    name_text(X509_get_issuer_name(leaf), out->issuer, sizeof(out->issuer));
+    dn_text(X509_get_subject_name(leaf), out->subject, sizeof(out->subject));
+    dn_text(X509_get_issuer_name(leaf), out->issuer, sizeof(out->issuer));
     chain = sk_X509_new_null();
     for (int i = 1; chain != NULL && i < n; i++) {
         X509 *x = decode_one(der[i], len[i]);

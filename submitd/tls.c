@@ -3,6 +3,7 @@
 #include "tls.h"
 
 #include "config.h"
+#include "dn.h"
 #include "log.h"
 #include "util.h"
 
@@ -88,20 +89,6 @@ fail:
     return NULL;
 }
 
-static void name_text(const X509_NAME *name, char *out, size_t outlen)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    char *p;
-    long n;
-
-    out[0] = '\0';
-    if (b == NULL)
-        return;
-    if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0 && (n = BIO_get_mem_data(b, &p)) > 0)
-        str_fmt(out, outlen, "%.*s", (int)n, p);
-    BIO_free(b);
-}
-
 void tls_peer_identity(SSL *ssl, struct tls_peer *out)
 {
     X509 *peer;
@@ -116,7 +103,7 @@ void tls_peer_identity(SSL *ssl, struct tls_peer *out)
         return;
     if (X509_digest(peer, EVP_sha256(), md, &mdlen) == 1)
         hex_encode(md, mdlen, out->sha256);
-    name_text(X509_get_subject_name(peer), out->subject, sizeof(out->subject));
+    dn_text(X509_get_subject_name(peer), out->subject, sizeof(out->subject));
 }
 
 int tls_peer_chain(SSL *ssl, X509 **out, int max)

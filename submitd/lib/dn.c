@@ -3,6 +3,7 @@
 
 #include "util.h"
 
+#include <openssl/bio.h>
 #include <openssl/objects.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,21 @@ int dn_canon_name(const X509_NAME *name, char *out, size_t outlen)
         OPENSSL_free(utf8);
     }
     return c.bad ? -1 : 0;
+}
+
+void dn_text(const X509_NAME *name, char *out, size_t outlen)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *p;
+    long n;
+
+    if (outlen > 0)
+        out[0] = '\0';
+    if (b == NULL)
+        return;
+    if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0 && (n = BIO_get_mem_data(b, &p)) > 0)
+        str_fmt(out, outlen, "%.*s", (int)n, p);
+    BIO_free(b);
 }
 
 static int hexval(char ch)

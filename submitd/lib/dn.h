@@ -14,6 +14,10 @@
  * are the same name; a CN alone never equals a full name.
  */
 
+/* The name as RFC 2253 text, for logs and audit rows: control characters come out
+ * escaped. "" when it cannot be printed. */
+void dn_text(const X509_NAME *name, char *out, size_t outlen);
+
 /* 0, or -1 when the name cannot be represented (too long, undecodable value). */
 int dn_canon_name(const X509_NAME *name, char *out, size_t outlen);
 
