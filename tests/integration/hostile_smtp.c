@@ -274,6 +274,21 @@ static void attack(const struct config *cfg, const char *alice_pem, const char *
         close(fd);
         commit("commit_control", qid, n);
     }
+    /* An audit row claiming a big submission for bob: rows do not count against a
+     * rate limit (only the queue's commits do) and carry authz's identity. */
+    {
+        struct ipc_audit *a = calloc(1, sizeof(*a));
+
+        str_lcpy(a->session, "h-bob", sizeof(a->session));
+        str_lcpy(a->event, "submission", sizeof(a->event));
+        str_lcpy(a->decision, "accept", sizeof(a->decision));
+        str_lcpy(a->reason, "HOSTILE-AUDIT-ROW", sizeof(a->reason));
+        a->size = 100;
+        a->nrcpt = 1000;
+        note("audit_fake_submission", ipc_enc_audit(m, a) == 0 && ipc_send(authz_fd, m) == 0
+                                          ? "ok" : "error", "");
+        free(a);
+    }
     end_session("h-alice");
     end_session("h-bob");
     note("done", "ok", "");

@@ -146,6 +146,18 @@ def test_only_the_correct_exchange_is_relayed(hostile):
     assert rows and all(r["user"] == "alice" for r in rows), rows
 
 
+def test_only_committed_messages_count_against_rate_limits(hostile):
+    env, _, _, report, _ = hostile
+    assert outcome(report, "audit_fake_submission")[0] == "ok"
+    rows = poll(lambda: env.query("SELECT * FROM audit WHERE reason = 'HOSTILE-AUDIT-ROW'"), 5)
+    # The row names the session's user as authz knows it, not anything smtp said.
+    assert rows and rows[0]["user"] == "bob" and rows[0]["client_ip"] == "203.0.113.66", rows
+    usage = {r["user"]: (r["m"], r["r"]) for r in env.query(
+        "SELECT user, sum(messages) AS m, sum(recipients) AS r FROM rate_usage GROUP BY user")}
+    assert "bob" not in usage, usage
+    assert usage.get("alice") == (1, 1), usage
+
+
 def test_the_next_honest_client_is_served(hostile):
     env, upstream, alice, _, log = hostile
     assert poll(lambda: env.port and _greets(env.port), 15), log.read_text()[-3000:]
