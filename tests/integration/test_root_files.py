@@ -1,0 +1,192 @@
+"""Files that root touches in places the daemon user can write (DESIGN §2).
+
+The master runs as root and prepares the spool, which belongs to the unprivileged
+user (`user = nobody` in the test configurations). The user must not be able to turn
+that into root: each case below is set up by user nobody itself where the file system
+lets it, then the daemon is started as root and must refuse, naming the path and the
+problem, with the victim file untouched (still root's, still 0600). After every case
+the spool is put back and the next start serves an honest client.
+
+The same holds for the root-side tools: submit-admin must not open a database in a
+directory the daemon user can write (SQLite, as root, would open and chown planted
+-wal/-shm links), nor signal a process that the daemon user named in spool/queue.pid;
+submit-ca must not keep a CA in a directory another user can write."""
+
+import os
+import pwd
+import shutil
+import signal
+import sqlite3
+import stat
+import subprocess
+
+import pytest
+
+from conftest import assert_served, binary, make_message, poll, send_ok
+
+NOBODY = pwd.getpwnam("nobody")
+OTHER_UID = 4242          # a uid with no user behind it: neither root nor nobody
+VICTIM_TEXT = b"root:secret-hash:19000:0:99999:7:::\n"
+
+
+@pytest.fixture(autouse=True)
+def needs_root():
+    if os.geteuid() != 0:
+        pytest.skip("these cases chown to nobody and start the daemon as root")
+
+
+def as_nobody(*argv):
+    """Runs a command as user nobody (no supplementary groups); asserts it succeeded."""
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=30,
+                          user=NOBODY.pw_uid, group=NOBODY.pw_gid, extra_groups=[])
+    assert proc.returncode == 0, f"as nobody: {argv} -> {proc.returncode}: {proc.stderr}"
+
+
+def make_victims(env):
+    """A root-owned file (mode 0600) and directory (mode 0700) that nobody must never
+    get: stand-ins for /etc/shadow and /etc/cron.d."""
+    victim = env.dir / "victim"
+    victim.write_bytes(VICTIM_TEXT)
+    os.chown(victim, 0, 0)
+    os.chmod(victim, 0o600)
+    vdir = env.dir / "victim.d"
+    vdir.mkdir()
+    os.chmod(vdir, 0o700)
+    return victim, vdir
+
+
+def assert_untouched(victim, vdir):
+    st = victim.lstat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o600), \
+        f"{victim} changed: uid {st.st_uid} gid {st.st_gid} mode {stat.S_IMODE(st.st_mode):o}"
+    assert victim.read_bytes() == VICTIM_TEXT, f"{victim} was written"
+    st = vdir.lstat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o700), \
+        f"{vdir} changed: uid {st.st_uid} gid {st.st_gid} mode {stat.S_IMODE(st.st_mode):o}"
+    assert list(vdir.iterdir()) == [], f"{vdir} got entries: {list(vdir.iterdir())}"
+
+
+def refused_start(env):
+    """Runs `submitd -f` and returns (exit status, output); fails the test when the
+    daemon starts serving instead of refusing."""
+    proc = subprocess.Popen([str(binary("submitd")), "-c", str(env.conf), "-f"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=env.dir,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"submitd started instead of refusing:\n{out[-3000:]}", pytrace=False)
+    return proc.returncode, out
+
+
+def assert_refused(env, path, problem):
+    assert_refused_with(*refused_start(env), path, problem)
+
+
+def assert_refused_with(status, out, path, problem):
+    assert status == 1, f"submitd -f exited {status}, expected 1:\n{out[-3000:]}"
+    assert str(path) in out and problem in out, \
+        f"expected a message naming {path} and {problem!r}:\n{out[-3000:]}"
+
+
+def served_again(s):
+    """The next start works and an honest client gets a message through."""
+    s.daemon.start()
+    assert_served(s.env, s.alice)
+    msg = make_message()
+    send_ok(s.env, s.alice, msg)
+    s.upstream.wait_for(msg.marker, msg.rcpts)
+
+
+def public_spool_stack(factory, name):
+    """A stack whose spool lies in a root-owned sticky world-writable directory (like
+    /tmp): nobody may create entries there and rename its own, so it can replace the
+    spool itself, not only what is inside it."""
+    s = factory(name, start_daemon=False, spool="public/spool")
+    public = s.env.dir / "public"
+    public.mkdir()
+    os.chmod(public, 0o1777)
+    s.daemon.start()
+    return s
+
+
+# ---- a symbolic link in place of the spool or one of its directories --------------------
+
+@pytest.mark.parametrize("level", ["spool", "incoming", "queue", "corrupt"])
+def test_a_link_in_the_spool_is_refused_and_followed_nowhere(fresh_stack_factory, level):
+    s = public_spool_stack(fresh_stack_factory, f"rootfs-link-{level}")
+    spool = s.env.dir / "public" / "spool"
+    path = spool if level == "spool" else spool / level
+    victim, vdir = make_victims(s.env)
+    moved = path.with_name(path.name + ".real")
+    for target in (victim, vdir):
+        s.daemon.stop()
+        as_nobody("mv", path, moved)
+        as_nobody("ln", "-s", target, path)
+        status, out = refused_start(s.env)
+        assert_untouched(victim, vdir)
+        assert_refused_with(status, out, path, "is a symbolic link")
+        as_nobody("rm", path)
+        as_nobody("mv", moved, path)
+        served_again(s)
+    assert_untouched(victim, vdir)
+
+
+# ---- other things that are not the user's directory -----------------------------------
+
+def test_a_spool_directory_that_is_a_file_is_refused(fresh_stack_factory):
+    s = fresh_stack_factory("rootfs-file")
+    path = s.env.dir / "spool" / "queue"
+    moved = path.with_name("queue.real")
+    s.daemon.stop()
+    as_nobody("mv", path, moved)
+    as_nobody("touch", path)
+    assert_refused(s.env, path, "is not a directory")
+    as_nobody("rm", path)
+    as_nobody("mv", moved, path)
+    served_again(s)
+
+
+def test_a_spool_directory_of_another_user_is_refused(fresh_stack_factory):
+    s = fresh_stack_factory("rootfs-owner")
+    path = s.env.dir / "spool" / "incoming"
+    s.daemon.stop()
+    os.chown(path, OTHER_UID, OTHER_UID)
+    assert_refused(s.env, path, f"is owned by uid {OTHER_UID}, expected nobody")
+    assert path.stat().st_uid == OTHER_UID, "the refused directory was changed anyway"
+    os.chown(path, NOBODY.pw_uid, NOBODY.pw_gid)
+    served_again(s)
+
+
+def test_a_spool_directory_others_can_write_is_refused(fresh_stack_factory):
+    s = fresh_stack_factory("rootfs-mode")
+    path = s.env.dir / "spool" / "corrupt"
+    s.daemon.stop()
+    as_nobody("chmod", "0777", path)
+    assert_refused(s.env, path, "mode allows group/other write")
+    as_nobody("chmod", "0700", path)
+    served_again(s)
+
+
+def test_a_spool_whose_parent_the_user_owns_is_refused(fresh_stack_factory):
+    """The user who owns the spool's parent could rename any directory of it into the
+    spool's place (here a root-owned one, as a CA directory next to the spool would
+    be): the master refuses such a parent instead of handing that directory over."""
+    s = fresh_stack_factory("rootfs-parent", start_daemon=False, spool="home/spool")
+    home = s.env.dir / "home"
+    home.mkdir()
+    os.chown(home, NOBODY.pw_uid, NOBODY.pw_gid)
+    keys = home / "keys"
+    keys.mkdir()
+    os.chmod(keys, 0o700)
+    as_nobody("mv", keys, home / "spool")
+    assert_refused(s.env, home, f"is owned by uid {NOBODY.pw_uid}, expected root")
+    st = (home / "spool").stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o700), "root's directory was handed over"
+    # An admin gives the parent back to root; the next start works.
+    os.chown(home, 0, 0)
+    shutil.rmtree(home / "spool")
+    served_again(s)
