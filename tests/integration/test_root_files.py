@@ -190,3 +190,50 @@ def test_a_spool_whose_parent_the_user_owns_is_refused(fresh_stack_factory):
     os.chown(home, 0, 0)
     shutil.rmtree(home / "spool")
     served_again(s)
+
+
+# ---- the database: root's SQLite must not use what the user put there ------------------
+
+def test_a_database_in_a_directory_the_user_can_write_is_refused(fresh_stack_factory):
+    """The owner of the database's directory can put its own database (or -wal, or
+    -shm) there and so edit the users, senders and certificates that authz and the
+    admin tools believe: a database whose directory the daemon user can write (the
+    spool, a directory it owns) is refused."""
+    s = fresh_stack_factory("rootfs-db", start_daemon=False)
+    home = s.env.dir / "home"
+    home.mkdir()
+    db = home / "submitd.db"
+    shutil.copy(s.env.db_path, db)
+    evil = home / "evil.db"
+    shutil.copy(s.env.db_path, evil)
+    with sqlite3.connect(evil) as c:
+        c.execute("INSERT INTO users(name, enabled, created_at) VALUES('mallory', 1, "
+                  "'2024-01-01T00:00:00Z')")
+    c.close()
+    os.chown(evil, NOBODY.pw_uid, NOBODY.pw_gid)
+    os.chown(home, NOBODY.pw_uid, NOBODY.pw_gid)
+    as_nobody("mv", evil, db)
+    conf = s.env.dir / "db-in-home.conf"
+    conf.write_text(s.env.conf.read_text().replace("database = submitd.db",
+                                                   f"database = {db}"))
+    proc = s.env.run("submit-admin", "user", "list", check=False, conf=conf)
+    assert "mallory" not in proc.stdout, "root's tool used the database the user planted"
+    assert proc.returncode == 1, f"exit {proc.returncode}: {proc.stdout} {proc.stderr}"
+    assert str(home) in proc.stderr and f"is owned by uid {NOBODY.pw_uid}" in proc.stderr, \
+        proc.stderr
+    # The configured database (in a root-only directory) still works.
+    assert "alice" in s.env.admin("user", "list").stdout
+    served_again(s)
+
+
+def test_a_database_that_is_a_link_is_refused(fresh_stack_factory):
+    s = fresh_stack_factory("rootfs-dblink", start_daemon=False)
+    link = s.env.dir / "linked.db"
+    os.symlink(s.env.db_path, link)
+    conf = s.env.dir / "db-link.conf"
+    conf.write_text(s.env.conf.read_text().replace("database = submitd.db",
+                                                   f"database = {link}"))
+    proc = s.env.run("submit-admin", "user", "list", check=False, conf=conf)
+    assert proc.returncode == 1, f"exit {proc.returncode}: {proc.stdout} {proc.stderr}"
+    assert str(link) in proc.stderr and "symbolic link" in proc.stderr, proc.stderr
+    served_again(s)
