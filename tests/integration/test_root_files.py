@@ -237,3 +237,59 @@ def test_a_database_that_is_a_link_is_refused(fresh_stack_factory):
     assert proc.returncode == 1, f"exit {proc.returncode}: {proc.stdout} {proc.stderr}"
     assert str(link) in proc.stderr and "symbolic link" in proc.stderr, proc.stderr
     served_again(s)
+
+
+# ---- queue flush: the pid file is the user's, the signal must not be ------------------
+
+def test_queue_flush_signals_only_the_queue_process_of_the_user(fresh_stack_factory):
+    s = fresh_stack_factory("rootfs-pid")
+    pidfile = s.env.dir / "spool" / "queue.pid"
+    assert poll(pidfile.exists, 10), "the queue process wrote no pid file"
+    real = pidfile.read_text()
+    # A root process with the queue's name, as any local user could start one.
+    fake = s.env.dir / "submitd-queue"
+    shutil.copy("/bin/sleep", fake)
+    decoy = subprocess.Popen([str(fake), "120"])
+    try:
+        as_nobody("sh", "-c", 'echo "$2" > "$1.new" && mv "$1.new" "$1"', "sh", pidfile,
+                  decoy.pid)
+        proc = s.env.admin("queue", "flush", check=False)
+        assert proc.returncode == 1, f"flush exited {proc.returncode}: {proc.stdout}"
+        assert f"process {decoy.pid}" in proc.stderr and "uid 0" in proc.stderr, proc.stderr
+        died = poll(lambda: decoy.poll() is not None, 1)
+        assert not died, "the decoy root process got the signal"
+    finally:
+        decoy.kill()
+        decoy.wait()
+    as_nobody("sh", "-c", 'printf %s "$2" > "$1.new" && mv "$1.new" "$1"', "sh", pidfile, real)
+    proc = s.env.admin("queue", "flush")
+    assert "queue flush" in proc.stdout
+    assert s.daemon.running()
+    assert_served(s.env, s.alice)
+
+
+def test_queue_delete_and_list_do_not_follow_a_link_in_the_spool(fresh_stack_factory):
+    """spool/queue replaced by a link to a directory of root's: `queue delete ID` must
+    not remove root's file of that name, nor `queue list` read root's files."""
+    s = fresh_stack_factory("rootfs-qdel")
+    victim, vdir = make_victims(s.env)
+    qid = "0123456789ABCDEFGHIJ"
+    keep = vdir / qid
+    keep.write_bytes(VICTIM_TEXT)
+    os.chmod(keep, 0o600)
+    queue = s.env.dir / "spool" / "queue"
+    moved = queue.with_name("queue.real")
+    s.daemon.stop()
+    as_nobody("mv", queue, moved)
+    as_nobody("ln", "-s", vdir, queue)
+    for args in (("queue", "delete", qid), ("queue", "list")):
+        proc = s.env.admin(*args, check=False)
+        assert keep.exists(), f"`submit-admin {' '.join(args)}` removed root's {keep}"
+        assert proc.returncode == 1, f"{args}: exit {proc.returncode}: {proc.stdout}"
+        assert str(queue) in proc.stderr and "is a symbolic link" in proc.stderr, proc.stderr
+    keep.unlink()
+    assert_untouched(victim, vdir)
+    as_nobody("rm", queue)
+    as_nobody("mv", moved, queue)
+    served_again(s)
+    assert s.env.admin("queue", "list").returncode == 0
