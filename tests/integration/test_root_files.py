@@ -293,3 +293,28 @@ def test_queue_delete_and_list_do_not_follow_a_link_in_the_spool(fresh_stack_fac
     as_nobody("mv", moved, queue)
     served_again(s)
     assert s.env.admin("queue", "list").returncode == 0
+
+
+# ---- submit-ca: the CA directory must be root's ---------------------------------------
+
+def test_a_ca_directory_another_user_can_change_is_refused(fresh_stack_factory):
+    s = fresh_stack_factory("rootfs-ca", start_daemon=False)
+    home = s.env.dir / "home"
+    home.mkdir()
+    shutil.copytree(s.env.dir / "ca", home / "ca")
+    os.chown(home, NOBODY.pw_uid, NOBODY.pw_gid)
+    conf = s.env.dir / "ca-in-home.conf"
+    conf.write_text(s.env.conf.read_text().replace("ca_dir = ca", f"ca_dir = {home}/ca"))
+    proc = s.env.run("submit-ca", "crl", check=False, conf=conf)
+    assert proc.returncode == 1, f"exit {proc.returncode}: {proc.stdout} {proc.stderr}"
+    assert str(home) in proc.stderr and f"is owned by uid {NOBODY.pw_uid}" in proc.stderr, \
+        proc.stderr
+    # Nor is a new CA made there.
+    conf.write_text(s.env.conf.read_text().replace("ca_dir = ca", f"ca_dir = {home}/newca"))
+    proc = s.env.run("submit-ca", "init", check=False, conf=conf)
+    assert proc.returncode == 1 and f"is owned by uid {NOBODY.pw_uid}" in proc.stderr, \
+        f"exit {proc.returncode}: {proc.stdout} {proc.stderr}"
+    assert not (home / "newca").exists()
+    # The CA where it belongs is unaffected.
+    s.env.ca("crl")
+    served_again(s)
