@@ -22,11 +22,13 @@ import subprocess
 
 import pytest
 
-from conftest import assert_served, binary, make_message, poll, send_ok
+from conftest import (assert_served, binary, contains, mail_reply, make_message, poll,
+                      send_ok)
 
 NOBODY = pwd.getpwnam("nobody")
 OTHER_UID = 4242          # a uid with no user behind it: neither root nor nobody
 VICTIM_TEXT = b"root:secret-hash:19000:0:99999:7:::\n"
+TEMPFAIL = "454 4.7.0 Temporary authentication failure"
 
 
 @pytest.fixture(autouse=True)
@@ -293,6 +295,32 @@ def test_queue_delete_and_list_do_not_follow_a_link_in_the_spool(fresh_stack_fac
     as_nobody("mv", moved, queue)
     served_again(s)
     assert s.env.admin("queue", "list").returncode == 0
+
+
+# ---- PAM: root loads the modules that pam_confdir names ---------------------------------
+
+def test_a_pam_confdir_the_user_can_change_is_a_temporary_failure(fresh_stack_factory):
+    """Whoever can write pam_confdir can name any module, which authz loads as root:
+    such a directory gives every client 454 with the reason audited, never a PAM run."""
+    s = fresh_stack_factory("rootfs-pam")
+    pam = s.env.dir / "pam.d"
+    s.daemon.stop()
+    os.chown(pam, NOBODY.pw_uid, NOBODY.pw_gid)
+    s.daemon.start()
+    mark = s.audit.mark()
+    assert mail_reply(s.env, s.alice) == TEMPFAIL
+    row = s.audit.wait(lambda r: r["event"] == "identity" and r["decision"] == "tempfail",
+                       mark, what="identity tempfail row")
+    assert contains(row["reason"], "pam_confdir", str(pam)), row
+    # The service file of another user, in a root-owned directory: the same.
+    s.daemon.stop()
+    os.chown(pam, 0, 0)
+    os.chown(pam / "submitd", NOBODY.pw_uid, NOBODY.pw_gid)
+    s.daemon.start()
+    assert mail_reply(s.env, s.alice) == TEMPFAIL
+    s.daemon.stop()
+    os.chown(pam / "submitd", 0, 0)
+    served_again(s)
 
 
 # ---- submit-ca: the CA directory must be root's ---------------------------------------
