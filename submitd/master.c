@@ -185,6 +185,42 @@ static int prepare_spool(char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * client_ca and crl decide who is who, and are read as root (a FIFO there would
+ * also hang the reader). A user who can change them, or the directory they are in,
+ * could trust a CA of their own or drop a revocation: the daemon user, who owns the
+ * spool, must not be able to mint identities. So each must be a file that only root
+ * can change, in a directory that only root can change (safedir.h).
+ */
+static int check_trust_file(const char *key, const char *path, char *err, size_t errlen)
+{
+    char base[NAME_MAX + 1], why[PATH_MAX + 128];
+    struct stat st;
+    int dir, rc;
+
+    if (path[0] == '\0')
+        return 0;
+    dir = safedir_open_parent(path, base, sizeof(base), 0, why, sizeof(why));
+    if (dir < 0) {
+        str_fmt(err, errlen, "%s: %s", key, why);
+        return -1;
+    }
+    rc = fstatat(dir, base, &st, 0);
+    close(dir);
+    if (rc != 0) {
+        str_fmt(err, errlen, "%s: %s: %s", key, path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+        (st.st_mode & 022) != 0) {
+        str_fmt(err, errlen, "%s: %s must be a regular file of root's that only root can "
+                "write (it is uid %u, mode %04o)", key, path, (unsigned)st.st_uid,
+                (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- -t: check the configuration and the files it names ----------------------- */
 
 static int check_file(const char *key, const char *path, int *problems)
@@ -627,7 +663,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "submitd: %s\n", err);
         return 1;
     }
-    if (prepare_spool(err, sizeof(err)) != 0) {
+    if (check_trust_file("client_ca", cfg.client_ca, err, sizeof(err)) != 0 ||
+        check_trust_file("crl", cfg.crl, err, sizeof(err)) != 0 ||
+        prepare_spool(err, sizeof(err)) != 0) {
         fprintf(stderr, "submitd: %s\n", err);
         return 1;
     }

@@ -297,6 +297,29 @@ def test_queue_delete_and_list_do_not_follow_a_link_in_the_spool(fresh_stack_fac
     assert s.env.admin("queue", "list").returncode == 0
 
 
+# ---- trust anchors: client_ca and crl decide identities and are read as root -----------
+
+@pytest.mark.parametrize("key", ["client_ca", "crl"])
+def test_trust_anchors_the_user_can_change_are_refused(fresh_stack_factory, key):
+    """The daemon user must not be able to add a CA of its own or drop a revocation:
+    client_ca or crl in a directory it owns, or a file of its own, stop the start."""
+    s = fresh_stack_factory(f"rootfs-{key}", start_daemon=False)
+    home = s.env.dir / "home"
+    home.mkdir()
+    src = s.env.dir / "ca" / ("ca.crt" if key == "client_ca" else "crl.pem")
+    placed = home / src.name
+    shutil.copy(src, placed)
+    os.chown(home, NOBODY.pw_uid, NOBODY.pw_gid)
+    s.env.settings[key] = str(placed)
+    s.env.write_config()
+    assert_refused(s.env, home, f"is owned by uid {NOBODY.pw_uid}, expected root")
+    os.chown(home, 0, 0)
+    os.chown(placed, NOBODY.pw_uid, NOBODY.pw_gid)
+    assert_refused(s.env, placed, "must be a regular file of root's")
+    os.chown(placed, 0, 0)
+    served_again(s)
+
+
 # ---- PAM: root loads the modules that pam_confdir names ---------------------------------
 
 def test_a_pam_confdir_the_user_can_change_is_a_temporary_failure(fresh_stack_factory):
