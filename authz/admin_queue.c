@@ -237,8 +237,10 @@ static int queue_list(const struct config *cfg, int json)
         return fail("queue list", why);
     str_fmt(dir, sizeof(dir), "%s/queue", cfg->spool);
     if (read_ids(qfd, &ids, &n) != 0) {
+        int saved = errno;
+
         close(qfd);
-        return fail(dir, strerror(errno));
+        return fail(dir, strerror(saved));
     }
     if (json)
         fputc('[', stdout);
