@@ -3,6 +3,8 @@
 
 #include "config.h"
 #include "db.h"
+#include "privdrop.h"
+#include "safedir.h"
 #include "spool.h"
 #include "util.h"
 
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +40,43 @@ static int misuse(const char *detail)
 {
     fprintf(stderr, PROG ": %s\n%s", detail, queue_usage);
     return EXIT_USAGE;
+}
+
+/* ---- the spool, opened without following the user's links ----------------- */
+
+/*
+ * The spool belongs to the daemon user, who can put a link or a FIFO anywhere in
+ * it to make root read, delete or signal something else. So every level is opened
+ * with O_NOFOLLOW and checked (safedir.h: a directory of the user's or root's, in a
+ * directory only root can change), and the files are reached with openat() and
+ * unlinkat() relative to that descriptor, never by path. Nothing is created or
+ * chowned: that is the master's job at start.
+ */
+static int spool_owner(const struct config *cfg, struct safedir_owner *o, char *why,
+                       size_t whylen)
+{
+    if (privdrop_lookup(cfg->user, &o->uid, &o->gid) != 0) {
+        str_fmt(why, whylen, "%s: user: \"%s\" does not exist", cfg->path, cfg->user);
+        return -1;
+    }
+    o->name = cfg->user;
+    return 0;
+}
+
+/* The spool (sub NULL) or one of its directories; -1 with the reason in why. */
+static int spool_open(const struct config *cfg, const struct safedir_owner *o, const char *sub,
+                      char *why, size_t whylen)
+{
+    char path[PATH_MAX];
+    int spool, fd;
+
+    spool = safedir_open_owned_path(cfg->spool, o, 0, why, whylen);
+    if (spool < 0 || sub == NULL)
+        return spool;
+    str_fmt(path, sizeof(path), "%s/%s", cfg->spool, sub);
+    fd = safedir_open_owned(spool, sub, path, o, 0, why, whylen);
+    close(spool);
+    return fd;
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -147,17 +188,21 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The queue ids in spool/queue, sorted (ids sort by arrival). */
-static int read_ids(const char *dir, char ***out, size_t *n)
+/* The queue ids in the directory qfd (spool/queue), sorted (ids sort by arrival). */
+static int read_ids(int qfd, char ***out, size_t *n)
 {
-    DIR *d = opendir(dir);
+    int fd = dup(qfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *de;
     char **ids = NULL;
     size_t cap = 0;
 
     *n = 0;
-    if (d == NULL)
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
         return -1;
+    }
     while ((de = readdir(d)) != NULL) {
         if (!spool_id_valid(de->d_name))
             continue;
@@ -181,25 +226,31 @@ static int read_ids(const char *dir, char ***out, size_t *n)
 
 static int queue_list(const struct config *cfg, int json)
 {
-    char dir[PATH_MAX];
-    char **ids;
+    struct safedir_owner owner;
+    char dir[PATH_MAX], why[PATH_MAX + 256];
+    char **ids = NULL;
     size_t n;
-    int first = 1, bad = 0;
+    int first = 1, bad = 0, qfd;
 
+    if (spool_owner(cfg, &owner, why, sizeof(why)) != 0 ||
+        (qfd = spool_open(cfg, &owner, "queue", why, sizeof(why))) < 0)
+        return fail("queue list", why);
     str_fmt(dir, sizeof(dir), "%s/queue", cfg->spool);
-    if (read_ids(dir, &ids, &n) != 0)
-        return fail(dir, strerror(errno));
+    if (read_ids(qfd, &ids, &n) != 0) {
+        int saved = errno;
+
+        close(qfd);
+        return fail(dir, strerror(saved));
+    }
     if (json)
         fputc('[', stdout);
     for (size_t i = 0; i < n; i++) {
         struct spool_msg m;
-        char path[PATH_MAX], why[512];
 
-        str_fmt(path, sizeof(path), "%s/%s", dir, ids[i]);
-        if (spool_load_envelope(path, &m, why, sizeof(why)) != 0) {
+        if (spool_load_envelope_at(qfd, ids[i], &m, why, sizeof(why)) != 0) {
             /* Delivered or deleted since the directory was read: not an error. */
-            if (access(path, F_OK) == 0) {
-                fprintf(stderr, PROG ": %s: %s\n", path, why);
+            if (faccessat(qfd, ids[i], F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+                fprintf(stderr, PROG ": %s/%s: %s\n", dir, ids[i], why);
                 bad = 1;
             }
             continue;
@@ -216,6 +267,7 @@ static int queue_list(const struct config *cfg, int json)
     for (size_t i = 0; i < n; i++)
         free(ids[i]);
     free(ids);
+    close(qfd);
     return bad ? EXIT_FAIL : EXIT_OK;
 }
 
@@ -268,81 +320,147 @@ static void audit(const struct config *cfg, const char *event, const struct spoo
 
 /* ---- flush and delete --------------------------------------------------- */
 
-/* The pid in spool/queue.pid when it is a running queue process, else 0. */
-static pid_t queue_pid(const struct config *cfg, char *why, size_t whylen)
+/* The number in spool/queue.pid (a regular file, not a link); 0 with why if none. */
+static long long read_pidfile(const struct config *cfg, int spool, char *why, size_t whylen)
 {
-    char path[PATH_MAX], buf[64], comm[64];
+    char buf[64];
+    struct stat st;
     long long pid;
-    ssize_t n;
+    ssize_t n = -1;
     int fd;
 
-    str_fmt(path, sizeof(path), "%s/queue.pid", cfg->spool);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    fd = openat(spool, "queue.pid", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-        str_fmt(why, whylen, "%s: %s (is submitd running?)", path, strerror(errno));
+        str_fmt(why, whylen, "%s/queue.pid: %s (is submitd running?)", cfg->spool,
+                strerror(errno));
         return 0;
     }
-    n = read(fd, buf, sizeof(buf) - 1);
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        n = read(fd, buf, sizeof(buf) - 1);
     close(fd);
     buf[n > 0 ? n : 0] = '\0';
     buf[strcspn(buf, "\n")] = '\0';
     if (str_to_ll(buf, 2, INT32_MAX, &pid) != 0) {
-        str_fmt(why, whylen, "%s: no process id in it", path);
+        str_fmt(why, whylen, "%s/queue.pid: no process id in it", cfg->spool);
         return 0;
     }
-    /* A stale file must not make us signal some other process. */
-    str_fmt(path, sizeof(path), "/proc/%lld/comm", pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    n = fd >= 0 ? read(fd, comm, sizeof(comm) - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    comm[n > 0 ? n : 0] = '\0';
-    comm[strcspn(comm, "\n")] = '\0';
-    if (strcmp(comm, QUEUE_PROCESS) != 0) {
+    return pid;
+}
+
+/* Name and real, effective, saved and file-system uid of a process, from /proc. */
+static int proc_identity(long long pid, char *name, size_t namelen, unsigned uids[4])
+{
+    char path[64], line[256];
+    FILE *f;
+    int got = 0;
+
+    str_fmt(path, sizeof(path), "/proc/%lld/status", pid);
+    if ((f = fopen(path, "re")) == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "Name:\t", 6) == 0) {
+            line[strcspn(line, "\n")] = '\0';
+            str_lcpy(name, line + 6, namelen);
+            got |= 1;
+        } else if (sscanf(line, "Uid: %u %u %u %u", &uids[0], &uids[1], &uids[2],
+                          &uids[3]) == 4) {
+            got |= 2;
+        }
+    }
+    fclose(f);
+    return got == 3 ? 0 : -1;
+}
+
+/*
+ * The queue process named in spool/queue.pid, as a pidfd; -1 with why. The file
+ * is the daemon user's, so the number in it may be any process: it is signalled
+ * only when it is called submitd-queue and runs as the configured user (so the
+ * signal is one that user could send itself). The pidfd is taken before the
+ * check: if the number is reused meanwhile, the signal fails instead of reaching
+ * a process that was never checked.
+ */
+static int queue_process(const struct config *cfg, long long *pid, char *why, size_t whylen)
+{
+    struct safedir_owner owner;
+    char name[64] = "";
+    unsigned uids[4];
+    int spool, pidfd;
+
+    if (spool_owner(cfg, &owner, why, whylen) != 0 ||
+        (spool = spool_open(cfg, &owner, NULL, why, whylen)) < 0)
+        return -1;
+    *pid = read_pidfile(cfg, spool, why, whylen);
+    close(spool);
+    if (*pid == 0)
+        return -1;
+    pidfd = pidfd_open((pid_t)*pid, 0);
+    if (pidfd < 0 || proc_identity(*pid, name, sizeof(name), uids) != 0 ||
+        strcmp(name, QUEUE_PROCESS) != 0) {
         str_fmt(why, whylen, "process %lld named in %s/queue.pid is not running "
-                "(is submitd running?)", pid, cfg->spool);
-        return 0;
+                "(is submitd running?)", *pid, cfg->spool);
+        if (pidfd >= 0)
+            close(pidfd);
+        return -1;
     }
-    return (pid_t)pid;
+    for (int i = 0; i < 4; i++) {
+        if (uids[i] != (unsigned)owner.uid) {
+            str_fmt(why, whylen, "process %lld named in %s/queue.pid is not the queue "
+                    "process: it runs as uid %u, not as %s", *pid, cfg->spool, uids[i],
+                    cfg->user);
+            close(pidfd);
+            return -1;
+        }
+    }
+    return pidfd;
 }
 
 static int queue_flush(const struct config *cfg)
 {
-    char why[PATH_MAX + 128], reason[256];
-    pid_t pid = queue_pid(cfg, why, sizeof(why));
+    char why[PATH_MAX + 256], reason[256];
+    long long pid = 0;
+    int pidfd = queue_process(cfg, &pid, why, sizeof(why));
 
-    if (pid == 0)
+    if (pidfd < 0)
         return fail("queue flush", why);
-    if (kill(pid, SIGUSR1) != 0) {
-        str_fmt(why, sizeof(why), "cannot signal the queue process %ld: %s", (long)pid,
+    if (pidfd_send_signal(pidfd, SIGUSR1, NULL, 0) != 0) {
+        str_fmt(why, sizeof(why), "cannot signal the queue process %lld: %s", pid,
                 strerror(errno));
+        close(pidfd);
         return fail("queue flush", why);
     }
+    close(pidfd);
     str_fmt(reason, sizeof(reason), "flush requested by %s", admin_name());
     audit(cfg, "queue-flush", NULL, reason);
-    printf("queue flush: every queued message is due now (queue process %ld)\n", (long)pid);
+    printf("queue flush: every queued message is due now (queue process %lld)\n", pid);
     return EXIT_OK;
 }
 
 static int queue_delete(const struct config *cfg, const char *id)
 {
-    char path[PATH_MAX], why[512], reason[256];
+    struct safedir_owner owner;
+    char why[PATH_MAX + 256], reason[256];
     struct spool_msg m;
-    int loaded;
+    int loaded, qfd, rc, saved;
 
     if (!spool_id_valid(id))
         return misuse("queue delete: expected a queue id (20 characters of 0-9 A-Z)");
-    str_fmt(path, sizeof(path), "%s/queue/%s", cfg->spool, id);
-    loaded = spool_load_envelope(path, &m, why, sizeof(why)) == 0;
-    if (unlink(path) != 0) {
+    if (spool_owner(cfg, &owner, why, sizeof(why)) != 0 ||
+        (qfd = spool_open(cfg, &owner, "queue", why, sizeof(why))) < 0)
+        return fail("queue delete", why);
+    loaded = spool_load_envelope_at(qfd, id, &m, why, sizeof(why)) == 0;
+    rc = unlinkat(qfd, id, 0);
+    saved = errno;
+    close(qfd);
+    if (rc != 0) {
         if (loaded)
             spool_msg_free(&m);
-        if (errno == ENOENT) {
+        if (saved == ENOENT) {
             str_fmt(why, sizeof(why), "no message %s in %s/queue (delivered already?)", id,
                     cfg->spool);
             return fail("queue delete", why);
         }
-        return fail(path, strerror(errno));
+        str_fmt(why, sizeof(why), "%s/queue/%s", cfg->spool, id);
+        return fail(why, strerror(saved));
     }
     str_fmt(reason, sizeof(reason), "deleted by %s", admin_name());
     if (!loaded) {

@@ -4,8 +4,10 @@
 /*
  * submit-admin queue list [--json] | queue flush | queue delete ID (DESIGN §5).
  * argv[0] is the subcommand. Reads spool/queue/ directly (submit-admin runs as
- * root); flush signals the queue process named by spool/queue.pid; flush and delete
- * write audit rows. Returns the exit status (0, 1 failure, 2 misuse).
+ * root), through descriptors opened without following the daemon user's links;
+ * flush signals the queue process named by spool/queue.pid only when it runs as the
+ * configured user; flush and delete write audit rows. Returns the exit status (0, 1
+ * failure, 2 misuse).
  */
 int admin_queue(const char *config_path, int argc, char **argv);
 

@@ -2,10 +2,12 @@
 #include "authz_pam.h"
 
 #include "config.h"
+#include "safedir.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <security/pam_appl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -104,10 +107,43 @@ int authz_pam_check(const struct config *cfg, const char *user, const char *pass
     return verdict(rc);
 }
 
+/*
+ * PAM, run as root, reads its configuration from pam_confdir and loads the modules
+ * it names: whoever could change that directory, one above it, or the service's
+ * file could run code as root. So they must be root's alone (safedir.h); when they
+ * are not, every check is a temporary failure that says why. Without pam_confdir
+ * the system's /etc/pam.d is used and is the system's business.
+ */
+static int pam_confdir_trusted(const struct config *cfg, char *why, size_t whylen)
+{
+    char msg[PATH_MAX + 128];
+    struct stat st;
+    int dir, bad;
+
+    if (cfg->pam_confdir[0] == '\0')
+        return 0;
+    dir = safedir_open_trusted(cfg->pam_confdir, 0, msg, sizeof(msg));
+    if (dir < 0) {
+        str_fmt(why, whylen, "pam_confdir: %s", msg);
+        return -1;
+    }
+    bad = fstatat(dir, cfg->pam_service, &st, 0) == 0 &&
+          ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022) != 0);
+    close(dir);
+    if (bad) {
+        str_fmt(why, whylen, "pam_confdir: %s/%s is owned by uid %u with mode %04o: it "
+                "must be root's and writable by root alone", cfg->pam_confdir,
+                cfg->pam_service, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
 /* The worker's loop: one user name in, one verdict out, until the socket closes. */
 static void pam_worker_main(const struct config *cfg, int fd)
 {
-    char req[1024], out[300];
+    char req[1024], out[300], untrusted[300];
+    int trusted = pam_confdir_trusted(cfg, untrusted, sizeof(untrusted)) == 0;
 
     for (;;) {
         ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
@@ -126,7 +162,12 @@ static void pam_worker_main(const struct config *cfg, int fd)
                 _exit(1);
             password = user + ul + 1;
         }
-        d = authz_pam_check(cfg, user, password, out + 1, sizeof(out) - 1);
+        if (trusted) {
+            d = authz_pam_check(cfg, user, password, out + 1, sizeof(out) - 1);
+        } else {
+            d = IPC_TEMPFAIL;
+            str_lcpy(out + 1, untrusted, sizeof(out) - 1);
+        }
         explicit_bzero(req, sizeof(req));
         out[0] = (char)('0' + d);
         if (send(fd, out, 1 + strlen(out + 1), MSG_NOSIGNAL) < 0)

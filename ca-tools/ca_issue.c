@@ -4,9 +4,11 @@
 #include "ca_log.h"
 #include "ca_msg.h"
 #include "db.h"
+#include "safedir.h"
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DAY_SECONDS 86400LL
 
@@ -69,26 +72,34 @@ static int init_refuse_existing(const struct ca_authority *ca)
     return 0;
 }
 
+/*
+ * Missing directories above ca_dir are made as root's (0755), ca_dir itself 0711;
+ * all of them must be directories only root can change (ca_dir_open).
+ */
 static int init_make_dir(const struct ca_authority *ca)
 {
+    char base[NAME_MAX + 1], why[PATH_MAX + 128];
     struct stat sb;
+    int parent, fd;
 
-    if (mkdir_p(ca->dir, 0711) != 0) {
+    parent = safedir_open_parent(ca->dir, base, sizeof(base), SAFEDIR_CREATE, why, sizeof(why));
+    if (parent < 0) {
+        ca_err("ca_dir: %s", why);
+        return -1;
+    }
+    if (mkdirat(parent, base, 0711) != 0 && errno != EEXIST) {
         ca_err("cannot create %s: %s", ca->dir, strerror(errno));
+        close(parent);
         return -1;
     }
-    if (stat(ca->dir, &sb) != 0) {
-        ca_err("cannot examine %s: %s", ca->dir, strerror(errno));
+    close(parent);
+    if ((fd = ca_dir_open(ca->dir)) < 0)
         return -1;
-    }
-    if (!S_ISDIR(sb.st_mode)) {
-        ca_err("%s is not a directory", ca->dir);
-        return -1;
-    }
-    /* Others may pass through (submitd reads crl.pem), but not list or change it. */
-    if ((sb.st_mode & 066) != 0)
-        ca_warn("%s can be listed or changed by other users (mode %03o); the CA key belongs "
-                "in a directory of mode 0711 or 0700", ca->dir, (unsigned)(sb.st_mode & 0777));
+    /* Others may pass through (submitd reads crl.pem), but not list it. */
+    if (fstat(fd, &sb) == 0 && (sb.st_mode & 044) != 0)
+        ca_warn("%s can be listed by other users (mode %03o); the CA key belongs in a "
+                "directory of mode 0711 or 0700", ca->dir, (unsigned)(sb.st_mode & 0777));
+    close(fd);
     return ca_dir_publish(ca->dir);
 }
 

@@ -3,6 +3,7 @@
 
 #include "ca_msg.h"
 #include "ca_x509.h"
+#include "safedir.h"
 #include "util.h"
 
 #include <errno.h>
@@ -303,9 +304,11 @@ int ca_authority_load(struct ca_authority *ca, const char *ca_dir, const char *p
 {
     FILE *f;
     char when[32];
+    int dirfd;
 
-    if (ca_authority_paths(ca, ca_dir) != 0)
+    if (ca_authority_paths(ca, ca_dir) != 0 || (dirfd = ca_dir_open(ca->dir)) < 0)
         return -1;
+    close(dirfd);
     if ((f = open_ca_file(ca, ca->cert_path)) == NULL)
         return -1;
     ca->cert = PEM_read_X509(f, NULL, NULL, NULL);
@@ -392,23 +395,47 @@ int ca_crl_file_number(const char *path, uint64_t *number)
     return rc;
 }
 
+int ca_dir_open(const char *dir)
+{
+    char why[PATH_MAX + 128];
+    int fd = safedir_open_trusted(dir, 0, why, sizeof(why));
+
+    if (fd >= 0)
+        return fd;
+    if (access(dir, F_OK) != 0 && errno == ENOENT)
+        ca_err("ca_dir: %s: %s; create the CA in it with \"submit-ca init\"", dir,
+               strerror(ENOENT));
+    else
+        ca_err("ca_dir: %s", why);
+    return -1;
+}
+
+/* Changes the mode on the opened directory: a name could be swapped in between. */
 int ca_dir_publish(const char *dir)
 {
     struct stat sb;
     mode_t mode;
+    int fd = ca_dir_open(dir);
 
-    if (stat(dir, &sb) != 0) {
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &sb) != 0) {
         ca_err("cannot examine %s: %s", dir, strerror(errno));
+        close(fd);
         return -1;
     }
     mode = sb.st_mode & 07777;
-    if ((mode & 0011) == 0011)
+    if ((mode & 0011) == 0011) {
+        close(fd);
         return 0;
-    if (chmod(dir, mode | 0011) != 0) {
+    }
+    if (fchmod(fd, mode | 0011) != 0) {
         ca_warn("cannot make %s searchable (mode %04o): submitd cannot reload the CRL "
                 "in it without a restart: %s", dir, (unsigned)(mode | 0011), strerror(errno));
+        close(fd);
         return -1;
     }
+    close(fd);
     printf("ca_dir: %s mode %04o (ca.key stays private)\n", dir, (unsigned)(mode | 0011));
     return 0;
 }

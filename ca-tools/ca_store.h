@@ -59,6 +59,15 @@ int ca_read_password_file(const char *path, char *out, size_t outlen);
  */
 int ca_dir_publish(const char *dir);
 
+/*
+ * Opens the CA directory, which must be one that only root can change (safedir.h):
+ * it holds the CA key, and the daemon trusts the certificate and the CRL in it, so
+ * a user who could write it or a directory above it could swap them (or, with a
+ * link in its place, have root write and chmod elsewhere). A descriptor, or -1
+ * after an error naming the directory at fault.
+ */
+int ca_dir_open(const char *dir);
+
 /* The CA: ca_dir/ca.crt, ca_dir/ca.key and ca_dir/crl.pem. */
 struct ca_authority {
     char dir[PATH_MAX];
@@ -72,8 +81,8 @@ struct ca_authority {
 /* Fills in the paths for ca_dir (trailing slashes removed); loads nothing. */
 int ca_authority_paths(struct ca_authority *ca, const char *ca_dir);
 /*
- * Loads and checks the CA certificate and key: the certificate must be a CA, the
- * key must match it. Warns when the CA certificate has expired. An encrypted key
+ * Loads and checks the CA certificate and key: the directory must pass ca_dir_open(),
+ * the certificate must be a CA, the key must match it. Warns when the CA certificate has expired. An encrypted key
  * is opened with the first line of passphrase_file; without one, an admin at a
  * terminal is asked, and otherwise the error says that a passphrase is needed.
  */

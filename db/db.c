@@ -4,6 +4,7 @@
  * the only SQL assembled at run time is made of the constant fragments below.
  */
 #include "db.h"
+#include "safedir.h"
 #include "util.h"
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Defined in the file that scripts/embed-sql.sh generates from db/NNNN_*.sql. */
@@ -307,13 +309,35 @@ static int db_is_file(const char *path)
  * Creates the file with mode 0600 before SQLite does (it would use 0644 and the
  * umask): the audit trail holds addresses and client IPs. SQLite gives its -wal and
  * -shm files the mode of the database file.
+ *
+ * authz and the admin tools run as root. Whoever can write the database's directory
+ * (the spool, a directory the daemon user owns) can put a database, -wal or -shm
+ * file of their own there, which SQLite as root would use, replay or chown, and so
+ * decide which users, senders and certificates authz believes. So the directory
+ * must be one only root can change (safedir.h), and the file is opened without
+ * following a link: a link could lead out of that directory.
  */
 static int db_precreate(struct db *db)
 {
-    int fd = open(db->path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+    char base[NAME_MAX + 1], why[PATH_MAX + 128];
+    struct stat st;
+    int dir, fd;
 
+    dir = safedir_open_parent(db->path, base, sizeof(base), 0, why, sizeof(why));
+    if (dir < 0) {
+        db_set_err(db, why);
+        return -1;
+    }
+    fd = openat(dir, base, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+    close(dir);
     if (fd < 0) {
-        db_set_err(db, strerror(errno));
+        db_set_err(db, errno == ELOOP ? "is a symbolic link; name the database file itself"
+                                      : strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        db_set_err(db, "is not a regular file");
+        close(fd);
         return -1;
     }
     close(fd);

@@ -13,6 +13,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "privdrop.h"
+#include "safedir.h"
 #include "util.h"
 
 #include <errno.h>
@@ -116,30 +117,106 @@ static int bind_list(const char *list, int implicit, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * Who owns the spool: the configured user when we are root, else ourselves (a test
+ * run or an admin trying a configuration; nothing is chowned then).
+ */
+static int spool_owner(struct safedir_owner *o, char *err, size_t errlen)
+{
+    static char name[64];
+
+    if (geteuid() == 0) {
+        if (privdrop_lookup(cfg.user, &o->uid, &o->gid) != 0) {
+            str_fmt(err, errlen, "%s: user: unprivileged user \"%s\" does not exist",
+                    cfg.path, cfg.user);
+            return -1;
+        }
+        o->name = cfg.user;
+        return 0;
+    }
+    o->uid = geteuid();
+    o->gid = getegid();
+    str_fmt(name, sizeof(name), "uid %u", (unsigned)o->uid);
+    o->name = name;
+    return 0;
+}
+
+/*
+ * The spool belongs to the unprivileged user, who can put anything in it: a link
+ * where spool/corrupt was, say, to /etc/shadow. So the master, as root, never looks
+ * a spool name up by path: it opens the spool's parent (a directory only root can
+ * change, see safedir.h), then each level with openat(O_NOFOLLOW), refuses what is
+ * not a directory of the user's (or root's), and chowns and chmods the descriptor
+ * it opened. Nothing that the check looked at can be swapped before the chown.
+ *
+ * Above the spool, every directory must be root's and writable by root alone (a
+ * sticky directory such as /tmp aside), or the start is refused. A user who can
+ * write there, the daemon user included, can rename another directory of root's
+ * (a CA directory next to the spool; /var/spool, after a swap higher up) into the
+ * spool's place, and root would hand it over. A warning would not do: it would be
+ * repeated at every start in a log nobody reads, while the directory changes hands.
+ */
 static int prepare_spool(char *err, size_t errlen)
 {
-    static const char *const subdirs[] = { "", "/incoming", "/queue", "/corrupt" };
-    uid_t uid = 0;
-    gid_t gid = 0;
-    int root = geteuid() == 0;
+    static const char *const subdirs[] = { "incoming", "queue", "corrupt" };
+    const int flags = SAFEDIR_CREATE | SAFEDIR_ADOPT;
+    struct safedir_owner owner;
+    char why[PATH_MAX + 256];
+    int spool, fd;
 
-    if (root && privdrop_lookup(cfg.user, &uid, &gid) != 0) {
-        str_fmt(err, errlen, "%s: user: unprivileged user \"%s\" does not exist", cfg.path,
-                cfg.user);
+    if (spool_owner(&owner, err, errlen) != 0)
+        return -1;
+    spool = safedir_open_owned_path(cfg.spool, &owner, flags, why, sizeof(why));
+    fd = spool;
+    for (size_t i = 0; fd >= 0 && i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+        char path[PATH_MAX];
+
+        str_fmt(path, sizeof(path), "%s/%s", cfg.spool, subdirs[i]);
+        fd = safedir_open_owned(spool, subdirs[i], path, &owner, flags, why, sizeof(why));
+        if (fd >= 0)
+            close(fd);
+    }
+    if (spool >= 0)
+        close(spool);
+    if (fd < 0) {
+        str_fmt(err, errlen, "spool: %s", why);
         return -1;
     }
-    for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
-        char path[PATH_MAX];
-        str_fmt(path, sizeof(path), "%s%s", cfg.spool, subdirs[i]);
-        if (mkdir_p(path, 0700) != 0) {
-            str_fmt(err, errlen, "spool: cannot create %s: %s", path, strerror(errno));
-            return -1;
-        }
-        if (root && chown(path, uid, gid) != 0) {
-            str_fmt(err, errlen, "spool: cannot give %s to %s: %s", path, cfg.user,
-                    strerror(errno));
-            return -1;
-        }
+    return 0;
+}
+
+/*
+ * client_ca and crl decide who is who, and are read as root (a FIFO there would
+ * also hang the reader). A user who can change them, or the directory they are in,
+ * could trust a CA of their own or drop a revocation: the daemon user, who owns the
+ * spool, must not be able to mint identities. So each must be a file that only root
+ * can change, in a directory that only root can change (safedir.h).
+ */
+static int check_trust_file(const char *key, const char *path, char *err, size_t errlen)
+{
+    char base[NAME_MAX + 1], why[PATH_MAX + 128];
+    struct stat st;
+    int dir, rc;
+
+    if (path[0] == '\0')
+        return 0;
+    dir = safedir_open_parent(path, base, sizeof(base), 0, why, sizeof(why));
+    if (dir < 0) {
+        str_fmt(err, errlen, "%s: %s", key, why);
+        return -1;
+    }
+    rc = fstatat(dir, base, &st, 0);
+    close(dir);
+    if (rc != 0) {
+        str_fmt(err, errlen, "%s: %s: %s", key, path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+        (st.st_mode & 022) != 0) {
+        str_fmt(err, errlen, "%s: %s must be a regular file of root's that only root can "
+                "write (it is uid %u, mode %04o)", key, path, (unsigned)st.st_uid,
+                (unsigned)(st.st_mode & 07777));
+        return -1;
     }
     return 0;
 }
@@ -576,7 +653,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "submitd: %s\n", err);
         return 1;
     }
-    if (prepare_spool(err, sizeof(err)) != 0) {
+    if (check_trust_file("client_ca", cfg.client_ca, err, sizeof(err)) != 0 ||
+        check_trust_file("crl", cfg.crl, err, sizeof(err)) != 0 ||
+        prepare_spool(err, sizeof(err)) != 0) {
         fprintf(stderr, "submitd: %s\n", err);
         return 1;
     }

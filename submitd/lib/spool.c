@@ -182,7 +182,8 @@ static int valid_state(unsigned char c)
  * The one parser behind spool_load() and spool_load_envelope(). Records are read
  * with pread(); the file size bounds every length before anything is allocated.
  */
-static int load(const char *path, struct spool_msg *msg, int with_body, char *err, size_t errlen)
+static int load(int dirfd, const char *path, struct spool_msg *msg, int with_body, char *err,
+                size_t errlen)
 {
     unsigned char *rec = NULL;
     struct stat st;
@@ -190,15 +191,17 @@ static int load(const char *path, struct spool_msg *msg, int with_body, char *er
     int fd, ended = 0, have_rstate = 0;
 
     memset(msg, 0, sizeof(*msg));
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0 || fstat(fd, &st) != 0) {
         str_fmt(err, errlen, "cannot read: %s", strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
     }
-    if (st.st_size < 0 || st.st_size > (off_t)1 << 34) {
-        str_fmt(err, errlen, "cannot read: %s", strerror(EFBIG));
+    /* O_NONBLOCK and this check: a FIFO put in the spool must not hang the reader. */
+    if (!S_ISREG(st.st_mode) || st.st_size > (off_t)1 << 34) {
+        str_fmt(err, errlen, "cannot read: %s", S_ISREG(st.st_mode) ? strerror(EFBIG)
+                                                                     : "not a regular file");
         close(fd);
         return -1;
     }
@@ -373,12 +376,18 @@ fail:
 
 int spool_load(const char *path, struct spool_msg *msg, char *err, size_t errlen)
 {
-    return load(path, msg, 1, err, errlen);
+    return load(AT_FDCWD, path, msg, 1, err, errlen);
 }
 
 int spool_load_envelope(const char *path, struct spool_msg *msg, char *err, size_t errlen)
 {
-    return load(path, msg, 0, err, errlen);
+    return load(AT_FDCWD, path, msg, 0, err, errlen);
+}
+
+int spool_load_envelope_at(int dirfd, const char *name, struct spool_msg *msg, char *err,
+                           size_t errlen)
+{
+    return load(dirfd, name, msg, 0, err, errlen);
 }
 
 static int put_num(int fd, enum spool_rec type, long long v)

@@ -87,6 +87,9 @@ int spool_load(const char *path, struct spool_msg *msg, char *err, size_t errlen
  * length. For listings and start-up, which need only the envelope and the state.
  */
 int spool_load_envelope(const char *path, struct spool_msg *msg, char *err, size_t errlen);
+/* The same for the file name in the directory dirfd (root's tools: no path lookup). */
+int spool_load_envelope_at(int dirfd, const char *name, struct spool_msg *msg, char *err,
+                           size_t errlen);
 void spool_msg_free(struct spool_msg *msg);
 
 /*

@@ -176,6 +176,42 @@ TEST(test_open_error_names_file)
     CHECK(strstr(err, "No such file") != NULL);
 }
 
+/* A link in place of the database could lead out of its root-only directory. */
+TEST(test_open_refuses_a_link)
+{
+    char path[PATH_MAX], link[PATH_MAX], err[512] = "";
+    struct db *db;
+
+    tmp_path(path, sizeof(path), "target.db");
+    tmp_path(link, sizeof(link), "link.db");
+    CHECK(symlink(path, link) == 0);
+    db = db_open(link, err, sizeof(err));
+    CHECK(db == NULL);
+    db_close(db);
+    CHECK(strncmp(err, link, strlen(link)) == 0 && strstr(err, "symbolic link") != NULL);
+    CHECK(access(path, F_OK) != 0);
+}
+
+/* Whoever owns the directory could put a database or -wal file of their own there. */
+TEST(test_open_refuses_a_directory_another_user_owns)
+{
+    char dir[PATH_MAX], path[PATH_MAX], err[512] = "";
+    struct db *db;
+
+    if (geteuid() != 0) {
+        printf("  skipped: needs root to chown a directory to another user\n");
+        return;
+    }
+    tmp_path(dir, sizeof(dir), "theirs");
+    CHECK(mkdir(dir, 0755) == 0 && chown(dir, 4242, 4242) == 0);
+    (void)str_fmt(path, sizeof(path), "%s/x.db", dir);
+    db = db_open(path, err, sizeof(err));
+    CHECK(db == NULL);
+    db_close(db);
+    CHECK(strstr(err, "is owned by uid 4242, expected root") != NULL);
+    CHECK(access(path, F_OK) != 0);
+}
+
 TEST(test_user_add_exists_del)
 {
     struct db *db = mem_db();
@@ -693,6 +729,8 @@ int main(void)
     RUN(test_open_file_reopen_and_mode);
     RUN(test_open_refuses_newer_schema);
     RUN(test_open_error_names_file);
+    RUN(test_open_refuses_a_link);
+    RUN(test_open_refuses_a_directory_another_user_owns);
     RUN(test_user_add_exists_del);
     RUN(test_user_del_cascades);
     RUN(test_user_list);
