@@ -86,6 +86,7 @@ struct log_repeat {
     const char *fmt;            /* NULL: free */
     unsigned long long hash;
     long first;                 /* monotonic seconds of the line that was written */
+    unsigned long long seq;     /* order of creation: the oldest entry makes room */
     unsigned long count;        /* identical lines since, not written */
     int level;
     char line[LOG_LINE_MAX];
@@ -93,6 +94,7 @@ struct log_repeat {
 
 static pthread_mutex_t repeat_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct log_repeat repeats[LOG_REPEAT_SLOTS];
+static unsigned long long repeat_seq;
 
 static long now_seconds(void)
 {
@@ -147,7 +149,7 @@ static int repeat_suppressed(int level, const char *fmt, const char *line)
             e->count++;
             return 1;
         }
-        if (r == NULL || (r->fmt != NULL && (e->fmt == NULL || e->first < r->first)))
+        if (r == NULL || (r->fmt != NULL && (e->fmt == NULL || e->seq < r->seq)))
             r = e;
     }
     /* A new line: the free entry, or the oldest one makes room. */
@@ -156,6 +158,7 @@ static int repeat_suppressed(int level, const char *fmt, const char *line)
     r->fmt = fmt;
     r->hash = h;
     r->first = now;
+    r->seq = ++repeat_seq;
     r->count = 0;
     r->level = level;
     memcpy(r->line, line, strlen(line) + 1);
