@@ -1,0 +1,189 @@
+"""Ownership in the smtp event loop (DESIGN §2): epoll events name sessions by slot and
+generation, and a session closed while another event of the same epoll_wait batch is
+handled is freed only after the batch.
+
+The ordering tests make one batch hold [the authz channel's answer, the client's reset]
+in that order, deterministically: the authz process is stopped while the session's
+request is sent, the smtp process is stopped, authz answers onto the channel, the
+client resets its connection, and only then does the smtp process run again. Handling
+the answer pumps the session, whose read fails on the reset, so the session closes
+while the reset event is still waiting in the same batch.
+"""
+
+import os
+import random
+import signal
+import socket
+import ssl
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ALICE_ADDR, RawSMTP, assert_served, client_context
+
+ROUNDS = 4
+
+
+# ---- processes of the daemon ---------------------------------------------------------------
+
+def _comm(pid):
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def child_pid(daemon, name):
+    """The pid of the daemon's child program `name` (e.g. submitd-smtp)."""
+    daemon._snapshot()
+    found = [pid for pid in daemon.alive_family() if _comm(pid) == name]
+    assert len(found) == 1, f"expected one {name} process, found {found}"
+    return found[0]
+
+
+def cpu_seconds(pid):
+    """utime + stime of pid in seconds."""
+    data = Path(f"/proc/{pid}/stat").read_text()
+    fields = data[data.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Stopped:
+    """SIGSTOP to pid for the duration of the block, SIGCONT after (also on errors)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __enter__(self):
+        os.kill(self.pid, signal.SIGSTOP)
+        return self
+
+    def __exit__(self, *exc):
+        os.kill(self.pid, signal.SIGCONT)
+        return False
+
+
+def reset(sock):
+    """Closes sock with an RST instead of a FIN (SO_LINGER {1, 0})."""
+    raw = sock
+    if isinstance(sock, ssl.SSLSocket):
+        raw = socket.socket(fileno=sock.detach())
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw.close()
+
+
+def assert_no_restart(stack, smtp_pid, log_offset):
+    assert _comm(smtp_pid) == "submitd-smtp", "the smtp process died"
+    assert child_pid(stack.daemon, "submitd-smtp") == smtp_pid, "the smtp process was replaced"
+    log = stack.daemon.log.read_bytes()[log_offset:].decode("utf-8", "replace")
+    assert "restarting" not in log, "the master restarted the workers:\n" + log[-3000:]
+
+
+@pytest.fixture
+def one_worker(fresh_stack_factory):
+    """A private daemon with one smtp worker: every event is in that worker's batch.
+    Private, so that a test that breaks the worker does not take the next one along."""
+    return fresh_stack_factory("event-loop", smtp_workers=1)
+
+
+# ---- the answer first, the reset later -------------------------------------------------------
+
+def implicit_tls_greeted(env, identity):
+    """An implicit-TLS connection after the handshake and the 220 greeting: the identity
+    request has gone to authz by then (it is sent before the greeting is flushed)."""
+    sock = socket.create_connection(("127.0.0.1", env.tls_port), timeout=10)
+    tls = client_context(env, identity).wrap_socket(sock)
+    data = b""
+    while b"\r\n" not in data:
+        chunk = tls.recv(4096)
+        assert chunk, "closed before the greeting"
+        data += chunk
+    assert data.startswith(b"220 "), f"greeting {data!r}"
+    return tls
+
+
+@pytest.mark.parametrize("with_cert", [True, False], ids=["cert", "no-cert"])
+def test_identity_answer_then_reset_in_one_batch(one_worker, with_cert):
+    stack = one_worker
+    smtp = child_pid(stack.daemon, "submitd-smtp")
+    authz = child_pid(stack.daemon, "submitd-authz")
+    offset = stack.daemon.log_size()
+    for _ in range(ROUNDS):
+        with Stopped(authz) as held_authz:
+            tls = implicit_tls_greeted(stack.env, stack.alice if with_cert else None)
+            with Stopped(smtp):
+                os.kill(held_authz.pid, signal.SIGCONT)
+                time.sleep(0.3)             # authz answers onto the channel meanwhile
+                reset(tls)
+                time.sleep(0.1)             # the reset reaches the session's socket
+    time.sleep(0.3)
+    assert_no_restart(stack, smtp, offset)
+    assert_served(stack.env, stack.alice)
+
+
+def test_sender_answer_then_reset_in_one_batch(one_worker):
+    stack = one_worker
+    smtp = child_pid(stack.daemon, "submitd-smtp")
+    authz = child_pid(stack.daemon, "submitd-authz")
+    offset = stack.daemon.log_size()
+    for _ in range(ROUNDS):
+        c = RawSMTP(stack.env)
+        assert c.cmd("EHLO client.test").code == 250
+        c.starttls(client_context(stack.env, stack.alice))
+        assert c.cmd("EHLO client.test").code == 250
+        with Stopped(authz) as held_authz:
+            c.send(f"MAIL FROM:<{ALICE_ADDR}>\r\n".encode())
+            time.sleep(0.3)                 # smtp reads MAIL and asks authz
+            with Stopped(smtp):
+                os.kill(held_authz.pid, signal.SIGCONT)
+                time.sleep(0.3)             # authz answers onto the channel meanwhile
+                reset(c.sock)
+                time.sleep(0.1)
+    time.sleep(0.3)
+    assert_no_restart(stack, smtp, offset)
+    assert_served(stack.env, stack.alice)
+
+
+# ---- a bounded storm of resets ---------------------------------------------------------------
+
+STORM_THREADS = 6
+STORM_SECONDS = 3.0
+
+
+def storm_client(env, identity, seed, stop, errors):
+    rnd = random.Random(seed)
+    while not stop.is_set():
+        try:
+            sock = socket.create_connection(("127.0.0.1", env.tls_port), timeout=5)
+            tls = client_context(env, identity if rnd.random() < 0.5 else None).wrap_socket(sock)
+            tls.recv(4096)                  # the greeting
+            time.sleep(rnd.uniform(0, 0.003))
+            reset(tls)
+        except (OSError, ssl.SSLError) as e:
+            errors.append(repr(e))
+
+
+def test_reset_storm_keeps_the_worker(one_worker):
+    stack = one_worker
+    smtp = child_pid(stack.daemon, "submitd-smtp")
+    offset = stack.daemon.log_size()
+    stop = threading.Event()
+    errors = []
+    threads = [threading.Thread(target=storm_client,
+                                args=(stack.env, stack.alice, 8000 + i, stop, errors))
+               for i in range(STORM_THREADS)]
+    for t in threads:
+        t.start()
+    time.sleep(STORM_SECONDS)
+    stop.set()
+    for t in threads:
+        t.join(15)
+    time.sleep(0.5)
+    assert_no_restart(stack, smtp, offset)
+    assert_served(stack.env, stack.alice)
+    # A storm that never reached the server would prove nothing.
+    log = stack.daemon.log.read_bytes()[offset:].decode("utf-8", "replace")
+    assert log.count("(implicit TLS)") > 50, "too few storm connections reached the server"
