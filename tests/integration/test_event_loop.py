@@ -15,70 +15,21 @@ import random
 import signal
 import socket
 import ssl
-import struct
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import ALICE_ADDR, RawSMTP, assert_served, client_context
+from daemon_procs import Stopped, child_pid, comm, log_since, reset
 
 ROUNDS = 4
 
 
-# ---- processes of the daemon ---------------------------------------------------------------
-
-def _comm(pid):
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return None
-
-
-def child_pid(daemon, name):
-    """The pid of the daemon's child program `name` (e.g. submitd-smtp)."""
-    daemon._snapshot()
-    found = [pid for pid in daemon.alive_family() if _comm(pid) == name]
-    assert len(found) == 1, f"expected one {name} process, found {found}"
-    return found[0]
-
-
-def cpu_seconds(pid):
-    """utime + stime of pid in seconds."""
-    data = Path(f"/proc/{pid}/stat").read_text()
-    fields = data[data.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Stopped:
-    """SIGSTOP to pid for the duration of the block, SIGCONT after (also on errors)."""
-
-    def __init__(self, pid):
-        self.pid = pid
-
-    def __enter__(self):
-        os.kill(self.pid, signal.SIGSTOP)
-        return self
-
-    def __exit__(self, *exc):
-        os.kill(self.pid, signal.SIGCONT)
-        return False
-
-
-def reset(sock):
-    """Closes sock with an RST instead of a FIN (SO_LINGER {1, 0})."""
-    raw = sock
-    if isinstance(sock, ssl.SSLSocket):
-        raw = socket.socket(fileno=sock.detach())
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    raw.close()
-
-
 def assert_no_restart(stack, smtp_pid, log_offset):
-    assert _comm(smtp_pid) == "submitd-smtp", "the smtp process died"
+    assert comm(smtp_pid) == "submitd-smtp", "the smtp process died"
     assert child_pid(stack.daemon, "submitd-smtp") == smtp_pid, "the smtp process was replaced"
-    log = stack.daemon.log.read_bytes()[log_offset:].decode("utf-8", "replace")
+    log = log_since(stack.daemon, log_offset)
     assert "restarting" not in log, "the master restarted the workers:\n" + log[-3000:]
 
 
@@ -185,5 +136,5 @@ def test_reset_storm_keeps_the_worker(one_worker):
     assert_no_restart(stack, smtp, offset)
     assert_served(stack.env, stack.alice)
     # A storm that never reached the server would prove nothing.
-    log = stack.daemon.log.read_bytes()[offset:].decode("utf-8", "replace")
+    log = log_since(stack.daemon, offset)
     assert log.count("(implicit TLS)") > 50, "too few storm connections reached the server"
