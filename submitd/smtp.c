@@ -158,19 +158,22 @@ void smtp_session_id(char *out, size_t outlen)
 /*
  * At the descriptor limit accept() fails while the listener stays readable: left in
  * the epoll set it would wake this worker in a loop. The spare descriptor is given
- * up for a moment to take the waiting clients one by one and refuse them plainly;
- * then the listener leaves this worker's set until one of its sessions closes, or
- * for a second at most (sessions of other workers free descriptors too).
+ * up for a moment to take the waiting clients one by one and refuse them plainly.
+ * When that cannot empty the queue (no spare: another thread took the descriptor,
+ * or a flood), the listener leaves this worker's set until one of its sessions
+ * closes, or for a second at most (sessions of other workers free descriptors too).
+ * Returns 0 when no client is left waiting.
  */
-static void refuse_waiting_clients(struct worker *w, const struct listener *l)
+static int refuse_waiting_clients(struct worker *w, const struct listener *l)
 {
     static const char msg[] = "421 4.7.0 Too many connections, try again later\r\n";
 
     for (int n = 0; n < ACCEPT_BATCH && w->spare_fd >= 0; n++) {
-        int fd;
+        int fd, err;
 
         close(w->spare_fd);
         fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        err = errno;
         if (fd >= 0) {
             /* On the implicit-TLS port a plaintext reply means nothing: just close. */
             if (!l->implicit_tls)
@@ -179,8 +182,9 @@ static void refuse_waiting_clients(struct worker *w, const struct listener *l)
         }
         w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (fd < 0)
-            return;
+            return err == EAGAIN ? 0 : -1;
     }
+    return -1;
 }
 
 static void listener_pause(struct worker *w, int k)
@@ -211,8 +215,8 @@ static void at_descriptor_limit(struct worker *w, int k, int err)
 {
     /* The same line at every pause: log.c writes it once per interval with a count. */
     log_warn("accept: %s: refusing new clients until sessions close", strerror(err));
-    refuse_waiting_clients(w, &listeners[k]);
-    listener_pause(w, k);
+    if (refuse_waiting_clients(w, &listeners[k]) != 0)
+        listener_pause(w, k);
 }
 
 /* ---- the worker loop ------------------------------------------------------- */
