@@ -1184,6 +1184,8 @@ static void session_pump(struct session *s)
     if (s->closed)
         return;
     for (;;) {
+        int held_back;
+
         if (s->handshaking) {
             if (tls_continue(s) != 0) {
                 session_close(s);
@@ -1193,6 +1195,7 @@ static void session_pump(struct session *s)
                 break;
         }
         process_input(s);
+        held_back = s->outlen >= OUTBUF_PAUSE; /* commands wait in inbuf for the replies */
         if (s->wait == WAIT_STARTTLS_FLUSH) {
             if (session_flush(s) != 0) {
                 session_close(s);
@@ -1222,6 +1225,8 @@ static void session_pump(struct session *s)
         }
         if (s->outlen > 0)
             break;
+        if (held_back)
+            continue; /* the replies have left: the commands they held back are next */
         int r = session_read(s);
         if (r < 0) {
             log_info("session=%s connection closed by client", s->id);

@@ -20,7 +20,8 @@ import time
 
 import pytest
 
-from conftest import ALICE_ADDR, RawSMTP, assert_served, client_context
+from conftest import (ALICE_ADDR, RawSMTP, assert_served, client_context, make_message,
+                      raw_tls_session)
 from daemon_procs import Stopped, child_pid, comm, log_since, reset
 
 ROUNDS = 4
@@ -95,6 +96,58 @@ def test_sender_answer_then_reset_in_one_batch(one_worker):
                 time.sleep(0.1)
     time.sleep(0.3)
     assert_no_restart(stack, smtp, offset)
+    assert_served(stack.env, stack.alice)
+
+
+def answer_then_reset(stack, answering, request, client):
+    """Makes one smtp batch hold [the answer of process `answering`, client's reset]:
+    `answering` is stopped while request() makes smtp send it a request, then smtp is
+    stopped while it answers and the client resets."""
+    smtp = child_pid(stack.daemon, "submitd-smtp")
+    other = child_pid(stack.daemon, answering)
+    with Stopped(other):
+        request()
+        time.sleep(0.3)                     # smtp reads the command and asks
+        with Stopped(smtp):
+            os.kill(other, signal.SIGCONT)
+            time.sleep(0.3)                 # the answer waits on the channel meanwhile
+            reset(client)
+            time.sleep(0.1)
+
+
+def test_queue_open_answer_then_reset_in_one_batch(one_worker):
+    stack = one_worker
+    smtp = child_pid(stack.daemon, "submitd-smtp")
+    offset = stack.daemon.log_size()
+    for _ in range(ROUNDS):
+        msg = make_message()
+        c = raw_tls_session(stack.env, stack.alice)
+        assert c.cmd(f"MAIL FROM:<{msg.mail_from}>").code == 250
+        assert c.cmd(f"RCPT TO:<{msg.rcpts[0]}>").code == 250
+        answer_then_reset(stack, "submitd-queue", lambda: c.send(b"DATA\r\n"), c.sock)
+    time.sleep(0.3)
+    assert_no_restart(stack, smtp, offset)
+    assert_served(stack.env, stack.alice)
+
+
+def test_queue_commit_answer_then_reset_in_one_batch(one_worker):
+    stack = one_worker
+    smtp = child_pid(stack.daemon, "submitd-smtp")
+    offset = stack.daemon.log_size()
+    sent = []
+    for _ in range(ROUNDS):
+        msg = make_message()
+        c = raw_tls_session(stack.env, stack.alice)
+        assert c.cmd(f"MAIL FROM:<{msg.mail_from}>").code == 250
+        assert c.cmd(f"RCPT TO:<{msg.rcpts[0]}>").code == 250
+        assert c.cmd("DATA").code == 354
+        answer_then_reset(stack, "submitd-queue", lambda: c.send(msg.data + b".\r\n"), c.sock)
+        sent.append(msg)
+    time.sleep(0.3)
+    assert_no_restart(stack, smtp, offset)
+    # Committed before the client left: the queue's now, relayed.
+    for msg in sent:
+        stack.upstream.wait_for(msg.marker, msg.rcpts)
     assert_served(stack.env, stack.alice)
 
 
