@@ -10,6 +10,7 @@
  * leave requests unanswered or frames half-read.
  */
 #include "config.h"
+#include "fdlimit.h"
 #include "ipc.h"
 #include "log.h"
 #include "privdrop.h"
@@ -27,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -319,6 +321,37 @@ static void check_crl(int *problems)
     }
 }
 
+static int nworkers(void);
+
+static int list_count(const char *list)
+{
+    char item[512];
+    int n = 0;
+
+    while (config_list_item(list, n, item, sizeof(item)) == 1)
+        n++;
+    return n;
+}
+
+/* The warning the smtp process logs at start when the hard descriptor limit it
+ * inherits cannot hold max_sessions (it then lowers max_sessions): said here too,
+ * before the service starts. Not an error: the service runs, with fewer sessions. */
+static void check_fd_limit(void)
+{
+    struct rlimit rl;
+    struct fd_budget b;
+    char msg[512];
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (fd_budget(cfg.max_sessions, nworkers(), list_count(cfg.listen) + list_count(cfg.listen_tls),
+                  rl.rlim_max == RLIM_INFINITY ? ULLONG_MAX : (unsigned long long)rl.rlim_max,
+                  &b)) {
+        fd_budget_warning(&b, cfg.max_sessions, msg, sizeof(msg));
+        fprintf(stderr, "submitd: warning: %s\n", msg);
+    }
+}
+
 static int check_config(void)
 {
     int problems = 0;
@@ -337,6 +370,7 @@ static int check_config(void)
     check_file("upstream_ca", cfg.upstream_ca, &problems);
     check_file("upstream_cert", cfg.upstream_cert, &problems);
     check_file("upstream_key", cfg.upstream_key, &problems);
+    check_fd_limit();
     ctx = SSL_CTX_new(TLS_server_method());
     if (ctx != NULL && problems == 0) {
         if (SSL_CTX_use_certificate_chain_file(ctx, cfg.tls_cert) != 1 ||

@@ -10,7 +10,9 @@
  */
 #include "smtp.h"
 
+#include "fdlimit.h"
 #include "log.h"
+#include "netaddr.h"
 #include "privdrop.h"
 #include "proc.h"
 #include "util.h"
@@ -32,6 +34,8 @@
 #include <unistd.h>
 
 #define MAX_FDS 64
+/* Clients taken from one listener per event, so that sessions get their turn. */
+#define ACCEPT_BATCH 128
 
 static struct config cfg;
 static struct listener listeners[MAX_FDS];
@@ -101,15 +105,18 @@ static void ip_table_compact(void)
 int smtp_limits_enter(const char *ip, int *why_global)
 {
     struct ip_count *c;
+    char key[64];
     int ok = 0;
 
+    if (addr_limit_key(ip, key, sizeof(key)) != 0)
+        str_lcpy(key, ip, sizeof(key));
     pthread_mutex_lock(&limits_lock);
     *why_global = sessions_total >= cfg.max_sessions;
     if (!*why_global) {
-        c = ip_slot(ip, 1);
+        c = ip_slot(key, 1);
         if (c == NULL) {
             ip_table_compact();
-            c = ip_slot(ip, 1);
+            c = ip_slot(key, 1);
         }
         if (c != NULL && c->n < cfg.max_sessions_per_ip) {
             c->n++;
@@ -124,9 +131,12 @@ int smtp_limits_enter(const char *ip, int *why_global)
 void smtp_limits_leave(const char *ip)
 {
     struct ip_count *c;
+    char key[64];
 
+    if (addr_limit_key(ip, key, sizeof(key)) != 0)
+        str_lcpy(key, ip, sizeof(key));
     pthread_mutex_lock(&limits_lock);
-    c = ip_slot(ip, 0);
+    c = ip_slot(key, 0);
     if (c != NULL && c->n > 0) {
         c->n--;
         sessions_total--;
@@ -143,11 +153,79 @@ void smtp_session_id(char *out, size_t outlen)
             __atomic_add_fetch(&id_counter, 1, __ATOMIC_RELAXED));
 }
 
+/* ---- the descriptor limit -------------------------------------------------- */
+
+/*
+ * At the descriptor limit accept() fails while the listener stays readable: left in
+ * the epoll set it would wake this worker in a loop. The spare descriptor is given
+ * up for a moment to take the waiting clients one by one and refuse them plainly.
+ * When that cannot empty the queue (no spare: another thread took the descriptor,
+ * or a flood), the listener leaves this worker's set until one of its sessions
+ * closes, or for a second at most (sessions of other workers free descriptors too).
+ * Returns 0 when no client is left waiting.
+ */
+static int refuse_waiting_clients(struct worker *w, const struct listener *l)
+{
+    static const char msg[] = "421 4.7.0 Too many connections, try again later\r\n";
+
+    for (int n = 0; n < ACCEPT_BATCH && w->spare_fd >= 0; n++) {
+        int fd, err;
+
+        close(w->spare_fd);
+        fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        err = errno;
+        if (fd >= 0) {
+            /* On the implicit-TLS port a plaintext reply means nothing: just close. */
+            if (!l->implicit_tls)
+                (void)!write(fd, msg, sizeof(msg) - 1);
+            close(fd);
+        }
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return err == EAGAIN ? 0 : -1;
+    }
+    return -1;
+}
+
+static void listener_pause(struct worker *w, int k)
+{
+    if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, listeners[k].fd, NULL) != 0)
+        fatal("epoll_ctl: %s", strerror(errno));
+    w->paused |= (uint64_t)1 << k;
+    w->paused_at = time(NULL);
+}
+
+static void add_fd(int epfd, int fd, uint64_t handle, uint32_t events);
+
+/* Puts paused listeners back once descriptors may be free again. */
+static void listeners_resume(struct worker *w, int sessions_freed, time_t now)
+{
+    if (w->paused == 0 || (sessions_freed == 0 && now - w->paused_at < 1))
+        return;
+    for (int k = 0; k < nlisteners; k++)
+        if (w->paused & ((uint64_t)1 << k))
+            add_fd(w->epfd, listeners[k].fd, EV_RESERVED(EV_LISTENER0 + k),
+                   EPOLLIN | EPOLLEXCLUSIVE);
+    w->paused = 0;
+    if (w->spare_fd < 0)
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void at_descriptor_limit(struct worker *w, int k, int err)
+{
+    /* The same line at every pause: log.c writes it once per interval with a count. */
+    log_warn("accept: %s: refusing new clients until sessions close", strerror(err));
+    if (refuse_waiting_clients(w, &listeners[k]) != 0)
+        listener_pause(w, k);
+}
+
 /* ---- the worker loop ------------------------------------------------------- */
 
-static void accept_clients(struct worker *w, struct listener *l)
+static void accept_clients(struct worker *w, int k)
 {
-    for (;;) {
+    const struct listener *l = &listeners[k];
+
+    for (int n = 0; n < ACCEPT_BATCH; n++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -155,7 +233,9 @@ static void accept_clients(struct worker *w, struct listener *l)
         int global, one = 1;
 
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE)
+                at_descriptor_limit(w, k, errno);
+            else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                 log_warn("accept: %s", strerror(errno));
             return;
         }
@@ -195,6 +275,40 @@ static void read_channel(struct worker *w, int fd, const char *name)
     }
 }
 
+/* One event: by its handle, a session (looked up by slot and generation) or one of
+ * the worker's own descriptors. */
+static void dispatch(struct worker *w, uint64_t handle, uint32_t events)
+{
+    uint32_t what = EV_SLOT(handle);
+
+    if (EV_GEN(handle) != 0) {
+        session_on_event(w, handle, events);
+        return;
+    }
+    if (what == EV_AUTHZ) {
+        read_channel(w, w->authz_fd, "authz");
+    } else if (what == EV_QUEUE) {
+        read_channel(w, w->queue_fd, "queue");
+    } else if (what >= EV_LISTENER0 && what < EV_LISTENER0 + (uint32_t)nlisteners) {
+        int k = (int)(what - EV_LISTENER0);
+
+        /* Paused earlier in this batch: its event is stale. */
+        if (!(w->paused & ((uint64_t)1 << k)))
+            accept_clients(w, k);
+    } else {
+        fatal("epoll event with unknown handle %llx", (unsigned long long)handle);
+    }
+}
+
+/* Once a second: timeouts, CRL reloads, counts of repeated log lines. */
+static void worker_tick(struct worker *w, time_t now)
+{
+    log_flush_repeats();
+    for (uint32_t k = 0; k < w->nslots; k++)
+        if (w->slots[k] != NULL)
+            session_check_timeout(w->slots[k], now);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -207,45 +321,30 @@ static void *worker_main(void *arg)
 
         if (n < 0 && errno != EINTR)
             fatal("epoll_wait: %s", strerror(errno));
-        for (int i = 0; i < n; i++) {
-            struct ev_tag *tag = events[i].data.ptr;
-
-            switch (tag->kind) {
-            case EV_LISTENER:
-                accept_clients(w, (struct listener *)tag);
-                break;
-            case EV_AUTHZ:
-                read_channel(w, w->authz_fd, "authz");
-                break;
-            case EV_QUEUE:
-                read_channel(w, w->queue_fd, "queue");
-                break;
-            case EV_SESSION:
-                session_on_event((struct session *)tag, events[i].events);
-                break;
-            }
-        }
+        for (int i = 0; i < n; i++)
+            dispatch(w, events[i].data.u64, events[i].events);
         now = time(NULL);
         if (now != last_scan) {
             last_scan = now;
-            for (uint32_t k = 0; k < w->nslots; k++)
-                if (w->slots[k] != NULL)
-                    session_check_timeout(w->slots[k], now);
+            worker_tick(w, now);
         }
+        /* Only now may closed sessions go: no event of the batch is left to name them. */
+        listeners_resume(w, session_reap(w), now);
     }
     for (uint32_t k = 0; k < w->nslots; k++)
         if (w->slots[k] != NULL)
             session_shutdown(w->slots[k]);
+    session_reap(w);
     return NULL;
 }
 
-static void add_fd(int epfd, int fd, void *ptr, uint32_t events)
+static void add_fd(int epfd, int fd, uint64_t handle, uint32_t events)
 {
     struct epoll_event ev;
 
     memset(&ev, 0, sizeof(ev));
     ev.events = events;
-    ev.data.ptr = ptr;
+    ev.data.u64 = handle;
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
         fatal("epoll_ctl: %s", strerror(errno));
 }
@@ -257,6 +356,31 @@ static void set_nonblock(int fd)
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         fatal("descriptor %d: %s", fd, strerror(errno));
     (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+/*
+ * Sets the soft descriptor limit to what max_sessions needs, within the hard limit
+ * (the operator's). When the hard limit is lower, max_sessions is lowered to fit
+ * and the log says so: sessions beyond it would only fail at run time.
+ */
+static void fit_descriptor_limit(int workers)
+{
+    struct rlimit rl;
+    struct fd_budget b;
+    char msg[512];
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        fatal("getrlimit: %s", strerror(errno));
+    if (fd_budget(cfg.max_sessions, workers, nlisteners,
+                  rl.rlim_max == RLIM_INFINITY ? ULLONG_MAX : (unsigned long long)rl.rlim_max,
+                  &b)) {
+        fd_budget_warning(&b, cfg.max_sessions, msg, sizeof(msg));
+        log_warn("%s", msg);
+        cfg.max_sessions = b.max_sessions;
+    }
+    rl.rlim_cur = (rlim_t)b.use;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        fatal("cannot set the descriptor limit to %llu: %s", b.use, strerror(errno));
 }
 
 static void on_term(int sig)
@@ -273,7 +397,6 @@ int main(int argc, char **argv)
     SSL_CTX *ctx;
     struct worker *workers;
     pthread_t *threads;
-    struct rlimit rl;
 
     while ((opt = getopt(argc, argv, "c:fl:L:a:q:")) != -1) {
         switch (opt) {
@@ -287,7 +410,6 @@ int main(int argc, char **argv)
         case 'L':
             if (nlisteners == MAX_FDS)
                 fatal("too many listeners");
-            listeners[nlisteners].tag.kind = EV_LISTENER;
             listeners[nlisteners].fd = proc_fd_arg(optarg);
             listeners[nlisteners].implicit_tls = opt == 'L';
             nlisteners++;
@@ -312,6 +434,7 @@ int main(int argc, char **argv)
 
     if (getrandom(&id_prefix, sizeof(id_prefix), 0) != sizeof(id_prefix))
         id_prefix = (uint32_t)getpid();
+    fit_descriptor_limit(na);
     ip_table_size = (size_t)cfg.max_sessions * 2 + 16;
     ip_table = calloc(ip_table_size, sizeof(*ip_table));
     if (ip_table == NULL)
@@ -321,11 +444,6 @@ int main(int argc, char **argv)
     if (ctx == NULL)
         fatal("%s", err);
 
-    /* Every session may hold a socket and a spool file. */
-    rl.rlim_cur = rl.rlim_max = (rlim_t)cfg.max_sessions * 2 + 256;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-        log_warn("cannot raise the descriptor limit to %llu: %s",
-                 (unsigned long long)rl.rlim_cur, strerror(errno));
     /* Its own uid (smtp_user): no access to the spool, the database or the keys
      * it has already loaded. */
     privdrop(cfg.smtp_user);
@@ -346,19 +464,19 @@ int main(int argc, char **argv)
         w->ssl_ctx = ctx;
         w->authz_fd = authz_fds[i];
         w->queue_fd = queue_fds[i];
-        w->authz_tag.kind = EV_AUTHZ;
-        w->queue_tag.kind = EV_QUEUE;
         w->msg = malloc(sizeof(*w->msg));
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
-        if (w->msg == NULL || w->epfd < 0)
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (w->msg == NULL || w->epfd < 0 || w->spare_fd < 0)
             fatal("worker set-up: %s", strerror(errno));
         set_nonblock(w->authz_fd);
         set_nonblock(w->queue_fd);
-        add_fd(w->epfd, w->authz_fd, &w->authz_tag, EPOLLIN);
-        add_fd(w->epfd, w->queue_fd, &w->queue_tag, EPOLLIN);
+        add_fd(w->epfd, w->authz_fd, EV_RESERVED(EV_AUTHZ), EPOLLIN);
+        add_fd(w->epfd, w->queue_fd, EV_RESERVED(EV_QUEUE), EPOLLIN);
         /* Every worker waits on every listener; EPOLLEXCLUSIVE wakes only one. */
         for (int k = 0; k < nlisteners; k++)
-            add_fd(w->epfd, listeners[k].fd, &listeners[k], EPOLLIN | EPOLLEXCLUSIVE);
+            add_fd(w->epfd, listeners[k].fd, EV_RESERVED(EV_LISTENER0 + k),
+                   EPOLLIN | EPOLLEXCLUSIVE);
     }
     log_info("smtp process ready: %d workers, %d listeners", na, nlisteners);
     for (int i = 1; i < na; i++)

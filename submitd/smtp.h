@@ -18,23 +18,29 @@
  * events in the same loop (DESIGN §2).
  */
 
-enum ev_kind { EV_LISTENER = 1, EV_AUTHZ, EV_QUEUE, EV_SESSION };
-
-struct ev_tag {
-    enum ev_kind kind;
-};
+/*
+ * What an epoll event refers to: the u64 of its epoll_data, never a pointer. A
+ * session's handle is its slot in the worker's table and the generation it was
+ * given there, (slot << 32) | generation, the same value its requests to authz and
+ * queue carry as their id. Every event is looked up through the table, so an event
+ * for a session that was closed earlier in the same batch (its slot empty, or reused
+ * with another generation) finds nothing.
+ */
+#define EV_HANDLE(slot, gen) (((uint64_t)(slot) << 32) | (uint32_t)(gen))
+#define EV_SLOT(h) ((uint32_t)((h) >> 32))
+#define EV_GEN(h) ((uint32_t)(h))
+/* The worker's own descriptors: generation 0, and in the slot field one of these. */
+#define EV_RESERVED(what) EV_HANDLE(what, 0)
+enum ev_reserved { EV_AUTHZ = 1, EV_QUEUE = 2, EV_LISTENER0 = 16 }; /* listener k: EV_LISTENER0 + k */
 
 struct listener {
-    struct ev_tag tag;
     int fd;
     int implicit_tls;
-    int detached;               /* the client left while the commit was pending */
 };
 
 struct worker {
     int idx;
     int epfd;
-    struct ev_tag authz_tag, queue_tag;
     int authz_fd;
     int queue_fd;
     SSL_CTX *ssl_ctx;
@@ -42,6 +48,10 @@ struct worker {
     struct session **slots;     /* sessions by slot; request ids carry slot + generation */
     uint32_t nslots;
     uint32_t generation;
+    struct session *closed;     /* closed in this batch: freed when the batch is done */
+    int spare_fd;               /* kept open to refuse a client at the descriptor limit */
+    uint64_t paused;            /* listeners (bit k) taken out of this worker's epoll set */
+    time_t paused_at;
     struct ipc_msg *msg;        /* scratch message, 64 KiB: not on the stack */
 };
 
@@ -65,20 +75,24 @@ enum sess_wait {
 enum { AUTH_PENDING_NONE = 0, AUTH_PENDING_PLAIN, AUTH_PENDING_EXTERNAL };
 
 struct session {
-    struct ev_tag tag;
     struct worker *w;
     int fd;
     uint32_t slot;
     uint32_t gen;
+    int closed;                 /* out of the slot table, waiting on w->closed */
+    struct session *next_closed;
     SSL *ssl;
     int handshaking;
     int tls_done;               /* TLS established (STARTTLS or implicit) */
     int implicit_tls;
     int detached;               /* the client left while the commit was pending */
     int ssl_want_write;         /* OpenSSL needs the socket writable to progress */
+    int ssl_write_wants_read;   /* a reply waits for a record from the client */
     enum sess_state state;
     enum sess_wait wait;
     time_t wait_since;          /* when the current wait began */
+    time_t tls_deadline;        /* handshake + first command due; 0: done or not started */
+    time_t tls_checked;         /* last look at it: time spent waiting for us is added */
     time_t last_active;
     char id[20];
     char client_ip[64];
@@ -131,11 +145,15 @@ struct session {
 /* smtp_session.c */
 void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss,
                    int implicit_tls);
-void session_on_event(struct session *s, uint32_t events);
+/* A socket event for the session with this handle; stale handles are ignored. */
+void session_on_event(struct worker *w, uint64_t handle, uint32_t events);
 void session_on_ipc(struct worker *w, struct ipc_msg *m);
 void session_check_timeout(struct session *s, time_t now);
 /* Ends the session at shutdown: a 421 when a reply is possible, then close. */
 void session_shutdown(struct session *s);
+/* Frees the sessions closed since the last call: once per batch of events, when no
+ * event of the batch can refer to them any more. Returns how many were freed. */
+int session_reap(struct worker *w);
 
 /* The client's address as text ("unknown" for other families). */
 void sockaddr_text(const struct sockaddr_storage *ss, char *ip, size_t iplen);

@@ -26,6 +26,8 @@
 
 #define MAX_ERRORS 20
 #define OUTBUF_MAX (256 * 1024)
+/* Replies waiting for the socket beyond which no further command is processed. */
+#define OUTBUF_PAUSE (16 * 1024)
 #define STAGE_MAX (64 * 1024)
 
 static const char *const state_names[] = { "greeting", "ready", "mail", "rcpt", "data",
@@ -33,6 +35,7 @@ static const char *const state_names[] = { "greeting", "ready", "mail", "rcpt", 
 
 static void session_pump(struct session *s);
 static void session_close(struct session *s);
+static struct session *session_for(struct worker *w, uint64_t id);
 static void transaction_reset(struct session *s);
 
 /* ---- output ---------------------------------------------------------------- */
@@ -98,6 +101,7 @@ static int session_flush(struct session *s)
                 int e = SSL_get_error(s->ssl, r);
                 if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
                     s->ssl_want_write = (e == SSL_ERROR_WANT_WRITE);
+                    s->ssl_write_wants_read = (e == SSL_ERROR_WANT_READ);
                     return 0;
                 }
                 ERR_clear_error();
@@ -118,22 +122,28 @@ static int session_flush(struct session *s)
         s->outlen -= (size_t)n;
     }
     s->ssl_want_write = 0;
+    s->ssl_write_wants_read = 0;
     return 0;
 }
 
 static void update_interest(struct session *s)
 {
     struct epoll_event ev;
-    int reading = s->wait == WAIT_NONE && s->state != SS_CLOSING && s->inlen < sizeof(s->inbuf);
+    /* A client that does not read its replies is not read either: its commands
+     * would only pile up more replies (and memory) behind the blocked socket. */
+    int reading = s->wait == WAIT_NONE && s->state != SS_CLOSING && s->outlen == 0 &&
+                  s->inlen < sizeof(s->inbuf);
 
+    if (s->closed)
+        return;
     memset(&ev, 0, sizeof(ev));
     /* Level-triggered: ask only for what can be acted on now, or a half-closed
      * peer would wake this worker in a loop while the session waits. */
-    if (reading || s->handshaking)
+    if (reading || s->handshaking || s->ssl_write_wants_read)
         ev.events |= EPOLLIN | EPOLLRDHUP;
-    if (s->outlen > 0 || s->ssl_want_write)
+    if ((s->outlen > 0 && !s->ssl_write_wants_read) || s->ssl_want_write)
         ev.events |= EPOLLOUT;
-    ev.data.ptr = s;
+    ev.data.u64 = EV_HANDLE(s->slot, s->gen);
     if (epoll_ctl(s->w->epfd, EPOLL_CTL_MOD, s->fd, &ev) != 0)
         log_err("session=%s epoll_ctl: %s", s->id, strerror(errno));
 }
@@ -278,6 +288,10 @@ static int tls_begin(struct session *s)
         return -1;
     }
     s->handshaking = 1;
+    /* The handshake and the first command after it get tls_handshake_timeout, not
+     * the whole idle timeout: a slot is cheap to hold before anyone is known. */
+    s->tls_checked = time(NULL);
+    s->tls_deadline = s->tls_checked + s->w->cfg->tls_handshake_timeout;
     return 0;
 }
 
@@ -1150,7 +1164,10 @@ static void process_data(struct session *s)
  * must wait for an answer. */
 static void process_input(struct session *s)
 {
-    while (s->wait == WAIT_NONE && s->state != SS_CLOSING && s->inlen > 0) {
+    /* Pipelined commands wait in inbuf while earlier replies cannot leave: what one
+     * buffer of commands can produce is bounded, a client that never reads is not. */
+    while (s->wait == WAIT_NONE && s->state != SS_CLOSING && s->inlen > 0 &&
+           s->outlen < OUTBUF_PAUSE) {
         char *lf;
         size_t linelen;
 
@@ -1188,6 +1205,8 @@ static void process_input(struct session *s)
                 n--;
             memcpy(line, s->inbuf, n);
             line[n] = '\0';
+            if (s->tls_done)
+                s->tls_deadline = 0; /* the first command after the handshake is here */
             if (memchr(line, '\0', n) != NULL || memchr(line, '\r', n) != NULL) {
                 reply(s, "500 5.5.2 NUL or bare CR not allowed in commands");
                 s->errors++;
@@ -1246,7 +1265,11 @@ static int session_read(struct session *s)
 
 static void session_pump(struct session *s)
 {
+    if (s->closed)
+        return;
     for (;;) {
+        int held_back;
+
         if (s->handshaking) {
             if (tls_continue(s) != 0) {
                 session_close(s);
@@ -1256,6 +1279,7 @@ static void session_pump(struct session *s)
                 break;
         }
         process_input(s);
+        held_back = s->outlen >= OUTBUF_PAUSE; /* commands wait in inbuf for the replies */
         if (s->wait == WAIT_STARTTLS_FLUSH) {
             if (session_flush(s) != 0) {
                 session_close(s);
@@ -1278,6 +1302,15 @@ static void session_pump(struct session *s)
         }
         if (s->wait != WAIT_NONE || s->state == SS_CLOSING)
             break;
+        /* Replies first: while they cannot leave, nothing more is read. */
+        if (session_flush(s) != 0) {
+            session_close(s);
+            return;
+        }
+        if (s->outlen > 0)
+            break;
+        if (held_back)
+            continue; /* the replies have left: the commands they held back are next */
         int r = session_read(s);
         if (r < 0) {
             log_info("session=%s connection closed by client", s->id);
@@ -1310,20 +1343,46 @@ void sockaddr_text(const struct sockaddr_storage *ss, char *ip, size_t iplen)
         str_lcpy(ip, "unknown", iplen);
 }
 
+/* Puts s into a free slot of the worker's table with a new generation. */
+static int slot_take(struct worker *w, struct session *s)
+{
+    uint32_t slot;
+
+    for (slot = 0; slot < w->nslots && w->slots[slot] != NULL; slot++)
+        ;
+    if (slot == w->nslots) {
+        uint32_t n = w->nslots ? w->nslots * 2 : 64;
+        struct session **p = realloc(w->slots, sizeof(*p) * n);
+
+        if (p == NULL)
+            return -1;
+        memset(p + w->nslots, 0, sizeof(*p) * (n - w->nslots));
+        w->slots = p;
+        w->nslots = n;
+    }
+    /* Generation 0 names the worker's own descriptors, never a session. */
+    if (++w->generation == 0)
+        w->generation = 1;
+    w->slots[slot] = s;
+    s->slot = slot;
+    s->gen = w->generation;
+    return 0;
+}
+
 void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, int implicit_tls)
 {
     struct session *s = calloc(1, sizeof(*s));
     struct epoll_event ev;
-    uint32_t slot;
-    char ip[64];
 
-    if (s == NULL) {
+    if (s == NULL || slot_take(w, s) != 0) {
+        char ip[64];
+
         sockaddr_text(ss, ip, sizeof(ip));
         smtp_limits_leave(ip);
         close(fd);
+        free(s);
         return;
     }
-    s->tag.kind = EV_SESSION;
     s->w = w;
     s->fd = fd;
     s->spool_fd = -1;
@@ -1333,31 +1392,13 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
     smtp_session_id(s->id, sizeof(s->id));
     sockaddr_text(ss, s->client_ip, sizeof(s->client_ip));
 
-    for (slot = 0; slot < w->nslots && w->slots[slot] != NULL; slot++)
-        ;
-    if (slot == w->nslots) {
-        uint32_t n = w->nslots ? w->nslots * 2 : 64;
-        struct session **p = realloc(w->slots, sizeof(*p) * n);
-        if (p == NULL) {
-            smtp_limits_leave(s->client_ip);
-            close(fd);
-            free(s);
-            return;
-        }
-        memset(p + w->nslots, 0, sizeof(*p) * (n - w->nslots));
-        w->slots = p;
-        w->nslots = n;
-    }
-    w->slots[slot] = s;
-    s->slot = slot;
-    s->gen = ++w->generation;
-
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN | EPOLLRDHUP;
-    ev.data.ptr = s;
+    ev.data.u64 = EV_HANDLE(s->slot, s->gen);
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        /* Never registered, so no event can name it: freed at once. */
         log_err("epoll_ctl add: %s", strerror(errno));
-        w->slots[slot] = NULL;
+        w->slots[s->slot] = NULL;
         smtp_limits_leave(s->client_ip);
         close(fd);
         free(s);
@@ -1393,10 +1434,19 @@ static void release_connection(struct session *s)
     smtp_limits_leave(s->client_ip);
 }
 
+/*
+ * Ends the session. It may be called from the handling of any event, also one
+ * that is not the session's own (an answer from authz or queue), and more than
+ * once: the session leaves the slot table at once, so that no later event or
+ * answer finds it, but its memory stays until session_reap() at the end of the
+ * batch, because the callers up the stack may still look at it.
+ */
 static void session_close(struct session *s)
 {
     struct worker *w = s->w;
 
+    if (s->closed)
+        return;
     if (!s->detached) {
         log_info("session=%s disconnect%s%s", s->id, s->user[0] ? " user=" : "", s->user);
         release_connection(s);
@@ -1411,8 +1461,24 @@ static void session_close(struct session *s)
     if (s->identity_requested)
         session_end_grant(s);
     w->slots[s->slot] = NULL;
-    free(s->outbuf);
-    free(s);
+    s->closed = 1;
+    s->next_closed = w->closed;
+    w->closed = s;
+}
+
+int session_reap(struct worker *w)
+{
+    int n = 0;
+
+    while (w->closed != NULL) {
+        struct session *s = w->closed;
+
+        w->closed = s->next_closed;
+        free(s->outbuf);
+        free(s);
+        n++;
+    }
+    return n;
 }
 
 void session_shutdown(struct session *s)
@@ -1425,8 +1491,14 @@ void session_shutdown(struct session *s)
     session_close(s);
 }
 
-void session_on_event(struct session *s, uint32_t events)
+void session_on_event(struct worker *w, uint64_t handle, uint32_t events)
 {
+    struct session *s = session_for(w, handle);
+
+    /* Closed earlier in this batch, or its client gone while the commit is
+     * pending: the event is stale. */
+    if (s == NULL || s->detached)
+        return;
     /* Both directions are gone: no reply can reach the client any more, and
      * nothing it sent is acknowledged. */
     if (events & (EPOLLERR | EPOLLHUP)) {
@@ -1437,6 +1509,19 @@ void session_on_event(struct session *s, uint32_t events)
     session_pump(s);
 }
 
+/* The TLS handshake and the first command after it are due within
+ * tls_handshake_timeout; time spent waiting for our own processes is not the
+ * client's and moves the deadline. Returns 1 when it has passed. */
+static int tls_deadline_passed(struct session *s, time_t now, int internal)
+{
+    if (s->tls_deadline == 0)
+        return 0;
+    if (internal && now > s->tls_checked)
+        s->tls_deadline += now - s->tls_checked;
+    s->tls_checked = now;
+    return !internal && now > s->tls_deadline;
+}
+
 void session_check_timeout(struct session *s, time_t now)
 {
     /* While the session waits for our own processes the client is not at fault;
@@ -1444,23 +1529,31 @@ void session_check_timeout(struct session *s, time_t now)
      * the session, with a temporary failure. */
     int internal = s->wait != WAIT_NONE && s->wait != WAIT_STARTTLS_FLUSH;
     time_t since = internal ? s->wait_since : s->last_active;
+    int tls_late = !s->detached && tls_deadline_passed(s, now, internal);
+    const struct config *cfg = s->w->cfg;
 
-    if (now - since <= s->w->cfg->timeout)
+    if (now - since <= cfg->timeout && !tls_late)
         return;
     if (s->detached) {
-        log_err("session=%s no commit answer from the queue in %d s", s->id, s->w->cfg->timeout);
+        log_err("session=%s no commit answer from the queue in %d s", s->id, cfg->timeout);
         session_close(s);
         return;
     }
-    if (internal) {
+    if (tls_late) {
+        log_info("session=%s %s not done within tls_handshake_timeout (%d s)", s->id,
+                 s->handshaking ? "TLS handshake" : "first command after the TLS handshake",
+                 cfg->tls_handshake_timeout);
+        if (!s->handshaking)
+            reply(s, "421 4.4.2 %s Error: timeout exceeded", cfg->hostname);
+    } else if (internal) {
         log_err("session=%s no answer from the %s process in %d s", s->id,
                 s->wait == WAIT_OPEN || s->wait == WAIT_COMMIT ? "queue" : "authz",
-                s->w->cfg->timeout);
-        reply(s, "421 4.3.0 %s Internal timeout, try again later", s->w->cfg->hostname);
+                cfg->timeout);
+        reply(s, "421 4.3.0 %s Internal timeout, try again later", cfg->hostname);
     } else {
-        log_info("session=%s timeout after %d s", s->id, s->w->cfg->timeout);
+        log_info("session=%s timeout after %d s", s->id, cfg->timeout);
         if (!s->handshaking && s->wait != WAIT_STARTTLS_FLUSH)
-            reply(s, "421 4.4.2 %s Error: timeout exceeded", s->w->cfg->hostname);
+            reply(s, "421 4.4.2 %s Error: timeout exceeded", cfg->hostname);
     }
     (void)session_flush(s);
     session_close(s);

@@ -11,7 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-enum key_kind { K_STR, K_PATH, K_INT, K_SIZE, K_BOOL, K_UPSTREAM_TLS, K_AUTH_PASSWORD, K_LOGLEVEL };
+enum key_kind { K_STR, K_PATH, K_INT, K_SIZE, K_DURATION, K_BOOL, K_UPSTREAM_TLS, K_AUTH_PASSWORD,
+                K_LOGLEVEL };
 
 struct key_def {
     const char *name;
@@ -24,6 +25,8 @@ struct key_def {
 #define STR(f, k) { #f, k, offsetof(struct config, f), sizeof(((struct config *)0)->f), 0, 0 }
 #define INT(f, lo, hi) { #f, K_INT, offsetof(struct config, f), 0, lo, hi }
 #define BOOL(f) { #f, K_BOOL, offsetof(struct config, f), 0, 0, 1 }
+/* Seconds, or with an s, m, h or d suffix (DESIGN §6). */
+#define DURATION(f, lo, hi) { #f, K_DURATION, offsetof(struct config, f), 0, lo, hi }
 
 static const struct key_def keys[] = {
     STR(hostname, K_STR),
@@ -45,7 +48,7 @@ static const struct key_def keys[] = {
     STR(pam_service, K_STR),
     STR(pam_confdir, K_PATH),
     BOOL(pam_account_check),
-    INT(pam_timeout, 1, 300),
+    DURATION(pam_timeout, 1, 300),
     { "auth_password", K_AUTH_PASSWORD, offsetof(struct config, auth_password), 0, 0, 0 },
     { "max_message_size", K_SIZE, offsetof(struct config, max_message_size), 0, 1024,
       (long long)1 << 40 },
@@ -56,12 +59,13 @@ static const struct key_def keys[] = {
     INT(max_sessions_per_ip, 1, 1000000),
     INT(rate_messages_per_hour, 0, 100000000),
     INT(rate_recipients_per_hour, 0, 100000000),
-    INT(timeout, 1, 86400),
+    DURATION(timeout, 1, 86400),
+    DURATION(tls_handshake_timeout, 1, 86400),
     BOOL(check_header_from),
     BOOL(hide_client),
-    INT(retry_min, 1, 86400 * 30),
-    INT(retry_max, 1, 86400 * 30),
-    INT(queue_lifetime, 1, 86400 * 365),
+    DURATION(retry_min, 1, 86400 * 30),
+    DURATION(retry_max, 1, 86400 * 30),
+    DURATION(queue_lifetime, 1, 86400 * 365),
     { "log_level", K_LOGLEVEL, offsetof(struct config, log_level), 0, 0, 0 },
     INT(smtp_workers, 0, 256),
     STR(smtp_user, K_STR),
@@ -95,6 +99,7 @@ void config_defaults(struct config *cfg)
     cfg->rate_messages_per_hour = 500;
     cfg->rate_recipients_per_hour = 5000;
     cfg->timeout = 300;
+    cfg->tls_handshake_timeout = 30;
     cfg->check_header_from = 1;
     cfg->hide_client = 0;
     cfg->retry_min = 60;
@@ -161,6 +166,30 @@ static int parse_size(const char *v, long long min, long long max, long long *ou
     return 0;
 }
 
+/* Accepts seconds, or a number with an s, m, h or d suffix. */
+static int parse_duration(const char *v, long long min, long long max, long long *out)
+{
+    static const char units[] = "smhd";
+    static const long long unit_seconds[] = { 1, 60, 3600, 86400 };
+    char num[32];
+    size_t n = strlen(v);
+    const char *unit;
+    long long mult = 1, x;
+
+    if (n == 0 || n >= sizeof(num))
+        return -1;
+    str_lcpy(num, v, sizeof(num));
+    unit = strchr(units, num[n - 1]);
+    if (unit != NULL) {
+        mult = unit_seconds[unit - units];
+        num[n - 1] = '\0';
+    }
+    if (str_to_ll(num, 0, max, &x) != 0 || x > max / mult || x * mult < min)
+        return -1;
+    *out = x * mult;
+    return 0;
+}
+
 static int set_key(struct config *cfg, const struct key_def *k, const char *v, char *why,
                    size_t whylen)
 {
@@ -196,6 +225,15 @@ static int set_key(struct config *cfg, const struct key_def *k, const char *v, c
             return -1;
         }
         *(long long *)(void *)field = x;
+        return 0;
+    case K_DURATION:
+        if (parse_duration(v, k->min, k->max, &x) != 0) {
+            str_fmt(why, whylen,
+                    "expected a duration from %lld to %lld seconds (suffix s, m, h or d allowed), got \"%s\"",
+                    k->min, k->max, v);
+            return -1;
+        }
+        *(int *)(void *)field = (int)x;
         return 0;
     case K_BOOL:
         if (parse_bool(v, &b) != 0) {

@@ -49,7 +49,8 @@ struct config {
     int max_sessions_per_ip;
     int rate_messages_per_hour;
     int rate_recipients_per_hour;
-    int timeout;
+    int timeout;                  /* seconds of client silence */
+    int tls_handshake_timeout;    /* seconds for the TLS handshake and the first command */
     int check_header_from;
     int hide_client;
     int retry_min;

@@ -1,6 +1,7 @@
 /* Logging: stderr in the foreground, syslog (LOG_MAIL) otherwise. */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,16 +40,21 @@ int log_level_parse(const char *name)
     return -1;
 }
 
-static void log_vemit(int level, const char *fmt, va_list ap)
-{
-    static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
-    char line[2048];
+#define LOG_LINE_MAX 2048
 
-    vsnprintf(line, sizeof(line), fmt, ap);
+static void log_format(char *line, size_t linelen, const char *fmt, va_list ap)
+{
+    vsnprintf(line, linelen, fmt, ap);
     /* Never let a client-controlled byte break the one-line-per-event rule. */
     for (char *p = line; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';
+}
+
+static void log_emit(int level, const char *line)
+{
+    static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+
     if (log_fg) {
         char ts[32];
         struct timespec now;
@@ -64,24 +70,137 @@ static void log_vemit(int level, const char *fmt, va_list ap)
     }
 }
 
+/*
+ * Repeated lines. A warning or error that comes again, identical and from the same
+ * call site (its format string), within LOG_REPEAT_WINDOW seconds of the first is
+ * counted instead of written; when the window has passed, one line says how many
+ * there were. A condition that repeats in a tight loop (accept() at the descriptor
+ * limit) then costs two lines per window instead of filling the disk that also holds
+ * the spool and the database. Lines that differ (another session id, another
+ * client) are all written.
+ */
+#define LOG_REPEAT_WINDOW 10
+#define LOG_REPEAT_SLOTS 32
+
+struct log_repeat {
+    const char *fmt;            /* NULL: free */
+    unsigned long long hash;
+    long first;                 /* monotonic seconds of the line that was written */
+    unsigned long long seq;     /* order of creation: the oldest entry makes room */
+    unsigned long count;        /* identical lines since, not written */
+    int level;
+    char line[LOG_LINE_MAX];
+};
+
+static pthread_mutex_t repeat_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct log_repeat repeats[LOG_REPEAT_SLOTS];
+static unsigned long long repeat_seq;
+
+static long now_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec;
+}
+
+static unsigned long long line_hash(const char *s)
+{
+    unsigned long long h = 14695981039346656037ULL;
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* Writes the count of an entry's suppressed lines, if any, and frees the entry. */
+static void repeat_retire(struct log_repeat *r, long now)
+{
+    if (r->count > 0) {
+        char line[LOG_LINE_MAX + 64];
+
+        snprintf(line, sizeof(line), "%s (repeated %lu times in the last %lds)", r->line,
+                 r->count, now - r->first);
+        log_emit(r->level, line);
+    }
+    r->fmt = NULL;
+}
+
+static void repeat_expire(long now)
+{
+    for (int i = 0; i < LOG_REPEAT_SLOTS; i++)
+        if (repeats[i].fmt != NULL && now - repeats[i].first >= LOG_REPEAT_WINDOW)
+            repeat_retire(&repeats[i], now);
+}
+
+/* Returns 1 when the line is a repeat within its window and is not to be written. */
+static int repeat_suppressed(int level, const char *fmt, const char *line)
+{
+    unsigned long long h = line_hash(line);
+    long now = now_seconds();
+    struct log_repeat *r = NULL;
+    int i;
+
+    repeat_expire(now);
+    for (i = 0; i < LOG_REPEAT_SLOTS; i++) {
+        struct log_repeat *e = &repeats[i];
+
+        if (e->fmt == fmt && e->hash == h && strcmp(e->line, line) == 0) {
+            e->count++;
+            return 1;
+        }
+        if (r == NULL || (r->fmt != NULL && (e->fmt == NULL || e->seq < r->seq)))
+            r = e;
+    }
+    /* A new line: the free entry, or the oldest one makes room. */
+    if (r->fmt != NULL)
+        repeat_retire(r, now);
+    r->fmt = fmt;
+    r->hash = h;
+    r->first = now;
+    r->seq = ++repeat_seq;
+    r->count = 0;
+    r->level = level;
+    memcpy(r->line, line, strlen(line) + 1);
+    return 0;
+}
+
+void log_flush_repeats(void)
+{
+    pthread_mutex_lock(&repeat_lock);
+    repeat_expire(now_seconds());
+    pthread_mutex_unlock(&repeat_lock);
+}
+
 void log_msg(int level, const char *fmt, ...)
 {
+    char line[LOG_LINE_MAX];
     va_list ap;
 
     if (level > log_lvl)
         return;
     va_start(ap, fmt);
-    log_vemit(level, fmt, ap);
+    log_format(line, sizeof(line), fmt, ap);
     va_end(ap);
+    if (level > LOG_LVL_WARN) {
+        log_emit(level, line);
+        return;
+    }
+    pthread_mutex_lock(&repeat_lock);
+    if (!repeat_suppressed(level, fmt, line))
+        log_emit(level, line);
+    pthread_mutex_unlock(&repeat_lock);
 }
 
 void fatal(const char *fmt, ...)
 {
+    char line[LOG_LINE_MAX];
     va_list ap;
 
     va_start(ap, fmt);
-    log_vemit(LOG_LVL_ERR, fmt, ap);
+    log_format(line, sizeof(line), fmt, ap);
     va_end(ap);
+    log_emit(LOG_LVL_ERR, line);
     /* No exit handlers: after a broken invariant nothing should run any more. */
     _exit(1);
 }

@@ -11,7 +11,12 @@ enum log_level { LOG_LVL_ERR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 void log_init(const char *progname, int foreground, int level);
 void log_set_level(int level);
 int log_level_parse(const char *name); /* -1 when unknown */
+/* Warnings and errors repeated identically from one call site are written once per
+ * interval, then as one line with their count (see log.c). */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes the counts of repeated lines whose interval has passed; called from event
+ * loops once a second, so a burst that stopped is still reported. */
+void log_flush_repeats(void);
 /* Logs at LOG_LVL_ERR and _exits 1 (no exit handlers): for broken invariants and
  * fatal set-up errors. */
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -105,6 +105,7 @@ TEST(test_defaults)
     CHECK(cfg.max_sessions_per_ip == 50);
     CHECK(cfg.rate_messages_per_hour == 500);
     CHECK(cfg.timeout == 300);
+    CHECK(cfg.tls_handshake_timeout == 30);
     CHECK(cfg.check_header_from == 1);
     CHECK(cfg.hide_client == 0);
     CHECK(cfg.retry_min == 60);
@@ -146,6 +147,7 @@ TEST(test_all_keys_set)
         "max_sessions_per_ip = 2\n"
         "rate_messages_per_hour = 0\n"
         "timeout = 30\n"
+        "tls_handshake_timeout = 20s\n"
         "check_header_from = off\n"
         "hide_client = true\n"
         "retry_min = 10\n"
@@ -182,6 +184,7 @@ TEST(test_all_keys_set)
     CHECK(cfg.max_sessions_per_ip == 2);
     CHECK(cfg.rate_messages_per_hour == 0);
     CHECK(cfg.timeout == 30);
+    CHECK(cfg.tls_handshake_timeout == 20);
     CHECK(cfg.check_header_from == 0);
     CHECK(cfg.hide_client == 1);
     CHECK(cfg.retry_min == 10 && cfg.retry_max == 10);
@@ -224,14 +227,12 @@ TEST(test_not_key_value)
 
 TEST(test_bad_integers)
 {
-    CHECK(load_fails_with("timeout = 0\n", 1,
-                          "timeout: expected an integer from 1 to 86400, got \"0\""));
-    CHECK(load_fails_with("timeout = 86401\n", 1,
-                          "timeout: expected an integer from 1 to 86400, got \"86401\""));
-    CHECK(load_fails_with("timeout = 5s\n", 1,
-                          "timeout: expected an integer from 1 to 86400, got \"5s\""));
-    CHECK(load_fails_with("timeout =\n", 1,
-                          "timeout: expected an integer from 1 to 86400, got \"\""));
+    CHECK(load_fails_with("max_recipients = 0\n", 1,
+                          "max_recipients: expected an integer from 1 to 100000, got \"0\""));
+    CHECK(load_fails_with("max_recipients = 5s\n", 1,
+                          "max_recipients: expected an integer from 1 to 100000, got \"5s\""));
+    CHECK(load_fails_with("max_recipients =\n", 1,
+                          "max_recipients: expected an integer from 1 to 100000, got \"\""));
     CHECK(load_fails_with("max_recipients = 100001\n", 1,
                           "max_recipients: expected an integer from 1 to 100000, got \"100001\""));
     CHECK(load_fails_with("rate_messages_per_hour = -1\n", 1,
@@ -240,6 +241,44 @@ TEST(test_bad_integers)
                           "smtp_workers: expected an integer from 0 to 256, got \"99999999999999999999\""));
     CHECK(load_text("timeout = 86400\n") == 0 && cfg.timeout == 86400);
     CHECK(load_text("timeout = 1\n") == 0 && cfg.timeout == 1);
+}
+
+#define DURATION_ERR(key, lo, hi, v) \
+    key ": expected a duration from " lo " to " hi " seconds (suffix s, m, h or d allowed), got \"" v "\""
+
+/* Durations (DESIGN §6): seconds, or s, m, h, d suffixes, within each key's range. */
+TEST(test_durations)
+{
+    CHECK(load_text("tls_handshake_timeout = 45\n") == 0 && cfg.tls_handshake_timeout == 45);
+    CHECK(load_text("tls_handshake_timeout = 45s\n") == 0 && cfg.tls_handshake_timeout == 45);
+    CHECK(load_text("tls_handshake_timeout = 2m\n") == 0 && cfg.tls_handshake_timeout == 120);
+    CHECK(load_text("tls_handshake_timeout = 1h\n") == 0 && cfg.tls_handshake_timeout == 3600);
+    CHECK(load_text("tls_handshake_timeout = 1d\n") == 0 && cfg.tls_handshake_timeout == 86400);
+    CHECK(load_text("timeout = 5m\n") == 0 && cfg.timeout == 300 && cfg.tls_handshake_timeout == 30);
+    CHECK(load_text("queue_lifetime = 5d\nretry_min = 30s\nretry_max = 2h\npam_timeout = 1m\n") == 0);
+    CHECK(cfg.queue_lifetime == 432000 && cfg.retry_min == 30 && cfg.retry_max == 7200);
+    CHECK(cfg.pam_timeout == 60);
+    CHECK(load_fails_with("tls_handshake_timeout = 0\n", 1,
+                          DURATION_ERR("tls_handshake_timeout", "1", "86400", "0")));
+    CHECK(load_fails_with("tls_handshake_timeout = 0s\n", 1,
+                          DURATION_ERR("tls_handshake_timeout", "1", "86400", "0s")));
+    CHECK(load_fails_with("tls_handshake_timeout = 2d\n", 1,
+                          DURATION_ERR("tls_handshake_timeout", "1", "86400", "2d")));
+    CHECK(load_fails_with("tls_handshake_timeout = 1441m\n", 1,
+                          DURATION_ERR("tls_handshake_timeout", "1", "86400", "1441m")));
+    CHECK(load_fails_with("tls_handshake_timeout = 10w\n", 1,
+                          DURATION_ERR("tls_handshake_timeout", "1", "86400", "10w")));
+    CHECK(load_fails_with("tls_handshake_timeout = 10ss\n", 1,
+                          DURATION_ERR("tls_handshake_timeout", "1", "86400", "10ss")));
+    CHECK(load_fails_with("tls_handshake_timeout = s\n", 1,
+                          DURATION_ERR("tls_handshake_timeout", "1", "86400", "s")));
+    CHECK(load_fails_with("tls_handshake_timeout = -5s\n", 1,
+                          DURATION_ERR("tls_handshake_timeout", "1", "86400", "-5s")));
+    CHECK(load_fails_with("tls_handshake_timeout =\n", 1,
+                          DURATION_ERR("tls_handshake_timeout", "1", "86400", "")));
+    CHECK(load_fails_with("timeout = 99999999999999999999d\n", 1,
+                          DURATION_ERR("timeout", "1", "86400", "99999999999999999999d")));
+    CHECK(load_fails_with("pam_timeout = 6m\n", 1, DURATION_ERR("pam_timeout", "1", "300", "6m")));
 }
 
 TEST(test_bad_bools)
@@ -488,6 +527,7 @@ int main(void)
     RUN(test_unknown_key);
     RUN(test_not_key_value);
     RUN(test_bad_integers);
+    RUN(test_durations);
     RUN(test_bad_bools);
     RUN(test_enums);
     RUN(test_sizes);
