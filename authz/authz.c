@@ -2,8 +2,9 @@
  * submitd-authz: the only process of the daemon that opens the database and calls
  * PAM, and the one that decides identity (DESIGN §2). It verifies the client
  * certificates that the smtp workers relay, keeps a grant per session, answers
- * sender and header-From questions for the user of its own grant, confirms
- * envelopes to the queue, and writes every audit row, from smtp and from queue.
+ * sender, header-From and AUTH EXTERNAL authzid questions for the user of its own
+ * grant, confirms envelopes to the queue, and writes every audit row, from smtp and
+ * from queue.
  *
  *   submitd-authz -c CONF [-f] -s FD... -q FD
  *
@@ -675,6 +676,95 @@ static void handle_header_from(struct ipc_msg *m, struct answer *a)
     }
 }
 
+/* ---- AUTH EXTERNAL with an authorization identity ---------------------------------- */
+
+/* Audits an AUTH EXTERNAL authzid decision; an accept that cannot be audited is not
+ * made (the client is told to come back later). g may be a stand-in. */
+static void authzid_decided(const struct grant *g, const char *authzid, const char *reason,
+                            struct answer *a)
+{
+    struct db_audit row;
+
+    memset(&row, 0, sizeof(row));
+    row_identity(&row, g);
+    row.event = "auth";
+    row.decision = decision_word(a->decision);
+    row.reason = reason;
+    row.size = -1;
+    if (write_audit(&row) != 0 && a->decision == IPC_ALLOW)
+        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+    log_info("session=%s user=%s AUTH EXTERNAL authzid <%s> %s: %s", g->session,
+             g->user[0] ? g->user : "-", authzid, decision_word(a->decision), reason);
+}
+
+/* How authzid names the grant's user (DB_OK, reason set), DB_NOTFOUND when it does
+ * not, DB_ERROR when the database cannot tell. */
+static int authzid_names_user(const struct grant *g, const char *authzid, char *reason,
+                              size_t rlen)
+{
+    int rc;
+
+    if (strcmp(authzid, g->user) == 0) {
+        str_fmt(reason, rlen, "AUTH EXTERNAL authzid %s is the user name", authzid);
+        return DB_OK;
+    }
+    if (strchr(authzid, '@') == NULL)
+        rc = DB_NOTFOUND;
+    else
+        rc = db_sender_owned(db, g->user, authzid);
+    if (rc == DB_OK)
+        str_fmt(reason, rlen, "AUTH EXTERNAL authzid %s is an address the user owns", authzid);
+    else if (rc == DB_ERROR)
+        str_lcpy(reason, "database unavailable", rlen);
+    else
+        str_fmt(reason, rlen, "AUTH EXTERNAL authzid %s is neither the user name nor an "
+                "address the user owns", authzid);
+    return rc;
+}
+
+/*
+ * AUTH EXTERNAL with an authzid: Thunderbird for Android sends the account's user
+ * name, which is often the e-mail address. The certificate's user may act only as
+ * itself, so the authzid must be its user name or an address it owns (exactly or by
+ * @domain, as for MAIL FROM); it never switches the session to another user.
+ */
+static void handle_authzid(struct ipc_msg *m, struct answer *a)
+{
+    struct ipc_authzid v;
+    struct grant *g, stand_in;
+    char reason[IPC_REASON_MAX + IPC_ADDR_MAX];
+    int rc;
+
+    if (ipc_dec_authzid(m, &v) != 0)
+        fatal("malformed authzid request");
+    g = grant_or_stand_in(v.session, &stand_in);
+    /* EXTERNAL is the certificate's identity: a password alone does not do. */
+    if (g->identity_pending || !g->cert_ok) {
+        log_warn("session=%s AUTH EXTERNAL for a session without an accepted certificate: "
+                 "refused", v.session);
+        answer_set(a, IPC_DENY, "530 5.7.0 Authentication required");
+        authzid_decided(g, "-", "AUTH EXTERNAL for a session without an accepted certificate",
+                        a);
+        return;
+    }
+    if (!ipc_text_clean(v.authzid)) {
+        answer_set(a, IPC_DENY, "501 5.5.4 Malformed authorization identity");
+        authzid_decided(g, "-", "AUTH EXTERNAL authzid holds a control character", a);
+        return;
+    }
+    rc = authzid_names_user(g, v.authzid, reason, sizeof(reason));
+    if (rc == DB_OK) {
+        answer_set(a, IPC_ALLOW, "");
+    } else if (rc == DB_ERROR) {
+        log_err("session=%s authzid lookup failed: %s", v.session, db_errmsg(db));
+        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+    } else {
+        answer_set(a, IPC_DENY,
+                   "535 5.7.8 Not authorized: authorization identity does not match certificate");
+    }
+    authzid_decided(g, v.authzid, reason, a);
+}
+
 /* ---- audit rows and session ends from smtp ---------------------------------------- */
 
 static int audit_decision_valid(const char *d)
@@ -873,6 +963,9 @@ static int serve(int fd, int from_queue, struct ipc_msg *m)
         break;
     case IPC_AUTHZ_HEADER_FROM:
         handle_header_from(m, &a);
+        break;
+    case IPC_AUTHZ_AUTHZID:
+        handle_authzid(m, &a);
         break;
     case IPC_AUTHZ_AUDIT:
         handle_audit(m);

@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -22,10 +23,15 @@
 #define CRL_EXPIRED_EVERY 60                 /* an expired CRL: once per minute */
 
 struct crl_info {
-    int count;                 /* CRLs in the file */
+    int count;                 /* CRLs in the store */
     int entries;               /* revoked serials, all CRLs together */
+    int kept;                  /* newer CRLs kept from before: the file's were older */
     long long last_update;     /* the latest lastUpdate */
     long long next_update;     /* the earliest nextUpdate; 0 when none has one */
+    /* The newest CRL in the store for each client CA (index as in st.cas), or NULL:
+     * what the next version of the file is compared with, so that an older CRL
+     * copied over a newer one cannot bring revoked certificates back. */
+    X509_CRL **newest;
 };
 
 /*
@@ -64,14 +70,65 @@ static void ssl_err(char *err, size_t errlen, const char *what, const char *file
 
 /* ---- the store and its CRL ------------------------------------------------------- */
 
-static X509 *crl_issuer(X509_CRL *c)
+/* The index in st.cas of the CRL's issuer, or -1. */
+static int crl_issuer(X509_CRL *c)
 {
     for (int i = 0; i < sk_X509_num(st.cas); i++) {
         X509 *ca = sk_X509_value(st.cas, i);
         if (X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(c)) == 0)
-            return ca;
+            return i;
     }
-    return NULL;
+    return -1;
+}
+
+static void crl_info_free(struct crl_info *info)
+{
+    for (int i = 0; info->newest != NULL && i < sk_X509_num(st.cas); i++)
+        X509_CRL_free(info->newest[i]);
+    free(info->newest);
+    info->newest = NULL;
+}
+
+/* One CRL's place in its issuer's sequence, for the log: "crlNumber N", or
+ * "lastUpdate DATE" when the comparison is by date. */
+static void crl_version_text(X509_CRL *c, const ASN1_INTEGER *num, char *out, size_t outlen)
+{
+    char *dec = num != NULL ? i2s_ASN1_INTEGER(NULL, num) : NULL;
+    char when[32];
+
+    if (dec != NULL) {
+        str_fmt(out, outlen, "crlNumber %s", dec);
+    } else {
+        iso_time_utc(when, sizeof(when), asn1_epoch(X509_CRL_get0_lastUpdate(c)));
+        str_fmt(out, outlen, "lastUpdate %s", when);
+    }
+    OPENSSL_free(dec);
+}
+
+/*
+ * Orders two CRLs of one issuer (RFC 5280 5.2.3: crlNumber increases with every
+ * CRL): by crlNumber when both have one, else by lastUpdate. Returns < 0 when a
+ * is older than b, and writes both versions for the log.
+ */
+static int crl_cmp(X509_CRL *a, X509_CRL *b, char *da, char *db, size_t len)
+{
+    ASN1_INTEGER *na = X509_CRL_get_ext_d2i(a, NID_crl_number, NULL, NULL);
+    ASN1_INTEGER *nb = X509_CRL_get_ext_d2i(b, NID_crl_number, NULL, NULL);
+    int both = na != NULL && nb != NULL, r;
+
+    if (both) {
+        r = ASN1_INTEGER_cmp(na, nb);
+    } else {
+        long long la = asn1_epoch(X509_CRL_get0_lastUpdate(a));
+        long long lb = asn1_epoch(X509_CRL_get0_lastUpdate(b));
+        r = la < lb ? -1 : la > lb;
+    }
+    crl_version_text(a, both ? na : NULL, da, len);
+    crl_version_text(b, both ? nb : NULL, db, len);
+    ASN1_INTEGER_free(na);
+    ASN1_INTEGER_free(nb);
+    ERR_clear_error();
+    return r;
 }
 
 static X509_STORE *store_with_cas(char *err, size_t errlen, const char *what)
@@ -91,28 +148,22 @@ static X509_STORE *store_with_cas(char *err, size_t errlen, const char *what)
     return store;
 }
 
-/* Adds one CRL read from path to store after checking its issuer and signature. */
-static int crl_add(X509_STORE *store, X509_CRL *c, const char *path, struct crl_info *info,
-                   char *err, size_t errlen)
+/* Puts CRL c of client CA ca into store and counts it in info. */
+static int crl_put(X509_STORE *store, X509_CRL *c, int ca, const char *path,
+                   struct crl_info *info, char *err, size_t errlen)
 {
-    X509 *issuer = crl_issuer(c);
     long long last = asn1_epoch(X509_CRL_get0_lastUpdate(c));
     long long next = asn1_epoch(X509_CRL_get0_nextUpdate(c));
+    char d1[128], d2[128];
 
-    if (issuer == NULL) {
-        char name[256] = "";
-        X509_NAME_oneline(X509_CRL_get_issuer(c), name, sizeof(name));
-        log_warn("crl %s: a CRL of %s, which is not in client_ca: ignored", path, name);
-        return 0;
-    }
-    if (X509_CRL_verify(c, X509_get0_pubkey(issuer)) != 1) {
-        ERR_clear_error();
-        str_fmt(err, errlen, "%s: CRL signature does not verify with its client CA", path);
-        return -1;
-    }
     if (X509_STORE_add_crl(store, c) != 1) {
         ssl_err(err, errlen, "cannot add the CRL to the store", path);
         return -1;
+    }
+    if (info->newest[ca] == NULL || crl_cmp(c, info->newest[ca], d1, d2, sizeof(d1)) > 0) {
+        X509_CRL_up_ref(c);
+        X509_CRL_free(info->newest[ca]);
+        info->newest[ca] = c;
     }
     info->count++;
     if (X509_CRL_get_REVOKED(c) != NULL)
@@ -124,9 +175,60 @@ static int crl_add(X509_STORE *store, X509_CRL *c, const char *path, struct crl_
     return 0;
 }
 
-/* A store of the client CAs and every CRL in path, or NULL with err set. */
-static X509_STORE *crl_store_build(const char *path, struct crl_info *info, char *err,
-                                   size_t errlen)
+/*
+ * A CRL older than the one in use for its issuer (an old file copied back, a
+ * replayed download) would bring revoked certificates back to life. Returns c, or
+ * for an older c the newer CRL in use, after saying so loudly. prev: the CRLs in
+ * use, NULL at start-up.
+ */
+static X509_CRL *crl_not_older(X509_CRL *c, int ca, const char *path,
+                               const struct crl_info *prev)
+{
+    X509_CRL *in_use = prev != NULL && prev->newest != NULL ? prev->newest[ca] : NULL;
+    char older[128], newer[128], issuer[512];
+
+    if (in_use == NULL || crl_cmp(c, in_use, older, newer, sizeof(older)) >= 0)
+        return c;
+    dn_text(X509_CRL_get_issuer(c), issuer, sizeof(issuer));
+    log_err("crl %s: the CRL of %s has %s, older than the %s in use: refused (an older "
+            "CRL copied over a newer one?); the newer CRL stays in use", path, issuer, older,
+            newer);
+    return in_use;
+}
+
+/* Adds one CRL read from path to store after checking its issuer and signature;
+ * one older than the CRL in use for its issuer is replaced by that one. */
+static int crl_add(X509_STORE *store, X509_CRL *c, const char *path,
+                   const struct crl_info *prev, struct crl_info *info, char *err,
+                   size_t errlen)
+{
+    int ca = crl_issuer(c);
+    X509_CRL *use;
+
+    if (ca < 0) {
+        char name[256] = "";
+        X509_NAME_oneline(X509_CRL_get_issuer(c), name, sizeof(name));
+        log_warn("crl %s: a CRL of %s, which is not in client_ca: ignored", path, name);
+        return 0;
+    }
+    if (X509_CRL_verify(c, X509_get0_pubkey(sk_X509_value(st.cas, ca))) != 1) {
+        ERR_clear_error();
+        str_fmt(err, errlen, "%s: CRL signature does not verify with its client CA", path);
+        return -1;
+    }
+    use = crl_not_older(c, ca, path, prev);
+    if (use != c) {
+        if (info->newest[ca] == use)
+            return 0; /* kept already */
+        info->kept++;
+    }
+    return crl_put(store, use, ca, path, info, err, errlen);
+}
+
+/* A store of the client CAs and every CRL in path, or NULL with err set. prev: the
+ * CRLs in use (NULL at start-up), which an older CRL in the file cannot replace. */
+static X509_STORE *crl_store_build(const char *path, const struct crl_info *prev,
+                                   struct crl_info *info, char *err, size_t errlen)
 {
     X509_STORE *store = store_with_cas(err, errlen, path);
     FILE *f;
@@ -136,13 +238,19 @@ static X509_STORE *crl_store_build(const char *path, struct crl_info *info, char
     memset(info, 0, sizeof(*info));
     if (store == NULL)
         return NULL;
+    info->newest = calloc((size_t)sk_X509_num(st.cas), sizeof(*info->newest));
+    if (info->newest == NULL) {
+        str_fmt(err, errlen, "%s: out of memory", path);
+        X509_STORE_free(store);
+        return NULL;
+    }
     if ((f = fopen(path, "re")) == NULL) {
         str_fmt(err, errlen, "%s: cannot read CRL: %s", path, strerror(errno));
         X509_STORE_free(store);
         return NULL;
     }
     while (rc == 0 && (c = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
-        rc = crl_add(store, c, path, info, err, errlen);
+        rc = crl_add(store, c, path, prev, info, err, errlen);
         X509_CRL_free(c);
     }
     /* The loop ends with "no start line" at the end of the file. */
@@ -157,6 +265,7 @@ static X509_STORE *crl_store_build(const char *path, struct crl_info *info, char
     }
     fclose(f);
     if (rc != 0) {
+        crl_info_free(info);
         X509_STORE_free(store);
         return NULL;
     }
@@ -208,8 +317,9 @@ static void crl_log_loaded(const char *what)
         iso_time_utc(next, sizeof(next), st.info.next_update);
     else
         str_lcpy(next, "never", sizeof(next));
-    log_info("crl %s %s: %d CRL%s, %d revoked, last update %s, next update %s", st.crl_path,
-             what, st.info.count, st.info.count == 1 ? "" : "s", st.info.entries, last, next);
+    log_info("crl %s %s: %d CRL%s, %d revoked, last update %s, next update %s%s", st.crl_path,
+             what, st.info.count, st.info.count == 1 ? "" : "s", st.info.entries, last, next,
+             st.info.kept ? " (with a newer CRL kept from before: see the rollback above)" : "");
     if (st.info.last_update > (long long)time(NULL))
         log_err("crl %s is not valid yet (last update %s is in the future; is the clock "
                 "right?): certificates of its CA are refused with 454", st.crl_path, last);
@@ -243,9 +353,10 @@ void cert_tick(time_t now)
     /* Remember this version even if it does not load: retry only when it changes. */
     st.have_file = 1;
     st.file = sb;
-    fresh = crl_store_build(st.crl_path, &info, err, sizeof(err));
+    fresh = crl_store_build(st.crl_path, &st.info, &info, err, sizeof(err));
     if (fresh != NULL) {
         X509_STORE_free(st.store);
+        crl_info_free(&st.info);
         st.store = fresh;
         st.info = info;
         st.warned = 0;
@@ -296,7 +407,7 @@ int cert_init(const struct config *cfg, char *err, size_t errlen)
         st.have_file = 1;
         st.file = sb;
     }
-    st.store = crl_store_build(st.crl_path, &st.info, err, errlen);
+    st.store = crl_store_build(st.crl_path, NULL, &st.info, err, errlen);
     if (st.store == NULL)
         return -1;
     st.checked = time(NULL);
@@ -307,6 +418,7 @@ int cert_init(const struct config *cfg, char *err, size_t errlen)
 
 void cert_free(void)
 {
+    crl_info_free(&st.info);
     X509_STORE_free(st.store);
     sk_X509_pop_free(st.cas, X509_free);
     memset(&st, 0, sizeof(st));

@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential pkg-config libssl-dev libpam0g-dev libsqlite3-dev sqlite3
-libpam-modules libpam-runtime openssl curl swaks libnet-ssleay-perl libio-socket-ssl-perl
+libpam-modules libpam-runtime openssl curl swaks msmtp libnet-ssleay-perl libio-socket-ssl-perl
 python3 python3-pytest python3-aiosmtpd python3-cryptography postfix"
 
 missing=""

@@ -519,6 +519,40 @@ static int plain_offered(const struct session *s)
             s->identity_decision == IPC_ALLOW);
 }
 
+/*
+ * A SASL response that cannot be used (cancelled, not base64, malformed): refused,
+ * and audited and logged with the mechanism and the problem, so that a client
+ * that cannot authenticate leaves a trace an administrator finds. Nothing of the
+ * response itself is written: it may hold a password, or bytes unfit for a log.
+ * It counts as a protocol error, which bounds the rows one connection can cause.
+ */
+static void auth_unusable(struct session *s, const char *mech, const char *problem,
+                          const char *smtp_reply)
+{
+    char why[160];
+
+    str_fmt(why, sizeof(why), "AUTH %s %s", mech, problem);
+    log_info("session=%s %s", s->id, why);
+    audit(s, "auth", "reject", why, NULL, -1);
+    s->errors++;
+    reply(s, "%s", smtp_reply);
+}
+
+/* Why a SASL response is not base64 of at most outlen - 1 bytes. A client that
+ * sends nothing after the 334 and goes on with its commands (msmtp's "auth
+ * external" without "user") is told apart: the fix is in its configuration. */
+static const char *b64_problem(const char *resp, size_t outlen)
+{
+    const char *arg;
+
+    if (strlen(resp) / 4 * 3 >= outlen)
+        return "response too long";
+    if (smtp_parse_verb(resp, &arg) != CMD_UNKNOWN)
+        return "response is not valid base64 but an SMTP command (no response was "
+               "sent after the 334)";
+    return "response is not valid base64";
+}
+
 /* The AUTH PLAIN response (RFC 4616): authzid NUL authcid NUL password. The
  * password goes to authz, where PAM checks it, and is wiped here at once. */
 static void auth_plain_response(struct session *s, const char *resp)
@@ -532,13 +566,14 @@ static void auth_plain_response(struct session *s, const char *resp)
 
     s->auth_pending = AUTH_PENDING_NONE;
     if (strcmp(resp, "*") == 0) {
-        reply(s, "501 5.7.0 Authentication cancelled");
+        auth_unusable(s, "PLAIN", "cancelled by the client", "501 5.7.0 Authentication cancelled");
         return;
     }
     len = strlen(resp);
     if (len == 0 || len % 4 != 0 || len / 4 * 3 >= sizeof(buf) ||
         (n = EVP_DecodeBlock((unsigned char *)buf, (const unsigned char *)resp, (int)len)) < 0) {
-        reply(s, "501 5.5.2 Cannot decode response");
+        auth_unusable(s, "PLAIN", len == 0 ? "response is empty" : b64_problem(resp, sizeof(buf)),
+                      "501 5.5.2 Cannot decode response");
         return;
     }
     n -= (resp[len - 1] == '=') + (len >= 2 && resp[len - 2] == '=');
@@ -551,7 +586,8 @@ static void auth_plain_response(struct session *s, const char *resp)
     if (authcid == NULL || password == NULL || cl == 0 || password[0] == '\0' ||
         (size_t)n != zl + cl + strlen(password) + 2 || (zl > 0 && strcmp(authzid, authcid) != 0)) {
         explicit_bzero(buf, sizeof(buf));
-        reply(s, "501 5.5.2 Malformed AUTH PLAIN response");
+        auth_unusable(s, "PLAIN", "response malformed (not authzid NUL authcid NUL password)",
+                      "501 5.5.2 Malformed AUTH PLAIN response");
         return;
     }
     /* authz decides whose password this may be (second-factor: the certificate's
@@ -625,32 +661,55 @@ static void cmd_auth(struct session *s, const char *arg)
     auth_external_response(s, resp);
 }
 
-/* The EXTERNAL response: empty ("=" or an empty line) or the mapped user's name. */
+/*
+ * Asks authz whether the certificate's user may act as authzid (its user name, or
+ * an address it owns): authz has the database and audits the answer either way.
+ */
+static void request_authzid(struct session *s, const char *authzid)
+{
+    struct ipc_msg *m = s->w->msg;
+    struct ipc_authzid v;
+
+    memset(&v, 0, sizeof(v));
+    str_lcpy(v.session, s->id, sizeof(v.session));
+    if (str_lcpy(v.authzid, authzid, sizeof(v.authzid)) >= sizeof(v.authzid) ||
+        ipc_enc_authzid(m, req_id(s), &v) != 0 ||
+        send_or_tempfail(s, s->w->authz_fd, m, "authzid") != 0) {
+        reply(s, "454 4.7.0 Temporary authentication failure");
+        return;
+    }
+    wait_for(s, WAIT_AUTHZID);
+}
+
+/* The EXTERNAL response: empty ("=" or an empty line) or an authorization identity
+ * for authz to check. */
 static void auth_external_response(struct session *s, const char *resp)
 {
     char authzid[256];
 
     s->auth_pending = AUTH_PENDING_NONE;
     if (strcmp(resp, "*") == 0) {
-        reply(s, "501 5.7.0 Authentication cancelled");
+        auth_unusable(s, "EXTERNAL", "cancelled by the client",
+                      "501 5.7.0 Authentication cancelled");
         return;
     }
     if (strcmp(resp, "=") == 0 || resp[0] == '\0') {
-        authzid[0] = '\0';
-    } else if (b64_decode(resp, authzid, sizeof(authzid)) < 0) {
-        reply(s, "501 5.5.2 Cannot decode response");
+        s->auth_done = 1;
+        reply(s, "235 2.7.0 Authentication successful");
         return;
     }
-    if (authzid[0] != '\0' && strcmp(authzid, s->user) != 0) {
-        char why[300];
-        str_fmt(why, sizeof(why), "AUTH EXTERNAL authzid %s is not the certificate's user",
-                authzid);
-        audit(s, "auth", "reject", why, NULL, -1);
-        reply(s, "535 5.7.8 Not authorized: authorization identity does not match certificate");
+    if (b64_decode(resp, authzid, sizeof(authzid)) < 0) {
+        auth_unusable(s, "EXTERNAL", b64_problem(resp, sizeof(authzid)),
+                      "501 5.5.2 Cannot decode response");
         return;
     }
-    s->auth_done = 1;
-    reply(s, "235 2.7.0 Authentication successful");
+    /* Decoded bytes go into an audit row and a log line: none may be a control. */
+    if (!ipc_text_clean(authzid)) {
+        auth_unusable(s, "EXTERNAL", "authzid holds a control character",
+                      "501 5.5.4 Malformed authorization identity");
+        return;
+    }
+    request_authzid(s, authzid);
 }
 
 static void cmd_mail(struct session *s, const char *arg)
@@ -1660,6 +1719,13 @@ static void on_authz_result(struct session *s, const struct ipc_result *r)
                 reply(s, "421 4.7.0 %s Too many failed authentications", s->w->cfg->hostname);
                 set_state(s, SS_CLOSING);
             }
+        }
+    } else if (s->wait == WAIT_AUTHZID) {
+        if (r->decision == IPC_ALLOW) {
+            s->auth_done = 1;
+            reply(s, "235 2.7.0 Authentication successful");
+        } else {
+            reply(s, "%s", r->reply);
         }
     } else if (s->wait == WAIT_HEADER_FROM) {
         s->wait = WAIT_NONE;

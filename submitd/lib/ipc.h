@@ -34,6 +34,7 @@ enum ipc_type {
     IPC_AUTHZ_GRANT,         /* authz -> queue */
     IPC_AUTHZ_RELAY_AUDIT,   /* queue -> authz, no answer */
     IPC_AUTHZ_CHARGE,        /* queue -> authz, no answer */
+    IPC_AUTHZ_AUTHZID,       /* smtp -> authz */
     IPC_TYPE_MAX
 };
 

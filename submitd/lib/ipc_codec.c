@@ -137,6 +137,28 @@ int ipc_dec_sender(struct ipc_msg *m, struct ipc_sender *v)
     return finish(m, bad);
 }
 
+int ipc_enc_authzid(struct ipc_msg *m, uint64_t id, const struct ipc_authzid *v)
+{
+    int bad = 0;
+
+    if (v->authzid[0] == '\0')
+        return -1;
+    ipc_init(m, IPC_AUTHZ_AUTHZID, id);
+    PUT_STR(session);
+    PUT_STR(authzid);
+    return bad ? -1 : 0;
+}
+
+int ipc_dec_authzid(struct ipc_msg *m, struct ipc_authzid *v)
+{
+    int bad = 0;
+
+    memset(v, 0, sizeof(*v));
+    GET_STR(session);
+    GET_STR(authzid);
+    return finish(m, bad || v->authzid[0] == '\0');
+}
+
 int ipc_enc_header_from(struct ipc_msg *m, uint64_t id, const struct ipc_header_from *v)
 {
     int bad = 0;

@@ -19,7 +19,8 @@
  * business, because a refusal there is an answer, not a protocol violation.
  *
  * Who may send what:
- *   smtp  -> authz   IDENTITY, PASSWORD, SENDER, HEADER_FROM, AUDIT, SESSION_END
+ *   smtp  -> authz   IDENTITY, PASSWORD, SENDER, HEADER_FROM, AUTHZID, AUDIT,
+ *                    SESSION_END
  *   authz -> smtp    RESULT
  *   smtp  -> queue   OPEN, COMMIT, ABORT
  *   queue -> smtp    OPENED, COMMITTED
@@ -75,6 +76,16 @@ struct ipc_sender {
 int ipc_enc_sender(struct ipc_msg *m, uint64_t id, const struct ipc_sender *v);
 int ipc_dec_sender(struct ipc_msg *m, struct ipc_sender *v);
 
+/* IPC_AUTHZ_AUTHZID: may the session's user act as authzid (the authorization
+ * identity of AUTH EXTERNAL)? Only as itself: named by its user name or by an
+ * address it owns. Never empty: "AUTH EXTERNAL =" needs no question. */
+struct ipc_authzid {
+    char session[IPC_SESSION_MAX];
+    char authzid[IPC_ADDR_MAX];
+};
+int ipc_enc_authzid(struct ipc_msg *m, uint64_t id, const struct ipc_authzid *v);
+int ipc_dec_authzid(struct ipc_msg *m, struct ipc_authzid *v);
+
 /* IPC_AUTHZ_HEADER_FROM: does the session's user own every address of From? */
 struct ipc_header_from {
     char session[IPC_SESSION_MAX];
@@ -110,7 +121,8 @@ struct ipc_session_end {
 int ipc_enc_session_end(struct ipc_msg *m, const struct ipc_session_end *v);
 int ipc_dec_session_end(struct ipc_msg *m, struct ipc_session_end *v);
 
-/* IPC_AUTHZ_RESULT: the answer to IDENTITY, PASSWORD, SENDER and HEADER_FROM. */
+/* IPC_AUTHZ_RESULT: the answer to IDENTITY, PASSWORD, SENDER, HEADER_FROM and
+ * AUTHZID. */
 struct ipc_result {
     int decision;                        /* enum ipc_decision */
     char user[IPC_USER_MAX];             /* the granted user (IDENTITY, PASSWORD) */

@@ -160,6 +160,41 @@ TEST(test_sender_and_header_from_round_trip)
     free(h_out);
 }
 
+TEST(test_authzid_round_trip)
+{
+    struct ipc_authzid in, out;
+    char longer[IPC_ADDR_MAX + 1];
+
+    memset(&in, 0, sizeof(in));
+    SET(in.session, "0123456789abcdef");
+    SET(in.authzid, "alice@example.com");
+    CHECK(ipc_enc_authzid(m, 9, &in) == 0);
+    CHECK(m->type == IPC_AUTHZ_AUTHZID && m->id == 9);
+    rewind_msg();
+    CHECK(ipc_dec_authzid(m, &out) == 0);
+    CHECK_STR(out.session, in.session);
+    CHECK_STR(out.authzid, "alice@example.com");
+    CHECK_TRUNCATED(ipc_dec_authzid, &out);
+    CHECK_TRAILING(ipc_dec_authzid, &out);
+
+    /* An empty authzid is "AUTH EXTERNAL =", which needs no question: neither side
+     * may send it. */
+    in.authzid[0] = '\0';
+    CHECK(ipc_enc_authzid(m, 9, &in) != 0);
+    ipc_init(m, IPC_AUTHZ_AUTHZID, 9);
+    CHECK(ipc_put_str(m, "abc") == 0 && ipc_put_str(m, "") == 0);
+    rewind_msg();
+    CHECK(ipc_dec_authzid(m, &out) != 0);
+
+    /* Longer than any address: malformed. */
+    memset(longer, 'a', sizeof(longer) - 1);
+    longer[sizeof(longer) - 1] = '\0';
+    ipc_init(m, IPC_AUTHZ_AUTHZID, 9);
+    CHECK(ipc_put_str(m, "abc") == 0 && ipc_put_str(m, longer) == 0);
+    rewind_msg();
+    CHECK(ipc_dec_authzid(m, &out) != 0);
+}
+
 TEST(test_audit_and_session_end_round_trip)
 {
     struct ipc_audit *in = calloc(1, sizeof(*in)), *out = calloc(1, sizeof(*out));
@@ -391,6 +426,7 @@ int main(void)
     RUN(test_identity_count_beyond_maximum);
     RUN(test_password_round_trip);
     RUN(test_sender_and_header_from_round_trip);
+    RUN(test_authzid_round_trip);
     RUN(test_audit_and_session_end_round_trip);
     RUN(test_result_round_trip);
     RUN(test_envelope_round_trip);
