@@ -28,6 +28,10 @@ ifneq ($(SANITIZE),)
 endif
 CFLAGS += $(HARDEN)
 
+# The one version of every program (--version): the file VERSION.
+VERSION     := $(shell cat VERSION)
+VERSION_DEF := -DSUBMITD_VERSION='"$(VERSION)"'
+
 SSL_LIBS    := -lssl -lcrypto
 SQLITE_LIBS := -lsqlite3
 PAM_LIBS    := -lpam
@@ -57,7 +61,9 @@ all: $(BINS) $(LIBEXEC) $(TOOLS)
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) $(VERSION_DEF) -c -o $@ $<
+
+$(O)/submitd/master.o $(O)/authz/submit-admin.o $(O)/ca-tools/submit-ca.o: VERSION
 
 $(O)/db/migrations.o: $(O)/db/migrations.c
 	@mkdir -p $(dir $@)

@@ -1,6 +1,8 @@
 /* submit-admin's queue commands: list, flush, delete. */
 #include "admin_queue.h"
 
+#include "admin_log.h"
+
 #include "config.h"
 #include "db.h"
 #include "privdrop.h"
@@ -39,6 +41,13 @@ static int fail(const char *what, const char *detail)
 static int misuse(const char *detail)
 {
     fprintf(stderr, PROG ": %s\n%s", detail, queue_usage);
+    return EXIT_USAGE;
+}
+
+/* Misuse naming the word at fault. */
+static int misuse_word(const char *detail, const char *word)
+{
+    fprintf(stderr, PROG ": %s \"%s\"\n%s", detail, word, queue_usage);
     return EXIT_USAGE;
 }
 
@@ -315,6 +324,12 @@ static void audit(const struct config *cfg, const char *event, const struct spoo
     }
     if (db_audit_insert(db, &row) != DB_OK)
         fprintf(stderr, PROG ": audit row not written: %s\n", db_errmsg(db));
+    /* The change is made in the spool, not in the database: the row follows it. */
+    if (m != NULL)
+        (void)admin_log_record(db, "queue delete", m->id, m->user[0] ? m->user : NULL, NULL,
+                               "from=%s rcpts=%d", m->from[0] ? m->from : "-", m->nrcpt);
+    else
+        (void)admin_log_record(db, "queue flush", NULL, NULL, NULL, "%s", "");
     db_close(db);
 }
 
@@ -443,7 +458,7 @@ static int queue_delete(const struct config *cfg, const char *id)
     int loaded, qfd, rc, saved;
 
     if (!spool_id_valid(id))
-        return misuse("queue delete: expected a queue id (20 characters of 0-9 A-Z)");
+        return misuse_word("queue delete: expected a queue id (20 characters of 0-9 A-Z), got", id);
     if (spool_owner(cfg, &owner, why, sizeof(why)) != 0 ||
         (qfd = spool_open(cfg, &owner, "queue", why, sizeof(why))) < 0)
         return fail("queue delete", why);
@@ -484,17 +499,17 @@ int admin_queue(const char *config_path, int argc, char **argv)
     if (strcmp(argv[0], "list") == 0) {
         for (int i = 1; i < argc; i++) {
             if (strcmp(argv[i], "--json") != 0)
-                return misuse("queue list: unexpected argument");
+                return misuse_word("queue list: unexpected argument", argv[i]);
             json = 1;
         }
     } else if (strcmp(argv[0], "flush") == 0) {
         if (argc != 1)
-            return misuse("queue flush: unexpected argument");
+            return misuse_word("queue flush: unexpected argument", argv[1]);
     } else if (strcmp(argv[0], "delete") == 0) {
         if (argc != 2)
             return misuse("queue delete: expected one queue id");
     } else {
-        return misuse("queue: unknown subcommand");
+        return misuse_word("queue: unknown subcommand", argv[0]);
     }
     if (config_load(&cfg, config_path, err, sizeof(err)) != 0) {
         fprintf(stderr, PROG ": %s\n", err);

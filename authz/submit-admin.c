@@ -4,11 +4,16 @@
  * WAL and the busy timeout let it do so while submitd runs.
  *
  * Exit status: 0 success, 1 failure (named on stderr), 2 misuse (with a usage).
- * Everything from the database is printed through the sanitizers below: the audit
- * trail holds bytes that SMTP clients chose.
+ * Everything from the database is printed through admin_out.h: the audit trail holds
+ * bytes that SMTP clients chose. Every change is recorded in admin_log (admin_log.h)
+ * in the transaction that makes it.
  */
+#include "admin_audit.h"
+#include "admin_log.h"
 #include "admin_map.h"
+#include "admin_out.h"
 #include "admin_queue.h"
+#include "admin_show.h"
 #include "config.h"
 #include "db.h"
 #include "util.h"
@@ -28,15 +33,19 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static const char usage_text[] =
     "usage: " PROG " [-c FILE] COMMAND ...\n"
-    "  user add USER [--sender ADDR]...\n"
+    "  user add USER [--sender ADDR]... [--shared]\n"
     "  user del|disable|enable USER\n"
-    "  user list [--json]\n"
-    "  sender add|del USER ADDR          ADDR: local@domain or @domain\n"
-    "  audit [--user USER] [--since 30m|1h|2d|ISO-8601]\n"
-    "        [--decision accept|reject|tempfail] [--json]\n"
+    "  user list [--json] | user show USER [--json]\n"
+    "  sender add USER ADDR [--shared]     ADDR: local@domain or @domain\n"
+    "  sender del USER ADDR | sender who ADDR [--json]\n"
+    "  audit [--user USER] [--since WHEN] [--until WHEN] [--decision accept|reject|tempfail]\n"
+    "        [--event EVENT] [--ip ADDR] [--queue-id ID] [--json|--csv]\n"
+    "  audit prune --before WHEN           WHEN: 30m, 1h, 2d, 1w ago, or ISO-8601\n"
+    "  log [--since WHEN] [--user USER] [--json]\n"
     "  map add --subject DN [--issuer DN] USER      certificates of another CA\n"
     "  map del --subject DN [--issuer DN] | map list [--json]\n"
     "  queue list [--json] | queue flush | queue delete ID\n"
+    "  --help | --version\n"
     "FILE defaults to " CONFIG_DEFAULT_PATH ".\n";
 
 static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -69,123 +78,29 @@ static int misuse(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* ---- output sanitizing -------------------------------------------------- */
-
-/*
- * Length of the valid UTF-8 sequence at p (1-4) with its code point in *cp, or 0
- * when the bytes there are not valid UTF-8 (overlong forms and surrogates included).
- */
-static size_t utf8_seq(const unsigned char *p, unsigned long *cp)
-{
-    unsigned long c, min;
-    size_t n;
-
-    if (p[0] < 0x80) {
-        *cp = p[0];
-        return 1;
-    }
-    if ((p[0] & 0xe0) == 0xc0) {
-        n = 2, c = p[0] & 0x1f, min = 0x80;
-    } else if ((p[0] & 0xf0) == 0xe0) {
-        n = 3, c = p[0] & 0x0f, min = 0x800;
-    } else if ((p[0] & 0xf8) == 0xf0) {
-        n = 4, c = p[0] & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;    /* also stops at the terminating NUL */
-        c = (c << 6) | (p[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return n;
-}
-
-static int is_control(unsigned long cp)
-{
-    return cp < 0x20 || (cp >= 0x7f && cp < 0xa0);
-}
-
-/*
- * Plain output: one row per line with tab-separated columns, so control characters
- * (tabs and newlines included) and invalid UTF-8 become '?'. Empty is "-".
- */
-static void put_field(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-
-    if (*p == '\0') {
-        fputc('-', stdout);
-        return;
-    }
-    while (*p != '\0') {
-        unsigned long cp;
-        size_t n = utf8_seq(p, &cp);
-
-        if (n == 0 || is_control(cp)) {
-            fputc('?', stdout);
-            p += n == 0 ? 1 : n;
-        } else {
-            fwrite(p, 1, n, stdout);
-            p += n;
-        }
-    }
-}
-
-/* A JSON string; invalid UTF-8 becomes U+FFFD. */
-static void json_string(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-
-    fputc('"', stdout);
-    while (*p != '\0') {
-        unsigned long cp;
-        size_t n = utf8_seq(p, &cp);
-
-        if (n == 0) {
-            fputs("\\ufffd", stdout);
-            p++;
-            continue;
-        }
-        if (cp == '"' || cp == '\\')
-            printf("\\%c", (int)cp);
-        else if (cp == '\n')
-            fputs("\\n", stdout);
-        else if (cp == '\t')
-            fputs("\\t", stdout);
-        else if (cp == '\r')
-            fputs("\\r", stdout);
-        else if (is_control(cp))
-            printf("\\u%04lx", cp);
-        else
-            fwrite(p, 1, n, stdout);
-        p += n;
-    }
-    fputc('"', stdout);
-}
-
-/* A JSON member whose value is a string, or null when the string is empty. */
-static void json_member(const char *name, const char *value, int first)
-{
-    printf("%s\"%s\":", first ? "" : ",", name);
-    if (value[0] == '\0')
-        fputs("null", stdout);
-    else
-        json_string(value);
-}
-
 /* ---- command line ------------------------------------------------------- */
 
-enum {
-    OPT_SENDER = 1 << 0,
-    OPT_JSON = 1 << 1,
-    OPT_USER = 1 << 2,
-    OPT_SINCE = 1 << 3,
-    OPT_DECISION = 1 << 4,
+enum opt {
+    OPT_SENDER, OPT_USER, OPT_SINCE, OPT_UNTIL, OPT_DECISION, OPT_EVENT, OPT_IP, OPT_QUEUE_ID,
+    OPT_BEFORE, OPT_JSON, OPT_CSV, OPT_SHARED, OPT_COUNT
 };
+
+#define BIT(o) (1u << (o))
+
+static const struct {
+    const char *name;
+    int valued;
+} opt_defs[OPT_COUNT] = {
+    [OPT_SENDER] = { "sender", 1 },     [OPT_USER] = { "user", 1 },
+    [OPT_SINCE] = { "since", 1 },       [OPT_UNTIL] = { "until", 1 },
+    [OPT_DECISION] = { "decision", 1 }, [OPT_EVENT] = { "event", 1 },
+    [OPT_IP] = { "ip", 1 },             [OPT_QUEUE_ID] = { "queue-id", 1 },
+    [OPT_BEFORE] = { "before", 1 },     [OPT_JSON] = { "json", 0 },
+    [OPT_CSV] = { "csv", 0 },           [OPT_SHARED] = { "shared", 0 },
+};
+
+/* The longest value an option takes: addresses, ISO times, events, IPs, queue ids. */
+#define OPT_VALUE_MAX 320
 
 struct cmdline {
     const char *cmd;                 /* "user add", for messages */
@@ -193,31 +108,37 @@ struct cmdline {
     int npos;
     const char *senders[MAX_SENDER_OPTS];
     int nsenders;
-    int json;
-    const char *user, *since, *decision;
+    const char *val[OPT_COUNT];      /* the last value of each valued option */
+    unsigned seen;                   /* BIT(OPT_*) */
 };
 
-/*
- * Matches "--name VALUE" or "--name=VALUE" at argv[*i]. Returns 1 and sets *value on
- * a match, 0 when argv[*i] is another option, -1 when the value is missing.
- */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **value)
+/* The option named by "--name" or "--name=value" at a; -1 when there is none. */
+static int find_opt(const char *a, const char **inline_value)
 {
-    const char *a = argv[*i] + 2;
-    size_t n = strlen(name);
+    const char *eq = strchr(a, '=');
+    size_t n = eq != NULL ? (size_t)(eq - a) : strlen(a);
 
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *value = a + n + 1;
-        return 1;
+    *inline_value = eq != NULL ? eq + 1 : NULL;
+    for (int k = 0; k < OPT_COUNT; k++)
+        if (strlen(opt_defs[k].name) == n && strncmp(a, opt_defs[k].name, n) == 0)
+            return k;
+    return -1;
+}
+
+/* Records one option of a command; 0, or the misuse exit status. */
+static int take_opt(struct cmdline *cl, int k, const char *v)
+{
+    if (opt_defs[k].valued && strlen(v) > OPT_VALUE_MAX)
+        return misuse("%s: --%s: value longer than %d bytes", cl->cmd, opt_defs[k].name,
+                      OPT_VALUE_MAX);
+    if (k == OPT_SENDER) {
+        if (cl->nsenders >= MAX_SENDER_OPTS)
+            return misuse("%s: at most %d --sender options", cl->cmd, MAX_SENDER_OPTS);
+        cl->senders[cl->nsenders++] = v;
     }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *value = argv[++*i];
-    return 1;
+    cl->val[k] = v;
+    cl->seen |= BIT(k);
+    return 0;
 }
 
 /*
@@ -226,20 +147,11 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
  */
 static int parse_args(struct cmdline *cl, int argc, char **argv, int npos, unsigned allowed)
 {
-    static const struct {
-        unsigned flag;
-        const char *name;
-    } valued[] = {
-        { OPT_SENDER, "sender" },
-        { OPT_USER, "user" },
-        { OPT_SINCE, "since" },
-        { OPT_DECISION, "decision" },
-    };
     int only_positional = 0;
 
     for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        int matched = 0;
+        const char *a = argv[i], *v;
+        int k, rc;
 
         if (only_positional || a[0] != '-' || a[1] == '\0') {
             if (cl->npos >= npos)
@@ -251,54 +163,28 @@ static int parse_args(struct cmdline *cl, int argc, char **argv, int npos, unsig
             only_positional = 1;
             continue;
         }
-        if (strncmp(a, "--", 2) != 0)
-            return misuse("%s: unknown option %s", cl->cmd, a);
-        if ((allowed & OPT_JSON) && strcmp(a, "--json") == 0) {
-            cl->json = 1;
-            continue;
+        k = strncmp(a, "--", 2) == 0 ? find_opt(a + 2, &v) : -1;
+        if (k < 0 || !(allowed & BIT(k)))
+            return misuse("%s: unknown option \"%s\"", cl->cmd, a);
+        if (!opt_defs[k].valued && v != NULL)
+            return misuse("%s: --%s takes no value", cl->cmd, opt_defs[k].name);
+        if (opt_defs[k].valued && v == NULL) {
+            if (i + 1 >= argc)
+                return misuse("%s: option --%s needs a value", cl->cmd, opt_defs[k].name);
+            v = argv[++i];
         }
-        for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]) && !matched; k++) {
-            const char *v = NULL;
-            int r;
-
-            if (!(allowed & valued[k].flag))
-                continue;
-            r = opt_value(argc, argv, &i, valued[k].name, &v);
-            if (r < 0)
-                return misuse("%s: option --%s needs a value", cl->cmd, valued[k].name);
-            if (r == 0)
-                continue;
-            matched = 1;
-            switch (valued[k].flag) {
-            case OPT_SENDER:
-                if (cl->nsenders >= MAX_SENDER_OPTS)
-                    return misuse("%s: at most %d --sender options", cl->cmd, MAX_SENDER_OPTS);
-                cl->senders[cl->nsenders++] = v;
-                break;
-            case OPT_USER:
-                cl->user = v;
-                break;
-            case OPT_SINCE:
-                cl->since = v;
-                break;
-            default:
-                cl->decision = v;
-                break;
-            }
-        }
-        if (!matched)
-            return misuse("%s: unknown option %s", cl->cmd, a);
+        if ((rc = take_opt(cl, k, v != NULL ? v : "")) != 0)
+            return rc;
     }
     if (cl->npos < npos)
         return misuse("%s: missing argument", cl->cmd);
     return 0;
 }
 
-/* ---- --since ------------------------------------------------------------ */
+/* ---- times -------------------------------------------------------------- */
 
-/* Reads exactly n digits. */
 /* "30m", "1h", "2d", "1w", "90s" before now, or an ISO-8601 time; into "...Z" form. */
-static int parse_since(const char *s, char *out, size_t outlen)
+static int parse_when(const char *s, char *out, size_t outlen)
 {
     size_t n = strlen(s);
     long long epoch;
@@ -351,21 +237,23 @@ static int db_failed(struct db *db)
     return EXIT_FAIL;
 }
 
-static int check_user_name(const char *name)
+/* Misuse: the command cannot mean anything with this word. */
+static int check_user_name(const struct cmdline *cl, const char *name)
 {
     if (db_user_name_valid(name))
         return 0;
-    errorf("invalid user name \"%s\": use 1-64 of A-Z a-z 0-9 . _ -, not starting with . or -",
-           name);
-    return -1;
+    errorf("%s: invalid user name \"%s\": use 1-64 of A-Z a-z 0-9 . _ -, not starting "
+           "with . or -", cl->cmd, name);
+    return EXIT_USAGE;
 }
 
-static int check_address(const char *address)
+static int check_address(const struct cmdline *cl, const char *address)
 {
     if (db_sender_address_valid(address))
         return 0;
-    errorf("invalid sender address \"%s\": expected local@domain or @domain", address);
-    return -1;
+    errorf("%s: invalid sender address \"%s\": expected local@domain or @domain", cl->cmd,
+           address);
+    return EXIT_USAGE;
 }
 
 static void lowered(const char *in, char *out, size_t outlen)
@@ -374,34 +262,39 @@ static void lowered(const char *in, char *out, size_t outlen)
     str_lower(out);
 }
 
-/* ---- user --------------------------------------------------------------- */
-
-static int user_add(struct db *db, const struct cmdline *cl)
+/*
+ * Refuses an address that another user owns already, naming the owner, unless the
+ * admin said --shared: two owners of one address is a decision, not an accident.
+ * Returns 0 when the address may be added, else the exit status (after the message).
+ */
+static int check_not_owned(struct db *db, const char *cmd, const char *user,
+                           const char *address, int shared)
 {
-    const char *name = cl->pos[0];
+    char owner[128], addr[400];
     int rc;
 
-    if (db_begin(db) != DB_OK)
-        return db_failed(db);
-    rc = db_user_add(db, name);
-    if (rc == DB_EXISTS) {
-        db_rollback(db);
-        errorf("user %s already exists", name);
-        return EXIT_FAIL;
-    }
+    if (shared)
+        return 0;
+    rc = db_sender_other_owner(db, user, address, owner, sizeof(owner));
+    if (rc == DB_NOTFOUND)
+        return 0;
     if (rc != DB_OK)
-        goto dberr;
-    for (int i = 0; i < cl->nsenders; i++) {
-        rc = db_sender_add(db, name, cl->senders[i]);
-        if (rc != DB_OK && rc != DB_EXISTS)    /* the same --sender twice is fine */
-            goto dberr;
-    }
-    if (db_commit(db) != DB_OK)
-        goto dberr;
+        return db_failed(db);
+    lowered(address, addr, sizeof(addr));
+    errorf("%s: %s is owned by user %s; add --shared to give it to %s as well", cmd, addr,
+           owner, user);
+    return EXIT_FAIL;
+}
 
-    printf("user %s added", name);
-    for (int i = 0, shown = 0; i < cl->nsenders; i++) {
+/* ---- user --------------------------------------------------------------- */
+
+/* The senders of a user add, without repeats, lower-cased, into list ("a,b"). */
+static void sender_words(const struct cmdline *cl, char *list, size_t listlen)
+{
+    list[0] = '\0';
+    for (int i = 0; i < cl->nsenders; i++) {
         char addr[400];
+        size_t n = strlen(list);
         int dup = 0;
 
         for (int j = 0; j < i && !dup; j++)
@@ -409,43 +302,105 @@ static int user_add(struct db *db, const struct cmdline *cl)
         if (dup)
             continue;
         lowered(cl->senders[i], addr, sizeof(addr));
-        printf("%s%s", shown++ == 0 ? " with sender(s) " : ", ", addr);
+        (void)str_fmt(list + n, listlen - n, "%s%s", n ? "," : "", addr);
     }
-    putchar('\n');
-    return EXIT_OK;
-
-dberr:
-    rc = db_failed(db);
-    db_rollback(db);
-    return rc;
 }
 
-static int count_valid_cert(void *arg, const struct db_cert *c)
+static int user_add_rows(struct db *db, const struct cmdline *cl, const char *list)
 {
-    if (strcmp(c->status, "valid") == 0)
-        ++*(int *)arg;
+    const char *name = cl->pos[0];
+    int rc = db_user_add(db, name);
+
+    if (rc == DB_EXISTS) {
+        errorf("user %s already exists", name);
+        return EXIT_FAIL;
+    }
+    if (rc != DB_OK)
+        return db_failed(db);
+    for (int i = 0; i < cl->nsenders; i++) {
+        if ((rc = check_not_owned(db, cl->cmd, name, cl->senders[i],
+                                  (cl->seen & BIT(OPT_SHARED)) != 0)) != 0)
+            return rc;
+        rc = db_sender_add(db, name, cl->senders[i]);
+        if (rc != DB_OK && rc != DB_EXISTS)    /* the same --sender twice is fine */
+            return db_failed(db);
+    }
+    if (admin_log_record(db, "user add", name, name, NULL, "senders=%s%s",
+                         list[0] ? list : "-",
+                         (cl->seen & BIT(OPT_SHARED)) ? " shared=yes" : "") != 0)
+        return EXIT_FAIL;
+    return 0;
+}
+
+static int user_add(struct db *db, const struct cmdline *cl)
+{
+    char list[MAX_SENDER_OPTS * 330];
+    int rc;
+
+    sender_words(cl, list, sizeof(list));
+    if (db_begin(db) != DB_OK)
+        return db_failed(db);
+    if ((rc = user_add_rows(db, cl, list)) != 0 || db_commit(db) != DB_OK) {
+        rc = rc != 0 ? rc : db_failed(db);
+        db_rollback(db);
+        return rc;
+    }
+    if (list[0] != '\0')
+        printf("user %s added with sender(s) %s\n", cl->pos[0], list);
+    else
+        printf("user %s added\n", cl->pos[0]);
+    return EXIT_OK;
+}
+
+struct revoke_log {
+    struct db *db;
+    const char *user;
+    int valid;
+    int failed;
+};
+
+/* Records the revocation of each still valid certificate, as a CA operation. */
+static int log_revocation(void *arg, const struct db_cert *c)
+{
+    struct revoke_log *rl = arg;
+
+    if (strcmp(c->status, "valid") != 0)
+        return 0;
+    rl->valid++;
+    if (admin_log_record(rl->db, "revoke", c->serial, rl->user, c->serial,
+                         "reason=cessationOfOperation by=\"user del\"") != 0) {
+        rl->failed = 1;
+        return 1;
+    }
     return 0;
 }
 
 static int user_del(struct db *db, const char *name)
 {
-    int valid = 0, rc;
+    struct revoke_log rl = { db, name, 0, 0 };
+    int rc;
 
     if (db_begin(db) != DB_OK)
         return db_failed(db);
-    if (db_cert_list(db, name, NULL, count_valid_cert, &valid) != DB_OK)
-        goto dberr;
-    rc = db_user_del(db, name);
+    rc = db_user_get(db, name, NULL);
     if (rc == DB_NOTFOUND) {
         db_rollback(db);
         errorf("user %s does not exist", name);
         return EXIT_FAIL;
     }
-    if (rc != DB_OK || db_commit(db) != DB_OK)
+    if (rc != DB_OK || db_cert_list(db, name, NULL, log_revocation, &rl) != DB_OK)
         goto dberr;
-    if (valid > 0)
+    if (rl.failed) {
+        db_rollback(db);
+        return EXIT_FAIL;
+    }
+    if (db_user_del(db, name) != DB_OK ||
+        admin_log_record(db, "user del", name, name, NULL, "revoked=%d", rl.valid) != 0 ||
+        db_commit(db) != DB_OK)
+        goto dberr;
+    if (rl.valid > 0)
         printf("user %s deleted; %d certificate%s revoked (run submit-ca crl to publish the CRL)\n",
-               name, valid, valid == 1 ? "" : "s");
+               name, rl.valid, rl.valid == 1 ? "" : "s");
     else
         printf("user %s deleted\n", name);
     return EXIT_OK;
@@ -458,14 +413,23 @@ dberr:
 
 static int user_set_enabled(struct db *db, const char *name, int enabled)
 {
-    int rc = db_user_set_enabled(db, name, enabled);
+    const char *cmd = enabled ? "user enable" : "user disable";
+    int rc;
 
+    if (db_begin(db) != DB_OK)
+        return db_failed(db);
+    rc = db_user_set_enabled(db, name, enabled);
     if (rc == DB_NOTFOUND) {
+        db_rollback(db);
         errorf("user %s does not exist", name);
         return EXIT_FAIL;
     }
-    if (rc != DB_OK)
-        return db_failed(db);
+    if (rc != DB_OK || admin_log_record(db, cmd, name, name, NULL, "%s", "") != 0 ||
+        db_commit(db) != DB_OK) {
+        rc = rc != DB_OK ? db_failed(db) : EXIT_FAIL;
+        db_rollback(db);
+        return rc;
+    }
     printf("user %s %s\n", name, enabled ? "enabled" : "disabled");
     return EXIT_OK;
 }
@@ -482,13 +446,11 @@ static int print_sender(void *arg, const char *address)
 {
     struct list_state *ls = arg;
 
-    if (ls->json) {
-        fputs(ls->n ? "," : "", stdout);
-        json_string(address);
-    } else {
-        fputs(ls->n ? "," : "", stdout);
-        put_field(address);
-    }
+    fputs(ls->n ? "," : "", stdout);
+    if (ls->json)
+        out_json_string(address);
+    else
+        out_field(address);
     ls->n++;
     return 0;
 }
@@ -501,14 +463,14 @@ static int print_user(void *arg, const struct db_user *u)
     if (ls->json) {
         fputs(ls->rows ? ",\n" : "\n", stdout);
         fputs("{", stdout);
-        json_member("name", u->name, 1);
+        out_json_member("name", u->name, 1);
         printf(",\"enabled\":%s", u->enabled ? "true" : "false");
-        json_member("created_at", u->created_at, 0);
+        out_json_member("created_at", u->created_at, 0);
         fputs(",\"senders\":[", stdout);
     } else {
-        put_field(u->name);
+        out_field(u->name);
         printf("\t%s\t", u->enabled ? "enabled" : "disabled");
-        put_field(u->created_at);
+        out_field(u->created_at);
         putchar('\t');
     }
     /* The full list: db_user.senders may be cut short. */
@@ -544,32 +506,52 @@ static int user_list(struct db *db, int json)
 
 /* ---- sender ------------------------------------------------------------- */
 
-static int sender_add(struct db *db, const char *user, const char *address)
+static int sender_add_rows(struct db *db, const struct cmdline *cl, const char *addr)
 {
-    char addr[400];
-    int rc = db_sender_add(db, user, address);
+    const char *user = cl->pos[0];
+    int shared = (cl->seen & BIT(OPT_SHARED)) != 0;
+    int rc = db_user_get(db, user, NULL);
 
-    lowered(address, addr, sizeof(addr));
     if (rc == DB_NOTFOUND) {
         errorf("user %s does not exist", user);
         return EXIT_FAIL;
     }
+    if (rc != DB_OK)
+        return db_failed(db);
+    if ((rc = check_not_owned(db, cl->cmd, user, addr, shared)) != 0)
+        return rc;
+    rc = db_sender_add(db, user, addr);
     if (rc == DB_EXISTS) {
         errorf("user %s already owns sender %s", user, addr);
         return EXIT_FAIL;
     }
     if (rc != DB_OK)
         return db_failed(db);
-    printf("sender %s added to user %s\n", addr, user);
+    return admin_log_record(db, "sender add", addr, user, NULL, "user=%s%s", user,
+                            shared ? " shared=yes" : "") != 0 ? EXIT_FAIL : 0;
+}
+
+static int sender_add(struct db *db, const struct cmdline *cl)
+{
+    char addr[400];
+    int rc;
+
+    lowered(cl->pos[1], addr, sizeof(addr));
+    if (db_begin(db) != DB_OK)
+        return db_failed(db);
+    if ((rc = sender_add_rows(db, cl, addr)) != 0 || db_commit(db) != DB_OK) {
+        rc = rc != 0 ? rc : db_failed(db);
+        db_rollback(db);
+        return rc;
+    }
+    printf("sender %s added to user %s\n", addr, cl->pos[0]);
     return EXIT_OK;
 }
 
-static int sender_del(struct db *db, const char *user, const char *address)
+static int sender_del_rows(struct db *db, const char *user, const char *addr)
 {
-    char addr[400];
-    int rc = db_sender_del(db, user, address);
+    int rc = db_sender_del(db, user, addr);
 
-    lowered(address, addr, sizeof(addr));
     if (rc == DB_NOTFOUND) {
         rc = db_user_get(db, user, NULL);
         if (rc == DB_ERROR)
@@ -582,67 +564,26 @@ static int sender_del(struct db *db, const char *user, const char *address)
     }
     if (rc != DB_OK)
         return db_failed(db);
+    return admin_log_record(db, "sender del", addr, user, NULL, "user=%s", user) != 0
+               ? EXIT_FAIL
+               : 0;
+}
+
+static int sender_del(struct db *db, const char *user, const char *address)
+{
+    char addr[400];
+    int rc;
+
+    lowered(address, addr, sizeof(addr));
+    if (db_begin(db) != DB_OK)
+        return db_failed(db);
+    if ((rc = sender_del_rows(db, user, addr)) != 0 || db_commit(db) != DB_OK) {
+        rc = rc != 0 ? rc : db_failed(db);
+        db_rollback(db);
+        return rc;
+    }
     printf("sender %s removed from user %s\n", addr, user);
     return EXIT_OK;
-}
-
-/* ---- audit -------------------------------------------------------------- */
-
-static int print_audit_plain(void *arg, const struct db_audit_row *r)
-{
-    const char *cols[] = { r->ts,   r->event, r->decision, r->user,
-                           r->mail_from, r->rcpt, r->queue_id, r->reason };
-
-    (void)arg;
-    for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
-        if (i > 0)
-            putchar('\t');
-        put_field(cols[i]);
-    }
-    putchar('\n');
-    return 0;
-}
-
-static int print_audit_json(void *arg, const struct db_audit_row *r)
-{
-    int *rows = arg;
-
-    fputs(*rows ? ",\n" : "\n", stdout);
-    printf("{\"id\":%lld", r->id);
-    json_member("ts", r->ts, 0);
-    json_member("session", r->session, 0);
-    json_member("event", r->event, 0);
-    json_member("decision", r->decision, 0);
-    json_member("reason", r->reason, 0);
-    json_member("client_ip", r->client_ip, 0);
-    json_member("user", r->user, 0);
-    json_member("cert_sha256", r->cert_sha256, 0);
-    json_member("cert_subject", r->cert_subject, 0);
-    json_member("mail_from", r->mail_from, 0);
-    json_member("rcpt", r->rcpt, 0);
-    json_member("queue_id", r->queue_id, 0);
-    if (r->size < 0)
-        fputs(",\"size\":null", stdout);
-    else
-        printf(",\"size\":%lld", r->size);
-    json_member("tls", r->tls, 0);
-    fputs("}", stdout);
-    ++*rows;
-    return 0;
-}
-
-static int audit(struct db *db, const struct cmdline *cl, const char *since)
-{
-    int rows = 0, rc;
-
-    if (cl->json) {
-        fputs("[", stdout);
-        rc = db_audit_query(db, cl->user, since, cl->decision, print_audit_json, &rows);
-        fputs(rows ? "\n]\n" : "]\n", stdout);
-    } else {
-        rc = db_audit_query(db, cl->user, since, cl->decision, print_audit_plain, &rows);
-    }
-    return rc == DB_OK ? EXIT_OK : db_failed(db);
 }
 
 /* ---- main --------------------------------------------------------------- */
@@ -653,34 +594,49 @@ enum action {
     ACT_USER_DISABLE,
     ACT_USER_ENABLE,
     ACT_USER_LIST,
+    ACT_USER_SHOW,
     ACT_SENDER_ADD,
     ACT_SENDER_DEL,
+    ACT_SENDER_WHO,
     ACT_AUDIT,
+    ACT_AUDIT_PRUNE,
+    ACT_LOG,
 };
+
+#define AUDIT_OPTS                                                                          \
+    (BIT(OPT_USER) | BIT(OPT_SINCE) | BIT(OPT_UNTIL) | BIT(OPT_DECISION) | BIT(OPT_EVENT) | \
+     BIT(OPT_IP) | BIT(OPT_QUEUE_ID) | BIT(OPT_JSON) | BIT(OPT_CSV))
 
 static const struct command {
     const char *cmd, *sub;       /* sub is NULL for commands without one */
     enum action act;
-    int npos;                    /* positional arguments */
-    unsigned allowed;            /* OPT_* */
+    const char *args;            /* one letter per positional: u user, a address */
+    unsigned allowed;            /* BIT(OPT_*) */
 } commands[] = {
-    { "user", "add", ACT_USER_ADD, 1, OPT_SENDER },
-    { "user", "del", ACT_USER_DEL, 1, 0 },
-    { "user", "disable", ACT_USER_DISABLE, 1, 0 },
-    { "user", "enable", ACT_USER_ENABLE, 1, 0 },
-    { "user", "list", ACT_USER_LIST, 0, OPT_JSON },
-    { "sender", "add", ACT_SENDER_ADD, 2, 0 },
-    { "sender", "del", ACT_SENDER_DEL, 2, 0 },
-    { "audit", NULL, ACT_AUDIT, 0, OPT_USER | OPT_SINCE | OPT_DECISION | OPT_JSON },
+    { "user", "add", ACT_USER_ADD, "u", BIT(OPT_SENDER) | BIT(OPT_SHARED) },
+    { "user", "del", ACT_USER_DEL, "u", 0 },
+    { "user", "disable", ACT_USER_DISABLE, "u", 0 },
+    { "user", "enable", ACT_USER_ENABLE, "u", 0 },
+    { "user", "list", ACT_USER_LIST, "", BIT(OPT_JSON) },
+    { "user", "show", ACT_USER_SHOW, "u", BIT(OPT_JSON) },
+    { "sender", "add", ACT_SENDER_ADD, "ua", BIT(OPT_SHARED) },
+    { "sender", "del", ACT_SENDER_DEL, "ua", 0 },
+    { "sender", "who", ACT_SENDER_WHO, "a", BIT(OPT_JSON) },
+    { "audit", "prune", ACT_AUDIT_PRUNE, "", BIT(OPT_BEFORE) },
+    { "audit", NULL, ACT_AUDIT, "", AUDIT_OPTS },
+    { "log", NULL, ACT_LOG, "", BIT(OPT_SINCE) | BIT(OPT_USER) | BIT(OPT_JSON) },
 };
 
 /*
  * Finds the command named by argv[*i] (and its subcommand), advancing *i past them.
- * Returns NULL after a misuse message; *status is then the exit status.
+ * A command with subcommands and one without ("audit", "audit prune") share a name:
+ * the subcommand wins when the next word names it. Returns NULL after a misuse
+ * message; *status is then the exit status.
  */
 static const struct command *find_command(int argc, char **argv, int *i, int *status)
 {
-    const char *cmd = argv[(*i)++], *sub = NULL;
+    const char *cmd = argv[(*i)++], *sub = *i < argc ? argv[*i] : NULL;
+    const struct command *plain = NULL;
     int known = 0;
 
     for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++) {
@@ -690,51 +646,92 @@ static const struct command *find_command(int argc, char **argv, int *i, int *st
             continue;
         known = 1;
         if (c->sub == NULL)
-            return c;
-        if (sub == NULL) {
-            if (*i >= argc) {
-                *status = misuse("%s: missing subcommand", cmd);
-                return NULL;
-            }
-            sub = argv[*i];
-        }
-        if (strcmp(c->sub, sub) == 0) {
+            plain = c;
+        else if (sub != NULL && strcmp(c->sub, sub) == 0) {
             (*i)++;
             return c;
         }
     }
-    if (known)
+    if (plain != NULL)
+        return plain;
+    if (known && sub == NULL)
+        *status = misuse("%s: missing subcommand", cmd);
+    else if (known)
         *status = misuse("%s: unknown subcommand \"%s\"", cmd, sub);
     else
         *status = misuse("unknown command \"%s\"", cmd);
     return NULL;
 }
 
-/* Checks the values of the arguments before the database is opened (or created). */
-static int check_args(const struct command *c, const struct cmdline *cl, char *since,
-                      size_t sincelen)
+/* The parsed values of the time options, "YYYY-MM-DDTHH:MM:SSZ". */
+struct times {
+    char since[32], until[32], before[32];
+};
+
+static int check_when(const struct cmdline *cl, int opt, char *out, size_t outlen)
 {
-    if (cl->since != NULL && parse_since(cl->since, since, sincelen) != 0)
-        return misuse("audit: --since \"%s\": expected a number with s, m, h, d or w, or "
-                      "an ISO-8601 time",
-                      cl->since);
-    if (cl->decision != NULL && strcmp(cl->decision, "accept") != 0 &&
-        strcmp(cl->decision, "reject") != 0 && strcmp(cl->decision, "tempfail") != 0)
-        return misuse("audit: --decision \"%s\": expected accept, reject or tempfail",
-                      cl->decision);
-    if (c->npos > 0 && check_user_name(cl->pos[0]) != 0)
-        return EXIT_FAIL;
-    if (c->act == ACT_SENDER_ADD && check_address(cl->pos[1]) != 0)
-        return EXIT_FAIL;
+    const char *v = cl->val[opt];
+
+    if (v == NULL || parse_when(v, out, outlen) == 0)
+        return 0;
+    return misuse("%s: --%s \"%s\": expected a number with s, m, h, d or w, or an ISO-8601 "
+                  "time", cl->cmd, opt_defs[opt].name, v);
+}
+
+/* Checks the values of the arguments before the database is opened (or created). */
+static int check_args(const struct command *c, const struct cmdline *cl, struct times *t)
+{
+    const char *d = cl->val[OPT_DECISION];
+    int rc;
+
+    if ((rc = check_when(cl, OPT_SINCE, t->since, sizeof(t->since))) != 0 ||
+        (rc = check_when(cl, OPT_UNTIL, t->until, sizeof(t->until))) != 0 ||
+        (rc = check_when(cl, OPT_BEFORE, t->before, sizeof(t->before))) != 0)
+        return rc;
+    if (d != NULL && strcmp(d, "accept") != 0 && strcmp(d, "reject") != 0 &&
+        strcmp(d, "tempfail") != 0)
+        return misuse("%s: --decision \"%s\": expected accept, reject or tempfail", cl->cmd, d);
+    if ((cl->seen & BIT(OPT_JSON)) && (cl->seen & BIT(OPT_CSV)))
+        return misuse("%s: --json and --csv exclude each other", cl->cmd);
+    if (c->act == ACT_AUDIT_PRUNE && cl->val[OPT_BEFORE] == NULL)
+        return misuse("%s: --before WHEN is required", cl->cmd);
+    if (c->act == ACT_AUDIT && cl->val[OPT_USER] != NULL &&
+        (rc = check_user_name(cl, cl->val[OPT_USER])) != 0)
+        return rc;
+    for (int i = 0; c->args[i] != '\0'; i++) {
+        rc = c->args[i] == 'u' ? check_user_name(cl, cl->pos[i]) : check_address(cl, cl->pos[i]);
+        if (rc != 0)
+            return rc;
+    }
     for (int i = 0; i < cl->nsenders; i++)
-        if (check_address(cl->senders[i]) != 0)
-            return EXIT_FAIL;
+        if ((rc = check_address(cl, cl->senders[i])) != 0)
+            return rc;
     return 0;
 }
 
-static int run(struct db *db, const struct command *c, const struct cmdline *cl,
-               const char *since)
+static int audit(struct db *db, const struct cmdline *cl, const struct times *t)
 {
+    struct db_audit_filter f = {
+        .user = cl->val[OPT_USER],
+        .since = cl->val[OPT_SINCE] != NULL ? t->since : NULL,
+        .until = cl->val[OPT_UNTIL] != NULL ? t->until : NULL,
+        .decision = cl->val[OPT_DECISION],
+        .event = cl->val[OPT_EVENT],
+        .client_ip = cl->val[OPT_IP],
+        .queue_id = cl->val[OPT_QUEUE_ID],
+    };
+    enum admin_audit_format fmt = (cl->seen & BIT(OPT_JSON))  ? AUDIT_JSON
+                                  : (cl->seen & BIT(OPT_CSV)) ? AUDIT_CSV
+                                                              : AUDIT_TEXT;
+
+    return admin_audit_show(db, &f, fmt);
+}
+
+static int run(struct db *db, const struct command *c, const struct cmdline *cl,
+               const struct times *t)
+{
+    int json = (cl->seen & BIT(OPT_JSON)) != 0;
+
     switch (c->act) {
     case ACT_USER_ADD:
         return user_add(db, cl);
@@ -745,13 +742,22 @@ static int run(struct db *db, const struct command *c, const struct cmdline *cl,
     case ACT_USER_ENABLE:
         return user_set_enabled(db, cl->pos[0], 1);
     case ACT_USER_LIST:
-        return user_list(db, cl->json);
+        return user_list(db, json);
+    case ACT_USER_SHOW:
+        return admin_user_show(db, cl->pos[0], json);
     case ACT_SENDER_ADD:
-        return sender_add(db, cl->pos[0], cl->pos[1]);
+        return sender_add(db, cl);
     case ACT_SENDER_DEL:
         return sender_del(db, cl->pos[0], cl->pos[1]);
+    case ACT_SENDER_WHO:
+        return admin_sender_who(db, cl->pos[0], json);
     case ACT_AUDIT:
-        return audit(db, cl, since);
+        return audit(db, cl, t);
+    case ACT_AUDIT_PRUNE:
+        return admin_audit_prune(db, t->before);
+    case ACT_LOG:
+        return admin_log_show(db, cl->val[OPT_SINCE] != NULL ? t->since : NULL,
+                              cl->val[OPT_USER], json);
     }
     return EXIT_FAIL;
 }
@@ -765,18 +771,36 @@ static int finish(int status)
     return status;
 }
 
+/* --help and --version, anywhere before the command. */
+static int global_option(const char *a)
+{
+    if (strcmp(a, "--help") == 0) {
+        fputs(usage_text, stdout);
+        return finish(EXIT_OK);
+    }
+    if (strcmp(a, "--version") == 0) {
+        printf(PROG " %s\n", SUBMITD_VERSION);
+        return finish(EXIT_OK);
+    }
+    return misuse("unknown option \"%s\"", a);
+}
+
 int main(int argc, char **argv)
 {
     const char *config_path = CONFIG_DEFAULT_PATH;
     const struct command *c;
     struct cmdline cl;
-    char since[32] = "", label[48];
+    struct times t;
+    char label[48];
     struct db *db;
     int opt, status = EXIT_USAGE;
 
-    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
-        fputs(usage_text, stdout);
-        return finish(EXIT_OK);
+    /* --help and --version stand before the command, as -c does. */
+    for (int i = 1; i < argc && argv[i][0] == '-'; i++) {
+        if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0')
+            return global_option(argv[i]);
+        if (strcmp(argv[i], "-c") == 0)
+            i++;
     }
     opterr = 0;
     while ((opt = getopt(argc, argv, "+c:h")) != -1) {
@@ -804,21 +828,22 @@ int main(int argc, char **argv)
         return status;
 
     memset(&cl, 0, sizeof(cl));
+    memset(&t, 0, sizeof(t));
     if (c->sub != NULL)
         (void)str_fmt(label, sizeof(label), "%s %s", c->cmd, c->sub);
     else
         str_lcpy(label, c->cmd, sizeof(label));
     cl.cmd = label;
-    status = parse_args(&cl, argc - optind, argv + optind, c->npos, c->allowed);
+    status = parse_args(&cl, argc - optind, argv + optind, (int)strlen(c->args), c->allowed);
     if (status == 0)
-        status = check_args(c, &cl, since, sizeof(since));
+        status = check_args(c, &cl, &t);
     if (status != 0)
         return status;
 
     db = open_db(config_path);
     if (db == NULL)
         return EXIT_FAIL;
-    status = run(db, c, &cl, cl.since != NULL ? since : NULL);
+    status = run(db, c, &cl, &t);
     db_close(db);
     return finish(status);
 }

@@ -48,6 +48,8 @@ struct ca_opts {
     const char *passphrase_file;       /* of the CA key; NULL: not encrypted */
     const char *csr;                   /* issue/renew --csr: sign this request */
     int revoke_old;                    /* renew --revoke-old */
+    int add;                           /* issue --add: another valid certificate */
+    int shared;                        /* issue/renew --shared: an address with two owners */
 };
 
 int ca_cmd_init(const struct config *cfg, const struct ca_opts *o);

@@ -590,6 +590,61 @@ struct db *ca_open_db(const struct config *cfg)
     return db;
 }
 
+struct valid_cert {
+    char now[32];
+    struct db_cert first;    /* the valid certificate that expires first */
+    int count;
+};
+
+static int valid_cert_cb(void *arg, const struct db_cert *c)
+{
+    struct valid_cert *vc = arg;
+
+    if (strcmp(c->status, "valid") != 0 || strcmp(c->not_after, vc->now) <= 0)
+        return 0;
+    if (vc->count++ == 0)
+        vc->first = *c;
+    return 0;
+}
+
+/*
+ * No silent surprises: a second valid certificate for a user, or an address that
+ * another user owns, must be asked for (--add, --shared). Returns 0 when issue may
+ * go on, else 1 after naming what is in the way.
+ */
+static int issue_check(struct db *db, const struct ca_opts *o, const char *command)
+{
+    static struct valid_cert vc;
+    char owner[128];
+    int r;
+
+    memset(&vc, 0, sizeof(vc));
+    iso_time_utc(vc.now, sizeof(vc.now), (long long)time(NULL));
+    if (!o->add && strcmp(command, "issue") == 0) {
+        if (db_cert_list(db, o->name, NULL, valid_cert_cb, &vc) != DB_OK) {
+            ca_err("cannot read the certificates of user %s: %s", o->name, db_errmsg(db));
+            return 1;
+        }
+        if (vc.count > 0) {
+            ca_err("user %s already has %d valid certificate%s: %s (expires %s); use "
+                   "\"submit-ca renew %s\", or issue --add for another one", o->name, vc.count,
+                   vc.count == 1 ? "" : "s", vc.first.serial, vc.first.not_after, o->name);
+            return 1;
+        }
+    }
+    if (o->shared || o->email == NULL)
+        return 0;
+    r = db_sender_other_owner(db, o->name, o->email, owner, sizeof(owner));
+    if (r == DB_NOTFOUND)
+        return 0;
+    if (r == DB_OK)
+        ca_err("%s: %s is owned by user %s; add --shared to give it to %s as well", command,
+               o->email, owner, o->name);
+    else
+        ca_err("cannot read the owners of %s: %s", o->email, db_errmsg(db));
+    return 1;
+}
+
 int ca_cmd_issue(const struct config *cfg, const struct ca_opts *o)
 {
     struct ca_authority ca;
@@ -598,6 +653,10 @@ int ca_cmd_issue(const struct config *cfg, const struct ca_opts *o)
 
     if ((db = ca_open_db(cfg)) == NULL)
         return 1;
+    if (issue_check(db, o, "issue") != 0) {
+        db_close(db);
+        return 1;
+    }
     if (ca_authority_load(&ca, cfg->ca_dir, o->passphrase_file) != 0) {
         db_close(db);
         return 1;
@@ -727,6 +786,8 @@ int ca_cmd_renew(const struct config *cfg, const struct ca_opts *o)
         if (renew_address(cfg, db, o->name, &mb) != 0)
             goto out;
         ro.email = mb.addr;
+    } else if (issue_check(db, o, "renew") != 0) {
+        goto out;
     }
     if (ca_authority_load(&ca, cfg->ca_dir, o->passphrase_file) != 0)
         goto out;

@@ -2,10 +2,10 @@
 #define SUBMITD_CA_LOG_H
 
 /*
- * The record of CA operations (table ca_log, append-only): every submit-ca command
- * that changes something or signs with the CA key writes one row naming the Unix
- * user that ran it (and SUDO_USER when it came through sudo), what it did and to
- * which certificate and user.
+ * The record of CA operations (admin_log, append-only; ca_log is its view of them):
+ * every submit-ca command that changes something or signs with the CA key writes one
+ * row naming the Unix user that ran it (and SUDO_USER when it came through sudo),
+ * what it did and to which certificate and user.
  */
 
 struct db;

@@ -18,7 +18,8 @@
 enum opt_id {
     OPT_CONFIG, OPT_HELP, OPT_CN, OPT_DAYS, OPT_KEY, OPT_IP, OPT_EMAIL, OPT_OUT,
     OPT_P12_PASSWORD_FILE, OPT_P12, OPT_USER, OPT_EXPIRING, OPT_JSON, OPT_REASON,
-    OPT_PASSPHRASE_FILE, OPT_CSR, OPT_REVOKE_OLD, OPT_SERIAL, OPT_COUNT
+    OPT_PASSPHRASE_FILE, OPT_CSR, OPT_REVOKE_OLD, OPT_SERIAL, OPT_ADD, OPT_SHARED, OPT_VERSION,
+    OPT_COUNT
 };
 
 #define BIT(o) (1u << (o))
@@ -48,6 +49,9 @@ static const struct opt_def {
     { "--csr", OPT_CSR, 1 },
     { "--revoke-old", OPT_REVOKE_OLD, 0 },
     { "--serial", OPT_SERIAL, 1 },
+    { "--add", OPT_ADD, 0 },
+    { "--shared", OPT_SHARED, 0 },
+    { "--version", OPT_VERSION, 0 },
 };
 
 typedef int (*cmd_fn)(const struct config *cfg, const struct ca_opts *o);
@@ -64,11 +68,11 @@ static const struct cmd_def {
       ca_cmd_server_cert },
     { "issue",
       BIT(OPT_EMAIL) | BIT(OPT_DAYS) | BIT(OPT_OUT) | BIT(OPT_P12_PASSWORD_FILE) | BIT(OPT_P12) |
-          BIT(OPT_CSR) | BIT(OPT_PASSPHRASE_FILE),
+          BIT(OPT_CSR) | BIT(OPT_PASSPHRASE_FILE) | BIT(OPT_ADD) | BIT(OPT_SHARED),
       1, 1, ca_cmd_issue },
     { "renew",
       BIT(OPT_EMAIL) | BIT(OPT_DAYS) | BIT(OPT_OUT) | BIT(OPT_P12_PASSWORD_FILE) | BIT(OPT_P12) |
-          BIT(OPT_CSR) | BIT(OPT_PASSPHRASE_FILE) | BIT(OPT_REVOKE_OLD),
+          BIT(OPT_CSR) | BIT(OPT_PASSPHRASE_FILE) | BIT(OPT_REVOKE_OLD) | BIT(OPT_SHARED),
       1, 1, ca_cmd_renew },
     { "revoke", BIT(OPT_USER) | BIT(OPT_REASON) | BIT(OPT_PASSPHRASE_FILE), 0, 1, ca_cmd_revoke },
     { "crl", BIT(OPT_DAYS) | BIT(OPT_PASSPHRASE_FILE), 0, 0, ca_cmd_crl },
@@ -82,14 +86,18 @@ static const char usage_text[] =
     "       submit-ca [-c FILE] server-cert HOSTNAME [--ip ADDR]... [--days N] [--key ec|rsa]\n"
     "       submit-ca [-c FILE] issue USER --email ADDR [--days N] [--out DIR]\n"
     "                 [--p12-password-file FILE] [--p12 legacy|modern] | [--csr FILE]\n"
+    "                 [--add] [--shared]\n"
     "       submit-ca [-c FILE] renew USER [--days N] [--email ADDR] [--out DIR]\n"
     "                 [--p12-password-file FILE] [--p12 legacy|modern] | [--csr FILE]\n"
-    "                 [--revoke-old]\n"
+    "                 [--revoke-old] [--shared]\n"
     "       submit-ca [-c FILE] revoke SERIAL | --user USER [--reason REASON]\n"
     "       submit-ca [-c FILE] crl [--days N]\n"
     "       submit-ca [-c FILE] list [--user USER] [--expiring DAYS] [--json]\n"
     "       submit-ca [-c FILE] log [--user USER] [--serial SERIAL] [--json]\n"
-    "Commands that use the CA key take --passphrase-file FILE when it is encrypted.\n";
+    "       submit-ca --help | --version\n"
+    "Commands that use the CA key take --passphrase-file FILE when it is encrypted.\n"
+    "issue refuses a user who has a valid certificate unless --add (or use renew), and an\n"
+    "address another user owns unless --shared.\n";
 
 /* Everything the command line said, before validation. */
 struct cmdline {
@@ -163,7 +171,8 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
             if (cl->nips == CA_MAX_IPS)
                 return misuse("at most 16 --ip options");
             cl->ips[cl->nips++] = value;
-        } else if ((cl->seen & BIT(od->id)) != 0 && od->id != OPT_HELP) {
+        } else if ((cl->seen & BIT(od->id)) != 0 && od->id != OPT_HELP &&
+                   od->id != OPT_VERSION) {
             return misuse("%s given more than once", od->name);
         }
         cl->seen |= BIT(od->id);
@@ -256,6 +265,8 @@ static int validate(const struct cmd_def *cmd, const struct cmdline *cl, struct 
     o->passphrase_file = cl->val[OPT_PASSPHRASE_FILE];
     o->csr = cl->val[OPT_CSR];
     o->revoke_old = (cl->seen & BIT(OPT_REVOKE_OLD)) != 0;
+    o->add = (cl->seen & BIT(OPT_ADD)) != 0;
+    o->shared = (cl->seen & BIT(OPT_SHARED)) != 0;
     if (o->passphrase_file != NULL && o->passphrase_file[0] == '\0')
         return misuse("--passphrase-file: empty file name");
     if (o->csr != NULL && o->csr[0] == '\0')
@@ -306,6 +317,10 @@ int main(int argc, char **argv)
         return rc;
     if (cl.seen & BIT(OPT_HELP)) {
         fputs(usage_text, stdout);
+        return 0;
+    }
+    if (cl.seen & BIT(OPT_VERSION)) {
+        printf("submit-ca %s\n", SUBMITD_VERSION);
         return 0;
     }
     if (cl.npos == 0)

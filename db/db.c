@@ -796,6 +796,75 @@ int db_sender_list(struct db *db, const char *user, db_sender_cb cb, void *arg)
     return db_each(db, st, sender_row, &it);
 }
 
+int db_sender_other_owner(struct db *db, const char *user, const char *address, char *owner,
+                          size_t ownerlen)
+{
+    char addr[DB_ADDRESS_MAX + 1];
+    sqlite3_stmt *st;
+    int rc;
+
+    if (lower_address(address, addr, sizeof(addr)) != 0)
+        return DB_NOTFOUND;
+    /* A user who owns the address already gains nothing: no one is surprised. */
+    st = db_prepare(db, "SELECT user FROM senders WHERE address = ?1 AND user <> ?2"
+                        " AND NOT EXISTS (SELECT 1 FROM senders WHERE address = ?1"
+                        "                 AND user = ?2)"
+                        " ORDER BY user LIMIT 1");
+    if (st == NULL)
+        return DB_ERROR;
+    if (bind_text(st, 1, addr) != SQLITE_OK || bind_text(st, 2, user) != SQLITE_OK) {
+        db_fail(db);
+        sqlite3_finalize(st);
+        return DB_ERROR;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        column_text(st, 0, owner, ownerlen);
+    else if (rc != SQLITE_DONE)
+        db_fail(db);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? DB_OK : rc == SQLITE_DONE ? DB_NOTFOUND : DB_ERROR;
+}
+
+struct owner_iter {
+    db_owner_cb cb;
+    void *arg;
+};
+
+static int owner_row(sqlite3_stmt *st, void *ctx)
+{
+    struct owner_iter *it = ctx;
+    const unsigned char *u = sqlite3_column_text(st, 0), *a = sqlite3_column_text(st, 1);
+
+    return it->cb(it->arg, u != NULL ? (const char *)u : "", a != NULL ? (const char *)a : "",
+                  sqlite3_column_int(st, 2));
+}
+
+int db_sender_owners(struct db *db, const char *address, db_owner_cb cb, void *arg)
+{
+    char addr[DB_ADDRESS_MAX + 1];
+    const char *domain;
+    struct owner_iter it = { cb, arg };
+    sqlite3_stmt *st;
+
+    if (lower_address(address, addr, sizeof(addr)) != 0)
+        return DB_OK;
+    domain = strrchr(addr, '@');
+    /* "@domain" itself has no wider owner; ?2 then repeats ?1 and matches nothing new. */
+    if (domain == NULL || domain == addr)
+        domain = addr;
+    st = db_prepare(db, "SELECT user, address, address <> ?1 FROM senders"
+                        " WHERE address IN (?1, ?2) ORDER BY address <> ?1, user");
+    if (st == NULL)
+        return DB_ERROR;
+    if (bind_text(st, 1, addr) != SQLITE_OK || bind_text(st, 2, domain) != SQLITE_OK) {
+        db_fail(db);
+        sqlite3_finalize(st);
+        return DB_ERROR;
+    }
+    return db_each(db, st, owner_row, &it);
+}
+
 /* ---- certificates ------------------------------------------------------- */
 
 static void cert_from_row(sqlite3_stmt *st, struct db_cert *c)
@@ -1023,57 +1092,88 @@ static int audit_row(sqlite3_stmt *st, void *ctx)
     return it->cb(it->arg, &r);
 }
 
-int db_audit_query(struct db *db, const char *user, const char *since, const char *decision,
-                   db_audit_cb cb, void *arg)
+/* Binds the filter values that appear in the statement (by name). */
+static int audit_bind(sqlite3_stmt *st, const struct db_audit_filter *f, const char *since,
+                      const char *until)
 {
+    const struct {
+        const char *name, *value;
+    } binds[] = {
+        { ":user", f->user },       { ":decision", f->decision }, { ":event", f->event },
+        { ":ip", f->client_ip },    { ":queue_id", f->queue_id }, { ":since", since },
+        { ":until", until },
+    };
+
+    for (size_t i = 0; i < sizeof(binds) / sizeof(binds[0]); i++)
+        if (binds[i].value != NULL && bind_named(st, binds[i].name, binds[i].value) != SQLITE_OK)
+            return -1;
+    if (f->limit > 0 &&
+        sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":limit"), f->limit) != SQLITE_OK)
+        return -1;
+    return 0;
+}
+
+/* The 19 characters "YYYY-MM-DDTHH:MM:SS" of an ISO time, into key[20]. */
+static const char *second_key(const char *iso, char key[20])
+{
+    if (iso == NULL)
+        return NULL;
+    str_lcpy(key, iso, 20);
+    return key;
+}
+
+int db_audit_search(struct db *db, const struct db_audit_filter *f, db_audit_cb cb, void *arg)
+{
+    const struct {
+        const char *value, *frag;
+    } conds[] = {
+        { f->user, "user = :user" },
+        { f->decision, "decision = :decision" },
+        { f->event, "event = :event" },
+        { f->client_ip, "client_ip = :ip" },
+        { f->queue_id, "queue_id = :queue_id" },
+        /*
+         * Rows carry milliseconds ("...:SS.mmmZ"); comparing them with the 19
+         * characters "YYYY-MM-DDTHH:MM:SS" includes the whole starting second and
+         * excludes the whole second of until.
+         */
+        { f->since, "ts >= :since" },
+        { f->until, "ts < :until" },
+    };
     struct audit_iter it = { cb, arg };
-    char sql[512], since_key[20];
+    char sql[768], since_key[20], until_key[20];
     const char *sep = " WHERE ";
     sqlite3_stmt *st;
-    int ok = 1;
+    int filtered = 0;
 
     /*
      * Only constant fragments go into the text; the values are bound. A WHERE made of
-     * just the filters in use lets SQLite pick audit(user, ts), audit(decision, ts) or
-     * audit(ts); "+id" keeps it from scanning the whole table to avoid a sort.
+     * just the filters in use lets SQLite pick an index on (user, ts), (decision, ts)
+     * or (ts); "+id" keeps it from scanning the whole table to avoid a sort.
      */
     str_lcpy(sql,
              "SELECT id, ts, session, event, decision, reason, client_ip, user, cert_sha256,"
              " cert_subject, mail_from, rcpt, queue_id, size, tls FROM audit",
              sizeof(sql));
-    if (user != NULL) {
-        sql_append(sql, sizeof(sql), " WHERE user = :user");
-        sep = " AND ";
-    }
-    if (decision != NULL) {
+    for (size_t i = 0; i < sizeof(conds) / sizeof(conds[0]); i++) {
+        if (conds[i].value == NULL)
+            continue;
         sql_append(sql, sizeof(sql), sep);
-        sql_append(sql, sizeof(sql), "decision = :decision");
+        sql_append(sql, sizeof(sql), conds[i].frag);
         sep = " AND ";
+        filtered = 1;
     }
-    if (since != NULL) {
-        /*
-         * Rows carry milliseconds ("...:SS.mmmZ"); comparing them with the 19
-         * characters "YYYY-MM-DDTHH:MM:SS" includes the whole starting second.
-         */
-        str_lcpy(since_key, since, sizeof(since_key));
-        sql_append(sql, sizeof(sql), sep);
-        sql_append(sql, sizeof(sql), "ts >= :since");
-    }
-    if (user != NULL || decision != NULL || since != NULL)
-        sql_append(sql, sizeof(sql), " ORDER BY +id");
+    if (filtered)
+        sql_append(sql, sizeof(sql), f->newest_first ? " ORDER BY +id DESC" : " ORDER BY +id");
     else
-        sql_append(sql, sizeof(sql), " ORDER BY id");
+        sql_append(sql, sizeof(sql), f->newest_first ? " ORDER BY id DESC" : " ORDER BY id");
+    if (f->limit > 0)
+        sql_append(sql, sizeof(sql), " LIMIT :limit");
 
     st = db_prepare(db, sql);
     if (st == NULL)
         return DB_ERROR;
-    if (user != NULL)
-        ok = ok && bind_named(st, ":user", user) == SQLITE_OK;
-    if (decision != NULL)
-        ok = ok && bind_named(st, ":decision", decision) == SQLITE_OK;
-    if (since != NULL)
-        ok = ok && bind_named(st, ":since", since_key) == SQLITE_OK;
-    if (!ok) {
+    if (audit_bind(st, f, second_key(f->since, since_key), second_key(f->until, until_key)) != 0) {
         db_fail(db);
         sqlite3_finalize(st);
         return DB_ERROR;
@@ -1081,24 +1181,138 @@ int db_audit_query(struct db *db, const char *user, const char *since, const cha
     return db_each(db, st, audit_row, &it);
 }
 
+int db_audit_query(struct db *db, const char *user, const char *since, const char *decision,
+                   db_audit_cb cb, void *arg)
+{
+    struct db_audit_filter f = { .user = user, .since = since, .decision = decision };
+
+    return db_audit_search(db, &f, cb, arg);
+}
+
+/* ---- pruning the audit -------------------------------------------------- */
+
+/* Count, oldest and newest ts of the rows before key; DB_OK or DB_ERROR. */
+static int prune_range(struct db *db, const char *key, long long *count, char *oldest,
+                       char *newest)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT count(*), coalesce(min(ts), ''),"
+                                      " coalesce(max(ts), '') FROM audit WHERE ts < ?1");
+    int rc;
+
+    if (st == NULL)
+        return DB_ERROR;
+    if (bind_text(st, 1, key) != SQLITE_OK || (rc = sqlite3_step(st)) != SQLITE_ROW) {
+        db_fail(db);
+        sqlite3_finalize(st);
+        return DB_ERROR;
+    }
+    *count = sqlite3_column_int64(st, 0);
+    column_text(st, 1, oldest, 32);
+    column_text(st, 2, newest, 32);
+    sqlite3_finalize(st);
+    return DB_OK;
+}
+
+/* Runs one statement with at most one text and one integer parameter. */
+static int db_run_once(struct db *db, const char *sql, const char *text, long long num)
+{
+    sqlite3_stmt *st = db_prepare(db, sql);
+    int rc;
+
+    if (st == NULL)
+        return DB_ERROR;
+    if ((text != NULL && bind_text(st, 1, text) != SQLITE_OK) ||
+        (text == NULL && num != 0 && sqlite3_bind_int64(st, 1, num) != SQLITE_OK)) {
+        db_fail(db);
+        sqlite3_finalize(st);
+        return DB_ERROR;
+    }
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        db_fail(db);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+}
+
+static int prune_rows(struct db *db, const char *key, const struct db_admin_log *who,
+                      long long *count, char *oldest, char *newest)
+{
+    struct db_admin_log e = *who;
+    char details[160];
+    long long log_id;
+
+    if (prune_range(db, key, count, oldest, newest) != DB_OK)
+        return DB_ERROR;
+    (void)str_fmt(details, sizeof(details), "before=%s rows=%lld oldest=%s newest=%s", key,
+                  *count, *oldest ? oldest : "-", *newest ? newest : "-");
+    e.command = "audit prune";
+    e.target = key;
+    e.details = details;
+    if (db_admin_log_insert(db, &e) != DB_OK)
+        return DB_ERROR;
+    log_id = sqlite3_last_insert_rowid(db->h);
+    if (db_run_once(db, "INSERT INTO audit_prune_permit (log_id) VALUES (?1)", NULL, log_id) !=
+            DB_OK ||
+        db_run_once(db, "DELETE FROM audit WHERE ts < ?1", key, 0) != DB_OK)
+        return DB_ERROR;
+    if (sqlite3_changes(db->h) != *count) {
+        db_set_err(db, "audit prune: the number of rows changed during the prune");
+        return DB_ERROR;
+    }
+    return db_run_once(db, "DELETE FROM audit_prune_permit", NULL, 0);
+}
+
+int db_audit_prune(struct db *db, const char *before, const struct db_admin_log *who,
+                   long long *count, char oldest[32], char newest[32])
+{
+    char key[32], first[32], last[32];
+    long long epoch;
+    int own, rc;
+
+    /* Rows carry milliseconds: "...:SS.000Z" is the first instant of that second. */
+    if (before == NULL || iso_time_parse(before, &epoch) != 0) {
+        db_set_err(db, "audit prune: expected an ISO-8601 UTC time");
+        return DB_ERROR;
+    }
+    iso_time_utc(key, sizeof(key), epoch);
+    if (strlen(key) != 20) {
+        db_set_err(db, "audit prune: time out of range");
+        return DB_ERROR;
+    }
+    memcpy(key + 19, ".000Z", 6);
+    *count = 0;
+    if (tx_begin(db, &own) != DB_OK)
+        return DB_ERROR;
+    rc = prune_rows(db, key, who, count, first, last);
+    rc = tx_end(db, own, rc);
+    if (rc == DB_OK && oldest != NULL)
+        str_lcpy(oldest, first, 32);
+    if (rc == DB_OK && newest != NULL)
+        str_lcpy(newest, last, 32);
+    return rc;
+}
+
 /* ---- CA operations ------------------------------------------------------ */
 
-int db_ca_log_insert(struct db *db, const struct db_ca_log *e)
+int db_admin_log_insert(struct db *db, const struct db_admin_log *e)
 {
-    sqlite3_stmt *st = db_prepare(db, "INSERT INTO ca_log (uid, unix_user, sudo_user, command,"
-                                      " serial, user, detail)"
-                                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    sqlite3_stmt *st = db_prepare(db, "INSERT INTO admin_log (uid, login, program, command,"
+                                      " target, details, unix_user, sudo_user, user, serial)"
+                                      " VALUES (?1, coalesce(?8, ?7), ?2, ?3, ?4, ?5, ?7, ?8,"
+                                      " ?9, ?10)");
     int ok, rc;
 
     if (st == NULL)
         return DB_ERROR;
     ok = sqlite3_bind_int64(st, 1, e->uid) == SQLITE_OK &&
-         bind_text(st, 2, e->unix_user != NULL ? e->unix_user : "") == SQLITE_OK &&
-         bind_text_or_null(st, 3, e->sudo_user) == SQLITE_OK &&
-         bind_text(st, 4, e->command != NULL ? e->command : "") == SQLITE_OK &&
-         bind_text_or_null(st, 5, e->serial) == SQLITE_OK &&
-         bind_text_or_null(st, 6, e->user) == SQLITE_OK &&
-         bind_text_or_null(st, 7, e->detail) == SQLITE_OK;
+         bind_text(st, 2, e->program != NULL ? e->program : "") == SQLITE_OK &&
+         bind_text(st, 3, e->command != NULL ? e->command : "") == SQLITE_OK &&
+         bind_text_or_null(st, 4, e->target) == SQLITE_OK &&
+         bind_text_or_null(st, 5, e->details) == SQLITE_OK &&
+         bind_text(st, 7, e->unix_user != NULL ? e->unix_user : "") == SQLITE_OK &&
+         bind_text_or_null(st, 8, e->sudo_user) == SQLITE_OK &&
+         bind_text_or_null(st, 9, e->user) == SQLITE_OK &&
+         bind_text_or_null(st, 10, e->serial) == SQLITE_OK;
     if (!ok) {
         db_fail(db);
         sqlite3_finalize(st);
@@ -1109,6 +1323,70 @@ int db_ca_log_insert(struct db *db, const struct db_ca_log *e)
         db_fail(db);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+}
+
+/* ca_log is a view over admin_log (migration 5): a CA operation is an admin_log row. */
+int db_ca_log_insert(struct db *db, const struct db_ca_log *e)
+{
+    struct db_admin_log a = {
+        .uid = e->uid,
+        .unix_user = e->unix_user,
+        .sudo_user = e->sudo_user,
+        .program = "submit-ca",
+        .command = e->command,
+        .target = e->serial != NULL && *e->serial != '\0' ? e->serial : e->user,
+        .details = e->detail,
+        .user = e->user,
+        .serial = e->serial,
+    };
+
+    return db_admin_log_insert(db, &a);
+}
+
+struct admin_log_iter {
+    db_admin_log_cb cb;
+    void *arg;
+};
+
+static int admin_log_row(sqlite3_stmt *st, void *ctx)
+{
+    struct admin_log_iter *it = ctx;
+    struct db_admin_log_row r;
+
+    memset(&r, 0, sizeof(r));
+    r.id = sqlite3_column_int64(st, 0);
+    column_text(st, 1, r.ts, sizeof(r.ts));
+    r.uid = sqlite3_column_int64(st, 2);
+    column_text(st, 3, r.login, sizeof(r.login));
+    column_text(st, 4, r.program, sizeof(r.program));
+    column_text(st, 5, r.command, sizeof(r.command));
+    column_text(st, 6, r.target, sizeof(r.target));
+    column_text(st, 7, r.details, sizeof(r.details));
+    column_text(st, 8, r.user, sizeof(r.user));
+    column_text(st, 9, r.serial, sizeof(r.serial));
+    return it->cb(it->arg, &r);
+}
+
+int db_admin_log_list(struct db *db, const char *since, const char *user, db_admin_log_cb cb,
+                      void *arg)
+{
+    struct admin_log_iter it = { cb, arg };
+    char since_key[20];
+    sqlite3_stmt *st = db_prepare(db, "SELECT id, ts, uid, login, program, command, target,"
+                                      " details, user, serial FROM admin_log"
+                                      " WHERE (?1 IS NULL OR ts >= ?1)"
+                                      " AND (?2 IS NULL OR user = ?2 OR login = ?2)"
+                                      " ORDER BY id");
+
+    if (st == NULL)
+        return DB_ERROR;
+    if (bind_text(st, 1, second_key(since, since_key)) != SQLITE_OK ||
+        bind_text(st, 2, user) != SQLITE_OK) {
+        db_fail(db);
+        sqlite3_finalize(st);
+        return DB_ERROR;
+    }
+    return db_each(db, st, admin_log_row, &it);
 }
 
 struct ca_log_iter {
@@ -1158,8 +1436,15 @@ int db_ca_log_list(struct db *db, const char *user, const char *serial, db_ca_lo
 
 int db_map_add(struct db *db, const char *subject, const char *issuer, const char *user)
 {
+    return db_map_add_text(db, subject, issuer, user, NULL, NULL);
+}
+
+int db_map_add_text(struct db *db, const char *subject, const char *issuer, const char *user,
+                    const char *subject_text, const char *issuer_text)
+{
     sqlite3_stmt *st = db_prepare(db,
-        "INSERT INTO subject_maps(subject, issuer, user) VALUES (?1, ?2, ?3)");
+        "INSERT INTO subject_maps(subject, issuer, user, subject_text, issuer_text)"
+        " VALUES (?1, ?2, ?3, ?4, ?5)");
     int rc;
 
     if (st == NULL)
@@ -1167,6 +1452,8 @@ int db_map_add(struct db *db, const char *subject, const char *issuer, const cha
     bind_text(st, 1, subject);
     bind_text(st, 2, issuer ? issuer : "");
     bind_text(st, 3, user);
+    bind_text_or_null(st, 4, subject_text);
+    bind_text_or_null(st, 5, issuer_text);
     rc = sqlite3_step(st);
     if (rc != SQLITE_DONE)
         db_fail(db);
@@ -1235,7 +1522,8 @@ static int map_row(sqlite3_stmt *st, void *ctx)
 int db_map_list(struct db *db, db_map_cb cb, void *arg)
 {
     sqlite3_stmt *st = db_prepare(db,
-        "SELECT subject, issuer, user FROM subject_maps ORDER BY user, subject, issuer");
+        "SELECT coalesce(subject_text, subject), coalesce(issuer_text, issuer), user"
+        " FROM subject_maps ORDER BY user, subject, issuer");
     struct map_iter it = { cb, arg };
 
     if (st == NULL)

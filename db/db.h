@@ -77,6 +77,18 @@ int db_sender_owned(struct db *db, const char *user, const char *address);
 /* Every address of user, in sorted order; DB_NOTFOUND when the user does not exist. */
 typedef int (*db_sender_cb)(void *arg, const char *address);    /* non-zero stops */
 int db_sender_list(struct db *db, const char *user, db_sender_cb cb, void *arg);
+/*
+ * Who may send as address ("a@b" or "@domain"): every user owning it exactly, then
+ * every owner of its @domain (for "a@b"), by user name. domain_owner says which.
+ */
+/*
+ * DB_OK with the first (by name) other user owning exactly address in owner, when user
+ * does not own it already; else DB_NOTFOUND.
+ */
+int db_sender_other_owner(struct db *db, const char *user, const char *address, char *owner,
+                          size_t ownerlen);
+typedef int (*db_owner_cb)(void *arg, const char *user, const char *address, int domain_owner);
+int db_sender_owners(struct db *db, const char *address, db_owner_cb cb, void *arg);
 
 /* ---- certificates ------------------------------------------------------ */
 struct db_cert {
@@ -146,6 +158,31 @@ typedef int (*db_audit_cb)(void *arg, const struct db_audit_row *r);
 int db_audit_query(struct db *db, const char *user, const char *since, const char *decision,
                    db_audit_cb cb, void *arg);
 
+/*
+ * Every filter may be NULL. since and until are ISO-8601 UTC ("YYYY-MM-DDTHH:MM:SSZ"):
+ * rows at or after since, and before until. The others match a column exactly.
+ * Rows in id order, or newest first with newest_first; at most limit rows when
+ * limit > 0.
+ */
+struct db_audit_filter {
+    const char *user, *since, *until, *decision, *event, *client_ip, *queue_id;
+    int newest_first;
+    long long limit;
+};
+int db_audit_search(struct db *db, const struct db_audit_filter *f, db_audit_cb cb, void *arg);
+
+/*
+ * The one way rows leave the audit table: deletes every row older than before
+ * (ISO-8601 UTC, "YYYY-MM-DDTHH:MM:SSZ") and records the prune in admin_log, in one
+ * transaction (migration 5 explains the permit its triggers ask for). who names the
+ * program and the person (db_actor_fill); command, target and details are set here.
+ * *count is the number of rows removed; oldest and newest (may be NULL) the first
+ * and last ts of them, "" when none.
+ */
+struct db_admin_log;
+int db_audit_prune(struct db *db, const char *before, const struct db_admin_log *who,
+                   long long *count, char oldest[32], char newest[32]);
+
 /* ---- tests ------------------------------------------------------------- */
 /* Runs SQL text as is (no parameters): for unit tests only. DB_OK or DB_ERROR. */
 int db_exec_for_test(struct db *db, const char *sql);
@@ -175,14 +212,58 @@ typedef int (*db_ca_log_cb)(void *arg, const struct db_ca_log_row *r); /* non-ze
 int db_ca_log_list(struct db *db, const char *user, const char *serial, db_ca_log_cb cb,
                    void *arg);
 
+/* ---- admin log: every change by submit-admin and submit-ca (append-only) ---- */
+struct db_admin_log {
+    /* unix_user, program and command are required; the others may be NULL. */
+    long long uid;           /* real user id that ran the program */
+    const char *unix_user;   /* its name */
+    const char *sudo_user;   /* SUDO_USER; login is this when set, else unix_user */
+    const char *program;     /* submit-admin, submit-ca */
+    const char *command;     /* "user add", "sender del", "issue", "revoke", ... */
+    const char *target;      /* what was changed: a user, "user address", a serial */
+    const char *details;     /* the rest, as "key=value" words */
+    const char *user;        /* the mail user concerned (filters --user) */
+    const char *serial;      /* the certificate concerned */
+};
+int db_admin_log_insert(struct db *db, const struct db_admin_log *e);
+
+/* Who runs this process, for db_admin_log (db_actor.c): no SQL, no database. */
+struct db_actor {
+    long long uid;
+    char unix_user[64];      /* the name of the real uid, or its number */
+    char sudo_user[64];      /* SUDO_USER when short and printable, else "" */
+};
+void db_actor_get(struct db_actor *a);
+/* Points e's uid, unix_user and sudo_user at a; sets program. */
+void db_actor_fill(struct db_admin_log *e, const struct db_actor *a, const char *program);
+
+struct db_admin_log_row {
+    long long id;
+    char ts[32];
+    long long uid;
+    char login[64], program[32], command[32], target[1024], details[1024];
+    char user[128], serial[80];
+};
+/*
+ * Rows in id order; since (ISO-8601 UTC, rows at or after it) and user (the mail user
+ * concerned, or the login that made the change) filter when not NULL.
+ */
+typedef int (*db_admin_log_cb)(void *arg, const struct db_admin_log_row *r); /* non-zero stops */
+int db_admin_log_list(struct db *db, const char *since, const char *user, db_admin_log_cb cb,
+                      void *arg);
+
 /* ---- subject maps: certificates of other CAs (names in dn.h canonical form) -- */
 /* issuer "" maps the subject from any CA but our own. NOTFOUND: no such user. */
 int db_map_add(struct db *db, const char *subject, const char *issuer, const char *user);
+/* The same, keeping the names as the admin wrote them (either may be NULL) for display. */
+int db_map_add_text(struct db *db, const char *subject, const char *issuer, const char *user,
+                    const char *subject_text, const char *issuer_text);
 /* issuer NULL deletes the subject's maps for every issuer. NOTFOUND: none matched. */
 int db_map_del(struct db *db, const char *subject, const char *issuer);
 /* The user mapped to subject by this exact issuer, else by "" (any issuer). */
 int db_map_lookup(struct db *db, const char *subject, const char *issuer, char *user,
                   size_t userlen);
+/* db_map_list gives the names as written at map add when they were kept, else canonical. */
 typedef int (*db_map_cb)(void *arg, const char *subject, const char *issuer, const char *user);
 int db_map_list(struct db *db, db_map_cb cb, void *arg);
 

@@ -654,6 +654,10 @@ int main(int argc, char **argv)
     char err[1024];
     struct sigaction sa;
 
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("submitd %s\n", SUBMITD_VERSION);
+        return 0;
+    }
     while ((opt = getopt(argc, argv, "c:fth")) != -1) {
         switch (opt) {
         case 'c':

@@ -361,11 +361,12 @@ def test_list_filters_and_json(env):
 def test_revoke_by_name_never_hits_another_user(env):
     made = {}
     for user in ("sam", "samuel", "Sam", "sam.x"):
+        # "Sam" shares sam's address on purpose: --shared says so.
         env.ca("issue", user, "--email", f"{user.lower()}@example.com", "--out", env.clients / user,
-               "--p12-password-file", env.p12_password_file)
+               "--p12-password-file", env.p12_password_file, "--shared")
         made[user] = load_cert(env.clients / user / f"{user}.crt").serial_number
     env.ca("issue", "sam", "--email", "sam@example.com", "--out", env.clients / "sam2",
-           "--p12-password-file", env.p12_password_file)
+           "--p12-password-file", env.p12_password_file, "--add")
     second = load_cert(env.clients / "sam2" / "sam.crt").serial_number
 
     proc = env.ca("revoke", "--user", "sam", "--reason", "affiliationChanged")
@@ -428,8 +429,9 @@ def test_crl_next_update_is_configurable(env):
 def test_refuses_to_overwrite(env):
     alice = env.identities[ALICE]
     before = {p: p.read_bytes() for p in (alice.crt, alice.key, alice.p12)}
+    # --add: a second certificate is wanted, but not over the first one's files.
     fails(env, "issue", ALICE, "--email", ALICE_ADDR, "--out", env.clients,
-          "--p12-password-file", env.p12_password_file,
+          "--p12-password-file", env.p12_password_file, "--add",
           match=["already exists", "refusing to overwrite", str(alice.crt)])
     assert {p: p.read_bytes() for p in before} == before
     key_before = (env.dir / "ca" / "ca.key").read_bytes()

@@ -1,0 +1,206 @@
+/* submit-admin user show and sender who (admin_show.h). */
+#include "admin_show.h"
+
+#include "admin_out.h"
+#include "db.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define PROG "submit-admin"
+
+struct show {
+    struct db *db;
+    int json;
+    int n;
+    int failed;
+    char now[32];
+};
+
+/* ---- user show ---------------------------------------------------------- */
+
+static int show_sender(void *arg, const char *address)
+{
+    struct show *s = arg;
+
+    if (s->json) {
+        fputs(s->n ? "," : "", stdout);
+        out_json_string(address);
+    } else {
+        fputs(s->n ? ", " : "", stdout);
+        out_field(address);
+    }
+    s->n++;
+    return 0;
+}
+
+/* Certificates that a session would accept today: valid and not expired. */
+static int show_cert(void *arg, const struct db_cert *c)
+{
+    struct show *s = arg;
+
+    if (strcmp(c->status, "valid") != 0 || strcmp(c->not_after, s->now) <= 0)
+        return 0;
+    if (s->json) {
+        fputs(s->n ? ",{" : "{", stdout);
+        out_json_member("serial", c->serial, 1);
+        out_json_member("sha256", c->sha256, 0);
+        out_json_member("not_after", c->not_after, 0);
+        out_json_member("subject", c->subject, 0);
+        fputs("}", stdout);
+    } else {
+        fputs("certificate:\t", stdout);
+        out_field(c->serial);
+        fputs("\texpires ", stdout);
+        out_field(c->not_after);
+        fputs("\tsha256 ", stdout);
+        out_field(c->sha256);
+        putchar('\n');
+    }
+    s->n++;
+    return 0;
+}
+
+static int keep_row(void *arg, const struct db_audit_row *r)
+{
+    *(struct db_audit_row *)arg = *r;
+    return 1;
+}
+
+/* The newest audit row of user with this decision, as "label:" or a JSON member. */
+static int show_last(struct show *s, const char *user, const char *decision, const char *label)
+{
+    static struct db_audit_row row;    /* large: kept off the stack */
+    struct db_audit_filter f = { .user = user, .decision = decision, .newest_first = 1,
+                                 .limit = 1 };
+
+    row.id = 0;
+    if (db_audit_search(s->db, &f, keep_row, &row) != DB_OK)
+        return -1;
+    if (s->json) {
+        printf(",\"%s\":", label);
+        if (row.id == 0) {
+            fputs("null", stdout);
+            return 0;
+        }
+        putchar('{');
+        out_json_member("ts", row.ts, 1);
+        out_json_member("event", row.event, 0);
+        out_json_member("client_ip", row.client_ip, 0);
+        out_json_member("cert_sha256", row.cert_sha256, 0);
+        out_json_member("reason", row.reason, 0);
+        fputs("}", stdout);
+        return 0;
+    }
+    printf("last %s:\t", label);
+    if (row.id == 0) {
+        fputs("never\n", stdout);
+        return 0;
+    }
+    out_field(row.ts);
+    putchar('\t');
+    out_field(row.event);
+    fputs("\tfrom ", stdout);
+    out_field(row.client_ip);
+    putchar('\t');
+    out_field(row.reason);
+    putchar('\n');
+    return 0;
+}
+
+int admin_user_show(struct db *db, const char *user, int json)
+{
+    struct show s = { .db = db, .json = json };
+    int enabled = 0, rc = db_user_get(db, user, &enabled);
+
+    if (rc == DB_NOTFOUND) {
+        fprintf(stderr, PROG ": user show: user %s does not exist\n", user);
+        return 1;
+    }
+    if (rc != DB_OK)
+        goto dberr;
+    iso_time_utc(s.now, sizeof(s.now), (long long)time(NULL));
+    if (json) {
+        fputs("{", stdout);
+        out_json_member("name", user, 1);
+        printf(",\"enabled\":%s,\"senders\":[", enabled ? "true" : "false");
+    } else {
+        printf("user:\t%s\nenabled:\t%s\nsenders:\t", user, enabled ? "yes" : "no");
+    }
+    if (db_sender_list(db, user, show_sender, &s) == DB_ERROR)
+        goto dberr;
+    if (!json && s.n == 0)
+        putchar('-');
+    fputs(json ? "],\"certificates\":[" : "\n", stdout);
+    s.n = 0;
+    if (db_cert_list(db, user, NULL, show_cert, &s) != DB_OK)
+        goto dberr;
+    if (!json && s.n == 0)
+        fputs("certificate:\tnone valid\n", stdout);
+    if (json)
+        fputs("]", stdout);
+    if (show_last(&s, user, "accept", "accepted") != 0 ||
+        show_last(&s, user, "reject", "refused") != 0)
+        goto dberr;
+    if (json)
+        fputs("}\n", stdout);
+    return 0;
+
+dberr:
+    if (json || s.n)
+        putchar('\n');
+    fprintf(stderr, PROG ": user show: %s\n", db_errmsg(db));
+    return 1;
+}
+
+/* ---- sender who --------------------------------------------------------- */
+
+static int show_owner(void *arg, const char *user, const char *address, int domain_owner)
+{
+    struct show *s = arg;
+    int enabled = 0;
+
+    if (db_user_get(s->db, user, &enabled) == DB_ERROR) {
+        s->failed = 1;
+        return 1;
+    }
+    if (s->json) {
+        fputs(s->n ? ",\n{" : "\n{", stdout);
+        out_json_member("user", user, 1);
+        out_json_member("address", address, 0);
+        printf(",\"via\":\"%s\",\"enabled\":%s}", domain_owner ? "domain" : "address",
+               enabled ? "true" : "false");
+    } else {
+        out_field(user);
+        putchar('\t');
+        out_field(address);
+        printf("\t%s\t%s\n", domain_owner ? "domain" : "address", enabled ? "enabled" : "disabled");
+    }
+    s->n++;
+    return 0;
+}
+
+int admin_sender_who(struct db *db, const char *address, int json)
+{
+    struct show s = { .db = db, .json = json };
+    int rc;
+
+    if (json)
+        fputs("[", stdout);
+    else
+        fputs("USER\tOWNS\tVIA\tSTATE\n", stdout);
+    rc = db_sender_owners(db, address, show_owner, &s);
+    if (json)
+        fputs(s.n ? "\n]\n" : "]\n", stdout);
+    if (rc != DB_OK || s.failed) {
+        fprintf(stderr, PROG ": sender who: %s\n", db_errmsg(db));
+        return 1;
+    }
+    if (s.n == 0) {
+        fprintf(stderr, PROG ": sender who: nobody may send as %s\n", address);
+        return 1;
+    }
+    return 0;
+}
