@@ -5,6 +5,7 @@
  */
 #include "smtp_parse.h"
 #include "unit.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,10 +234,10 @@ TEST(test_addr_valid)
         }
     /* Local part: 64 octets at most. */
     memset(buf, 'a', 64);
-    strcpy(buf + 64, "@example.com");
+    str_lcpy(buf + 64, "@example.com", sizeof(buf) - 64);
     CHECK(smtp_addr_valid(buf));
     memset(buf, 'a', 65);
-    strcpy(buf + 65, "@example.com");
+    str_lcpy(buf + 65, "@example.com", sizeof(buf) - 65);
     CHECK(!smtp_addr_valid(buf));
     /* The whole address: 254 octets at most. */
     memset(buf, 'd', sizeof(buf));
