@@ -3,6 +3,8 @@
 #   make test       build and run every test (unit, integration); last line: N passed, N failed
 #   make demo       end-to-end demonstration on loopback
 #   make bench      load generator against a local daemon
+#   make test-clients  real mail clients (Thunderbird under Xvfb) against a local daemon;
+#                   not part of make test; last line: N passed, N failed, N skipped
 #   make SANITIZE=address,undefined test
 .DEFAULT_GOAL := all
 
@@ -176,6 +178,15 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh scripts/bench.sh $(B)
 
+# Real mail clients against a real daemon (tests/clients). Not part of `make test`:
+# it installs a desktop mail client and an X server (scripts/install-client-deps.sh).
+client-deps:
+	@sh scripts/install-client-deps.sh
+
+test-clients: deps client-deps
+	@$(MAKE) --no-print-directory all
+	@sh scripts/run-client-tests.sh $(B)
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/submitd \
 	           $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)/etc/submitd
@@ -188,6 +199,6 @@ install: all
 clean:
 	rm -rf build build-san
 
-.PHONY: all unit deps test demo bench fuzz install clean
+.PHONY: all unit deps client-deps test test-clients demo bench fuzz install clean
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
