@@ -127,6 +127,22 @@ static void read_cert(struct stats *s, struct cert_file *c, const char *what)
         failf(s, "%s %s: unreadable notAfter", what, c->path);
 }
 
+/*
+ * One entry per issuer: a file that holds two CRLs of one CA (an old one left in
+ * place) is shown with the newer, by lastUpdate, as authz would use it.
+ */
+static void crl_keep(struct stats *s, const struct crl_entry *e)
+{
+    for (int i = 0; i < s->ncrls; i++) {
+        if (strcmp(s->crls[i].issuer, e->issuer) == 0) {
+            if (e->last_update > s->crls[i].last_update)
+                s->crls[i] = *e;
+            return;
+        }
+    }
+    s->crls[s->ncrls++] = *e;
+}
+
 /* Every CRL in the crl file (PEM, one per client CA). */
 static void read_crls(struct stats *s)
 {
@@ -140,12 +156,13 @@ static void read_crls(struct stats *s)
         return;
     }
     while (s->ncrls < MAX_CRLS && (crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
-        struct crl_entry *e = &s->crls[s->ncrls++];
+        struct crl_entry e;
 
-        dn_text(X509_CRL_get_issuer(crl), e->issuer, sizeof(e->issuer));
-        e->last_update = asn1_epoch(X509_CRL_get0_lastUpdate(crl));
-        e->next_update = asn1_epoch(X509_CRL_get0_nextUpdate(crl));
+        dn_text(X509_CRL_get_issuer(crl), e.issuer, sizeof(e.issuer));
+        e.last_update = asn1_epoch(X509_CRL_get0_lastUpdate(crl));
+        e.next_update = asn1_epoch(X509_CRL_get0_nextUpdate(crl));
         X509_CRL_free(crl);
+        crl_keep(s, &e);
     }
     /* The loop ends with "no start line" at the end of the file. */
     ERR_clear_error();
@@ -407,25 +424,73 @@ static void prom_family(const char *name, const char *help)
     printf("# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
 }
 
+#define PROM_LABEL_MAX 200
+
 /*
- * A label value: backslash, double quote and newline escaped as the format asks;
- * anything but printable ASCII becomes '?', so that client-chosen bytes in a reason
- * can neither break the line nor make it invalid UTF-8. Cut at 200 bytes.
+ * A label value as printed: anything but printable ASCII becomes '?', so that
+ * client-chosen bytes in a reason can neither break the line nor make it invalid
+ * UTF-8; cut at PROM_LABEL_MAX bytes.
  */
-static void prom_label(const char *v)
+static void prom_clean(const char *v, char out[PROM_LABEL_MAX + 1])
 {
-    putchar('"');
-    for (int n = 0; *v && n < 200; v++, n++) {
+    int n = 0;
+
+    for (; *v && n < PROM_LABEL_MAX; v++) {
         unsigned char c = (unsigned char)*v;
 
-        if (c == '\\' || c == '"')
-            printf("\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
-            putchar('?');
-        else
-            putchar(c);
+        out[n++] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+    }
+    out[n] = '\0';
+}
+
+/* A label value, quoted, with backslash and double quote escaped as the format asks. */
+static void prom_label(const char *v)
+{
+    char clean[PROM_LABEL_MAX + 1];
+
+    prom_clean(v, clean);
+    putchar('"');
+    for (const char *p = clean; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            putchar('\\');
+        putchar(*p);
     }
     putchar('"');
+}
+
+/*
+ * The refusals as labelled samples. Two reasons that differ only in what prom_clean
+ * replaces or cuts would be one series twice, which the format forbids: they are
+ * added up into the first.
+ */
+static void prom_refusals(const struct stats *s)
+{
+    char clean[TOP_REASONS][PROM_LABEL_MAX + 1];
+    long long n[TOP_REASONS];
+
+    for (int i = 0; i < s->nrefusals; i++) {
+        int same = -1;
+
+        prom_clean(s->refusals[i].reason, clean[i]);
+        n[i] = s->refusals[i].sessions;
+        for (int j = 0; j < i && same < 0; j++)
+            if (n[j] >= 0 && strcmp(clean[j], clean[i]) == 0 &&
+                strcmp(s->refusals[j].decision, s->refusals[i].decision) == 0)
+                same = j;
+        if (same >= 0) {
+            n[same] += n[i];
+            n[i] = -1;
+        }
+    }
+    for (int i = 0; i < s->nrefusals; i++) {
+        if (n[i] < 0)
+            continue;
+        fputs("submitd_refused_sessions_last_hour{decision=", stdout);
+        prom_label(s->refusals[i].decision);
+        fputs(",reason=", stdout);
+        prom_label(s->refusals[i].reason);
+        printf("} %lld\n", n[i]);
+    }
 }
 
 static void print_prometheus(const struct stats *s)
@@ -453,13 +518,7 @@ static void print_prometheus(const struct stats *s)
         prom_family("submitd_refused_sessions_last_hour",
                     "Sessions refused in the last hour, by decision and reason (most frequent "
                     "reasons only).");
-        for (int i = 0; i < s->nrefusals; i++) {
-            printf("submitd_refused_sessions_last_hour{decision=");
-            prom_label(s->refusals[i].decision);
-            fputs(",reason=", stdout);
-            prom_label(s->refusals[i].reason);
-            printf("} %lld\n", s->refusals[i].sessions);
-        }
+        prom_refusals(s);
         prom_family("submitd_client_certs_expiring_30d",
                     "Valid client certificates that expire within 30 days.");
         printf("submitd_client_certs_expiring_30d %lld\n", s->expiring.count);

@@ -11,6 +11,7 @@ import re
 import sqlite3
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from conftest import ALICE, make_message, mail_reply, poll, send_ok
 
@@ -219,23 +220,38 @@ def test_stats_on_a_live_installation(fresh_stack_factory):
     assert only(samples, "submitd_queue_oldest_seconds") == 0
 
 
-def test_stats_label_values_are_escaped(fresh_stack_factory):
+def test_stats_label_values_are_escaped_and_series_unique(fresh_stack_factory):
     """A reason holding quotes, a backslash, a newline and non-ASCII bytes stays one
-    valid sample line."""
-    s = fresh_stack_factory("stats-escape", start_daemon=False)
+    valid sample line; two reasons that print alike are one series; a CRL file that
+    holds an older CRL of the same CA next to the newer gives one sample, the newer's."""
+    s = fresh_stack_factory("stats-escape", start_daemon=False, crl="ca/crl.pem")
     env = s.env
     env.admin("user", "list")
     (env.dir / "spool" / "queue").mkdir(parents=True, exist_ok=True)
-    reason = 'bad "name" \\ here\nand\u00e9 there'
     con = sqlite3.connect(env.db_path)
-    con.execute("INSERT INTO audit(session, event, decision, reason) VALUES ('x1', 'mail',"
-                " 'reject', ?)", (reason,))
+    for session, reason in (("x1", 'bad "name" \\ here\nand\u00e9 there'),
+                            ("x2", "refused \u00e9"), ("x3", "refused \u00e8")):
+        con.execute("INSERT INTO audit(session, event, decision, reason) VALUES (?, 'mail',"
+                    " 'reject', ?)", (session, reason))
     con.commit()
     con.close()
+
+    ca_cert, ca_key = env.ca_cert_and_key()
+    crl_path = env.dir / "ca" / "crl.pem"
+    newer = x509.load_pem_x509_crl(crl_path.read_bytes())
+    then = newer.last_update - datetime.timedelta(days=3)
+    older = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+             .last_update(then).next_update(then + datetime.timedelta(days=30))
+             .sign(ca_key, hashes.SHA256()))
+    crl_path.write_bytes(crl_path.read_bytes() + older.public_bytes(serialization.Encoding.PEM))
+
     p = env.admin("stats", "--prometheus", check=False)
     samples, _ = parse_exposition(p.stdout)
-    got = [lab["reason"] for lab, _ in samples["submitd_refused_sessions_last_hour"]]
-    assert got == ['bad "name" \\ here?and?? there'], got
+    got = sorted((lab["reason"], v) for lab, v in samples["submitd_refused_sessions_last_hour"])
+    assert got == [('bad "name" \\ here?and?? there', 1), ("refused ??", 2)], got
+    assert samples["submitd_crl_next_update_timestamp_seconds"] == [
+        ({"issuer": ca_cert.subject.rfc4514_string()}, epoch(newer.next_update))]
+    assert p.returncode == 0, p.stderr
 
 
 def test_stats_names_what_it_cannot_read(fresh_stack_factory):
