@@ -280,6 +280,48 @@ static int queue_list(const struct config *cfg, int json)
     return bad ? EXIT_FAIL : EXIT_OK;
 }
 
+/* ---- summary, for stats ------------------------------------------------- */
+
+int admin_queue_summary(const struct config *cfg, struct admin_queue_summary *qs, char *why,
+                        size_t whylen)
+{
+    struct safedir_owner owner;
+    char **ids = NULL;
+    size_t n;
+    int qfd;
+
+    memset(qs, 0, sizeof(*qs));
+    if (spool_owner(cfg, &owner, why, whylen) != 0 ||
+        (qfd = spool_open(cfg, &owner, "queue", why, whylen)) < 0)
+        return -1;
+    if (read_ids(qfd, &ids, &n) != 0) {
+        str_fmt(why, whylen, "%s/queue: %s", cfg->spool, strerror(errno));
+        close(qfd);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char err[256];
+        struct spool_msg m;
+
+        if (spool_load_envelope_at(qfd, ids[i], &m, err, sizeof(err)) != 0) {
+            /* Gone since the directory was read, or a file the queue cannot use. */
+            if (faccessat(qfd, ids[i], F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                qs->unreadable++;
+        } else {
+            qs->messages++;
+            if (m.attempts > 0)
+                qs->deferred++;
+            if (qs->oldest == 0 || m.time < qs->oldest)
+                qs->oldest = m.time;
+            spool_msg_free(&m);
+        }
+        free(ids[i]);
+    }
+    free(ids);
+    close(qfd);
+    return 0;
+}
+
 /* ---- audit -------------------------------------------------------------- */
 
 static const char *admin_name(void)

@@ -1,6 +1,8 @@
 #ifndef SUBMITD_ADMIN_QUEUE_H
 #define SUBMITD_ADMIN_QUEUE_H
 
+#include <stddef.h>
+
 /*
  * submit-admin queue list [--json] | queue flush | queue delete ID (DESIGN §5).
  * argv[0] is the subcommand. Reads spool/queue/ directly (submit-admin runs as
@@ -10,5 +12,18 @@
  * failure, 2 misuse).
  */
 int admin_queue(const char *config_path, int argc, char **argv);
+
+struct config;
+
+/* What stats says about the queue. */
+struct admin_queue_summary {
+    long long messages;     /* readable messages in spool/queue */
+    long long deferred;     /* of them, tried at least once (attempts > 0) */
+    long long oldest;       /* arrival (Unix time) of the oldest; 0 when none */
+    long long unreadable;   /* files in spool/queue that are not valid messages */
+};
+/* Reads spool/queue as queue list does. Returns 0, or -1 with the reason in why. */
+int admin_queue_summary(const struct config *cfg, struct admin_queue_summary *qs, char *why,
+                        size_t whylen);
 
 #endif

@@ -1001,6 +1001,43 @@ static void load_own_ca(void)
     X509_free(ca);
 }
 
+/*
+ * audit_retention (DESIGN §6): audit rows older than that many days leave the table
+ * at start and then once a day, through the same db_audit_prune as submit-admin
+ * audit prune, so each prune is recorded in admin_log (program submitd-authz) with
+ * its range and count. A prune that fails is tried again an hour later.
+ */
+#define RETENTION_INTERVAL 86400
+#define RETENTION_RETRY 3600
+
+static void retention_tick(time_t now)
+{
+    static time_t next;
+    char before[32], oldest[32], newest[32];
+    struct db_admin_log who = { 0 };
+    struct db_actor actor;
+    long long count = 0;
+
+    if (cfg.audit_retention <= 0 || now < next)
+        return;
+    iso_time_utc(before, sizeof(before), (long long)now - cfg.audit_retention * 86400LL);
+    db_actor_get(&actor);
+    db_actor_fill(&who, &actor, "submitd-authz");
+    if (db_audit_prune(db, before, &who, &count, oldest, newest) != DB_OK) {
+        log_err("audit_retention: the audit rows before %s could not be pruned: %s; "
+                "tried again in an hour", before, db_errmsg(db));
+        next = now + RETENTION_RETRY;
+        return;
+    }
+    next = now + RETENTION_INTERVAL;
+    if (count > 0)
+        log_info("audit_retention %d days: %lld audit row%s before %s removed (%s to %s)",
+                 cfg.audit_retention, count, count == 1 ? "" : "s", before, oldest, newest);
+    else
+        log_info("audit_retention %d days: no audit rows before %s", cfg.audit_retention,
+                 before);
+}
+
 static void on_term(int sig)
 {
     (void)sig;
@@ -1064,6 +1101,7 @@ int main(int argc, char **argv)
     proc_signals(on_term);
 
     log_info("authz process ready: database %s, %d channels", cfg.database, nfd);
+    retention_tick(time(NULL));
     while (!stopping) {
         int n, npfd = nfd;
 
@@ -1087,6 +1125,7 @@ int main(int argc, char **argv)
         }
         cert_tick(time(NULL));
         refusal_flush(time(NULL), 0, write_audit);
+        retention_tick(time(NULL));
     }
     /* Write what is still queued on the channels (audit rows) before leaving. */
     for (int i = 0; i < nfd; i++) {

@@ -14,6 +14,7 @@
 #include "admin_out.h"
 #include "admin_queue.h"
 #include "admin_show.h"
+#include "admin_stats.h"
 #include "config.h"
 #include "db.h"
 #include "util.h"
@@ -45,6 +46,7 @@ static const char usage_text[] =
     "  map add --subject DN [--issuer DN] USER      certificates of another CA\n"
     "  map del --subject DN [--issuer DN] | map list [--json]\n"
     "  queue list [--json] | queue flush | queue delete ID\n"
+    "  stats [--json|--prometheus]         queue, decisions, CRL and certificate expiry\n"
     "  --help | --version\n"
     "FILE defaults to " CONFIG_DEFAULT_PATH ".\n";
 
@@ -823,6 +825,8 @@ int main(int argc, char **argv)
         return finish(admin_map(config_path, argc - optind - 1, argv + optind + 1));
     if (strcmp(argv[optind], "queue") == 0)
         return finish(admin_queue(config_path, argc - optind - 1, argv + optind + 1));
+    if (strcmp(argv[optind], "stats") == 0)
+        return finish(admin_stats(config_path, argc - optind - 1, argv + optind + 1));
     c = find_command(argc, argv, &optind, &status);
     if (c == NULL)
         return status;

@@ -1189,6 +1189,74 @@ int db_audit_query(struct db *db, const char *user, const char *since, const cha
     return db_audit_search(db, &f, cb, arg);
 }
 
+/* ---- figures for submit-admin stats --------------------------------------- */
+
+int db_audit_decisions(struct db *db, const char *since, struct db_decision_counts *out)
+{
+    /* One range scan of the (decision, ts) index per decision. */
+    static const char sql[] =
+        "SELECT (SELECT count(*) FROM audit WHERE decision = 'accept' AND ts >= ?1),"
+        " (SELECT count(*) FROM audit WHERE decision = 'reject' AND ts >= ?1),"
+        " (SELECT count(*) FROM audit WHERE decision = 'tempfail' AND ts >= ?1)";
+    sqlite3_stmt *st = db_prepare(db, sql);
+    char key[20];
+
+    memset(out, 0, sizeof(*out));
+    if (st == NULL)
+        return DB_ERROR;
+    if (bind_text(st, 1, second_key(since, key)) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+        db_fail(db);
+        sqlite3_finalize(st);
+        return DB_ERROR;
+    }
+    out->accept = sqlite3_column_int64(st, 0);
+    out->reject = sqlite3_column_int64(st, 1);
+    out->tempfail = sqlite3_column_int64(st, 2);
+    sqlite3_finalize(st);
+    return DB_OK;
+}
+
+struct refusal_iter {
+    db_refusal_cb cb;
+    void *arg;
+};
+
+static int refusal_row(sqlite3_stmt *st, void *ctx)
+{
+    struct refusal_iter *it = ctx;
+    char decision[16], reason[256];
+
+    column_text(st, 0, decision, sizeof(decision));
+    column_text(st, 1, reason, sizeof(reason));
+    return it->cb(it->arg, decision, reason, sqlite3_column_int64(st, 2));
+}
+
+int db_audit_refusals(struct db *db, const char *since, int limit, db_refusal_cb cb, void *arg)
+{
+    /*
+     * A session is counted once per reason however many of its commands were refused
+     * for it; rows without a session (summaries of many refusals) count once each.
+     */
+    sqlite3_stmt *st = db_prepare(db, "SELECT decision, coalesce(reason, ''),"
+                                      " count(DISTINCT coalesce(session, '#' || id)) AS n"
+                                      " FROM audit"
+                                      " WHERE decision IN ('reject', 'tempfail') AND ts >= ?1"
+                                      " GROUP BY decision, coalesce(reason, '')"
+                                      " ORDER BY n DESC, decision, 2 LIMIT ?2");
+    struct refusal_iter it = { cb, arg };
+    char key[20];
+
+    if (st == NULL)
+        return DB_ERROR;
+    if (bind_text(st, 1, second_key(since, key)) != SQLITE_OK ||
+        sqlite3_bind_int(st, 2, limit) != SQLITE_OK) {
+        db_fail(db);
+        sqlite3_finalize(st);
+        return DB_ERROR;
+    }
+    return db_each(db, st, refusal_row, &it);
+}
+
 /* ---- pruning the audit -------------------------------------------------- */
 
 /* Count, oldest and newest ts of the rows before key; DB_OK or DB_ERROR. */

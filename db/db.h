@@ -183,6 +183,20 @@ struct db_admin_log;
 int db_audit_prune(struct db *db, const char *before, const struct db_admin_log *who,
                    long long *count, char oldest[32], char newest[32]);
 
+/* ---- figures for submit-admin stats ------------------------------------- */
+/* Rows with each decision at or after since (ISO-8601 UTC, "YYYY-MM-DDTHH:MM:SSZ"). */
+struct db_decision_counts {
+    long long accept, reject, tempfail;
+};
+int db_audit_decisions(struct db *db, const char *since, struct db_decision_counts *out);
+/*
+ * The reasons of refusals (decision reject or tempfail) at or after since, with the
+ * number of sessions refused for each, most first; at most limit of them.
+ */
+typedef int (*db_refusal_cb)(void *arg, const char *decision, const char *reason,
+                             long long sessions);                  /* non-zero stops */
+int db_audit_refusals(struct db *db, const char *since, int limit, db_refusal_cb cb, void *arg);
+
 /* ---- tests ------------------------------------------------------------- */
 /* Runs SQL text as is (no parameters): for unit tests only. DB_OK or DB_ERROR. */
 int db_exec_for_test(struct db *db, const char *sql);

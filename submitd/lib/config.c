@@ -69,6 +69,7 @@ static const struct key_def keys[] = {
     { "log_level", K_LOGLEVEL, offsetof(struct config, log_level), 0, 0, 0 },
     INT(smtp_workers, 0, 256),
     STR(smtp_user, K_STR),
+    INT(audit_retention, 0, 36500),
 };
 
 void config_defaults(struct config *cfg)

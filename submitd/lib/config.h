@@ -59,6 +59,7 @@ struct config {
     int log_level;                /* enum log_level */
     int smtp_workers;             /* 0: one per core */
     char smtp_user[64];           /* uid of the smtp process; "" in the file: same as user */
+    int audit_retention;          /* days of audit kept by authz's daily prune; 0: all */
 };
 
 void config_defaults(struct config *cfg);

@@ -381,3 +381,47 @@ def test_map_list_prints_rfc4514_names(env):
     data = json.loads(env.admin("map", "list", "--json").stdout)
     assert data == [{"user": "dave", "subject": "CN=ext-dave,O=Partner",
                      "issuer": "CN=Partner CA,O=Partner"}]
+
+
+# ---- a revoked certificate's refusals belong to its user ---------------------------------
+
+def test_audit_user_shows_the_refused_sessions_of_a_revoked_certificate(fresh_stack_factory):
+    """bob's certificate revoked (the CRL check off: the database refuses it): the
+    refused session's audit row carries bob, so `audit --user bob` shows it."""
+    from conftest import mail_reply
+    s = fresh_stack_factory("revoked-user")
+    env = s.env
+    bob = env.issue("bob", "bob@example.com")
+    assert mail_reply(s, bob, bob.email).startswith("250")
+    env.ca("revoke", "--user", "bob", "--reason", "keyCompromise")
+    mark = s.audit.mark()
+    reply = mail_reply(s, bob, bob.email)
+    assert reply.startswith("535"), reply
+    row = s.audit.wait(lambda r: r["decision"] == "reject", mark, what="bob's refusal")
+    assert row["user"] == "bob" and row["cert_sha256"] == bob.sha256, row
+    got = json.loads(env.admin("audit", "--user", "bob", "--decision", "reject",
+                               "--json").stdout)
+    assert [r["id"] for r in got] == [row["id"]], got
+    assert "revoked" in got[0]["reason"], got
+    assert json.loads(env.admin("user", "show", "bob", "--json").stdout)["refused"]["ts"] == \
+        got[0]["ts"]
+
+
+@pytest.mark.xfail(strict=True, reason="with the CRL check on (crl = ca/crl.pem, the default), "
+                   "authz refuses a certificate the CRL lists before it looks the certificate "
+                   "up (identity_from_cert, CERT_REJECTED), so the row has no user")
+def test_audit_user_shows_a_refusal_by_the_crl(fresh_stack_factory):
+    from conftest import mail_reply, poll
+    s = fresh_stack_factory("revoked-user-crl", crl="ca/crl.pem")
+    env = s.env
+    bob = env.issue("bob", "bob@example.com")
+    assert mail_reply(s, bob, bob.email).startswith("250")
+    env.ca("revoke", "--user", "bob", "--reason", "keyCompromise")
+    # Refused by the reloaded CRL (its reason names OpenSSL's verdict), not the database.
+    mark = s.audit.mark()
+    row = poll(lambda: (mail_reply(s, bob, bob.email), [
+        r for r in s.audit.rows(mark)
+        if r["decision"] == "reject" and r["reason"].startswith("certificate revoked")])[1], 10, 0.5)
+    assert row, s.audit.rows(mark)
+    assert row[-1]["cert_sha256"] == bob.sha256
+    assert row[-1]["user"] == "bob", row[-1]

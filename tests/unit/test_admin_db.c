@@ -126,10 +126,47 @@ TEST(owners_of_an_address)
     db_close(db);
 }
 
+static int refusal_cb(void *arg, const char *decision, const char *reason, long long n)
+{
+    char *out = arg;
+    size_t len = strlen(out);
+
+    snprintf(out + len, 512 - len, "%s:%s:%lld;", decision, reason, n);
+    return 0;
+}
+
+TEST(decisions_and_refusals_since)
+{
+    struct db *db = open_mem();
+    struct db_decision_counts d;
+    char out[512] = "";
+
+    CHECK(db != NULL);
+    /* Before since: not counted. A session refused twice for one reason counts once. */
+    CHECK(db_exec_for_test(db, "INSERT INTO audit(ts, session, decision, reason) VALUES"
+                               " ('2000-01-01T00:59:59.999Z', 's0', 'reject', 'old'),"
+                               " ('2000-01-01T01:00:00.000Z', 's1', 'accept', NULL),"
+                               " ('2000-01-01T01:00:01.000Z', 's2', 'reject', 'not owned'),"
+                               " ('2000-01-01T01:00:02.000Z', 's2', 'reject', 'not owned'),"
+                               " ('2000-01-01T01:00:03.000Z', 's3', 'reject', 'not owned'),"
+                               " ('2000-01-01T01:00:04.000Z', NULL, 'reject', 'revoked'),"
+                               " ('2000-01-01T01:00:05.000Z', NULL, 'tempfail', 'PAM error'),"
+                               " ('2000-01-01T01:00:06.000Z', 's4', NULL, 'relayed')") == DB_OK);
+    CHECK(db_audit_decisions(db, "2000-01-01T01:00:00Z", &d) == DB_OK);
+    CHECK(d.accept == 1 && d.reject == 4 && d.tempfail == 1);
+    CHECK(db_audit_refusals(db, "2000-01-01T01:00:00Z", 10, refusal_cb, out) == DB_OK);
+    CHECK_STR(out, "reject:not owned:2;reject:revoked:1;tempfail:PAM error:1;");
+    out[0] = '\0';
+    CHECK(db_audit_refusals(db, "2000-01-01T01:00:00Z", 1, refusal_cb, out) == DB_OK);
+    CHECK_STR(out, "reject:not owned:2;");
+    db_close(db);
+}
+
 int main(void)
 {
     RUN(prune_deletes_old_rows_and_records_them);
     RUN(delete_needs_the_permit_of_the_newest_prune_row);
     RUN(owners_of_an_address);
+    RUN(decisions_and_refusals_since);
     return UNIT_DONE();
 }

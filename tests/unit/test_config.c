@@ -498,6 +498,19 @@ TEST(test_list_item)
     CHECK_STR(out, "0123456789abcde");
 }
 
+/* Days of audit that authz's daily prune keeps; 0 (the default) keeps everything. */
+TEST(test_audit_retention)
+{
+    CHECK(load_text("upstream = mx.example.com:25\n") == 0);
+    CHECK(cfg.audit_retention == 0);
+    CHECK(load_text("upstream = mx.example.com:25\naudit_retention = 400\n") == 0);
+    CHECK(cfg.audit_retention == 400);
+    CHECK(load_fails_with("audit_retention = -1\n", 1,
+                          "audit_retention: expected an integer from 0 to 36500, got \"-1\""));
+    CHECK(load_fails_with("audit_retention = 90d\n", 1,
+                          "audit_retention: expected an integer from 0 to 36500, got \"90d\""));
+}
+
 static void remove_tmpdir(void)
 {
     char path[PATH_MAX];
@@ -540,6 +553,7 @@ int main(void)
     RUN(test_check_required);
     RUN(test_split_hostport);
     RUN(test_list_item);
+    RUN(test_audit_retention);
     remove_tmpdir();
     return UNIT_DONE();
 }
