@@ -333,6 +333,18 @@ static void identity_pam_or_done(struct identity *id, int needs_pam, struct ipc_
     free(id);
 }
 
+/* A refused certificate that submit-ca issued (revoked, expired) still names its
+ * user in the audit row, so that "audit --user" shows the user's refused sessions.
+ * Only the row depends on it: a database error changes nothing. */
+static void known_user_of(const struct cert_result *cr, struct identity *id)
+{
+    struct db_cert cert;
+
+    memset(&cert, 0, sizeof(cert));
+    if (cr->sha256[0] && db_cert_by_sha256(db, cr->sha256, &cert) == DB_OK)
+        str_lcpy(id->known_user, cert.user, sizeof(id->known_user));
+}
+
 /* The answer to a certificate that could not be verified or identified nobody. */
 static int identity_from_cert(const struct cert_result *cr, struct identity *id)
 {
@@ -351,6 +363,7 @@ static int identity_from_cert(const struct cert_result *cr, struct identity *id)
         str_fmt(text, sizeof(text), "535 5.7.8 Client certificate rejected: %s", cr->reason);
         answer_set(&id->a, IPC_DENY, text);
         str_lcpy(id->reason, cr->detail, sizeof(id->reason));
+        known_user_of(cr, id);
         return 0;
     default:
         return identity_from_db(cr, id);

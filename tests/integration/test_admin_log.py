@@ -407,9 +407,6 @@ def test_audit_user_shows_the_refused_sessions_of_a_revoked_certificate(fresh_st
         got[0]["ts"]
 
 
-@pytest.mark.xfail(strict=True, reason="with the CRL check on (crl = ca/crl.pem, the default), "
-                   "authz refuses a certificate the CRL lists before it looks the certificate "
-                   "up (identity_from_cert, CERT_REJECTED), so the row has no user")
 def test_audit_user_shows_a_refusal_by_the_crl(fresh_stack_factory):
     from conftest import mail_reply, poll
     s = fresh_stack_factory("revoked-user-crl", crl="ca/crl.pem")
