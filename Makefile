@@ -187,18 +187,58 @@ test-clients: deps client-deps
 	@$(MAKE) --no-print-directory all
 	@sh scripts/run-client-tests.sh $(B)
 
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the layout of the Debian package
+# under PREFIX (sbin, libexec/submitd, share/man), the configuration, PAM service,
+# units and fail2ban filter under DESTDIR's /etc and /lib. An existing submitd.conf or
+# PAM service file is kept. The units name PREFIX/sbin. The state directories are made root's 0700; the
+# users, and the spool's owner, are the package's postinst's job
+# (debian/submitd.postinst); README says what to run by hand after a source install.
+SBINDIR    := $(PREFIX)/sbin
+LIBEXECDIR := $(PREFIX)/libexec/submitd
+MANDIR     := $(PREFIX)/share/man
+DOCDIR     := $(PREFIX)/share/doc/submitd
+# The package's units go to /lib; a local install's to /etc, where admins' units live.
+UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,/etc/systemd/system)
+UNITS      := conf/submitd.service conf/submitd-crl.service conf/submitd-crl.timer
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/submitd \
-	           $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)/etc/submitd
-	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 0755 $(LIBEXEC) $(DESTDIR)$(PREFIX)/libexec/submitd/
-	install -m 0644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(MANDIR)/man5 \
+	           $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)/etc/submitd $(DESTDIR)/etc/pam.d \
+	           $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc/fail2ban/filter.d $(DESTDIR)$(DOCDIR)/examples
+	install -d -m 0700 $(DESTDIR)/var/lib/submitd $(DESTDIR)/var/spool/submitd
+	install -m 0755 $(BINS) $(DESTDIR)$(SBINDIR)/
+	install -m 0755 $(LIBEXEC) $(DESTDIR)$(LIBEXECDIR)/
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
 	test -e $(DESTDIR)/etc/submitd/submitd.conf || \
-	    install -m 0644 conf/submitd.conf $(DESTDIR)/etc/submitd/submitd.conf
+	    install -m 0640 conf/submitd.conf $(DESTDIR)/etc/submitd/submitd.conf
+	test -e $(DESTDIR)/etc/pam.d/submitd || \
+	    install -m 0644 conf/pam.d/submitd $(DESTDIR)/etc/pam.d/submitd
+	for u in $(UNITS); do \
+	    sed 's|/usr/sbin/|$(SBINDIR)/|g' $$u > $(DESTDIR)$(UNITDIR)/$${u##*/} && \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
+	done
+	install -m 0644 conf/fail2ban/filter.d/submitd.conf $(DESTDIR)/etc/fail2ban/filter.d/
+	install -m 0644 conf/fail2ban/jail.d/submitd.local.example $(DESTDIR)$(DOCDIR)/examples/
+
+# make deb: build/submitd_$(VERSION)_amd64.deb from debian/ with dpkg-buildpackage.
+# It builds in a copy of the tree (build/deb/), so the working tree's build/ and
+# debian/ stay as they are. debian/changelog must name VERSION.
+DEB_VERSION = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+DEB_ARCH    = $(shell dpkg-architecture -qDEB_HOST_ARCH)
+deb:
+	@command -v dh >/dev/null && command -v dpkg-buildpackage >/dev/null || { echo "make deb: debhelper and dpkg-dev are required (apt-get install debhelper dpkg-dev fakeroot)" >&2; exit 1; }
+	@test "$(DEB_VERSION)" = "$(VERSION)" || { echo "make deb: debian/changelog is at $(DEB_VERSION), VERSION is $(VERSION): add an entry (dch -v $(VERSION))" >&2; exit 1; }
+	rm -rf $(B)/deb && mkdir -p $(B)/deb/submitd-$(VERSION)
+	tar -cf - --exclude=./build --exclude=./build-san --exclude=./build-fuzz --exclude=./.git . | \
+	    tar -xf - -C $(B)/deb/submitd-$(VERSION)
+	cd $(B)/deb/submitd-$(VERSION) && dpkg-buildpackage -b -us -uc
+	cp $(B)/deb/submitd_$(VERSION)_$(DEB_ARCH).deb $(B)/
+	@echo "built $(B)/submitd_$(VERSION)_$(DEB_ARCH).deb"
 
 clean:
 	rm -rf build build-san
 
-.PHONY: all unit deps client-deps test test-clients demo bench fuzz install clean
+.PHONY: all unit deps client-deps test test-clients demo bench fuzz install deb clean
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -5,7 +5,12 @@ set -eu
 
 PKGS="build-essential pkg-config libssl-dev libpam0g-dev libsqlite3-dev sqlite3
 libpam-modules libpam-runtime openssl curl swaks msmtp libnet-ssleay-perl libio-socket-ssl-perl
-python3 python3-pytest python3-aiosmtpd python3-cryptography postfix"
+python3 python3-pytest python3-aiosmtpd python3-cryptography postfix
+debhelper dpkg-dev fakeroot"
+# make deb needs debhelper, dpkg-dev and fakeroot (tests/integration/test_package.py
+# builds the package). lintian and fail2ban are not installed here: they are large,
+# and fail2ban would start banning on a machine with systemd. The tests that use them
+# say they were skipped and why; install them to run those too.
 
 missing=""
 for p in $PKGS; do

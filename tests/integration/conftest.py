@@ -1011,3 +1011,8 @@ def pytest_sessionfinish(session, exitstatus):
     for d in ALL_DAEMONS:
         if d.running() or d.alive_family():
             d.stop()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "package: builds the Debian package (make deb) once "
+                            "per module; about a minute")
