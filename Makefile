@@ -199,7 +199,8 @@ MANDIR     := $(PREFIX)/share/man
 DOCDIR     := $(PREFIX)/share/doc/submitd
 # The package's units go to /lib; a local install's to /etc, where admins' units live.
 UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,/etc/systemd/system)
-UNITS      := conf/submitd.service conf/submitd-crl.service conf/submitd-crl.timer
+UNITS      := conf/submitd.service conf/submitd-crl.service conf/submitd-crl.timer \
+              conf/submitd-stats.service conf/submitd-stats.timer
 
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(MANDIR)/man5 \

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VERSION = (ROOT / "VERSION").read_text().strip()
 UNIT = ROOT / "conf" / "submitd.service"
 CRL_UNIT = ROOT / "conf" / "submitd-crl.service"
+STATS_UNIT = ROOT / "conf" / "submitd-stats.service"
 MAX_EXPOSURE = 3.0
 
 # Files other than the package's own bookkeeping, with their mode and owner in the .deb.
@@ -37,6 +38,8 @@ EXPECTED = {
     "lib/systemd/system/submitd.service": "-rw-r--r--",
     "lib/systemd/system/submitd-crl.service": "-rw-r--r--",
     "lib/systemd/system/submitd-crl.timer": "-rw-r--r--",
+    "lib/systemd/system/submitd-stats.service": "-rw-r--r--",
+    "lib/systemd/system/submitd-stats.timer": "-rw-r--r--",
     "usr/share/man/man5/submitd.conf.5": "-rw-r--r--",
     "usr/share/man/man8/submitd.8": "-rw-r--r--",
     "usr/share/man/man8/submit-ca.8": "-rw-r--r--",
@@ -212,7 +215,7 @@ def exposure(unit):
     return float(m.group(1))
 
 
-@pytest.mark.parametrize("unit", [UNIT, CRL_UNIT], ids=lambda u: u.name)
+@pytest.mark.parametrize("unit", [UNIT, CRL_UNIT, STATS_UNIT], ids=lambda u: u.name)
 def test_unit_exposure_at_most_3(unit):
     level = exposure(unit)
     print(f"{unit.name}: overall exposure {level}")
@@ -253,6 +256,10 @@ def test_unit_runs_the_packaged_daemon_confined():
     crl = unit_settings(CRL_UNIT)
     assert crl["ExecStart"] == ["/usr/sbin/submit-ca -c /etc/submitd/submitd.conf crl"]
     assert crl["Type"] == ["oneshot"]
+    stats = unit_settings(STATS_UNIT)
+    assert "submit-admin -c /etc/submitd/submitd.conf stats --prometheus" in stats["ExecStart"][0]
+    assert "/var/lib/prometheus/node-exporter/submitd.prom" in stats["ExecStart"][0]
+    assert unit_settings(ROOT / "conf/submitd-stats.timer")["OnUnitActiveSec"] == ["1min"]
 
 
 def test_make_install_lays_out_the_same_files(deb, tmp_path):
