@@ -416,6 +416,21 @@ int cert_init(const struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+int cert_reload(const struct config *cfg, char *err, size_t errlen)
+{
+    __typeof__(st) saved = st;
+
+    if (cert_init(cfg, err, errlen) != 0) {
+        cert_free();
+        st = saved;
+        return -1;
+    }
+    crl_info_free(&saved.info);
+    X509_STORE_free(saved.store);
+    sk_X509_pop_free(saved.cas, X509_free);
+    return 0;
+}
+
 void cert_free(void)
 {
     crl_info_free(&st.info);

@@ -281,7 +281,7 @@ static void request_identity(struct session *s)
 
 static int tls_begin(struct session *s)
 {
-    s->ssl = SSL_new(s->w->ssl_ctx);
+    s->ssl = SSL_new(s->set->ssl_ctx);
     if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1) {
         log_err("session=%s cannot create TLS session", s->id);
         ERR_clear_error();
@@ -291,7 +291,7 @@ static int tls_begin(struct session *s)
     /* The handshake and the first command after it get tls_handshake_timeout, not
      * the whole idle timeout: a slot is cheap to hold before anyone is known. */
     s->tls_checked = time(NULL);
-    s->tls_deadline = s->tls_checked + s->w->cfg->tls_handshake_timeout;
+    s->tls_deadline = s->tls_checked + s->cfg->tls_handshake_timeout;
     return 0;
 }
 
@@ -306,7 +306,7 @@ static int tls_continue(struct session *s)
         s->ssl_want_write = 0;
         /* On the implicit-TLS port the greeting comes after the handshake. */
         if (s->implicit_tls)
-            reply(s, "220 %s ESMTP submitd", s->w->cfg->hostname);
+            reply(s, "220 %s ESMTP submitd", s->cfg->hostname);
         request_identity(s);
         return 0;
     }
@@ -404,7 +404,7 @@ static int check_helo(struct session *s)
 /* The session identity must allow relaying: the replies of DESIGN §8. */
 static int check_identity(struct session *s)
 {
-    int mode = s->w->cfg->auth_password;
+    int mode = s->cfg->auth_password;
 
     /* second-factor: the certificate and the password of the same user. */
     if (mode == AUTH_PASSWORD_SECOND_FACTOR && s->identity_known &&
@@ -447,10 +447,10 @@ static void cmd_ehlo(struct session *s, const char *arg, int extended)
     str_lcpy(s->helo, arg, sizeof(s->helo));
     set_state(s, SS_READY);
     if (!extended) {
-        reply(s, "250 %s", s->w->cfg->hostname);
+        reply(s, "250 %s", s->cfg->hostname);
         return;
     }
-    reply(s, "250-%s", s->w->cfg->hostname);
+    reply(s, "250-%s", s->cfg->hostname);
     reply(s, "250-PIPELINING");
     if (!s->tls_done) {
         /* Nothing that implies trust before TLS. */
@@ -458,10 +458,10 @@ static void cmd_ehlo(struct session *s, const char *arg, int extended)
         reply(s, "250 STARTTLS");
         return;
     }
-    reply(s, "250-SIZE %lld", s->w->cfg->max_message_size);
+    reply(s, "250-SIZE %lld", s->cfg->max_message_size);
     reply(s, "250-8BITMIME");
     {
-        const struct config *cfg = s->w->cfg;
+        const struct config *cfg = s->cfg;
         int cert_ok = s->identity_known && s->identity_decision == IPC_ALLOW;
         int plain = (cfg->auth_password == AUTH_PASSWORD_FALLBACK && !s->peer.sha256[0]) ||
                     (cfg->auth_password == AUTH_PASSWORD_SECOND_FACTOR && cert_ok);
@@ -512,7 +512,7 @@ static int b64_decode(const char *in, char *out, size_t outlen)
 
 static int plain_offered(const struct session *s)
 {
-    int mode = s->w->cfg->auth_password;
+    int mode = s->cfg->auth_password;
 
     return (mode == AUTH_PASSWORD_FALLBACK && !s->peer.sha256[0]) ||
            (mode == AUTH_PASSWORD_SECOND_FACTOR && s->identity_known &&
@@ -645,7 +645,7 @@ static void cmd_auth(struct session *s, const char *arg)
         return;
     }
     if (strcasecmp(mech, "EXTERNAL") != 0 ||
-        s->w->cfg->auth_password == AUTH_PASSWORD_SECOND_FACTOR) {
+        s->cfg->auth_password == AUTH_PASSWORD_SECOND_FACTOR) {
         reply(s, "504 5.5.4 Unrecognized authentication type");
         return;
     }
@@ -737,7 +737,7 @@ static void cmd_mail(struct session *s, const char *arg)
         reply(s, "555 5.5.4 %s", why);
         return;
     }
-    if (mp.size > s->w->cfg->max_message_size) {
+    if (mp.size > s->cfg->max_message_size) {
         str_lcpy(s->pending_from, addr, sizeof(s->pending_from));
         audit(s, "mail", "reject", "declared SIZE exceeds max_message_size", NULL, mp.size);
         s->pending_from[0] = '\0';
@@ -781,10 +781,10 @@ static void cmd_rcpt(struct session *s, const char *arg)
         reply(s, "555 5.5.4 Unsupported parameter");
         return;
     }
-    if (s->nrcpt >= s->w->cfg->max_recipients) {
-        if (s->nrcpt == s->w->cfg->max_recipients) {
+    if (s->nrcpt >= s->cfg->max_recipients) {
+        if (s->nrcpt == s->cfg->max_recipients) {
             char why2[64];
-            str_fmt(why2, sizeof(why2), "more than %d recipients", s->w->cfg->max_recipients);
+            str_fmt(why2, sizeof(why2), "more than %d recipients", s->cfg->max_recipients);
             audit(s, "rcpt", "reject", why2, addr, -1);
         }
         reply(s, "452 4.5.3 Too many recipients");
@@ -946,7 +946,7 @@ static void write_prelude(struct session *s, size_t hl)
     char buf[2048], date[64];
     int has_date = smtp_header_present(s->hdrbuf, hl, "Date");
     int has_msgid = smtp_header_present(s->hdrbuf, hl, "Message-ID");
-    const struct config *cfg = s->w->cfg;
+    const struct config *cfg = s->cfg;
     char fpr[17];
 
     rfc5322_date(date, sizeof(date));
@@ -995,7 +995,7 @@ static void write_prelude(struct session *s, size_t hl)
  * lets no more in). Returns 0, or -1 when memory is short. */
 static int header_reserve(struct session *s, size_t n)
 {
-    size_t need = s->hdrlen + n, max = (size_t)s->w->cfg->max_header_size, cap;
+    size_t need = s->hdrlen + n, max = (size_t)s->cfg->max_header_size, cap;
     char *q;
 
     if (need <= s->hdrcap)
@@ -1025,7 +1025,7 @@ static size_t header_take(struct session *s, const char *p, size_t n)
 {
     enum header_scan st;
     size_t take = smtp_header_scan(s->hdrbuf, s->hdrlen, p, n,
-                                   (size_t)s->w->cfg->max_header_size, &st);
+                                   (size_t)s->cfg->max_header_size, &st);
 
     if (st == HDR_OVER) {
         /* Refused at the end of data: what was collected is no longer needed. */
@@ -1057,7 +1057,7 @@ static void data_output(struct session *s, const char *p, size_t n)
     s->msg_size += (long long)n;
     if (s->oversize || s->write_error)
         return;
-    if (s->msg_size > s->w->cfg->max_message_size) {
+    if (s->msg_size > s->cfg->max_message_size) {
         s->oversize = OVERSIZE_MESSAGE;
         return;
     }
@@ -1173,7 +1173,7 @@ static void data_finish(struct session *s)
         transaction_reset(s);
         return;
     }
-    if (s->w->cfg->check_header_from && request_header_from(s) != 0)
+    if (s->cfg->check_header_from && request_header_from(s) != 0)
         return;
     if (s->wait == WAIT_NONE)
         data_commit(s);
@@ -1443,6 +1443,10 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
         return;
     }
     s->w = w;
+    /* The settings of the moment stay the session's to its end, a reload between
+     * (a new server certificate, new limits) notwithstanding. */
+    s->set = smtp_settings_get();
+    s->cfg = &s->set->cfg;
     s->fd = fd;
     s->spool_fd = -1;
     s->declared_size = -1;
@@ -1460,6 +1464,7 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
         w->slots[s->slot] = NULL;
         smtp_limits_leave(s->client_ip);
         close(fd);
+        smtp_settings_put(s->set);
         free(s);
         return;
     }
@@ -1471,7 +1476,7 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
             return;
         }
     } else {
-        reply(s, "220 %s ESMTP submitd", w->cfg->hostname);
+        reply(s, "220 %s ESMTP submitd", s->cfg->hostname);
     }
     session_pump(s);
 }
@@ -1534,6 +1539,7 @@ int session_reap(struct worker *w)
 
         w->closed = s->next_closed;
         free(s->outbuf);
+        smtp_settings_put(s->set);
         free(s);
         n++;
     }
@@ -1544,7 +1550,7 @@ void session_shutdown(struct session *s)
 {
     if (!s->detached && s->state != SS_CLOSING && !s->handshaking &&
         s->wait != WAIT_STARTTLS_FLUSH) {
-        reply(s, "421 4.3.2 %s Service shutting down", s->w->cfg->hostname);
+        reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
         (void)session_flush(s);
     }
     session_close(s);
@@ -1589,7 +1595,7 @@ void session_check_timeout(struct session *s, time_t now)
     int internal = s->wait != WAIT_NONE && s->wait != WAIT_STARTTLS_FLUSH;
     time_t since = internal ? s->wait_since : s->last_active;
     int tls_late = !s->detached && tls_deadline_passed(s, now, internal);
-    const struct config *cfg = s->w->cfg;
+    const struct config *cfg = s->cfg;
 
     if (now - since <= cfg->timeout && !tls_late)
         return;
@@ -1716,7 +1722,7 @@ static void on_authz_result(struct session *s, const struct ipc_result *r)
         } else {
             reply(s, "%s", r->reply);
             if (r->decision == IPC_DENY && ++s->auth_failures >= 3) {
-                reply(s, "421 4.7.0 %s Too many failed authentications", s->w->cfg->hostname);
+                reply(s, "421 4.7.0 %s Too many failed authentications", s->cfg->hostname);
                 set_state(s, SS_CLOSING);
             }
         }

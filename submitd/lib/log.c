@@ -30,6 +30,11 @@ void log_set_level(int level)
     log_lvl = level;
 }
 
+const char *log_level_name(int level)
+{
+    return level >= 0 && level < 4 ? level_names[level] : "info";
+}
+
 int log_level_parse(const char *name)
 {
     for (int i = 0; i < 4; i++)

@@ -11,6 +11,7 @@ enum log_level { LOG_LVL_ERR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 void log_init(const char *progname, int foreground, int level);
 void log_set_level(int level);
 int log_level_parse(const char *name); /* -1 when unknown */
+const char *log_level_name(int level);
 /* Warnings and errors repeated identically from one call site are written once per
  * interval, then as one line with their count (see log.c). */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

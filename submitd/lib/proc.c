@@ -26,8 +26,15 @@ void proc_signals(void (*on_term)(int))
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    /* systemctl kill -s SIG delivers to every process of the service: none of these
+     * may stop a worker (which would restart the whole set). The master asks for a
+     * reload over the control channel, never by signal; the queue process sets its
+     * own SIGUSR1 (flush) afterwards. */
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
 }
 
 int proc_fd_arg(const char *s)
