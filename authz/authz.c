@@ -274,8 +274,8 @@ static void identity_done(struct identity *id, struct ipc_msg *m)
         else
             g->cert_ok = 1;
     }
-    log_info("session=%s %s %s: %s%s%s", id->session, id->event, row.decision, id->reason,
-             a->user[0] ? " user=" : "", a->user);
+    log_info("session=%s client=%s %s %s: %s%s%s", id->session, LOG_IP(g->client_ip), id->event,
+             row.decision, id->reason, a->user[0] ? " user=" : "", a->user);
     send_answer(id->chan, id->req, a, m);
 }
 
@@ -578,8 +578,8 @@ static void address_refused(const struct grant *g, const char *event, const char
     row.decision = decision == IPC_DENY && reply[0] == '5' ? "reject" : "tempfail";
     row.reason = reason;
     write_audit(&row);
-    log_info("session=%s user=%s %s <%s>: %s", g->session, g->user[0] ? g->user : "-", event,
-             addr, reason);
+    log_info("session=%s client=%s user=%s %s <%s>: %s", g->session, LOG_IP(g->client_ip),
+             g->user[0] ? g->user : "-", event, addr, reason);
 }
 
 /* The session's grant when it may relay; else the refusal is answered and audited
@@ -694,8 +694,9 @@ static void authzid_decided(const struct grant *g, const char *authzid, const ch
     row.size = -1;
     if (write_audit(&row) != 0 && a->decision == IPC_ALLOW)
         answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
-    log_info("session=%s user=%s AUTH EXTERNAL authzid <%s> %s: %s", g->session,
-             g->user[0] ? g->user : "-", authzid, decision_word(a->decision), reason);
+    log_info("session=%s client=%s user=%s AUTH EXTERNAL authzid <%s> %s: %s", g->session,
+             LOG_IP(g->client_ip), g->user[0] ? g->user : "-", authzid,
+             decision_word(a->decision), reason);
 }
 
 /* How authzid names the grant's user (DB_OK, reason set), DB_NOTFOUND when it does

@@ -25,6 +25,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -347,6 +348,8 @@ static void asn1_iso(const ASN1_TIME *t, char *out, size_t outlen)
         str_lcpy(out, "?", outlen);
 }
 
+static int check_warnings;
+
 /* A CRL issued by one of the certificates in client_ca, or NULL. */
 static X509 *crl_issuer_in(STACK_OF(X509_INFO) *cas, X509_CRL *c)
 {
@@ -387,13 +390,19 @@ static void check_crl(int *problems)
         X509 *issuer = cas != NULL ? crl_issuer_in(cas, c) : NULL;
 
         n++;
-        if (next != NULL && X509_cmp_time(next, &soon) < 0) {
+        if (next != NULL && X509_cmp_time(next, &now) < 0) {
             asn1_iso(next, when, sizeof(when));
-            fprintf(stderr, "submitd: crl: %s %s %s: every client certificate is refused "
-                    "then; publish a new CRL with \"submit-ca crl\"\n", cfg.crl,
-                    X509_cmp_time(next, &now) < 0 ? "expired on" : "expires within a day, on",
-                    when);
+            fprintf(stderr, "submitd: crl: %s expired on %s: every client certificate of its "
+                    "CA is refused; publish a new CRL with \"submit-ca crl\"\n", cfg.crl, when);
             (*problems)++;
+        } else if (next != NULL && X509_cmp_time(next, &soon) < 0) {
+            /* A warning: the daily CRL timer renews it, and a restart must not fail
+             * on it (-t runs before every start). */
+            asn1_iso(next, when, sizeof(when));
+            fprintf(stderr, "submitd: warning: crl: %s expires within a day, on %s: every "
+                    "client certificate of its CA is refused then; publish a new CRL with "
+                    "\"submit-ca crl\"\n", cfg.crl, when);
+            check_warnings++;
         }
         if (last != NULL && X509_cmp_time(last, &now) > 0) {
             asn1_iso(last, when, sizeof(when));
@@ -452,16 +461,170 @@ static void check_fd_limit(void)
     }
 }
 
+/* Every listener must be host:port with a port from 1 to 65535 and resolve. */
+static void check_listen(const char *key, const char *list, int *problems)
+{
+    char item[512], host[256], port[16];
+    int rc;
+
+    for (int i = 0; (rc = config_list_item(list, i, item, sizeof(item))) == 1; i++) {
+        struct addrinfo hints, *res;
+        int gai;
+
+        if (config_split_hostport(item, host, sizeof(host), port, sizeof(port)) != 0) {
+            fprintf(stderr, "submitd: %s: \"%s\" is not host:port with a port from 1 to "
+                    "65535\n", key, item);
+            (*problems)++;
+            continue;
+        }
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+        gai = getaddrinfo(host, port, &hints, &res);
+        if (gai != 0) {
+            fprintf(stderr, "submitd: %s: %s: %s\n", key, item, gai_strerror(gai));
+            (*problems)++;
+            continue;
+        }
+        freeaddrinfo(res);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "submitd: %s: malformed list \"%s\"\n", key, list);
+        (*problems)++;
+    }
+}
+
+/* The server certificate's dates and names. */
+static void check_server_cert(int *problems)
+{
+    FILE *f = fopen(cfg.tls_cert, "re");
+    X509 *x = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    char when[32];
+
+    if (f != NULL)
+        fclose(f);
+    if (x == NULL) {
+        ERR_clear_error();
+        return;     /* the pair check names it */
+    }
+    if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0) {
+        asn1_iso(X509_get0_notAfter(x), when, sizeof(when));
+        fprintf(stderr, "submitd: tls_cert: %s expired on %s; clients refuse it "
+                "(submit-ca server-cert, then systemctl reload submitd)\n", cfg.tls_cert, when);
+        (*problems)++;
+    }
+    if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
+        asn1_iso(X509_get0_notBefore(x), when, sizeof(when));
+        fprintf(stderr, "submitd: tls_cert: %s is not valid before %s (is the clock right?)\n",
+                cfg.tls_cert, when);
+        (*problems)++;
+    }
+    if (X509_check_host(x, cfg.hostname, 0, 0, NULL) != 1) {
+        fprintf(stderr, "submitd: warning: tls_cert: %s does not name hostname %s; clients "
+                "that check names refuse it\n", cfg.tls_cert, cfg.hostname);
+        check_warnings++;
+    }
+    X509_free(x);
+}
+
+/* A private key (or the configuration) that others may read or change. */
+static void check_private(const char *key, const char *path, mode_t forbidden, const char *what,
+                          int *problems)
+{
+    struct stat st;
+
+    if (path[0] == '\0' || stat(path, &st) != 0)
+        return;
+    if ((st.st_mode & forbidden) != 0) {
+        fprintf(stderr, "submitd: %s: %s is %s by group or others (mode %04o)\n", key, path,
+                what, (unsigned)(st.st_mode & 07777));
+        (*problems)++;
+    }
+}
+
+/* The PAM service file that pam_start() will look for. */
+static void check_pam(int *problems)
+{
+    char path[PATH_MAX], vendor[PATH_MAX];
+
+    if (!cfg.pam_account_check && cfg.auth_password == AUTH_PASSWORD_NO)
+        return;
+    if (cfg.pam_confdir[0] != '\0') {
+        str_fmt(path, sizeof(path), "%s/%s", cfg.pam_confdir, cfg.pam_service);
+        if (access(path, R_OK) == 0)
+            return;
+        fprintf(stderr, "submitd: pam_service: %s: %s\n", path, strerror(errno));
+        (*problems)++;
+        return;
+    }
+    str_fmt(path, sizeof(path), "/etc/pam.d/%s", cfg.pam_service);
+    str_fmt(vendor, sizeof(vendor), "/usr/lib/pam.d/%s", cfg.pam_service);
+    if (access(path, R_OK) != 0 && access(vendor, R_OK) != 0) {
+        fprintf(stderr, "submitd: pam_service: neither %s nor %s exists (conf/pam.d/submitd is "
+                "an example)\n", path, vendor);
+        (*problems)++;
+    }
+}
+
+/* What the start checks about the spool and the trusted files, creating nothing. */
+static void check_start_files(int *problems)
+{
+    struct safedir_owner owner;
+    char err[PATH_MAX + 512];
+    int fd;
+
+    if (check_trust_file("client_ca", cfg.client_ca, err, sizeof(err)) != 0 ||
+        check_trust_file("crl", cfg.crl, err, sizeof(err)) != 0) {
+        fprintf(stderr, "submitd: %s\n", err);
+        (*problems)++;
+    }
+    if (spool_owner(&owner, err, sizeof(err)) != 0) {
+        fprintf(stderr, "submitd: %s\n", err);
+        (*problems)++;
+        return;
+    }
+    fd = safedir_open_owned_path(cfg.spool, &owner, 0, err, sizeof(err));
+    if (fd < 0 && errno != ENOENT) {
+        fprintf(stderr, "submitd: spool: %s\n", err);
+        (*problems)++;
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
+static void print_problem(const char *msg, void *arg)
+{
+    (*(int *)arg)++;
+    fprintf(stderr, "submitd: %s\n", msg);
+}
+
+/*
+ * -t: every problem it can find, one line each; warnings do not fail it. Returns the
+ * exit status: 1 with problems, else 0.
+ */
 static int check_config(void)
 {
     int problems = 0;
-    char err[1024];
+    char err[1024], key[PATH_MAX];
     SSL_CTX *ctx;
 
+    if (config_load_all(&cfg, conf_path, print_problem, &problems) > 0 &&
+        cfg.path[0] == '\0')
+        return 1;
     if (config_check_required(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "submitd: %s\n", err);
         problems++;
     }
+    check_listen("listen", cfg.listen, &problems);
+    check_listen("listen_tls", cfg.listen_tls, &problems);
+    check_private("tls_key", cfg.tls_key, 077, "readable or writable", &problems);
+    check_private("upstream_key", cfg.upstream_key, 077, "readable or writable", &problems);
+    str_fmt(key, sizeof(key), "%s/ca.key", cfg.ca_dir);
+    check_private("ca_dir", key, 077, "readable or writable", &problems);
+    check_private("configuration", cfg.path, 022, "writable", &problems);
+    check_server_cert(&problems);
+    check_pam(&problems);
+    check_start_files(&problems);
     check_file("tls_cert", cfg.tls_cert, &problems);
     check_file("tls_key", cfg.tls_key, &problems);
     check_file("client_ca", cfg.client_ca, &problems);
@@ -472,7 +635,7 @@ static int check_config(void)
     check_file("upstream_key", cfg.upstream_key, &problems);
     check_fd_limit();
     ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx != NULL && problems == 0) {
+    if (ctx != NULL && access(cfg.tls_cert, R_OK) == 0 && access(cfg.tls_key, R_OK) == 0) {
         if (SSL_CTX_use_certificate_chain_file(ctx, cfg.tls_cert) != 1 ||
             SSL_CTX_use_PrivateKey_file(ctx, cfg.tls_key, SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(ctx) != 1) {
@@ -503,7 +666,11 @@ static int check_config(void)
         }
     }
     if (problems == 0)
-        printf("submitd: configuration %s OK\n", cfg.path);
+        printf("submitd: configuration %s OK%s\n", cfg.path,
+               check_warnings > 0 ? " (with warnings)" : "");
+    else
+        fprintf(stderr, "submitd: %d problem%s in %s\n", problems, problems == 1 ? "" : "s",
+                cfg.path);
     return problems == 0 ? 0 : 1;
 }
 
@@ -970,7 +1137,9 @@ static void supervise(void)
     }
 }
 
-static void daemonize(void)
+/* Into the background; stderr stays when the log goes there (log = stderr, or the
+ * journal's stream under log = auto). */
+static void daemonize(int keep_stderr)
 {
     pid_t pid = fork();
     int fd;
@@ -984,7 +1153,8 @@ static void daemonize(void)
     if (fd >= 0) {
         dup2(fd, 0);
         dup2(fd, 1);
-        dup2(fd, 2);
+        if (!keep_stderr)
+            dup2(fd, 2);
         if (fd > 2)
             close(fd);
     }
@@ -1022,6 +1192,13 @@ int main(int argc, char **argv)
     if (optind != argc || (print >= 0 && test))
         usage();
     log_init("submitd", foreground || test, LOG_LVL_INFO);
+    if (test) {
+        if (exe_dir(libexec, sizeof(libexec)) != 0 ||
+            str_fmt(libexec + strlen(libexec), sizeof(libexec) - strlen(libexec),
+                    "/../libexec/submitd") != 0)
+            fatal("cannot locate the helper programs");
+        return check_config();
+    }
     if (config_load(&cfg, conf_path, err, sizeof(err)) != 0) {
         fprintf(stderr, "submitd: %s\n", err);
         return 1;
@@ -1030,13 +1207,12 @@ int main(int argc, char **argv)
         config_print(&cfg, stdout, print);
         return fflush(stdout) == 0 ? 0 : 1;
     }
+    log_setup(foreground || test, cfg.log_mode, cfg.syslog_facility);
     log_set_level(cfg.log_level);
     if (exe_dir(libexec, sizeof(libexec)) != 0 ||
         str_fmt(libexec + strlen(libexec), sizeof(libexec) - strlen(libexec),
                 "/../libexec/submitd") != 0)
         fatal("cannot locate the helper programs");
-    if (test)
-        return check_config();
     if (config_check_required(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "submitd: %s\n", err);
         return 1;
@@ -1057,8 +1233,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (!foreground) {
-        daemonize();
+        daemonize(cfg.log_mode == LOG_DEST_STDERR ||
+                  (cfg.log_mode == LOG_DEST_AUTO && log_journal_stream()));
         log_init("submitd", 0, cfg.log_level);
+        log_setup(0, cfg.log_mode, cfg.syslog_facility);
     }
     lock_write_pid();
     memset(&sa, 0, sizeof(sa));

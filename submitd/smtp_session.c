@@ -65,7 +65,7 @@ static void reply(struct session *s, const char *fmt, ...)
             cap *= 2;
         if (cap > OUTBUF_MAX) {
             /* A client that never reads its replies: stop serving it. */
-            log_warn("session=%s output buffer full, closing", s->id);
+            log_warn("session=%s client=%s output buffer full, closing", s->id, s->client_ip);
             s->state = SS_CLOSING;
             return;
         }
@@ -79,13 +79,14 @@ static void reply(struct session *s, const char *fmt, ...)
     }
     memcpy(s->outbuf + s->outlen, line, (size_t)n);
     s->outlen += (size_t)n;
-    log_debug("session=%s >>> %.*s", s->id, n - 2, line);
+    log_debug("session=%s client=%s >>> %.*s", s->id, s->client_ip, n - 2, line);
 }
 
 static void set_state(struct session *s, enum sess_state st)
 {
     if (s->state != st)
-        log_debug("session=%s state %s -> %s", s->id, state_names[s->state], state_names[st]);
+        log_debug("session=%s client=%s state %s -> %s", s->id, s->client_ip,
+                  state_names[s->state], state_names[st]);
     s->state = st;
 }
 
@@ -145,7 +146,7 @@ static void update_interest(struct session *s)
         ev.events |= EPOLLOUT;
     ev.data.u64 = EV_HANDLE(s->slot, s->gen);
     if (epoll_ctl(s->w->epfd, EPOLL_CTL_MOD, s->fd, &ev) != 0)
-        log_err("session=%s epoll_ctl: %s", s->id, strerror(errno));
+        log_err("session=%s client=%s epoll_ctl: %s", s->id, s->client_ip, strerror(errno));
 }
 
 /* ---- requests to the other processes --------------------------------------- */
@@ -166,7 +167,8 @@ static int send_or_tempfail(struct session *s, int fd, struct ipc_msg *m, const 
 {
     if (ipc_send(fd, m) == 0)
         return 0;
-    log_err("session=%s cannot send %s request: %s", s->id, what, strerror(errno));
+    log_err("session=%s client=%s cannot send %s request: %s", s->id, s->client_ip,
+            what, strerror(errno));
     if (m->fd >= 0)
         close(m->fd);
     return -1;
@@ -194,7 +196,8 @@ static void audit(struct session *s, const char *event, const char *decision, co
     v.size = size;
     v.nrcpt = strcmp(event, "submission") == 0 ? s->nrcpt : 0;
     if (ipc_enc_audit(m, &v) != 0 || ipc_send(s->w->authz_fd, m) != 0)
-        log_err("session=%s audit row lost (event %s, decision %s, reason %s): %s", s->id,
+        log_err("session=%s client=%s audit row lost (event %s, decision %s, reason %s): %s",
+                s->id, s->client_ip,
                 event, decision ? decision : "-", reason ? reason : "-", strerror(errno));
 }
 
@@ -206,8 +209,8 @@ static void session_end_grant(struct session *s)
 
     str_lcpy(v.session, s->id, sizeof(v.session));
     if (ipc_enc_session_end(m, &v) != 0 || ipc_send(s->w->authz_fd, m) != 0)
-        log_warn("session=%s cannot tell authz that the session ended: %s", s->id,
-                 strerror(errno));
+        log_warn("session=%s client=%s cannot tell authz that the session ended: %s",
+                 s->id, s->client_ip, strerror(errno));
 }
 
 /* Joins the recipients for the audit row; truncated with "..." if very many. */
@@ -240,7 +243,8 @@ static void request_identity(struct session *s)
     int n, rc = -1;
 
     tls_peer_identity(s->ssl, &s->peer);
-    log_info("session=%s TLS established %s, client certificate: %s%s", s->id, s->peer.tls,
+    log_info("session=%s client=%s TLS established %s, client certificate: %s%s",
+             s->id, s->client_ip, s->peer.tls,
              s->peer.subject[0] ? "subject=" : "none", s->peer.subject);
     memset(&v, 0, sizeof(v));
     str_lcpy(v.session, s->id, sizeof(v.session));
@@ -283,7 +287,7 @@ static int tls_begin(struct session *s)
 {
     s->ssl = SSL_new(s->set->ssl_ctx);
     if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1) {
-        log_err("session=%s cannot create TLS session", s->id);
+        log_err("session=%s client=%s cannot create TLS session", s->id, s->client_ip);
         ERR_clear_error();
         return -1;
     }
@@ -319,7 +323,7 @@ static int tls_continue(struct session *s)
         return 0;
     default: {
         unsigned long e = ERR_peek_error();
-        log_info("session=%s TLS handshake failed: %s", s->id,
+        log_info("session=%s client=%s TLS handshake failed: %s", s->id, s->client_ip,
                  e ? ERR_reason_error_string(e) : "connection closed");
         ERR_clear_error();
         return -1;
@@ -340,7 +344,8 @@ static void abort_spool(struct session *s)
 
         str_lcpy(v.queue_id, s->queue_id, sizeof(v.queue_id));
         if (ipc_enc_abort(m, &v) == 0 && ipc_send(s->w->queue_fd, m) != 0)
-            log_warn("session=%s cannot abort queue file %s: %s", s->id, s->queue_id,
+            log_warn("session=%s client=%s cannot abort queue file %s: %s", s->id, s->client_ip,
+                     s->queue_id,
                      strerror(errno));
     }
 }
@@ -532,7 +537,7 @@ static void auth_unusable(struct session *s, const char *mech, const char *probl
     char why[160];
 
     str_fmt(why, sizeof(why), "AUTH %s %s", mech, problem);
-    log_info("session=%s %s", s->id, why);
+    log_info("session=%s client=%s %s", s->id, s->client_ip, why);
     audit(s, "auth", "reject", why, NULL, -1);
     s->errors++;
     reply(s, "%s", smtp_reply);
@@ -849,7 +854,7 @@ static void dispatch(struct session *s, char *line)
     const char *arg;
     enum smtp_verb v = smtp_parse_verb(line, &arg);
 
-    log_debug("session=%s <<< %s", s->id, line);
+    log_debug("session=%s client=%s <<< %s", s->id, s->client_ip, line);
     switch (v) {
     case CMD_EHLO:
         cmd_ehlo(s, arg, 1);
@@ -920,7 +925,8 @@ static void stage_write(struct session *s, const char *p, size_t n)
         n -= c;
         if (s->stagelen == STAGE_MAX) {
             if (spool_put(s->spool_fd, SPOOL_BODY, s->stage, s->stagelen) != 0) {
-                log_err("session=%s spool write failed: %s", s->id, strerror(errno));
+                log_err("session=%s client=%s spool write failed: %s", s->id, s->client_ip,
+                        strerror(errno));
                 s->write_error = 1;
                 return;
             }
@@ -1037,8 +1043,8 @@ static size_t header_take(struct session *s, const char *p, size_t n)
         return n;
     }
     if (take > 0 && header_reserve(s, take) != 0) {
-        log_err("session=%s no memory for a header section of %zu bytes", s->id,
-                s->hdrlen + take);
+        log_err("session=%s client=%s no memory for a header section of %zu bytes",
+                s->id, s->client_ip, s->hdrlen + take);
         s->write_error = 1;
         return n;
     }
@@ -1157,7 +1163,8 @@ static void data_finish(struct session *s)
             write_prelude(s, s->hdrlen);
         if (!s->write_error && s->stagelen > 0 &&
             spool_put(s->spool_fd, SPOOL_BODY, s->stage, s->stagelen) != 0) {
-            log_err("session=%s spool write failed: %s", s->id, strerror(errno));
+            log_err("session=%s client=%s spool write failed: %s", s->id, s->client_ip,
+                    strerror(errno));
             s->write_error = 1;
         }
         if (s->write_error) {
@@ -1347,7 +1354,8 @@ static void session_pump(struct session *s)
             if (s->outlen > 0)
                 break;
             if (s->inlen > 0)
-                log_warn("session=%s discarded %zu bytes sent after STARTTLS", s->id, s->inlen);
+                log_warn("session=%s client=%s discarded %zu bytes sent after STARTTLS",
+                         s->id, s->client_ip, s->inlen);
             s->inlen = 0;
             s->wait = WAIT_NONE;
             transaction_reset(s);
@@ -1372,7 +1380,7 @@ static void session_pump(struct session *s)
             continue; /* the replies have left: the commands they held back are next */
         int r = session_read(s);
         if (r < 0) {
-            log_info("session=%s connection closed by client", s->id);
+            log_info("session=%s client=%s connection closed by client", s->id, s->client_ip);
             session_close(s);
             return;
         }
@@ -1468,7 +1476,7 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
         free(s);
         return;
     }
-    log_info("session=%s connect from [%s]%s", s->id, s->client_ip,
+    log_info("session=%s client=%s connect from [%s]%s", s->id, s->client_ip, s->client_ip,
              implicit_tls ? " (implicit TLS)" : "");
     if (implicit_tls) {
         if (tls_begin(s) != 0) {
@@ -1512,7 +1520,8 @@ static void session_close(struct session *s)
     if (s->closed)
         return;
     if (!s->detached) {
-        log_info("session=%s disconnect%s%s", s->id, s->user[0] ? " user=" : "", s->user);
+        log_info("session=%s client=%s disconnect%s%s", s->id, s->client_ip,
+                 s->user[0] ? " user=" : "", s->user);
         release_connection(s);
         /* A message being committed is the queue's now and may be relayed: keep
          * the session until the answer, so that its accept is still audited. */
@@ -1567,7 +1576,7 @@ void session_on_event(struct worker *w, uint64_t handle, uint32_t events)
     /* Both directions are gone: no reply can reach the client any more, and
      * nothing it sent is acknowledged. */
     if (events & (EPOLLERR | EPOLLHUP)) {
-        log_info("session=%s connection lost", s->id);
+        log_info("session=%s client=%s connection lost", s->id, s->client_ip);
         session_close(s);
         return;
     }
@@ -1600,23 +1609,25 @@ void session_check_timeout(struct session *s, time_t now)
     if (now - since <= cfg->timeout && !tls_late)
         return;
     if (s->detached) {
-        log_err("session=%s no commit answer from the queue in %d s", s->id, cfg->timeout);
+        log_err("session=%s client=%s no commit answer from the queue in %d s", s->id, s->client_ip,
+                cfg->timeout);
         session_close(s);
         return;
     }
     if (tls_late) {
-        log_info("session=%s %s not done within tls_handshake_timeout (%d s)", s->id,
+        log_info("session=%s client=%s %s not done within tls_handshake_timeout (%d s)",
+                 s->id, s->client_ip,
                  s->handshaking ? "TLS handshake" : "first command after the TLS handshake",
                  cfg->tls_handshake_timeout);
         if (!s->handshaking)
             reply(s, "421 4.4.2 %s Error: timeout exceeded", cfg->hostname);
     } else if (internal) {
-        log_err("session=%s no answer from the %s process in %d s", s->id,
+        log_err("session=%s client=%s no answer from the %s process in %d s", s->id, s->client_ip,
                 s->wait == WAIT_OPEN || s->wait == WAIT_COMMIT ? "queue" : "authz",
                 cfg->timeout);
         reply(s, "421 4.3.0 %s Internal timeout, try again later", cfg->hostname);
     } else {
-        log_info("session=%s timeout after %d s", s->id, cfg->timeout);
+        log_info("session=%s client=%s timeout after %d s", s->id, s->client_ip, cfg->timeout);
         if (!s->handshaking && s->wait != WAIT_STARTTLS_FLUSH)
             reply(s, "421 4.4.2 %s Error: timeout exceeded", cfg->hostname);
     }
@@ -1642,10 +1653,10 @@ static void on_identity(struct session *s, uint64_t decision, const char *user,
     s->identity_decision = (int)decision;
     if (decision == IPC_ALLOW) {
         str_lcpy(s->user, user, sizeof(s->user));
-        log_info("session=%s identity user=%s", s->id, s->user);
+        log_info("session=%s client=%s identity user=%s", s->id, s->client_ip, s->user);
     } else {
         str_lcpy(s->identity_reply, reply_text, sizeof(s->identity_reply));
-        log_info("session=%s no identity: %s", s->id, reply_text);
+        log_info("session=%s client=%s no identity: %s", s->id, s->client_ip, reply_text);
     }
 }
 
@@ -1665,7 +1676,7 @@ static void on_opened(struct session *s, uint64_t status, const char *qid, const
                       int fd)
 {
     if (status != 0 || fd < 0 || !spool_id_valid(qid)) {
-        log_err("session=%s queue refused the message: %s", s->id, why);
+        log_err("session=%s client=%s queue refused the message: %s", s->id, s->client_ip, why);
         if (fd >= 0)
             close(fd);
         reply(s, "452 4.3.1 Insufficient system storage");
@@ -1690,12 +1701,13 @@ static void on_committed(struct session *s, uint64_t status, const char *qid, co
 
     rcpt_list(s, rcpts, sizeof(rcpts));
     if (status != 0 || strcmp(qid, s->queue_id) != 0) {
-        log_err("session=%s queue commit of %s failed: %s", s->id, s->queue_id, why);
+        log_err("session=%s client=%s queue commit of %s failed: %s", s->id, s->client_ip,
+                s->queue_id, why);
         audit(s, "data", "tempfail", why[0] ? why : "queue commit failed", rcpts, s->msg_size);
         reply(s, "452 4.3.1 Insufficient system storage");
     } else {
-        log_info("session=%s queued id=%s user=%s from=<%s> nrcpt=%d size=%lld", s->id,
-                 s->queue_id, s->user, s->mail_from, s->nrcpt, s->msg_size);
+        log_info("session=%s client=%s queued id=%s user=%s from=<%s> nrcpt=%d size=%lld",
+                 s->id, s->client_ip, s->queue_id, s->user, s->mail_from, s->nrcpt, s->msg_size);
         audit(s, "submission", "accept", s->detached ? "client left before the reply" : NULL,
               rcpts, s->msg_size);
         reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
@@ -1717,7 +1729,8 @@ static void on_authz_result(struct session *s, const struct ipc_result *r)
             str_lcpy(s->user, r->user, sizeof(s->user));
             s->password_ok = 1;
             s->auth_done = 1;
-            log_info("session=%s authenticated user=%s by password", s->id, s->user);
+            log_info("session=%s client=%s authenticated user=%s by password", s->id, s->client_ip,
+                     s->user);
             reply(s, "235 2.7.0 Authentication successful");
         } else {
             reply(s, "%s", r->reply);

@@ -136,7 +136,7 @@ void config_defaults(struct config *cfg)
     cfg->queue_lifetime = 432000;
     cfg->log_level = LOG_LVL_INFO;
     cfg->smtp_workers = 0;
-    cfg->log_mode = LOG_MODE_AUTO;
+    cfg->log_mode = LOG_DEST_AUTO;
     str_lcpy(cfg->syslog_facility, "mail", sizeof(cfg->syslog_facility));
 }
 

@@ -18,7 +18,6 @@
 /* Room for every key of the table in config.c (checked there at compile time). */
 #define CONFIG_MAX_KEYS 64
 
-enum log_mode { LOG_MODE_AUTO = 0, LOG_MODE_STDERR, LOG_MODE_SYSLOG };
 enum upstream_tls_mode { UPSTREAM_TLS_VERIFY = 0, UPSTREAM_TLS_ENCRYPT, UPSTREAM_TLS_NONE };
 enum auth_password_mode { AUTH_PASSWORD_NO = 0, AUTH_PASSWORD_FALLBACK, AUTH_PASSWORD_SECOND_FACTOR };
 
@@ -64,7 +63,7 @@ struct config {
     int log_level;                /* enum log_level */
     int smtp_workers;             /* 0: one per core */
     char smtp_user[64];           /* uid of the smtp process; "" in the file: same as user */
-    int log_mode;                 /* enum log_mode */
+    int log_mode;                 /* enum log_dest of log.h */
     char syslog_facility[16];     /* mail, daemon, local0..local7, ... */
 
     unsigned char set[CONFIG_MAX_KEYS]; /* key number i was set in the file */

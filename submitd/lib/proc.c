@@ -15,6 +15,7 @@ void proc_start(const char *name, int foreground, const char *conf, struct confi
     log_init(name, foreground, LOG_LVL_INFO);
     if (config_load(cfg, conf, err, sizeof(err)) != 0)
         fatal("%s", err);
+    log_setup(foreground, cfg->log_mode, cfg->syslog_facility);
     log_set_level(cfg->log_level);
 }
 
