@@ -38,6 +38,7 @@ SSL_LIBS    := -lssl -lcrypto
 SQLITE_LIBS := -lsqlite3
 PAM_LIBS    := -lpam
 THREAD_LIBS := -pthread
+SYSTEMD_LIBS := -lsystemd
 
 # --- sources -------------------------------------------------------------
 LIB_SRC    := $(wildcard submitd/lib/*.c)
@@ -84,7 +85,7 @@ $(B)/lib.a: $(LIB_OBJ)
 # untrusted bytes cannot reach the database or PAM even if it is compromised.
 $(B)/bin/submitd: $(call obj,$(MASTER_SRC)) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(THREAD_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(SYSTEMD_LIBS) $(THREAD_LIBS)
 
 $(B)/libexec/submitd/submitd-smtp: $(call obj,$(SMTP_SRC)) $(B)/lib.a
 	@mkdir -p $(dir $@)

@@ -13,6 +13,7 @@
  * tri-state; any database or PAM error is TEMPFAIL, never ALLOW.
  */
 #include "authz_cert.h"
+#include "ctl.h"
 #include "authz_grant.h"
 #include "authz_pam.h"
 #include "authz_refusals.h"
@@ -273,8 +274,8 @@ static void identity_done(struct identity *id, struct ipc_msg *m)
         else
             g->cert_ok = 1;
     }
-    log_info("session=%s %s %s: %s%s%s", id->session, id->event, row.decision, id->reason,
-             a->user[0] ? " user=" : "", a->user);
+    log_info("session=%s client=%s %s %s: %s%s%s", id->session, LOG_IP(g->client_ip), id->event,
+             row.decision, id->reason, a->user[0] ? " user=" : "", a->user);
     send_answer(id->chan, id->req, a, m);
 }
 
@@ -590,8 +591,8 @@ static void address_refused(const struct grant *g, const char *event, const char
     row.decision = decision == IPC_DENY && reply[0] == '5' ? "reject" : "tempfail";
     row.reason = reason;
     write_audit(&row);
-    log_info("session=%s user=%s %s <%s>: %s", g->session, g->user[0] ? g->user : "-", event,
-             addr, reason);
+    log_info("session=%s client=%s user=%s %s <%s>: %s", g->session, LOG_IP(g->client_ip),
+             g->user[0] ? g->user : "-", event, addr, reason);
 }
 
 /* The session's grant when it may relay; else the refusal is answered and audited
@@ -706,8 +707,9 @@ static void authzid_decided(const struct grant *g, const char *authzid, const ch
     row.size = -1;
     if (write_audit(&row) != 0 && a->decision == IPC_ALLOW)
         answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
-    log_info("session=%s user=%s AUTH EXTERNAL authzid <%s> %s: %s", g->session,
-             g->user[0] ? g->user : "-", authzid, decision_word(a->decision), reason);
+    log_info("session=%s client=%s user=%s AUTH EXTERNAL authzid <%s> %s: %s", g->session,
+             LOG_IP(g->client_ip), g->user[0] ? g->user : "-", authzid,
+             decision_word(a->decision), reason);
 }
 
 /* How authzid names the grant's user (DB_OK, reason set), DB_NOTFOUND when it does
@@ -1057,21 +1059,49 @@ static void on_term(int sig)
     stopping = 1;
 }
 
+/*
+ * A reload (ctl.h): client_ca, the CRL and the limits. The database, PAM service
+ * and table sizes stay until a restart (config_keep_restart_keys). Sessions in
+ * progress keep their grants.
+ */
+static void reload(int ctl, struct ctl_files *f)
+{
+    static struct config next;
+    char err[1024];
+
+    if (ctl_reload_config(f, &cfg, &next, err, sizeof(err)) != 0 ||
+        cert_reload(&next, err, sizeof(err)) != 0) {
+        log_err("reload refused, the running settings stay: %s", err);
+        ctl_reloaded(ctl, 0, err);
+        return;
+    }
+    cfg = next;
+    log_set_level(cfg.log_level);
+    load_own_ca();
+    log_info("reloaded: client_ca %s, crl %s, limits", cfg.client_ca,
+             cfg.crl[0] ? cfg.crl : "(none)");
+    ctl_reloaded(ctl, 1, "");
+}
+
 int main(int argc, char **argv)
 {
     const char *conf = CONFIG_DEFAULT_PATH;
-    struct pollfd pfd[MAX_CHANNELS + MAX_PENDING];
-    int nfd = 0, foreground = 0, opt, queue_chan = -1;
+    struct pollfd pfd[MAX_CHANNELS + 1 + MAX_PENDING];
+    int nfd = 0, foreground = 0, opt, queue_chan = -1, ctl = -1;
+    struct ctl_files files;
     char err[1024];
     struct ipc_msg *m;
 
-    while ((opt = getopt(argc, argv, "c:fs:q:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:fs:q:m:")) != -1) {
         switch (opt) {
         case 'c':
             conf = optarg;
             break;
         case 'f':
             foreground = 1;
+            break;
+        case 'm':
+            ctl = proc_fd_arg(optarg);
             break;
         case 's':
         case 'q':
@@ -1088,8 +1118,9 @@ int main(int argc, char **argv)
         }
     }
     proc_start("submitd/authz", foreground, conf, &cfg);
-    if (nfd == 0 || queue_chan < 0)
+    if (nfd == 0 || queue_chan < 0 || ctl < 0)
         fatal("started without its descriptors (this program is run by submitd)");
+    ctl_files_init(&files);
     if (cert_init(&cfg, err, sizeof(err)) != 0)
         fatal("%s", err);
     /* Every session the smtp process may hold at once, and some in passing. */
@@ -1106,6 +1137,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < nfd; i++)
         if (fcntl(pfd[i].fd, F_SETFL, fcntl(pfd[i].fd, F_GETFL) | O_NONBLOCK) != 0)
             fatal("channel %d: %s", pfd[i].fd, strerror(errno));
+    if (fcntl(ctl, F_SETFL, fcntl(ctl, F_GETFL) | O_NONBLOCK) != 0)
+        fatal("control channel: %s", strerror(errno));
     m = malloc(sizeof(*m));
     if (m == NULL)
         fatal("out of memory");
@@ -1114,10 +1147,15 @@ int main(int argc, char **argv)
     proc_signals(on_term);
 
     log_info("authz process ready: database %s, %d channels", cfg.database, nfd);
+    ctl_ready(ctl);
     retention_tick(time(NULL));
     while (!stopping) {
-        int n, npfd = nfd;
+        int n, npfd = nfd + 1;
 
+        /* The control channel, after the channels and before the PAM workers. */
+        pfd[nfd].fd = ctl;
+        pfd[nfd].events = POLLIN;
+        pfd[nfd].revents = 0;
         for (int k = 0; k < PAM_WORKERS; k++) {
             if (pam_pool[k].pid <= 0 || !pam_pool[k].busy)
                 continue;
@@ -1130,7 +1168,17 @@ int main(int argc, char **argv)
         if (n < 0 && errno != EINTR)
             fatal("poll: %s", strerror(errno));
         if (npending)
-            pam_collect(pfd + nfd, npfd - nfd, m);
+            pam_collect(pfd + nfd + 1, npfd - nfd - 1, m);
+        if (pfd[nfd].revents & (POLLIN | POLLHUP | POLLERR)) {
+            int r = ctl_read(ctl, m, &files);
+
+            if (r < 0)
+                fatal("the master closed the control channel");
+            if (r == 1) {
+                reload(ctl, &files);
+                ctl_files_close(&files);
+            }
+        }
         for (int i = 0; i < nfd && n > 0; i++) {
             if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
                 serve(pfd[i].fd, i == queue_chan, m) < 0)

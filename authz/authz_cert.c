@@ -371,7 +371,21 @@ void cert_tick(time_t now)
     crl_check_dates(now);
 }
 
-int cert_init(const struct config *cfg, char *err, size_t errlen)
+/* The same CAs in the same order: CRL indexes of one set are valid in the other. */
+static int same_cas(const STACK_OF(X509) *a, const STACK_OF(X509) *b)
+{
+    if (a == NULL || b == NULL || sk_X509_num(a) != sk_X509_num(b))
+        return 0;
+    for (int i = 0; i < sk_X509_num(a); i++)
+        if (X509_cmp(sk_X509_value(a, i), sk_X509_value(b, i)) != 0)
+            return 0;
+    return 1;
+}
+
+/* prev_cas/prev: what a reload replaces (NULL at start): with the same CAs, a CRL
+ * older than the one in use is refused at a reload as it is at a file change. */
+static int cert_load(const struct config *cfg, const STACK_OF(X509) *prev_cas,
+                     const struct crl_info *prev, char *err, size_t errlen)
 {
     BIO *in;
     STACK_OF(X509_INFO) *infos;
@@ -407,12 +421,38 @@ int cert_init(const struct config *cfg, char *err, size_t errlen)
         st.have_file = 1;
         st.file = sb;
     }
-    st.store = crl_store_build(st.crl_path, NULL, &st.info, err, errlen);
+    st.store = crl_store_build(st.crl_path, same_cas(st.cas, prev_cas) ? prev : NULL,
+                               &st.info, err, errlen);
     if (st.store == NULL)
         return -1;
     st.checked = time(NULL);
     crl_log_loaded("loaded");
     crl_check_dates(st.checked);
+    return 0;
+}
+
+int cert_init(const struct config *cfg, char *err, size_t errlen)
+{
+    return cert_load(cfg, NULL, NULL, err, errlen);
+}
+
+int cert_reload(const struct config *cfg, char *err, size_t errlen)
+{
+    __typeof__(st) saved = st;
+
+    if (cert_load(cfg, saved.cas, &saved.info, err, errlen) != 0) {
+        cert_free();
+        st = saved;
+        return -1;
+    }
+    /* The old state is freed as the current one: crl_info_free() counts its CAs. */
+    {
+        __typeof__(st) fresh = st;
+
+        st = saved;
+        cert_free();
+        st = fresh;
+    }
     return 0;
 }
 

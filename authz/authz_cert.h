@@ -42,6 +42,9 @@ struct cert_result {
 
 /* Loads client_ca and the CRL (as root, at start-up). 0, or -1 with err. */
 int cert_init(const struct config *cfg, char *err, size_t errlen);
+/* At a reload: client_ca and the CRL again, from cfg. On failure the running
+ * ones stay, and err says why. Sessions already verified keep their grants. */
+int cert_reload(const struct config *cfg, char *err, size_t errlen);
 /*
  * Looks at the CRL file at most once per second and reloads it when it changed;
  * warns as its nextUpdate approaches. A CRL that cannot be loaded leaves the

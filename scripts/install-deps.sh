@@ -3,7 +3,7 @@
 # Idempotent: does nothing when every package is already installed.
 set -eu
 
-PKGS="build-essential pkg-config libssl-dev libpam0g-dev libsqlite3-dev sqlite3
+PKGS="build-essential pkg-config libssl-dev libpam0g-dev libsqlite3-dev libsystemd-dev sqlite3
 libpam-modules libpam-runtime openssl curl swaks msmtp libnet-ssleay-perl libio-socket-ssl-perl
 python3 python3-pytest python3-aiosmtpd python3-cryptography postfix
 debhelper dpkg-dev fakeroot"

@@ -10,6 +10,7 @@
  * leave requests unanswered or frames half-read.
  */
 #include "config.h"
+#include "ipc_codec.h"
 #include "fdlimit.h"
 #include "ipc.h"
 #include "log.h"
@@ -18,20 +19,24 @@
 #include "util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,14 +52,23 @@ static int foreground;
 static int listen_fds[MAX_LISTENERS], listen_tls[MAX_LISTENERS], nlisten;
 static pid_t pids[NPROC];
 static char libexec[PATH_MAX];
-static volatile sig_atomic_t got_term, got_chld;
+static volatile sig_atomic_t got_term, got_chld, got_hup;
+
+/* The control channel with each worker (ipc_codec.h): readiness and reloads. */
+static int ctl_fds[NPROC] = { -1, -1, -1 };
+static int ready[NPROC];
+static int reload_pending;        /* workers whose answer to a reload is awaited */
+static time_t reload_deadline;
+#define RELOAD_TIMEOUT 30
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: submitd [-c FILE] [-f] [-t]\n"
+    fprintf(stderr, "usage: submitd [-c FILE] [-f] [-t | -n | -p]\n"
                     "  -c FILE  configuration file (default %s)\n"
                     "  -f       stay in the foreground and log to stderr\n"
-                    "  -t       check the configuration and files, then exit\n",
+                    "  -t       check the configuration and files, then exit\n"
+                    "  -n       print the settings made in the file\n"
+                    "  -p       print every effective setting, defaults marked\n",
             CONFIG_DEFAULT_PATH);
     exit(2);
 }
@@ -158,6 +172,89 @@ static int spool_owner(struct safedir_owner *o, char *err, size_t errlen)
  * spool's place, and root would hand it over. A warning would not do: it would be
  * repeated at every start in a log nobody reads, while the directory changes hands.
  */
+#define SPOOL_LOCK "submitd.lock"
+
+static int lock_fd = -1;
+
+/* The pid written in the lock file of the spool (by the instance holding it), or
+ * "unknown" while that instance has not written it yet. */
+static void lock_holder(int fd, char *out, size_t outlen)
+{
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    long long pid;
+
+    if (n > 0) {
+        buf[n] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+        if (str_to_ll(buf, 1, INT32_MAX, &pid) == 0) {
+            str_fmt(out, outlen, "%lld", pid);
+            return;
+        }
+    }
+    str_lcpy(out, "unknown", outlen);
+}
+
+/*
+ * One instance per spool (DESIGN §4): two would recover each other's incoming
+ * files and relay the same messages. The lock is flock() on SPOOL_LOCK inside the
+ * spool, opened through the spool's descriptor without following links. The spool
+ * belongs to the unprivileged user, so a lock file that root did not make (a link,
+ * a FIFO, a hard link to a file elsewhere) is replaced, never opened for writing.
+ * flock() survives the fork of daemonize(); the descriptor is close-on-exec, so
+ * the workers never hold it.
+ */
+static int lock_spool(int spool, char *err, size_t errlen)
+{
+    const int flags = O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+    struct stat st;
+    char pid[32];
+    int fd;
+
+    /* Anything but a regular file of ours with one link goes, before we open it. */
+    if (fstatat(spool, SPOOL_LOCK, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()))
+        (void)unlinkat(spool, SPOOL_LOCK, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+    fd = openat(spool, SPOOL_LOCK, flags | O_CREAT, 0644);
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+                    st.st_uid != geteuid())) {
+        close(fd);
+        fd = -1;
+        errno = EPERM;
+    }
+    if (fd < 0) {
+        str_fmt(err, errlen, "spool %s: cannot open the lock file %s: %s", cfg.spool, SPOOL_LOCK,
+                strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+
+        lock_holder(fd, pid, sizeof(pid));
+        close(fd);
+        if (e == EWOULDBLOCK)
+            str_fmt(err, errlen, "spool %s is in use by another submitd (pid %s, lock file "
+                    "%s/%s)", cfg.spool, pid, cfg.spool, SPOOL_LOCK);
+        else
+            str_fmt(err, errlen, "spool %s: cannot lock %s: %s", cfg.spool, SPOOL_LOCK,
+                    strerror(e));
+        return -1;
+    }
+    lock_fd = fd;
+    return 0;
+}
+
+/* Writes our pid into the lock file, once the master has its final pid. */
+static void lock_write_pid(void)
+{
+    char num[32];
+
+    str_fmt(num, sizeof(num), "%ld\n", (long)getpid());
+    if (ftruncate(lock_fd, 0) != 0 || pwrite(lock_fd, num, strlen(num), 0) != (ssize_t)strlen(num))
+        log_warn("spool %s: cannot write the pid into %s: %s", cfg.spool, SPOOL_LOCK,
+                 strerror(errno));
+}
+
 static int prepare_spool(char *err, size_t errlen)
 {
     static const char *const subdirs[] = { "incoming", "queue", "corrupt" };
@@ -169,6 +266,10 @@ static int prepare_spool(char *err, size_t errlen)
     if (spool_owner(&owner, err, errlen) != 0)
         return -1;
     spool = safedir_open_owned_path(cfg.spool, &owner, flags, why, sizeof(why));
+    if (spool >= 0 && lock_spool(spool, err, errlen) != 0) {
+        close(spool);
+        return -1;
+    }
     fd = spool;
     for (size_t i = 0; fd >= 0 && i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
         char path[PATH_MAX];
@@ -247,6 +348,8 @@ static void asn1_iso(const ASN1_TIME *t, char *out, size_t outlen)
         str_lcpy(out, "?", outlen);
 }
 
+static int check_warnings;
+
 /* A CRL issued by one of the certificates in client_ca, or NULL. */
 static X509 *crl_issuer_in(STACK_OF(X509_INFO) *cas, X509_CRL *c)
 {
@@ -287,13 +390,19 @@ static void check_crl(int *problems)
         X509 *issuer = cas != NULL ? crl_issuer_in(cas, c) : NULL;
 
         n++;
-        if (next != NULL && X509_cmp_time(next, &soon) < 0) {
+        if (next != NULL && X509_cmp_time(next, &now) < 0) {
             asn1_iso(next, when, sizeof(when));
-            fprintf(stderr, "submitd: crl: %s %s %s: every client certificate is refused "
-                    "then; publish a new CRL with \"submit-ca crl\"\n", cfg.crl,
-                    X509_cmp_time(next, &now) < 0 ? "expired on" : "expires within a day, on",
-                    when);
+            fprintf(stderr, "submitd: crl: %s expired on %s: every client certificate of its "
+                    "CA is refused; publish a new CRL with \"submit-ca crl\"\n", cfg.crl, when);
             (*problems)++;
+        } else if (next != NULL && X509_cmp_time(next, &soon) < 0) {
+            /* A warning: the daily CRL timer renews it, and a restart must not fail
+             * on it (-t runs before every start). */
+            asn1_iso(next, when, sizeof(when));
+            fprintf(stderr, "submitd: warning: crl: %s expires within a day, on %s: every "
+                    "client certificate of its CA is refused then; publish a new CRL with "
+                    "\"submit-ca crl\"\n", cfg.crl, when);
+            check_warnings++;
         }
         if (last != NULL && X509_cmp_time(last, &now) > 0) {
             asn1_iso(last, when, sizeof(when));
@@ -352,16 +461,170 @@ static void check_fd_limit(void)
     }
 }
 
+/* Every listener must be host:port with a port from 1 to 65535 and resolve. */
+static void check_listen(const char *key, const char *list, int *problems)
+{
+    char item[512], host[256], port[16];
+    int rc;
+
+    for (int i = 0; (rc = config_list_item(list, i, item, sizeof(item))) == 1; i++) {
+        struct addrinfo hints, *res;
+        int gai;
+
+        if (config_split_hostport(item, host, sizeof(host), port, sizeof(port)) != 0) {
+            fprintf(stderr, "submitd: %s: \"%s\" is not host:port with a port from 1 to "
+                    "65535\n", key, item);
+            (*problems)++;
+            continue;
+        }
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+        gai = getaddrinfo(host, port, &hints, &res);
+        if (gai != 0) {
+            fprintf(stderr, "submitd: %s: %s: %s\n", key, item, gai_strerror(gai));
+            (*problems)++;
+            continue;
+        }
+        freeaddrinfo(res);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "submitd: %s: malformed list \"%s\"\n", key, list);
+        (*problems)++;
+    }
+}
+
+/* The server certificate's dates and names. */
+static void check_server_cert(int *problems)
+{
+    FILE *f = fopen(cfg.tls_cert, "re");
+    X509 *x = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    char when[32];
+
+    if (f != NULL)
+        fclose(f);
+    if (x == NULL) {
+        ERR_clear_error();
+        return;     /* the pair check names it */
+    }
+    if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0) {
+        asn1_iso(X509_get0_notAfter(x), when, sizeof(when));
+        fprintf(stderr, "submitd: tls_cert: %s expired on %s; clients refuse it "
+                "(submit-ca server-cert, then systemctl reload submitd)\n", cfg.tls_cert, when);
+        (*problems)++;
+    }
+    if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
+        asn1_iso(X509_get0_notBefore(x), when, sizeof(when));
+        fprintf(stderr, "submitd: tls_cert: %s is not valid before %s (is the clock right?)\n",
+                cfg.tls_cert, when);
+        (*problems)++;
+    }
+    if (X509_check_host(x, cfg.hostname, 0, 0, NULL) != 1) {
+        fprintf(stderr, "submitd: warning: tls_cert: %s does not name hostname %s; clients "
+                "that check names refuse it\n", cfg.tls_cert, cfg.hostname);
+        check_warnings++;
+    }
+    X509_free(x);
+}
+
+/* A private key (or the configuration) that others may read or change. */
+static void check_private(const char *key, const char *path, mode_t forbidden, const char *what,
+                          int *problems)
+{
+    struct stat st;
+
+    if (path[0] == '\0' || stat(path, &st) != 0)
+        return;
+    if ((st.st_mode & forbidden) != 0) {
+        fprintf(stderr, "submitd: %s: %s is %s by group or others (mode %04o)\n", key, path,
+                what, (unsigned)(st.st_mode & 07777));
+        (*problems)++;
+    }
+}
+
+/* The PAM service file that pam_start() will look for. */
+static void check_pam(int *problems)
+{
+    char path[PATH_MAX], vendor[PATH_MAX];
+
+    if (!cfg.pam_account_check && cfg.auth_password == AUTH_PASSWORD_NO)
+        return;
+    if (cfg.pam_confdir[0] != '\0') {
+        str_fmt(path, sizeof(path), "%s/%s", cfg.pam_confdir, cfg.pam_service);
+        if (access(path, R_OK) == 0)
+            return;
+        fprintf(stderr, "submitd: pam_service: %s: %s\n", path, strerror(errno));
+        (*problems)++;
+        return;
+    }
+    str_fmt(path, sizeof(path), "/etc/pam.d/%s", cfg.pam_service);
+    str_fmt(vendor, sizeof(vendor), "/usr/lib/pam.d/%s", cfg.pam_service);
+    if (access(path, R_OK) != 0 && access(vendor, R_OK) != 0) {
+        fprintf(stderr, "submitd: pam_service: neither %s nor %s exists (conf/pam.d/submitd is "
+                "an example)\n", path, vendor);
+        (*problems)++;
+    }
+}
+
+/* What the start checks about the spool and the trusted files, creating nothing. */
+static void check_start_files(int *problems)
+{
+    struct safedir_owner owner;
+    char err[PATH_MAX + 512];
+    int fd;
+
+    if (check_trust_file("client_ca", cfg.client_ca, err, sizeof(err)) != 0 ||
+        check_trust_file("crl", cfg.crl, err, sizeof(err)) != 0) {
+        fprintf(stderr, "submitd: %s\n", err);
+        (*problems)++;
+    }
+    if (spool_owner(&owner, err, sizeof(err)) != 0) {
+        fprintf(stderr, "submitd: %s\n", err);
+        (*problems)++;
+        return;
+    }
+    fd = safedir_open_owned_path(cfg.spool, &owner, 0, err, sizeof(err));
+    if (fd < 0 && errno != ENOENT) {
+        fprintf(stderr, "submitd: spool: %s\n", err);
+        (*problems)++;
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
+static void print_problem(const char *msg, void *arg)
+{
+    (*(int *)arg)++;
+    fprintf(stderr, "submitd: %s\n", msg);
+}
+
+/*
+ * -t: every problem it can find, one line each; warnings do not fail it. Returns the
+ * exit status: 1 with problems, else 0.
+ */
 static int check_config(void)
 {
     int problems = 0;
-    char err[1024];
+    char err[1024], key[PATH_MAX];
     SSL_CTX *ctx;
 
+    if (config_load_all(&cfg, conf_path, print_problem, &problems) > 0 &&
+        cfg.path[0] == '\0')
+        return 1;
     if (config_check_required(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "submitd: %s\n", err);
         problems++;
     }
+    check_listen("listen", cfg.listen, &problems);
+    check_listen("listen_tls", cfg.listen_tls, &problems);
+    check_private("tls_key", cfg.tls_key, 077, "readable or writable", &problems);
+    check_private("upstream_key", cfg.upstream_key, 077, "readable or writable", &problems);
+    str_fmt(key, sizeof(key), "%s/ca.key", cfg.ca_dir);
+    check_private("ca_dir", key, 077, "readable or writable", &problems);
+    check_private("configuration", cfg.path, 022, "writable", &problems);
+    check_server_cert(&problems);
+    check_pam(&problems);
+    check_start_files(&problems);
     check_file("tls_cert", cfg.tls_cert, &problems);
     check_file("tls_key", cfg.tls_key, &problems);
     check_file("client_ca", cfg.client_ca, &problems);
@@ -372,7 +635,7 @@ static int check_config(void)
     check_file("upstream_key", cfg.upstream_key, &problems);
     check_fd_limit();
     ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx != NULL && problems == 0) {
+    if (ctx != NULL && access(cfg.tls_cert, R_OK) == 0 && access(cfg.tls_key, R_OK) == 0) {
         if (SSL_CTX_use_certificate_chain_file(ctx, cfg.tls_cert) != 1 ||
             SSL_CTX_use_PrivateKey_file(ctx, cfg.tls_key, SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(ctx) != 1) {
@@ -403,7 +666,11 @@ static int check_config(void)
         }
     }
     if (problems == 0)
-        printf("submitd: configuration %s OK\n", cfg.path);
+        printf("submitd: configuration %s OK%s\n", cfg.path,
+               check_warnings > 0 ? " (with warnings)" : "");
+    else
+        fprintf(stderr, "submitd: %d problem%s in %s\n", problems, problems == 1 ? "" : "s",
+                cfg.path);
     return problems == 0 ? 0 : 1;
 }
 
@@ -451,6 +718,16 @@ static pid_t spawn(int which, struct argv_buf *a)
             _exit(1);
     {
         sigset_t none;
+        struct sigaction ign;
+
+        /* Until the worker sets its own handlers, a signal sent to the whole
+         * service (systemctl kill) must not stop it: ignored dispositions survive
+         * execv, the master's handlers would not. */
+        memset(&ign, 0, sizeof(ign));
+        ign.sa_handler = SIG_IGN;
+        sigaction(SIGHUP, &ign, NULL);
+        sigaction(SIGUSR1, &ign, NULL);
+        sigaction(SIGUSR2, &ign, NULL);
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
     }
@@ -469,7 +746,7 @@ static int nworkers(void)
 static void start_all(void)
 {
     int nw = nworkers();
-    int smtp_authz[MAX_WORKERS][2], smtp_queue[MAX_WORKERS][2], queue_authz[2];
+    int smtp_authz[MAX_WORKERS][2], smtp_queue[MAX_WORKERS][2], queue_authz[2], ctl[NPROC][2];
     static struct argv_buf a_authz, a_queue, a_smtp;
     struct argv_buf *bufs[NPROC] = { &a_authz, &a_queue, &a_smtp };
 
@@ -478,6 +755,10 @@ static void start_all(void)
             fatal("socketpair: %s", strerror(errno));
     if (ipc_socketpair(queue_authz) != 0)
         fatal("socketpair: %s", strerror(errno));
+    for (int p = 0; p < NPROC; p++)
+        if (ipc_socketpair(ctl[p]) != 0 ||
+            fcntl(ctl[p][0], F_SETFL, fcntl(ctl[p][0], F_GETFL) | O_NONBLOCK) != 0)
+            fatal("socketpair: %s", strerror(errno));
 
     for (int p = 0; p < NPROC; p++) {
         memset(bufs[p], 0, sizeof(*bufs[p]));
@@ -486,6 +767,7 @@ static void start_all(void)
         arg_add(bufs[p], cfg.path);
         if (foreground)
             arg_add(bufs[p], "-f");
+        arg_fd(bufs[p], "-m", ctl[p][1]);
     }
     for (int i = 0; i < nw; i++) {
         arg_fd(&a_authz, "-s", smtp_authz[i][1]);
@@ -512,6 +794,12 @@ static void start_all(void)
     }
     close(queue_authz[0]);
     close(queue_authz[1]);
+    for (int p = 0; p < NPROC; p++) {
+        close(ctl[p][1]);
+        ctl_fds[p] = ctl[p][0];
+        ready[p] = 0;
+    }
+    reload_pending = 0;
 }
 
 static int which_child(pid_t pid)
@@ -541,8 +829,14 @@ static void stop_all(int grace)
         }
         for (int p = 0; p < NPROC; p++)
             alive += pids[p] > 0;
-        if (alive == 0)
+        if (alive == 0) {
+            for (int p = 0; p < NPROC; p++) {
+                if (ctl_fds[p] >= 0)
+                    close(ctl_fds[p]);
+                ctl_fds[p] = -1;
+            }
             return;
+        }
         if (time(NULL) >= until) {
             for (int p = 0; p < NPROC; p++)
                 if (pids[p] > 0) {
@@ -560,8 +854,193 @@ static void on_signal(int sig)
 {
     if (sig == SIGCHLD)
         got_chld = 1;
+    else if (sig == SIGHUP)
+        got_hup = 1;
     else
         got_term = 1;
+}
+
+/* ---- readiness and reload ---------------------------------------------------------- */
+
+static unsigned long long monotonic_usec(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
+}
+
+static int all_ready(void)
+{
+    for (int p = 0; p < NPROC; p++)
+        if (!ready[p])
+            return 0;
+    return 1;
+}
+
+/* Tells systemd (Type=notify) that the service serves; nothing without NOTIFY_SOCKET. */
+static void notify_ready(const char *status)
+{
+    sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+}
+
+/*
+ * The server certificate and key must be a pair, and client_ca must give the CA
+ * names the smtp process sends in its CertificateRequest: what it will load.
+ */
+static int check_tls_files(const struct config *c, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    STACK_OF(X509_NAME) *names = NULL;
+    int rc = -1;
+
+    if (ctx == NULL)
+        str_fmt(err, errlen, "cannot create a TLS context");
+    else if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert) != 1)
+        str_fmt(err, errlen, "tls_cert: %s: cannot load the certificate", c->tls_cert);
+    else if (SSL_CTX_use_PrivateKey_file(ctx, c->tls_key, SSL_FILETYPE_PEM) != 1)
+        str_fmt(err, errlen, "tls_key: %s: cannot load the private key", c->tls_key);
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        str_fmt(err, errlen, "tls_key: %s does not match tls_cert %s", c->tls_key, c->tls_cert);
+    else if ((names = SSL_load_client_CA_file(c->client_ca)) == NULL)
+        str_fmt(err, errlen, "client_ca: %s: no CA certificate in it", c->client_ca);
+    else
+        rc = 0;
+    sk_X509_NAME_pop_free(names, X509_NAME_free);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return rc;
+}
+
+static void note_restart_key(const char *key, void *arg)
+{
+    (void)arg;
+    log_warn("reload: %s changed in %s: that takes a restart (systemctl restart submitd); "
+             "the running value stays until then", key, cfg.path);
+}
+
+/* Sends one file, opened here as root, to a worker that may not open it itself. */
+static int send_file(struct ipc_msg *m, int p, int kind, const char *path, char *err,
+                     size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), rc;
+
+    if (fd < 0) {
+        str_fmt(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    rc = ipc_enc_ctl_file(m, kind, fd) == 0 ? ipc_send(ctl_fds[p], m) : -1;
+    if (rc != 0)
+        str_fmt(err, errlen, "%s: cannot be sent: %s", proc_names[p], strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/*
+ * SIGHUP. The new file is checked whole before anything changes: a broken one is
+ * refused and the running configuration stays. Keys only a restart can change keep
+ * their running value (logged). Each worker then reloads what it owns from the
+ * descriptors sent here: smtp a new TLS context and limits for new sessions (those in
+ * progress finish on the old ones), authz client_ca, the CRL and its limits, queue
+ * nothing yet but its log level. The workers keep running: nobody is dropped.
+ */
+static void reload_begin(void)
+{
+    static struct config next;
+    struct ipc_msg *m;
+    char err[1024];
+
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading", monotonic_usec());
+    log_info("reloading the configuration %s", cfg.path);
+    if (config_load(&next, cfg.path, err, sizeof(err)) != 0 ||
+        config_check_required(&next, err, sizeof(err)) != 0 ||
+        check_trust_file("client_ca", next.client_ca, err, sizeof(err)) != 0 ||
+        check_trust_file("crl", next.crl, err, sizeof(err)) != 0 ||
+        check_tls_files(&next, err, sizeof(err)) != 0) {
+        log_err("reload refused, the running configuration stays: %s", err);
+        notify_ready("serving; the last reload was refused, see the log");
+        return;
+    }
+    config_keep_restart_keys(&next, &cfg, note_restart_key, NULL);
+    cfg = next;
+    log_set_level(cfg.log_level);
+    m = malloc(sizeof(*m));
+    if (m == NULL)
+        fatal("out of memory");
+    reload_pending = 0;
+    for (int p = 0; p < NPROC; p++) {
+        int rc = send_file(m, p, CTL_FILE_CONF, cfg.path, err, sizeof(err));
+
+        if (rc == 0 && p == P_SMTP)
+            rc = send_file(m, p, CTL_FILE_CERT, cfg.tls_cert, err, sizeof(err)) ||
+                 send_file(m, p, CTL_FILE_KEY, cfg.tls_key, err, sizeof(err)) ||
+                 send_file(m, p, CTL_FILE_CLIENT_CA, cfg.client_ca, err, sizeof(err));
+        if (rc == 0) {
+            ipc_init(m, IPC_CTL_RELOAD, 0);
+            rc = ipc_send(ctl_fds[p], m);
+            if (rc != 0)
+                str_fmt(err, sizeof(err), "%s", strerror(errno));
+        }
+        if (rc != 0)
+            log_err("reload: %s keeps its settings: %s", proc_names[p], err);
+        else
+            reload_pending++;
+    }
+    free(m);
+    reload_deadline = time(NULL) + RELOAD_TIMEOUT;
+    if (reload_pending == 0)
+        notify_ready("serving");
+}
+
+static void reload_answered(void)
+{
+    if (--reload_pending > 0)
+        return;
+    log_info("configuration %s reloaded", cfg.path);
+    notify_ready("serving");
+}
+
+/* Messages from worker p on its control channel. */
+static void read_ctl(int p, struct ipc_msg *m)
+{
+    for (;;) {
+        struct ipc_reloaded r;
+        int n = ipc_recv(ctl_fds[p], m);
+
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            /* It is gone or broken: SIGCHLD brings the restart. */
+            close(ctl_fds[p]);
+            ctl_fds[p] = -1;
+            return;
+        }
+        if (m->fd >= 0) {
+            close(m->fd);
+            m->fd = -1;
+            m->type = 0;
+        }
+        if (m->type == IPC_CTL_READY && ipc_end(m) == 0 && !ready[p]) {
+            ready[p] = 1;
+            if (all_ready()) {
+                log_info("ready: %s, %s and %s serve", proc_names[0], proc_names[1],
+                         proc_names[2]);
+                notify_ready("serving");
+            }
+        } else if (m->type == IPC_CTL_RELOADED && ipc_dec_ctl_reloaded(m, &r) == 0 &&
+                   reload_pending > 0) {
+            if (!r.ok)
+                log_err("reload: %s keeps its settings: %s", proc_names[p], r.why);
+            reload_answered();
+        } else {
+            log_err("%s broke the control protocol (message type %u): restarting it",
+                    proc_names[p], m->type);
+            kill(pids[p], SIGKILL);
+            close(ctl_fds[p]);
+            ctl_fds[p] = -1;
+            return;
+        }
+    }
 }
 
 static void describe_exit(int status, char *out, size_t outlen)
@@ -579,25 +1058,55 @@ static void supervise(void)
     sigset_t block, old;
     int restarts = 0;
     time_t last_start = time(NULL);
+    struct ipc_msg *m = malloc(sizeof(*m));
 
+    if (m == NULL)
+        fatal("out of memory");
     sigemptyset(&block);
     sigaddset(&block, SIGCHLD);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
     sigprocmask(SIG_BLOCK, &block, &old);
     start_all();
     for (;;) {
+        struct pollfd pfd[NPROC];
+        struct timespec tick = { 1, 0 };
         int status;
         pid_t pid;
 
-        while (!got_term && !got_chld)
-            sigsuspend(&old);
+        for (int p = 0; p < NPROC; p++) {
+            pfd[p].fd = ctl_fds[p];
+            pfd[p].events = POLLIN;
+            pfd[p].revents = 0;
+        }
+        /* Signals are let in only while waiting here, so none is missed. */
+        if (!got_term && !got_chld && !got_hup &&
+            ppoll(pfd, NPROC, &tick, &old) < 0 && errno != EINTR)
+            fatal("ppoll: %s", strerror(errno));
         if (got_term) {
             log_info("stopping");
+            sd_notify(0, "STOPPING=1");
             stop_all(10);
             log_info("stopped");
+            free(m);
             return;
         }
+        for (int p = 0; p < NPROC; p++)
+            if (ctl_fds[p] >= 0 && (pfd[p].revents & (POLLIN | POLLHUP | POLLERR)))
+                read_ctl(p, m);
+        /* A reload waits until the set serves and the last one is answered. */
+        if (got_hup && !got_chld && all_ready() && reload_pending == 0) {
+            got_hup = 0;
+            reload_begin();
+        }
+        if (reload_pending > 0 && time(NULL) >= reload_deadline) {
+            log_warn("reload: not every worker answered within %d s", RELOAD_TIMEOUT);
+            reload_pending = 0;
+            notify_ready("serving");
+        }
+        if (!got_chld)
+            continue;
         got_chld = 0;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
             int p = which_child(pid);
@@ -628,7 +1137,9 @@ static void supervise(void)
     }
 }
 
-static void daemonize(void)
+/* Into the background; stderr stays when the log goes there (log = stderr, or the
+ * journal's stream under log = auto). */
+static void daemonize(int keep_stderr)
 {
     pid_t pid = fork();
     int fd;
@@ -642,7 +1153,8 @@ static void daemonize(void)
     if (fd >= 0) {
         dup2(fd, 0);
         dup2(fd, 1);
-        dup2(fd, 2);
+        if (!keep_stderr)
+            dup2(fd, 2);
         if (fd > 2)
             close(fd);
     }
@@ -650,7 +1162,7 @@ static void daemonize(void)
 
 int main(int argc, char **argv)
 {
-    int opt, test = 0;
+    int opt, test = 0, print = -1;
     char err[1024];
     struct sigaction sa;
 
@@ -658,7 +1170,7 @@ int main(int argc, char **argv)
         printf("submitd %s\n", SUBMITD_VERSION);
         return 0;
     }
-    while ((opt = getopt(argc, argv, "c:fth")) != -1) {
+    while ((opt = getopt(argc, argv, "c:fthnp")) != -1) {
         switch (opt) {
         case 'c':
             conf_path = optarg;
@@ -669,24 +1181,38 @@ int main(int argc, char **argv)
         case 't':
             test = 1;
             break;
+        case 'n':
+        case 'p':
+            print = opt == 'p';
+            break;
         default:
             usage();
         }
     }
-    if (optind != argc)
+    if (optind != argc || (print >= 0 && test))
         usage();
     log_init("submitd", foreground || test, LOG_LVL_INFO);
+    if (test) {
+        if (exe_dir(libexec, sizeof(libexec)) != 0 ||
+            str_fmt(libexec + strlen(libexec), sizeof(libexec) - strlen(libexec),
+                    "/../libexec/submitd") != 0)
+            fatal("cannot locate the helper programs");
+        return check_config();
+    }
     if (config_load(&cfg, conf_path, err, sizeof(err)) != 0) {
         fprintf(stderr, "submitd: %s\n", err);
         return 1;
     }
+    if (print >= 0) {
+        config_print(&cfg, stdout, print);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+    log_setup(foreground || test, cfg.log_mode, cfg.syslog_facility);
     log_set_level(cfg.log_level);
     if (exe_dir(libexec, sizeof(libexec)) != 0 ||
         str_fmt(libexec + strlen(libexec), sizeof(libexec) - strlen(libexec),
                 "/../libexec/submitd") != 0)
         fatal("cannot locate the helper programs");
-    if (test)
-        return check_config();
     if (config_check_required(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "submitd: %s\n", err);
         return 1;
@@ -707,17 +1233,23 @@ int main(int argc, char **argv)
         return 1;
     }
     if (!foreground) {
-        daemonize();
+        daemonize(cfg.log_mode == LOG_DEST_STDERR ||
+                  (cfg.log_mode == LOG_DEST_AUTO && log_journal_stream()));
         log_init("submitd", 0, cfg.log_level);
+        log_setup(0, cfg.log_mode, cfg.syslog_facility);
     }
+    lock_write_pid();
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGCHLD, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    /* No signal but SIGTERM and SIGINT stops the service (DESIGN §5). */
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
     log_info("submitd starting: configuration %s", cfg.path);
     supervise();
     return 0;

@@ -15,6 +15,7 @@
  * message due at once.
  */
 #include "config.h"
+#include "ctl.h"
 #include "ipc.h"
 #include "log.h"
 #include "proc.h"
@@ -400,6 +401,31 @@ static void remove_pidfile(void)
         (void)unlink(path);
 }
 
+/*
+ * A reload (ctl.h). Everything the queue process uses (the spool, the upstream
+ * settings its relay threads hold, retry times) takes a restart, so the master
+ * keeps those at their running values; what is left is the log level.
+ */
+static void control(int ctl, struct ipc_msg *m, struct ctl_files *files)
+{
+    struct config next;
+    char err[1024];
+    int r = ctl_read(ctl, m, files);
+
+    if (r < 0)
+        fatal("the master closed the control channel");
+    if (r == 0)
+        return;
+    if (ctl_reload_config(files, &cfg, &next, err, sizeof(err)) != 0) {
+        log_err("reload refused, the running settings stay: %s", err);
+        ctl_reloaded(ctl, 0, err);
+    } else {
+        log_set_level(next.log_level);
+        ctl_reloaded(ctl, 1, "");
+    }
+    ctl_files_close(files);
+}
+
 static void on_usr1(int sig)
 {
     (void)sig;
@@ -415,8 +441,9 @@ static void on_term(int sig)
 int main(int argc, char **argv)
 {
     const char *conf = CONFIG_DEFAULT_PATH;
-    struct pollfd pfd[MAX_CHANNELS];
-    int nfd = 0, foreground = 0, opt;
+    struct pollfd pfd[MAX_CHANNELS + 1];
+    int nfd = 0, foreground = 0, opt, ctl = -1;
+    struct ctl_files files;
     char err[1024];
     struct ipc_msg *m;
     struct sigaction sa;
@@ -424,7 +451,7 @@ int main(int argc, char **argv)
     pthread_t threads[RELAY_THREADS];
     struct pending_commit *batch;
 
-    while ((opt = getopt(argc, argv, "c:fs:a:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:fs:a:m:")) != -1) {
         switch (opt) {
         case 'c':
             conf = optarg;
@@ -442,13 +469,17 @@ int main(int argc, char **argv)
         case 'a':
             authz_fd = proc_fd_arg(optarg);
             break;
+        case 'm':
+            ctl = proc_fd_arg(optarg);
+            break;
         default:
             return 2;
         }
     }
     proc_start("submitd/queue", foreground, conf, &cfg);
-    if (nfd == 0 || authz_fd < 0)
+    if (nfd == 0 || authz_fd < 0 || ctl < 0)
         fatal("started without its descriptors (this program is run by submitd)");
+    ctl_files_init(&files);
     if (relay_init(&cfg, err, sizeof(err)) != 0)
         fatal("%s", err);
     store_init(cfg.spool);
@@ -466,6 +497,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < nfd; i++)
         if (fcntl(pfd[i].fd, F_SETFL, fcntl(pfd[i].fd, F_GETFL) | O_NONBLOCK) != 0)
             fatal("channel %d: %s", pfd[i].fd, strerror(errno));
+    if (fcntl(ctl, F_SETFL, fcntl(ctl, F_GETFL) | O_NONBLOCK) != 0)
+        fatal("control channel: %s", strerror(errno));
+    /* The control channel, polled after the smtp channels. */
+    pfd[nfd].fd = ctl;
+    pfd[nfd].events = POLLIN;
     m = malloc(sizeof(*m));
     batch = calloc(MAX_BATCH, sizeof(*batch));
     if (m == NULL || batch == NULL)
@@ -483,12 +519,15 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     write_pidfile();
     log_info("queue process ready: spool %s, upstream %s", cfg.spool, cfg.upstream);
+    ctl_ready(ctl);
 
     while (!stopping) {
-        int n = poll(pfd, (nfds_t)nfd, 1000), nbatch = 0;
+        int n = poll(pfd, (nfds_t)nfd + 1, 1000), nbatch = 0;
 
         if (n < 0 && errno != EINTR)
             fatal("poll: %s", strerror(errno));
+        if (n > 0 && (pfd[nfd].revents & (POLLIN | POLLHUP | POLLERR)))
+            control(ctl, m, &files);
         if (flush_requested) {
             flush_requested = 0;
             log_info("flush requested: %zu messages are due now", sched_count());

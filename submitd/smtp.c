@@ -10,6 +10,7 @@
  */
 #include "smtp.h"
 
+#include "ctl.h"
 #include "fdlimit.h"
 #include "log.h"
 #include "netaddr.h"
@@ -41,6 +42,63 @@ static struct config cfg;
 static struct listener listeners[MAX_FDS];
 static int nlisteners;
 static volatile sig_atomic_t stopping;
+
+/* ---- settings: the current ones for new sessions ---------------------------- */
+
+static pthread_mutex_t settings_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct smtp_settings *current_settings;
+static struct ctl_files ctl_files;
+
+struct smtp_settings *smtp_settings_get(void)
+{
+    struct smtp_settings *set;
+
+    pthread_mutex_lock(&settings_lock);
+    set = current_settings;
+    set->refs++;
+    pthread_mutex_unlock(&settings_lock);
+    return set;
+}
+
+void smtp_settings_put(struct smtp_settings *set)
+{
+    int left;
+
+    pthread_mutex_lock(&settings_lock);
+    left = --set->refs;
+    pthread_mutex_unlock(&settings_lock);
+    if (left == 0) {
+        SSL_CTX_free(set->ssl_ctx);
+        free(set);
+    }
+}
+
+/* Makes set the settings of new sessions; the previous ones go with their last
+ * session. */
+static void settings_install(struct smtp_settings *set)
+{
+    struct smtp_settings *old;
+
+    if (set != NULL)
+        set->refs = 1;
+    pthread_mutex_lock(&settings_lock);
+    old = current_settings;
+    current_settings = set;
+    pthread_mutex_unlock(&settings_lock);
+    if (old != NULL)
+        smtp_settings_put(old);
+}
+
+static struct smtp_settings *settings_new(const struct config *c, SSL_CTX *ctx)
+{
+    struct smtp_settings *set = calloc(1, sizeof(*set));
+
+    if (set == NULL)
+        return NULL;
+    set->cfg = *c;
+    set->ssl_ctx = ctx;
+    return set;
+}
 
 /* ---- session accounting shared by all workers ------------------------------ */
 
@@ -245,7 +303,7 @@ static void accept_clients(struct worker *w, int k)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (!smtp_limits_enter(ip, &global)) {
             static const char msg[] = "421 4.7.0 Too many sessions, try again later\r\n";
-            log_warn("connect from [%s] refused: %s", ip,
+            log_warn("connect from [%s] refused: client=%s %s", ip, ip,
                      global ? "max_sessions reached" : "max_sessions_per_ip reached");
             /* On the implicit-TLS port a plaintext reply means nothing: just close. */
             if (!l->implicit_tls)
@@ -277,6 +335,8 @@ static void read_channel(struct worker *w, int fd, const char *name)
 
 /* One event: by its handle, a session (looked up by slot and generation) or one of
  * the worker's own descriptors. */
+static void read_control(struct worker *w);
+
 static void dispatch(struct worker *w, uint64_t handle, uint32_t events)
 {
     uint32_t what = EV_SLOT(handle);
@@ -289,6 +349,8 @@ static void dispatch(struct worker *w, uint64_t handle, uint32_t events)
         read_channel(w, w->authz_fd, "authz");
     } else if (what == EV_QUEUE) {
         read_channel(w, w->queue_fd, "queue");
+    } else if (what == EV_CTL && w->ctl_fd >= 0) {
+        read_control(w);
     } else if (what >= EV_LISTENER0 && what < EV_LISTENER0 + (uint32_t)nlisteners) {
         int k = (int)(what - EV_LISTENER0);
 
@@ -297,6 +359,65 @@ static void dispatch(struct worker *w, uint64_t handle, uint32_t events)
             accept_clients(w, k);
     } else {
         fatal("epoll event with unknown handle %llx", (unsigned long long)handle);
+    }
+}
+
+/*
+ * A reload (ctl.h), in worker 0: a TLS context from the server certificate, key and
+ * client_ca the master opened, and the new settings, for new sessions. Sessions in
+ * progress keep theirs. max_sessions and the listeners take a restart.
+ */
+static void reload(struct worker *w)
+{
+    static struct config next;
+    struct smtp_settings *set;
+    SSL_CTX *ctx = NULL;
+    char err[1024];
+
+    if (ctl_reload_config(&ctl_files, &cfg, &next, err, sizeof(err)) != 0)
+        goto refused;
+    next.max_sessions = cfg.max_sessions;   /* as lowered to the descriptor limit */
+    if (ctl_files.fd[CTL_FILE_CERT] < 0 || ctl_files.fd[CTL_FILE_KEY] < 0 ||
+        ctl_files.fd[CTL_FILE_CLIENT_CA] < 0) {
+        str_fmt(err, sizeof(err), "the master sent no certificate, key or client_ca");
+        goto refused;
+    }
+    ctx = tls_server_ctx_fds(&next, ctl_files.fd[CTL_FILE_CERT], ctl_files.fd[CTL_FILE_KEY],
+                             ctl_files.fd[CTL_FILE_CLIENT_CA], err, sizeof(err));
+    if (ctx == NULL)
+        goto refused;
+    set = settings_new(&next, ctx);
+    if (set == NULL) {
+        SSL_CTX_free(ctx);
+        str_fmt(err, sizeof(err), "out of memory");
+        goto refused;
+    }
+    pthread_mutex_lock(&limits_lock);
+    cfg.max_sessions_per_ip = next.max_sessions_per_ip;
+    pthread_mutex_unlock(&limits_lock);
+    settings_install(set);
+    log_set_level(next.log_level);
+    log_info("reloaded: server certificate %s, client_ca %s, limits (for new sessions)",
+             next.tls_cert, next.client_ca);
+    ctl_files_close(&ctl_files);
+    ctl_reloaded(w->ctl_fd, 1, "");
+    return;
+refused:
+    log_err("reload refused, the running settings stay: %s", err);
+    ctl_files_close(&ctl_files);
+    ctl_reloaded(w->ctl_fd, 0, err);
+}
+
+static void read_control(struct worker *w)
+{
+    int r = ctl_read(w->ctl_fd, w->msg, &ctl_files);
+
+    if (r < 0) {
+        log_err("the master closed the control channel: stopping");
+        stopping = 1;
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->ctl_fd, NULL);
+    } else if (r == 1) {
+        reload(w);
     }
 }
 
@@ -392,13 +513,13 @@ static void on_term(int sig)
 int main(int argc, char **argv)
 {
     const char *conf = CONFIG_DEFAULT_PATH;
-    int foreground = 0, authz_fds[MAX_FDS], queue_fds[MAX_FDS], na = 0, nq = 0, opt;
+    int foreground = 0, authz_fds[MAX_FDS], queue_fds[MAX_FDS], na = 0, nq = 0, opt, ctl = -1;
     char err[1024];
     SSL_CTX *ctx;
     struct worker *workers;
     pthread_t *threads;
 
-    while ((opt = getopt(argc, argv, "c:fl:L:a:q:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:fl:L:a:q:m:")) != -1) {
         switch (opt) {
         case 'c':
             conf = optarg;
@@ -413,6 +534,9 @@ int main(int argc, char **argv)
             listeners[nlisteners].fd = proc_fd_arg(optarg);
             listeners[nlisteners].implicit_tls = opt == 'L';
             nlisteners++;
+            break;
+        case 'm':
+            ctl = proc_fd_arg(optarg);
             break;
         case 'a':
             if (na == MAX_FDS)
@@ -429,7 +553,7 @@ int main(int argc, char **argv)
         }
     }
     proc_start("submitd/smtp", foreground, conf, &cfg);
-    if (na == 0 || na != nq || nlisteners == 0)
+    if (na == 0 || na != nq || nlisteners == 0 || ctl < 0)
         fatal("started without its descriptors (this program is run by submitd)");
 
     if (getrandom(&id_prefix, sizeof(id_prefix), 0) != sizeof(id_prefix))
@@ -443,6 +567,14 @@ int main(int argc, char **argv)
     ctx = tls_server_ctx(&cfg, err, sizeof(err));
     if (ctx == NULL)
         fatal("%s", err);
+    ctl_files_init(&ctl_files);
+    {
+        struct smtp_settings *set = settings_new(&cfg, ctx);
+
+        if (set == NULL)
+            fatal("out of memory");
+        settings_install(set);
+    }
 
     /* Its own uid (smtp_user): no access to the spool, the database or the keys
      * it has already loaded. */
@@ -460,8 +592,7 @@ int main(int argc, char **argv)
         struct worker *w = &workers[i];
 
         w->idx = i;
-        w->cfg = &cfg;
-        w->ssl_ctx = ctx;
+        w->ctl_fd = i == 0 ? ctl : -1;
         w->authz_fd = authz_fds[i];
         w->queue_fd = queue_fds[i];
         w->msg = malloc(sizeof(*w->msg));
@@ -473,12 +604,17 @@ int main(int argc, char **argv)
         set_nonblock(w->queue_fd);
         add_fd(w->epfd, w->authz_fd, EV_RESERVED(EV_AUTHZ), EPOLLIN);
         add_fd(w->epfd, w->queue_fd, EV_RESERVED(EV_QUEUE), EPOLLIN);
+        if (w->ctl_fd >= 0) {
+            set_nonblock(w->ctl_fd);
+            add_fd(w->epfd, w->ctl_fd, EV_RESERVED(EV_CTL), EPOLLIN);
+        }
         /* Every worker waits on every listener; EPOLLEXCLUSIVE wakes only one. */
         for (int k = 0; k < nlisteners; k++)
             add_fd(w->epfd, listeners[k].fd, EV_RESERVED(EV_LISTENER0 + k),
                    EPOLLIN | EPOLLEXCLUSIVE);
     }
     log_info("smtp process ready: %d workers, %d listeners", na, nlisteners);
+    ctl_ready(ctl);
     for (int i = 1; i < na; i++)
         if (pthread_create(&threads[i], NULL, worker_main, &workers[i]) != 0)
             fatal("pthread_create: %s", strerror(errno));
@@ -494,6 +630,6 @@ int main(int argc, char **argv)
     free(workers);
     free(threads);
     free(ip_table);
-    SSL_CTX_free(ctx);
+    settings_install(NULL);
     return 0;
 }

@@ -31,20 +31,33 @@
 #define EV_GEN(h) ((uint32_t)(h))
 /* The worker's own descriptors: generation 0, and in the slot field one of these. */
 #define EV_RESERVED(what) EV_HANDLE(what, 0)
-enum ev_reserved { EV_AUTHZ = 1, EV_QUEUE = 2, EV_LISTENER0 = 16 }; /* listener k: EV_LISTENER0 + k */
+enum ev_reserved { EV_AUTHZ = 1, EV_QUEUE = 2, EV_CTL = 3, EV_LISTENER0 = 16 }; /* listener k: EV_LISTENER0 + k */
 
 struct listener {
     int fd;
     int implicit_tls;
 };
 
+/*
+ * What a reload (SIGHUP to the master) may change for new sessions: the settings
+ * and the TLS context built from the server certificate, its key and client_ca. A
+ * session takes a reference at its start and gives it back when it is freed, so
+ * sessions in progress finish on the settings they began with.
+ */
+struct smtp_settings {
+    int refs;                   /* under the lock in smtp.c */
+    struct config cfg;
+    SSL_CTX *ssl_ctx;
+};
+struct smtp_settings *smtp_settings_get(void);
+void smtp_settings_put(struct smtp_settings *set);
+
 struct worker {
     int idx;
     int epfd;
     int authz_fd;
     int queue_fd;
-    SSL_CTX *ssl_ctx;
-    const struct config *cfg;
+    int ctl_fd;                 /* the master's control channel (worker 0 only), or -1 */
     struct session **slots;     /* sessions by slot; request ids carry slot + generation */
     uint32_t nslots;
     uint32_t generation;
@@ -76,6 +89,8 @@ enum { AUTH_PENDING_NONE = 0, AUTH_PENDING_PLAIN, AUTH_PENDING_EXTERNAL };
 
 struct session {
     struct worker *w;
+    struct smtp_settings *set;  /* a reference, given back when the session is freed */
+    const struct config *cfg;   /* &set->cfg */
     int fd;
     uint32_t slot;
     uint32_t gen;

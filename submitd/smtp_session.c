@@ -65,7 +65,7 @@ static void reply(struct session *s, const char *fmt, ...)
             cap *= 2;
         if (cap > OUTBUF_MAX) {
             /* A client that never reads its replies: stop serving it. */
-            log_warn("session=%s output buffer full, closing", s->id);
+            log_warn("session=%s client=%s output buffer full, closing", s->id, s->client_ip);
             s->state = SS_CLOSING;
             return;
         }
@@ -79,13 +79,14 @@ static void reply(struct session *s, const char *fmt, ...)
     }
     memcpy(s->outbuf + s->outlen, line, (size_t)n);
     s->outlen += (size_t)n;
-    log_debug("session=%s >>> %.*s", s->id, n - 2, line);
+    log_debug("session=%s client=%s >>> %.*s", s->id, s->client_ip, n - 2, line);
 }
 
 static void set_state(struct session *s, enum sess_state st)
 {
     if (s->state != st)
-        log_debug("session=%s state %s -> %s", s->id, state_names[s->state], state_names[st]);
+        log_debug("session=%s client=%s state %s -> %s", s->id, s->client_ip,
+                  state_names[s->state], state_names[st]);
     s->state = st;
 }
 
@@ -145,7 +146,7 @@ static void update_interest(struct session *s)
         ev.events |= EPOLLOUT;
     ev.data.u64 = EV_HANDLE(s->slot, s->gen);
     if (epoll_ctl(s->w->epfd, EPOLL_CTL_MOD, s->fd, &ev) != 0)
-        log_err("session=%s epoll_ctl: %s", s->id, strerror(errno));
+        log_err("session=%s client=%s epoll_ctl: %s", s->id, s->client_ip, strerror(errno));
 }
 
 /* ---- requests to the other processes --------------------------------------- */
@@ -166,7 +167,8 @@ static int send_or_tempfail(struct session *s, int fd, struct ipc_msg *m, const 
 {
     if (ipc_send(fd, m) == 0)
         return 0;
-    log_err("session=%s cannot send %s request: %s", s->id, what, strerror(errno));
+    log_err("session=%s client=%s cannot send %s request: %s", s->id, s->client_ip,
+            what, strerror(errno));
     if (m->fd >= 0)
         close(m->fd);
     return -1;
@@ -194,7 +196,8 @@ static void audit(struct session *s, const char *event, const char *decision, co
     v.size = size;
     v.nrcpt = strcmp(event, "submission") == 0 ? s->nrcpt : 0;
     if (ipc_enc_audit(m, &v) != 0 || ipc_send(s->w->authz_fd, m) != 0)
-        log_err("session=%s audit row lost (event %s, decision %s, reason %s): %s", s->id,
+        log_err("session=%s client=%s audit row lost (event %s, decision %s, reason %s): %s",
+                s->id, s->client_ip,
                 event, decision ? decision : "-", reason ? reason : "-", strerror(errno));
 }
 
@@ -206,8 +209,8 @@ static void session_end_grant(struct session *s)
 
     str_lcpy(v.session, s->id, sizeof(v.session));
     if (ipc_enc_session_end(m, &v) != 0 || ipc_send(s->w->authz_fd, m) != 0)
-        log_warn("session=%s cannot tell authz that the session ended: %s", s->id,
-                 strerror(errno));
+        log_warn("session=%s client=%s cannot tell authz that the session ended: %s",
+                 s->id, s->client_ip, strerror(errno));
 }
 
 /* Joins the recipients for the audit row; truncated with "..." if very many. */
@@ -240,7 +243,8 @@ static void request_identity(struct session *s)
     int n, rc = -1;
 
     tls_peer_identity(s->ssl, &s->peer);
-    log_info("session=%s TLS established %s, client certificate: %s%s", s->id, s->peer.tls,
+    log_info("session=%s client=%s TLS established %s, client certificate: %s%s",
+             s->id, s->client_ip, s->peer.tls,
              s->peer.subject[0] ? "subject=" : "none", s->peer.subject);
     memset(&v, 0, sizeof(v));
     str_lcpy(v.session, s->id, sizeof(v.session));
@@ -281,9 +285,9 @@ static void request_identity(struct session *s)
 
 static int tls_begin(struct session *s)
 {
-    s->ssl = SSL_new(s->w->ssl_ctx);
+    s->ssl = SSL_new(s->set->ssl_ctx);
     if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1) {
-        log_err("session=%s cannot create TLS session", s->id);
+        log_err("session=%s client=%s cannot create TLS session", s->id, s->client_ip);
         ERR_clear_error();
         return -1;
     }
@@ -291,7 +295,7 @@ static int tls_begin(struct session *s)
     /* The handshake and the first command after it get tls_handshake_timeout, not
      * the whole idle timeout: a slot is cheap to hold before anyone is known. */
     s->tls_checked = time(NULL);
-    s->tls_deadline = s->tls_checked + s->w->cfg->tls_handshake_timeout;
+    s->tls_deadline = s->tls_checked + s->cfg->tls_handshake_timeout;
     return 0;
 }
 
@@ -306,7 +310,7 @@ static int tls_continue(struct session *s)
         s->ssl_want_write = 0;
         /* On the implicit-TLS port the greeting comes after the handshake. */
         if (s->implicit_tls)
-            reply(s, "220 %s ESMTP submitd", s->w->cfg->hostname);
+            reply(s, "220 %s ESMTP submitd", s->cfg->hostname);
         request_identity(s);
         return 0;
     }
@@ -319,7 +323,7 @@ static int tls_continue(struct session *s)
         return 0;
     default: {
         unsigned long e = ERR_peek_error();
-        log_info("session=%s TLS handshake failed: %s", s->id,
+        log_info("session=%s client=%s TLS handshake failed: %s", s->id, s->client_ip,
                  e ? ERR_reason_error_string(e) : "connection closed");
         ERR_clear_error();
         return -1;
@@ -340,7 +344,8 @@ static void abort_spool(struct session *s)
 
         str_lcpy(v.queue_id, s->queue_id, sizeof(v.queue_id));
         if (ipc_enc_abort(m, &v) == 0 && ipc_send(s->w->queue_fd, m) != 0)
-            log_warn("session=%s cannot abort queue file %s: %s", s->id, s->queue_id,
+            log_warn("session=%s client=%s cannot abort queue file %s: %s", s->id, s->client_ip,
+                     s->queue_id,
                      strerror(errno));
     }
 }
@@ -404,7 +409,7 @@ static int check_helo(struct session *s)
 /* The session identity must allow relaying: the replies of DESIGN §8. */
 static int check_identity(struct session *s)
 {
-    int mode = s->w->cfg->auth_password;
+    int mode = s->cfg->auth_password;
 
     /* second-factor: the certificate and the password of the same user. */
     if (mode == AUTH_PASSWORD_SECOND_FACTOR && s->identity_known &&
@@ -447,10 +452,10 @@ static void cmd_ehlo(struct session *s, const char *arg, int extended)
     str_lcpy(s->helo, arg, sizeof(s->helo));
     set_state(s, SS_READY);
     if (!extended) {
-        reply(s, "250 %s", s->w->cfg->hostname);
+        reply(s, "250 %s", s->cfg->hostname);
         return;
     }
-    reply(s, "250-%s", s->w->cfg->hostname);
+    reply(s, "250-%s", s->cfg->hostname);
     reply(s, "250-PIPELINING");
     if (!s->tls_done) {
         /* Nothing that implies trust before TLS. */
@@ -458,10 +463,10 @@ static void cmd_ehlo(struct session *s, const char *arg, int extended)
         reply(s, "250 STARTTLS");
         return;
     }
-    reply(s, "250-SIZE %lld", s->w->cfg->max_message_size);
+    reply(s, "250-SIZE %lld", s->cfg->max_message_size);
     reply(s, "250-8BITMIME");
     {
-        const struct config *cfg = s->w->cfg;
+        const struct config *cfg = s->cfg;
         int cert_ok = s->identity_known && s->identity_decision == IPC_ALLOW;
         int plain = (cfg->auth_password == AUTH_PASSWORD_FALLBACK && !s->peer.sha256[0]) ||
                     (cfg->auth_password == AUTH_PASSWORD_SECOND_FACTOR && cert_ok);
@@ -512,7 +517,7 @@ static int b64_decode(const char *in, char *out, size_t outlen)
 
 static int plain_offered(const struct session *s)
 {
-    int mode = s->w->cfg->auth_password;
+    int mode = s->cfg->auth_password;
 
     return (mode == AUTH_PASSWORD_FALLBACK && !s->peer.sha256[0]) ||
            (mode == AUTH_PASSWORD_SECOND_FACTOR && s->identity_known &&
@@ -532,7 +537,7 @@ static void auth_unusable(struct session *s, const char *mech, const char *probl
     char why[160];
 
     str_fmt(why, sizeof(why), "AUTH %s %s", mech, problem);
-    log_info("session=%s %s", s->id, why);
+    log_info("session=%s client=%s %s", s->id, s->client_ip, why);
     audit(s, "auth", "reject", why, NULL, -1);
     s->errors++;
     reply(s, "%s", smtp_reply);
@@ -645,7 +650,7 @@ static void cmd_auth(struct session *s, const char *arg)
         return;
     }
     if (strcasecmp(mech, "EXTERNAL") != 0 ||
-        s->w->cfg->auth_password == AUTH_PASSWORD_SECOND_FACTOR) {
+        s->cfg->auth_password == AUTH_PASSWORD_SECOND_FACTOR) {
         reply(s, "504 5.5.4 Unrecognized authentication type");
         return;
     }
@@ -737,7 +742,7 @@ static void cmd_mail(struct session *s, const char *arg)
         reply(s, "555 5.5.4 %s", why);
         return;
     }
-    if (mp.size > s->w->cfg->max_message_size) {
+    if (mp.size > s->cfg->max_message_size) {
         str_lcpy(s->pending_from, addr, sizeof(s->pending_from));
         audit(s, "mail", "reject", "declared SIZE exceeds max_message_size", NULL, mp.size);
         s->pending_from[0] = '\0';
@@ -781,10 +786,10 @@ static void cmd_rcpt(struct session *s, const char *arg)
         reply(s, "555 5.5.4 Unsupported parameter");
         return;
     }
-    if (s->nrcpt >= s->w->cfg->max_recipients) {
-        if (s->nrcpt == s->w->cfg->max_recipients) {
+    if (s->nrcpt >= s->cfg->max_recipients) {
+        if (s->nrcpt == s->cfg->max_recipients) {
             char why2[64];
-            str_fmt(why2, sizeof(why2), "more than %d recipients", s->w->cfg->max_recipients);
+            str_fmt(why2, sizeof(why2), "more than %d recipients", s->cfg->max_recipients);
             audit(s, "rcpt", "reject", why2, addr, -1);
         }
         reply(s, "452 4.5.3 Too many recipients");
@@ -849,7 +854,7 @@ static void dispatch(struct session *s, char *line)
     const char *arg;
     enum smtp_verb v = smtp_parse_verb(line, &arg);
 
-    log_debug("session=%s <<< %s", s->id, line);
+    log_debug("session=%s client=%s <<< %s", s->id, s->client_ip, line);
     switch (v) {
     case CMD_EHLO:
         cmd_ehlo(s, arg, 1);
@@ -920,7 +925,8 @@ static void stage_write(struct session *s, const char *p, size_t n)
         n -= c;
         if (s->stagelen == STAGE_MAX) {
             if (spool_put(s->spool_fd, SPOOL_BODY, s->stage, s->stagelen) != 0) {
-                log_err("session=%s spool write failed: %s", s->id, strerror(errno));
+                log_err("session=%s client=%s spool write failed: %s", s->id, s->client_ip,
+                        strerror(errno));
                 s->write_error = 1;
                 return;
             }
@@ -946,7 +952,7 @@ static void write_prelude(struct session *s, size_t hl)
     char buf[2048], date[64];
     int has_date = smtp_header_present(s->hdrbuf, hl, "Date");
     int has_msgid = smtp_header_present(s->hdrbuf, hl, "Message-ID");
-    const struct config *cfg = s->w->cfg;
+    const struct config *cfg = s->cfg;
     char fpr[17];
 
     rfc5322_date(date, sizeof(date));
@@ -995,7 +1001,7 @@ static void write_prelude(struct session *s, size_t hl)
  * lets no more in). Returns 0, or -1 when memory is short. */
 static int header_reserve(struct session *s, size_t n)
 {
-    size_t need = s->hdrlen + n, max = (size_t)s->w->cfg->max_header_size, cap;
+    size_t need = s->hdrlen + n, max = (size_t)s->cfg->max_header_size, cap;
     char *q;
 
     if (need <= s->hdrcap)
@@ -1025,7 +1031,7 @@ static size_t header_take(struct session *s, const char *p, size_t n)
 {
     enum header_scan st;
     size_t take = smtp_header_scan(s->hdrbuf, s->hdrlen, p, n,
-                                   (size_t)s->w->cfg->max_header_size, &st);
+                                   (size_t)s->cfg->max_header_size, &st);
 
     if (st == HDR_OVER) {
         /* Refused at the end of data: what was collected is no longer needed. */
@@ -1037,8 +1043,8 @@ static size_t header_take(struct session *s, const char *p, size_t n)
         return n;
     }
     if (take > 0 && header_reserve(s, take) != 0) {
-        log_err("session=%s no memory for a header section of %zu bytes", s->id,
-                s->hdrlen + take);
+        log_err("session=%s client=%s no memory for a header section of %zu bytes",
+                s->id, s->client_ip, s->hdrlen + take);
         s->write_error = 1;
         return n;
     }
@@ -1057,7 +1063,7 @@ static void data_output(struct session *s, const char *p, size_t n)
     s->msg_size += (long long)n;
     if (s->oversize || s->write_error)
         return;
-    if (s->msg_size > s->w->cfg->max_message_size) {
+    if (s->msg_size > s->cfg->max_message_size) {
         s->oversize = OVERSIZE_MESSAGE;
         return;
     }
@@ -1157,7 +1163,8 @@ static void data_finish(struct session *s)
             write_prelude(s, s->hdrlen);
         if (!s->write_error && s->stagelen > 0 &&
             spool_put(s->spool_fd, SPOOL_BODY, s->stage, s->stagelen) != 0) {
-            log_err("session=%s spool write failed: %s", s->id, strerror(errno));
+            log_err("session=%s client=%s spool write failed: %s", s->id, s->client_ip,
+                    strerror(errno));
             s->write_error = 1;
         }
         if (s->write_error) {
@@ -1173,7 +1180,7 @@ static void data_finish(struct session *s)
         transaction_reset(s);
         return;
     }
-    if (s->w->cfg->check_header_from && request_header_from(s) != 0)
+    if (s->cfg->check_header_from && request_header_from(s) != 0)
         return;
     if (s->wait == WAIT_NONE)
         data_commit(s);
@@ -1347,7 +1354,8 @@ static void session_pump(struct session *s)
             if (s->outlen > 0)
                 break;
             if (s->inlen > 0)
-                log_warn("session=%s discarded %zu bytes sent after STARTTLS", s->id, s->inlen);
+                log_warn("session=%s client=%s discarded %zu bytes sent after STARTTLS",
+                         s->id, s->client_ip, s->inlen);
             s->inlen = 0;
             s->wait = WAIT_NONE;
             transaction_reset(s);
@@ -1372,7 +1380,7 @@ static void session_pump(struct session *s)
             continue; /* the replies have left: the commands they held back are next */
         int r = session_read(s);
         if (r < 0) {
-            log_info("session=%s connection closed by client", s->id);
+            log_info("session=%s client=%s connection closed by client", s->id, s->client_ip);
             session_close(s);
             return;
         }
@@ -1443,6 +1451,10 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
         return;
     }
     s->w = w;
+    /* The settings of the moment stay the session's to its end, a reload between
+     * (a new server certificate, new limits) notwithstanding. */
+    s->set = smtp_settings_get();
+    s->cfg = &s->set->cfg;
     s->fd = fd;
     s->spool_fd = -1;
     s->declared_size = -1;
@@ -1460,10 +1472,11 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
         w->slots[s->slot] = NULL;
         smtp_limits_leave(s->client_ip);
         close(fd);
+        smtp_settings_put(s->set);
         free(s);
         return;
     }
-    log_info("session=%s connect from [%s]%s", s->id, s->client_ip,
+    log_info("session=%s client=%s connect from [%s]%s", s->id, s->client_ip, s->client_ip,
              implicit_tls ? " (implicit TLS)" : "");
     if (implicit_tls) {
         if (tls_begin(s) != 0) {
@@ -1471,7 +1484,7 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
             return;
         }
     } else {
-        reply(s, "220 %s ESMTP submitd", w->cfg->hostname);
+        reply(s, "220 %s ESMTP submitd", s->cfg->hostname);
     }
     session_pump(s);
 }
@@ -1507,7 +1520,8 @@ static void session_close(struct session *s)
     if (s->closed)
         return;
     if (!s->detached) {
-        log_info("session=%s disconnect%s%s", s->id, s->user[0] ? " user=" : "", s->user);
+        log_info("session=%s client=%s disconnect%s%s", s->id, s->client_ip,
+                 s->user[0] ? " user=" : "", s->user);
         release_connection(s);
         /* A message being committed is the queue's now and may be relayed: keep
          * the session until the answer, so that its accept is still audited. */
@@ -1534,6 +1548,7 @@ int session_reap(struct worker *w)
 
         w->closed = s->next_closed;
         free(s->outbuf);
+        smtp_settings_put(s->set);
         free(s);
         n++;
     }
@@ -1544,7 +1559,7 @@ void session_shutdown(struct session *s)
 {
     if (!s->detached && s->state != SS_CLOSING && !s->handshaking &&
         s->wait != WAIT_STARTTLS_FLUSH) {
-        reply(s, "421 4.3.2 %s Service shutting down", s->w->cfg->hostname);
+        reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
         (void)session_flush(s);
     }
     session_close(s);
@@ -1561,7 +1576,7 @@ void session_on_event(struct worker *w, uint64_t handle, uint32_t events)
     /* Both directions are gone: no reply can reach the client any more, and
      * nothing it sent is acknowledged. */
     if (events & (EPOLLERR | EPOLLHUP)) {
-        log_info("session=%s connection lost", s->id);
+        log_info("session=%s client=%s connection lost", s->id, s->client_ip);
         session_close(s);
         return;
     }
@@ -1589,28 +1604,30 @@ void session_check_timeout(struct session *s, time_t now)
     int internal = s->wait != WAIT_NONE && s->wait != WAIT_STARTTLS_FLUSH;
     time_t since = internal ? s->wait_since : s->last_active;
     int tls_late = !s->detached && tls_deadline_passed(s, now, internal);
-    const struct config *cfg = s->w->cfg;
+    const struct config *cfg = s->cfg;
 
     if (now - since <= cfg->timeout && !tls_late)
         return;
     if (s->detached) {
-        log_err("session=%s no commit answer from the queue in %d s", s->id, cfg->timeout);
+        log_err("session=%s client=%s no commit answer from the queue in %d s", s->id, s->client_ip,
+                cfg->timeout);
         session_close(s);
         return;
     }
     if (tls_late) {
-        log_info("session=%s %s not done within tls_handshake_timeout (%d s)", s->id,
+        log_info("session=%s client=%s %s not done within tls_handshake_timeout (%d s)",
+                 s->id, s->client_ip,
                  s->handshaking ? "TLS handshake" : "first command after the TLS handshake",
                  cfg->tls_handshake_timeout);
         if (!s->handshaking)
             reply(s, "421 4.4.2 %s Error: timeout exceeded", cfg->hostname);
     } else if (internal) {
-        log_err("session=%s no answer from the %s process in %d s", s->id,
+        log_err("session=%s client=%s no answer from the %s process in %d s", s->id, s->client_ip,
                 s->wait == WAIT_OPEN || s->wait == WAIT_COMMIT ? "queue" : "authz",
                 cfg->timeout);
         reply(s, "421 4.3.0 %s Internal timeout, try again later", cfg->hostname);
     } else {
-        log_info("session=%s timeout after %d s", s->id, cfg->timeout);
+        log_info("session=%s client=%s timeout after %d s", s->id, s->client_ip, cfg->timeout);
         if (!s->handshaking && s->wait != WAIT_STARTTLS_FLUSH)
             reply(s, "421 4.4.2 %s Error: timeout exceeded", cfg->hostname);
     }
@@ -1636,10 +1653,10 @@ static void on_identity(struct session *s, uint64_t decision, const char *user,
     s->identity_decision = (int)decision;
     if (decision == IPC_ALLOW) {
         str_lcpy(s->user, user, sizeof(s->user));
-        log_info("session=%s identity user=%s", s->id, s->user);
+        log_info("session=%s client=%s identity user=%s", s->id, s->client_ip, s->user);
     } else {
         str_lcpy(s->identity_reply, reply_text, sizeof(s->identity_reply));
-        log_info("session=%s no identity: %s", s->id, reply_text);
+        log_info("session=%s client=%s no identity: %s", s->id, s->client_ip, reply_text);
     }
 }
 
@@ -1659,7 +1676,7 @@ static void on_opened(struct session *s, uint64_t status, const char *qid, const
                       int fd)
 {
     if (status != 0 || fd < 0 || !spool_id_valid(qid)) {
-        log_err("session=%s queue refused the message: %s", s->id, why);
+        log_err("session=%s client=%s queue refused the message: %s", s->id, s->client_ip, why);
         if (fd >= 0)
             close(fd);
         reply(s, "452 4.3.1 Insufficient system storage");
@@ -1684,12 +1701,13 @@ static void on_committed(struct session *s, uint64_t status, const char *qid, co
 
     rcpt_list(s, rcpts, sizeof(rcpts));
     if (status != 0 || strcmp(qid, s->queue_id) != 0) {
-        log_err("session=%s queue commit of %s failed: %s", s->id, s->queue_id, why);
+        log_err("session=%s client=%s queue commit of %s failed: %s", s->id, s->client_ip,
+                s->queue_id, why);
         audit(s, "data", "tempfail", why[0] ? why : "queue commit failed", rcpts, s->msg_size);
         reply(s, "452 4.3.1 Insufficient system storage");
     } else {
-        log_info("session=%s queued id=%s user=%s from=<%s> nrcpt=%d size=%lld", s->id,
-                 s->queue_id, s->user, s->mail_from, s->nrcpt, s->msg_size);
+        log_info("session=%s client=%s queued id=%s user=%s from=<%s> nrcpt=%d size=%lld",
+                 s->id, s->client_ip, s->queue_id, s->user, s->mail_from, s->nrcpt, s->msg_size);
         audit(s, "submission", "accept", s->detached ? "client left before the reply" : NULL,
               rcpts, s->msg_size);
         reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
@@ -1711,12 +1729,13 @@ static void on_authz_result(struct session *s, const struct ipc_result *r)
             str_lcpy(s->user, r->user, sizeof(s->user));
             s->password_ok = 1;
             s->auth_done = 1;
-            log_info("session=%s authenticated user=%s by password", s->id, s->user);
+            log_info("session=%s client=%s authenticated user=%s by password", s->id, s->client_ip,
+                     s->user);
             reply(s, "235 2.7.0 Authentication successful");
         } else {
             reply(s, "%s", r->reply);
             if (r->decision == IPC_DENY && ++s->auth_failures >= 3) {
-                reply(s, "421 4.7.0 %s Too many failed authentications", s->w->cfg->hostname);
+                reply(s, "421 4.7.0 %s Too many failed authentications", s->cfg->hostname);
                 set_state(s, SS_CLOSING);
             }
         }

@@ -10,7 +10,11 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 static void ssl_err(char *err, size_t errlen, const char *what, const char *file)
@@ -37,11 +41,107 @@ static int accept_for_authz(X509_STORE_CTX *ctx, void *arg)
     return 1;
 }
 
-SSL_CTX *tls_server_ctx(const struct config *cfg, char *err, size_t errlen)
+/* The whole of a PEM file, at most TLS_FILE_MAX bytes, as a memory BIO. */
+#define TLS_FILE_MAX (1024 * 1024)
+
+static BIO *bio_from_fd(int fd, const char *key, const char *file, char *err, size_t errlen)
+{
+    char *buf = malloc(TLS_FILE_MAX);
+    size_t len = 0;
+    BIO *bio = NULL;
+
+    if (buf == NULL) {
+        str_fmt(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (;;) {
+        ssize_t n = pread(fd, buf + len, TLS_FILE_MAX - len, (off_t)len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            str_fmt(err, errlen, "%s: %s: %s", key, file, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len == TLS_FILE_MAX) {
+            str_fmt(err, errlen, "%s: %s: larger than %d bytes", key, file, TLS_FILE_MAX);
+            goto out;
+        }
+    }
+    bio = BIO_new(BIO_s_mem());
+    if (bio == NULL || BIO_write(bio, buf, (int)len) != (int)len) {
+        BIO_free(bio);
+        bio = NULL;
+        str_fmt(err, errlen, "out of memory");
+    }
+out:
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    return bio;
+}
+
+/* The end of a PEM sequence is the "no start line" error; anything else is not. */
+static int pem_end_clean(void)
+{
+    unsigned long e = ERR_peek_last_error();
+
+    if (e == 0 || (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
+        ERR_clear_error();
+        return 1;
+    }
+    return 0;
+}
+
+/* The server certificate (first) and its chain from one PEM file. */
+static int use_chain(SSL_CTX *ctx, BIO *in)
+{
+    X509 *x = PEM_read_bio_X509_AUX(in, NULL, NULL, NULL);
+    int ok = x != NULL && SSL_CTX_use_certificate(ctx, x) == 1;
+
+    X509_free(x);
+    if (!ok || SSL_CTX_clear_chain_certs(ctx) != 1)
+        return -1;
+    while ((x = PEM_read_bio_X509(in, NULL, NULL, NULL)) != NULL)
+        if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
+            X509_free(x);
+            return -1;
+        }
+    return pem_end_clean() ? 0 : -1;
+}
+
+static STACK_OF(X509_NAME) *ca_names(BIO *in)
+{
+    STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+    X509 *x;
+
+    while (names != NULL && (x = PEM_read_bio_X509(in, NULL, NULL, NULL)) != NULL) {
+        X509_NAME *n = X509_NAME_dup(X509_get_subject_name(x));
+
+        X509_free(x);
+        if (n == NULL || !sk_X509_NAME_push(names, n)) {
+            X509_NAME_free(n);
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            return NULL;
+        }
+    }
+    if (names == NULL || !pem_end_clean() || sk_X509_NAME_num(names) == 0) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        return NULL;
+    }
+    return names;
+}
+
+SSL_CTX *tls_server_ctx_fds(const struct config *cfg, int cert_fd, int key_fd, int ca_fd,
+                            char *err, size_t errlen)
 {
     SSL_CTX *ctx;
     STACK_OF(X509_NAME) *names;
     static const unsigned char sid_ctx[] = "submitd";
+    BIO *cert = NULL, *key = NULL, *ca = NULL;
+    EVP_PKEY *pkey;
 
     ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
@@ -59,21 +159,28 @@ SSL_CTX *tls_server_ctx(const struct config *cfg, char *err, size_t errlen)
     /* Idle sessions should cost little memory: free the I/O buffers between reads. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+    if ((cert = bio_from_fd(cert_fd, "tls_cert", cfg->tls_cert, err, errlen)) == NULL ||
+        (key = bio_from_fd(key_fd, "tls_key", cfg->tls_key, err, errlen)) == NULL ||
+        (ca = bio_from_fd(ca_fd, "client_ca", cfg->client_ca, err, errlen)) == NULL)
+        goto fail;
+    if (use_chain(ctx, cert) != 0) {
         ssl_err(err, errlen, "tls_cert: cannot load certificate", cfg->tls_cert);
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+    pkey = PEM_read_bio_PrivateKey(key, NULL, NULL, NULL);
+    if (pkey == NULL || SSL_CTX_use_PrivateKey(ctx, pkey) != 1) {
+        EVP_PKEY_free(pkey);
         ssl_err(err, errlen, "tls_key: cannot load private key", cfg->tls_key);
         goto fail;
     }
+    EVP_PKEY_free(pkey);
     if (SSL_CTX_check_private_key(ctx) != 1) {
         ssl_err(err, errlen, "tls_key: does not match tls_cert", cfg->tls_key);
         goto fail;
     }
     /* The CA names go into the CertificateRequest, so that clients with several
      * certificates pick one of ours. */
-    names = SSL_load_client_CA_file(cfg->client_ca);
+    names = ca_names(ca);
     if (names == NULL) {
         ssl_err(err, errlen, "client_ca: no CA names", cfg->client_ca);
         goto fail;
@@ -83,10 +190,38 @@ SSL_CTX *tls_server_ctx(const struct config *cfg, char *err, size_t errlen)
     SSL_CTX_set_cert_verify_callback(ctx, accept_for_authz, NULL);
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    BIO_free(cert);
+    BIO_free(key);
+    BIO_free(ca);
     return ctx;
 fail:
+    BIO_free(cert);
+    BIO_free(key);
+    BIO_free(ca);
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+SSL_CTX *tls_server_ctx(const struct config *cfg, char *err, size_t errlen)
+{
+    const char *const keys[3] = { "tls_cert", "tls_key", "client_ca" };
+    const char *const paths[3] = { cfg->tls_cert, cfg->tls_key, cfg->client_ca };
+    int fd[3] = { -1, -1, -1 };
+    SSL_CTX *ctx = NULL;
+
+    for (int i = 0; i < 3; i++) {
+        fd[i] = open(paths[i], O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd[i] < 0) {
+            str_fmt(err, errlen, "%s: %s: %s", keys[i], paths[i], strerror(errno));
+            goto out;
+        }
+    }
+    ctx = tls_server_ctx_fds(cfg, fd[0], fd[1], fd[2], err, errlen);
+out:
+    for (int i = 0; i < 3; i++)
+        if (fd[i] >= 0)
+            close(fd[i]);
+    return ctx;
 }
 
 void tls_peer_identity(SSL *ssl, struct tls_peer *out)

@@ -15,6 +15,10 @@ struct config;
  * reply and an audit row either way.
  */
 SSL_CTX *tls_server_ctx(const struct config *cfg, char *err, size_t errlen);
+/* The same from descriptors opened by someone allowed to (the master, at a reload);
+ * cfg names the files in messages. They are read whole, not closed. */
+SSL_CTX *tls_server_ctx_fds(const struct config *cfg, int cert_fd, int key_fd, int ca_fd,
+                            char *err, size_t errlen);
 
 /* What the handshake brought about the client. */
 struct tls_peer {

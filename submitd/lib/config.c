@@ -6,13 +6,16 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 enum key_kind { K_STR, K_PATH, K_INT, K_SIZE, K_DURATION, K_BOOL, K_UPSTREAM_TLS, K_AUTH_PASSWORD,
-                K_LOGLEVEL };
+                K_LOGLEVEL, K_LOGMODE, K_FACILITY };
 
 struct key_def {
     const char *name;
@@ -70,6 +73,32 @@ static const struct key_def keys[] = {
     INT(smtp_workers, 0, 256),
     STR(smtp_user, K_STR),
     INT(audit_retention, 0, 36500),
+    { "log", K_LOGMODE, offsetof(struct config, log_mode), 0, 0, 0 },
+    STR(syslog_facility, K_FACILITY),
+};
+
+_Static_assert(sizeof(keys) / sizeof(keys[0]) <= CONFIG_MAX_KEYS, "raise CONFIG_MAX_KEYS");
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+/* Only a restart changes these (see config.h): the master binds the listeners,
+ * changes users and locks the spool once; authz opens the database once; tables are
+ * sized by max_sessions at start; the queue's relay threads hold the upstream
+ * settings. */
+static const char *const restart_keys[] = {
+    "listen", "listen_tls", "user", "smtp_user", "spool", "database", "smtp_workers",
+    "max_sessions", "pam_service", "pam_confdir", "upstream", "upstream_tls", "upstream_ca",
+    "upstream_cert", "upstream_key", "retry_min", "retry_max", "queue_lifetime", "log",
+    "syslog_facility",
+};
+
+static const char *const log_mode_names[] = { "auto", "stderr", "syslog" };
+static const char *const upstream_tls_names[] = { "verify", "encrypt", "none" };
+static const char *const auth_password_names[] = { "no", "fallback", "second-factor" };
+/* The facilities syslog(3) knows by name, as in syslog.conf. */
+static const char *const facility_names[] = {
+    "mail", "daemon", "user", "auth", "authpriv", "local0", "local1", "local2", "local3",
+    "local4", "local5", "local6", "local7",
 };
 
 void config_defaults(struct config *cfg)
@@ -108,6 +137,8 @@ void config_defaults(struct config *cfg)
     cfg->queue_lifetime = 432000;
     cfg->log_level = LOG_LVL_INFO;
     cfg->smtp_workers = 0;
+    cfg->log_mode = LOG_DEST_AUTO;
+    str_lcpy(cfg->syslog_facility, "mail", sizeof(cfg->syslog_facility));
 }
 
 static char *trim(char *s)
@@ -206,6 +237,17 @@ static int set_key(struct config *cfg, const struct key_def *k, const char *v, c
         }
         return 0;
     case K_PATH:
+        if (strncmp(v, "postgresql://", 13) == 0 || strncmp(v, "postgres://", 11) == 0) {
+            if (k->offset != offsetof(struct config, database)) {
+                str_fmt(why, whylen, "a path is expected, not a URI");
+                return -1;
+            }
+            if (str_lcpy(field, v, k->size) >= k->size) {
+                str_fmt(why, whylen, "value longer than %zu bytes", k->size - 1);
+                return -1;
+            }
+            return 0;
+        }
         if (resolve_path(cfg, v, field, k->size) != 0) {
             str_fmt(why, whylen, "path too long");
             return -1;
@@ -274,6 +316,23 @@ static int set_key(struct config *cfg, const struct key_def *k, const char *v, c
         }
         cfg->log_level = b;
         return 0;
+    case K_LOGMODE:
+        for (b = 0; b < 3; b++)
+            if (strcmp(v, log_mode_names[b]) == 0) {
+                cfg->log_mode = b;
+                return 0;
+            }
+        str_fmt(why, whylen, "expected auto, stderr or syslog, got \"%s\"", v);
+        return -1;
+    case K_FACILITY:
+        for (size_t i = 0; i < sizeof(facility_names) / sizeof(facility_names[0]); i++)
+            if (strcmp(v, facility_names[i]) == 0) {
+                str_lcpy(field, v, k->size);
+                return 0;
+            }
+        str_fmt(why, whylen, "expected mail, daemon, user, auth, authpriv or local0 to local7, "
+                "got \"%s\"", v);
+        return -1;
     }
     return -1;
 }
@@ -293,45 +352,68 @@ static int resolve_defaults(struct config *cfg)
     return 0;
 }
 
-int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+/* Sets cfg->path and cfg->dir from a canonical path, and the default paths. */
+static int set_location(struct config *cfg, const char *canonical)
 {
-    FILE *f;
-    char line[4096];
-    char seen[sizeof(keys) / sizeof(keys[0])] = { 0 };
-    int lineno = 0;
     char *slash;
 
-    config_defaults(cfg);
-    if (realpath(path, cfg->path) == NULL) {
-        str_fmt(err, errlen, "%s: %s", path, strerror(errno));
+    if (str_lcpy(cfg->path, canonical, sizeof(cfg->path)) >= sizeof(cfg->path))
         return -1;
-    }
     str_lcpy(cfg->dir, cfg->path, sizeof(cfg->dir));
     slash = strrchr(cfg->dir, '/');
     if (slash == cfg->dir)
         slash[1] = '\0';
     else if (slash != NULL)
         *slash = '\0';
-    if (resolve_defaults(cfg) != 0) {
-        str_fmt(err, errlen, "%s: directory name too long", path);
-        return -1;
-    }
+    return resolve_defaults(cfg);
+}
 
-    f = fopen(cfg->path, "re");
-    if (f == NULL) {
-        str_fmt(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    while (fgets(line, sizeof(line), f) != NULL) {
+struct problems {
+    char *err;                 /* the first problem, for config_load() */
+    size_t errlen;
+    int count;
+    void (*cb)(const char *msg, void *arg);
+    void *arg;
+};
+
+static void problem(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void problem(struct problems *p, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (p->count++ == 0 && p->err != NULL)
+        str_lcpy(p->err, msg, p->errlen);
+    if (p->cb != NULL)
+        p->cb(msg, p->arg);
+}
+
+/*
+ * Parses the open file f (shown as path). Stops at the first problem unless a
+ * callback wants them all. Returns the number of problems.
+ */
+static int load_stream(struct config *cfg, const char *path, FILE *f, struct problems *p)
+{
+    char line[4096];
+    int lineno = 0;
+
+    while (fgets(line, sizeof(line), f) != NULL && (p->cb != NULL || p->count == 0)) {
         char *key, *value, *eq, *hash;
         size_t i, n = strlen(line);
         char why[512];
 
         lineno++;
         if (n == sizeof(line) - 1 && line[n - 1] != '\n') {
-            str_fmt(err, errlen, "%s:%d: line too long", path, lineno);
-            fclose(f);
-            return -1;
+            int c;
+
+            problem(p, "%s:%d: line too long", path, lineno);
+            while ((c = fgetc(f)) != EOF && c != '\n')
+                ;
+            continue;
         }
         /* A '#' starts a comment anywhere: no value of ours contains one. */
         hash = strchr(line, '#');
@@ -342,43 +424,246 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
             continue;
         eq = strchr(key, '=');
         if (eq == NULL) {
-            str_fmt(err, errlen, "%s:%d: expected \"key = value\", got \"%s\"", path, lineno, key);
-            fclose(f);
-            return -1;
+            problem(p, "%s:%d: expected \"key = value\", got \"%s\"", path, lineno, key);
+            continue;
         }
         *eq = '\0';
         value = trim(eq + 1);
         key = trim(key);
-        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        for (i = 0; i < NKEYS; i++)
             if (strcmp(keys[i].name, key) == 0)
                 break;
-        if (i == sizeof(keys) / sizeof(keys[0])) {
-            str_fmt(err, errlen, "%s:%d: %s: unknown key", path, lineno, key);
-            fclose(f);
-            return -1;
+        if (i == NKEYS) {
+            problem(p, "%s:%d: %s: unknown key", path, lineno, key);
+            continue;
         }
-        if (seen[i]) {
-            str_fmt(err, errlen, "%s:%d: %s: set more than once", path, lineno, key);
-            fclose(f);
-            return -1;
+        if (cfg->set[i]) {
+            problem(p, "%s:%d: %s: set more than once", path, lineno, key);
+            continue;
         }
-        seen[i] = 1;
         if (set_key(cfg, &keys[i], value, why, sizeof(why)) != 0) {
-            str_fmt(err, errlen, "%s:%d: %s: %s", path, lineno, key, why);
-            fclose(f);
-            return -1;
+            problem(p, "%s:%d: %s: %s", path, lineno, key, why);
+            continue;
         }
+        cfg->set[i] = 1;
     }
-    fclose(f);
+    if (p->count > 0 && p->cb == NULL)
+        return p->count;
     /* smtp_user defaults to user; the package gives smtp its own (DESIGN §6). */
     if (cfg->smtp_user[0] == '\0')
         str_lcpy(cfg->smtp_user, cfg->user, sizeof(cfg->smtp_user));
-    if (cfg->retry_max < cfg->retry_min) {
-        str_fmt(err, errlen, "%s: retry_max (%d) is smaller than retry_min (%d)", path,
-                cfg->retry_max, cfg->retry_min);
+    if (cfg->retry_max < cfg->retry_min)
+        problem(p, "%s: retry_max (%d) is smaller than retry_min (%d)", path, cfg->retry_max,
+                cfg->retry_min);
+    return p->count;
+}
+
+static int load_path(struct config *cfg, const char *path, struct problems *p)
+{
+    char canonical[PATH_MAX];
+    FILE *f;
+    int n;
+
+    config_defaults(cfg);
+    if (realpath(path, canonical) == NULL) {
+        problem(p, "%s: %s", path, strerror(errno));
+        return p->count;
+    }
+    if (set_location(cfg, canonical) != 0) {
+        problem(p, "%s: directory name too long", path);
+        return p->count;
+    }
+    f = fopen(cfg->path, "re");
+    if (f == NULL) {
+        problem(p, "%s: %s", path, strerror(errno));
+        return p->count;
+    }
+    n = load_stream(cfg, path, f, p);
+    fclose(f);
+    return n;
+}
+
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    struct problems p = { err, errlen, 0, NULL, NULL };
+
+    return load_path(cfg, path, &p) == 0 ? 0 : -1;
+}
+
+int config_load_all(struct config *cfg, const char *path,
+                    void (*cb)(const char *msg, void *arg), void *arg)
+{
+    struct problems p = { NULL, 0, 0, cb, arg };
+
+    return load_path(cfg, path, &p);
+}
+
+int config_load_fd(struct config *cfg, const char *path, int fd, char *err, size_t errlen)
+{
+    struct problems p = { err, errlen, 0, NULL, NULL };
+    FILE *f;
+    int dupfd, n;
+
+    config_defaults(cfg);
+    if (set_location(cfg, path) != 0) {
+        str_fmt(err, errlen, "%s: directory name too long", path);
         return -1;
     }
-    return 0;
+    dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dupfd < 0 || lseek(dupfd, 0, SEEK_SET) < 0 || (f = fdopen(dupfd, "r")) == NULL) {
+        str_fmt(err, errlen, "%s: %s", path, strerror(errno));
+        if (dupfd >= 0)
+            close(dupfd);
+        return -1;
+    }
+    n = load_stream(cfg, path, f, &p);
+    fclose(f);
+    return n == 0 ? 0 : -1;
+}
+
+/* ---- comparing and printing ------------------------------------------------------ */
+
+static size_t field_size(const struct key_def *k)
+{
+    switch (k->kind) {
+    case K_STR:
+    case K_PATH:
+    case K_FACILITY:
+        return k->size;
+    case K_SIZE:
+        return sizeof(long long);
+    default:
+        return sizeof(int);
+    }
+}
+
+static int field_equal(const struct key_def *k, const struct config *a, const struct config *b)
+{
+    const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+
+    if (k->size != 0)
+        return strcmp(fa, fb) == 0;
+    return memcmp(fa, fb, field_size(k)) == 0;
+}
+
+int config_keep_restart_keys(struct config *newcfg, const struct config *old,
+                             void (*changed)(const char *key, void *arg), void *arg)
+{
+    int n = 0;
+
+    for (size_t r = 0; r < sizeof(restart_keys) / sizeof(restart_keys[0]); r++)
+        for (size_t i = 0; i < NKEYS; i++) {
+            const struct key_def *k = &keys[i];
+
+            if (strcmp(k->name, restart_keys[r]) != 0 || field_equal(k, newcfg, old))
+                continue;
+            if (changed != NULL)
+                changed(k->name, arg);
+            memcpy((char *)newcfg + k->offset, (const char *)old + k->offset, field_size(k));
+            newcfg->set[i] = old->set[i];
+            n++;
+        }
+    return n;
+}
+
+void config_mask_secret(const char *in, char *out, size_t outlen)
+{
+    const char *scheme_end = strstr(in, "://");
+    size_t o = 0;
+
+    if (outlen == 0)
+        return;
+    out[0] = '\0';
+    if (scheme_end == NULL || (strncmp(in, "postgresql://", 13) != 0 &&
+                               strncmp(in, "postgres://", 11) != 0)) {
+        str_lcpy(out, in, outlen);
+        return;
+    }
+    for (const char *p = in; *p != '\0' && o + 1 < outlen;) {
+        /* user:password@ right after the scheme */
+        if (p == scheme_end + 3) {
+            const char *at = strchr(p, '@'), *slash = strchr(p, '/');
+            const char *colon = strchr(p, ':');
+
+            if (at != NULL && (slash == NULL || at < slash) && colon != NULL && colon < at) {
+                size_t ulen = (size_t)(colon - p);
+                if (o + ulen + 6 >= outlen)
+                    break;
+                memcpy(out + o, p, ulen);
+                o += ulen;
+                memcpy(out + o, ":****", 5);
+                o += 5;
+                p = at;
+                continue;
+            }
+        }
+        /* password=... as a query parameter or a conninfo word */
+        if (strncmp(p, "password=", 9) == 0 &&
+            (p == in || p[-1] == '?' || p[-1] == '&' || p[-1] == ' ')) {
+            if (o + 13 >= outlen)
+                break;
+            memcpy(out + o, "password=****", 13);
+            o += 13;
+            p += 9;
+            while (*p != '\0' && *p != '&' && *p != ' ')
+                p++;
+            continue;
+        }
+        out[o++] = *p++;
+    }
+    out[o] = '\0';
+}
+
+static void format_value(const struct config *cfg, const struct key_def *k, char *out,
+                         size_t outlen)
+{
+    const char *field = (const char *)cfg + k->offset;
+
+    switch (k->kind) {
+    case K_STR:
+    case K_PATH:
+    case K_FACILITY:
+        if (k->offset == offsetof(struct config, database))
+            config_mask_secret(field, out, outlen);
+        else
+            str_lcpy(out, field, outlen);
+        return;
+    case K_INT:
+    case K_DURATION:
+        str_fmt(out, outlen, "%d", *(const int *)(const void *)field);
+        return;
+    case K_SIZE:
+        str_fmt(out, outlen, "%lld", *(const long long *)(const void *)field);
+        return;
+    case K_BOOL:
+        str_lcpy(out, *(const int *)(const void *)field ? "yes" : "no", outlen);
+        return;
+    case K_UPSTREAM_TLS:
+        str_lcpy(out, upstream_tls_names[cfg->upstream_tls], outlen);
+        return;
+    case K_AUTH_PASSWORD:
+        str_lcpy(out, auth_password_names[cfg->auth_password], outlen);
+        return;
+    case K_LOGLEVEL:
+        str_lcpy(out, log_level_name(cfg->log_level), outlen);
+        return;
+    case K_LOGMODE:
+        str_lcpy(out, log_mode_names[cfg->log_mode], outlen);
+        return;
+    }
+}
+
+void config_print(const struct config *cfg, FILE *out, int all)
+{
+    char value[PATH_MAX + 64];
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (!cfg->set[i] && !all)
+            continue;
+        format_value(cfg, &keys[i], value, sizeof(value));
+        fprintf(out, "%s =%s%s%s\n", keys[i].name, value[0] ? " " : "", value,
+                cfg->set[i] ? "" : "  # default");
+    }
 }
 
 int config_check_required(const struct config *cfg, char *err, size_t errlen)

@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /*
  * The configuration file of DESIGN §6: "key = value" lines, '#' comments. Every
@@ -13,6 +14,9 @@
  */
 
 #define CONFIG_DEFAULT_PATH "/etc/submitd/submitd.conf"
+
+/* Room for every key of the table in config.c (checked there at compile time). */
+#define CONFIG_MAX_KEYS 64
 
 enum upstream_tls_mode { UPSTREAM_TLS_VERIFY = 0, UPSTREAM_TLS_ENCRYPT, UPSTREAM_TLS_NONE };
 enum auth_password_mode { AUTH_PASSWORD_NO = 0, AUTH_PASSWORD_FALLBACK, AUTH_PASSWORD_SECOND_FACTOR };
@@ -60,11 +64,45 @@ struct config {
     int smtp_workers;             /* 0: one per core */
     char smtp_user[64];           /* uid of the smtp process; "" in the file: same as user */
     int audit_retention;          /* days of audit kept by authz's daily prune; 0: all */
+    int log_mode;                 /* enum log_dest of log.h */
+    char syslog_facility[16];     /* mail, daemon, local0..local7, ... */
+
+    unsigned char set[CONFIG_MAX_KEYS]; /* key number i was set in the file */
 };
 
 void config_defaults(struct config *cfg);
 /* Returns 0, or -1 with a one-line message "FILE:LINE: key: problem" in err. */
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+/*
+ * config_load() of a file the caller opened: path is its canonical name (for
+ * relative paths and messages), fd is not closed. For a worker that gets the
+ * descriptor from the master at a reload, as it may not be allowed to open it.
+ */
+int config_load_fd(struct config *cfg, const char *path, int fd, char *err, size_t errlen);
+/*
+ * Every problem of the file, not only the first: calls problem() once per bad line
+ * (same messages as config_load()). Returns the number of problems; cfg holds what
+ * could be parsed.
+ */
+int config_load_all(struct config *cfg, const char *path,
+                    void (*problem)(const char *msg, void *arg), void *arg);
+/*
+ * The keys that only a restart can change (listeners, users, the spool, the
+ * database, table sizes, what the queue process owns): for each that differs
+ * between old and new, calls changed(key) and puts the old value back into new.
+ * Returns how many differed.
+ */
+int config_keep_restart_keys(struct config *newcfg, const struct config *old,
+                             void (*changed)(const char *key, void *arg), void *arg);
+/*
+ * Prints "key = value" lines: with all 0 the keys set in the file (postconf -n),
+ * with all 1 every key, those left at their default marked "# default" (postconf).
+ * Secrets in a database URI are masked.
+ */
+void config_print(const struct config *cfg, FILE *out, int all);
+/* Copies a database value with the password of a postgresql:// URI (user:pass@ or
+ * password=...) replaced by "****". */
+void config_mask_secret(const char *in, char *out, size_t outlen);
 /* Requires the keys that have no default (upstream). Same error convention. */
 int config_check_required(const struct config *cfg, char *err, size_t errlen);
 

@@ -35,6 +35,10 @@ enum ipc_type {
     IPC_AUTHZ_RELAY_AUDIT,   /* queue -> authz, no answer */
     IPC_AUTHZ_CHARGE,        /* queue -> authz, no answer */
     IPC_AUTHZ_AUTHZID,       /* smtp -> authz */
+    IPC_CTL_READY,           /* worker -> master: set up, serving */
+    IPC_CTL_FILE,            /* master -> worker: one file for the next reload (+ fd) */
+    IPC_CTL_RELOAD,          /* master -> worker: apply the files sent */
+    IPC_CTL_RELOADED,        /* worker -> master: done, or why not */
     IPC_TYPE_MAX
 };
 

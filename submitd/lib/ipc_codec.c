@@ -465,3 +465,49 @@ int ipc_dec_charge(struct ipc_msg *m, struct ipc_charge *v)
     bad |= ipc_get_u64(m, &v->nrcpt);
     return finish(m, bad || v->nrcpt > IPC_RCPT_MAX);
 }
+
+/* ---- control: master <-> worker ------------------------------------------------------ */
+
+int ipc_enc_ctl_file(struct ipc_msg *m, int kind, int fd)
+{
+    if (kind < 0 || kind >= CTL_FILE_KINDS || fd < 0)
+        return -1;
+    ipc_init(m, IPC_CTL_FILE, 0);
+    m->fd = fd;
+    return ipc_put_u64(m, (uint64_t)kind);
+}
+
+int ipc_dec_ctl_file(struct ipc_msg *m, int *kind)
+{
+    uint64_t k;
+    int bad = ipc_get_u64(m, &k);
+
+    if (bad == 0 && k >= CTL_FILE_KINDS)
+        bad = -1;
+    *kind = bad ? -1 : (int)k;
+    return finish(m, bad);
+}
+
+int ipc_enc_ctl_reloaded(struct ipc_msg *m, const struct ipc_reloaded *v)
+{
+    int bad = 0;
+
+    ipc_init(m, IPC_CTL_RELOADED, 0);
+    bad |= ipc_put_u64(m, v->ok ? 1 : 0);
+    PUT_STR(why);
+    return bad ? -1 : 0;
+}
+
+int ipc_dec_ctl_reloaded(struct ipc_msg *m, struct ipc_reloaded *v)
+{
+    uint64_t ok;
+    int bad = 0;
+
+    memset(v, 0, sizeof(*v));
+    bad |= ipc_get_u64(m, &ok);
+    if (bad == 0 && ok > 1)
+        bad = -1;
+    v->ok = (int)ok;
+    GET_STR(why);
+    return finish(m, bad);
+}

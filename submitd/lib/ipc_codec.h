@@ -25,6 +25,8 @@
  *   smtp  -> queue   OPEN, COMMIT, ABORT
  *   queue -> smtp    OPENED, COMMITTED
  *   queue -> authz   GRANT_CHECK (answered by GRANT), RELAY_AUDIT, CHARGE
+ *   master -> each   CTL_FILE (with its descriptor), CTL_RELOAD
+ *   each -> master   CTL_READY (no fields), CTL_RELOADED
  * A session is named by its id only: authz answers for the user of its own grant.
  */
 
@@ -211,5 +213,24 @@ int ipc_dec_charge(struct ipc_msg *m, struct ipc_charge *v);
 /* 1 when s has no byte below 0x20 and no DEL: safe in an envelope, a spool record
  * or an SMTP command line. */
 int ipc_text_clean(const char *s);
+
+/*
+ * The control channel between the master and each worker. A reload is a series of
+ * CTL_FILE messages, each carrying a descriptor the master (root) opened: the
+ * configuration file and, for smtp, the server certificate, its key and client_ca,
+ * which the unprivileged process could not open itself; then CTL_RELOAD. The worker
+ * answers CTL_RELOADED with ok 1, or 0 and the reason it kept its settings.
+ */
+enum ctl_file_kind { CTL_FILE_CONF = 0, CTL_FILE_CERT, CTL_FILE_KEY, CTL_FILE_CLIENT_CA,
+                     CTL_FILE_KINDS };
+int ipc_enc_ctl_file(struct ipc_msg *m, int kind, int fd);
+int ipc_dec_ctl_file(struct ipc_msg *m, int *kind);
+
+struct ipc_reloaded {
+    int ok;
+    char why[IPC_REASON_MAX];
+};
+int ipc_enc_ctl_reloaded(struct ipc_msg *m, const struct ipc_reloaded *v);
+int ipc_dec_ctl_reloaded(struct ipc_msg *m, struct ipc_reloaded *v);
 
 #endif

@@ -1,4 +1,8 @@
-/* Logging: stderr in the foreground, syslog (LOG_MAIL) otherwise. */
+/*
+ * Logging: stderr or syslog(3). Under systemd, stderr is the journal
+ * (JOURNAL_STREAM names it): each line then starts with its "<N>" priority, as
+ * sd-daemon(3) describes, and carries no timestamp of its own (the journal has it).
+ */
 #include "log.h"
 
 #include <pthread.h>
@@ -6,28 +10,84 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char *log_prog = "submitd";
-static int log_fg = 1;
+static int log_fg = 1;          /* to stderr; else syslog */
+static int log_journal;         /* stderr is the journal: "<N>" prefixes, no timestamp */
 static int log_lvl = LOG_LVL_INFO;
 
 static const char *const level_names[] = { "error", "warning", "info", "debug" };
+
+int log_journal_stream(void)
+{
+    const char *v = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    char end;
+
+    /* "DEVICE:INODE" of the journal's stream, valid only while it is our stderr
+     * (a program started from a shell inside a unit inherits the variable). */
+    if (v == NULL || sscanf(v, "%llu:%llu%c", &dev, &ino, &end) != 2 || fstat(2, &st) != 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void log_init(const char *progname, int foreground, int level)
 {
     log_prog = progname;
     log_fg = foreground;
+    log_journal = foreground && log_journal_stream();
     log_lvl = level;
     if (!foreground)
         openlog(progname, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
+static int facility_code(const char *name)
+{
+    static const struct { const char *name; int code; } map[] = {
+        { "mail", LOG_MAIL }, { "daemon", LOG_DAEMON }, { "user", LOG_USER },
+        { "auth", LOG_AUTH }, { "authpriv", LOG_AUTHPRIV }, { "local0", LOG_LOCAL0 },
+        { "local1", LOG_LOCAL1 }, { "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },
+        { "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 }, { "local6", LOG_LOCAL6 },
+        { "local7", LOG_LOCAL7 },
+    };
+
+    for (size_t i = 0; name != NULL && i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(name, map[i].name) == 0)
+            return map[i].code;
+    return LOG_MAIL;
+}
+
+void log_setup(int foreground, int dest, const char *facility)
+{
+    int to_stderr;
+
+    if (foreground || dest == LOG_DEST_STDERR)
+        to_stderr = 1;
+    else if (dest == LOG_DEST_SYSLOG)
+        to_stderr = 0;
+    else
+        to_stderr = log_journal_stream();
+    if (!log_fg)
+        closelog();
+    log_fg = to_stderr;
+    log_journal = to_stderr && log_journal_stream();
+    if (!to_stderr)
+        openlog(log_prog, LOG_PID | LOG_NDELAY, facility_code(facility));
+}
+
 void log_set_level(int level)
 {
     log_lvl = level;
+}
+
+const char *log_level_name(int level)
+{
+    return level >= 0 && level < 4 ? level_names[level] : "info";
 }
 
 int log_level_parse(const char *name)
@@ -55,7 +115,10 @@ static void log_emit(int level, const char *line)
 {
     static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 
-    if (log_fg) {
+    if (log_fg && log_journal) {
+        fprintf(stderr, "<%d>%s[%d]: %s: %s\n", prio[level], log_prog, (int)getpid(),
+                level_names[level], line);
+    } else if (log_fg) {
         char ts[32];
         struct timespec now;
         struct tm tm;

@@ -15,6 +15,7 @@ void proc_start(const char *name, int foreground, const char *conf, struct confi
     log_init(name, foreground, LOG_LVL_INFO);
     if (config_load(cfg, conf, err, sizeof(err)) != 0)
         fatal("%s", err);
+    log_setup(foreground, cfg->log_mode, cfg->syslog_facility);
     log_set_level(cfg->log_level);
 }
 
@@ -26,8 +27,15 @@ void proc_signals(void (*on_term)(int))
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    /* systemctl kill -s SIG delivers to every process of the service: none of these
+     * may stop a worker (which would restart the whole set). The master asks for a
+     * reload over the control channel, never by signal; the queue process sets its
+     * own SIGUSR1 (flush) afterwards. */
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
 }
 
 int proc_fd_arg(const char *s)

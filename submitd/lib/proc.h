@@ -10,7 +10,8 @@
 
 /* Sets up logging and loads the configuration; fatal on error. */
 void proc_start(const char *name, int foreground, const char *conf, struct config *cfg);
-/* SIGTERM and SIGINT call on_term; SIGPIPE is ignored (peers may vanish). */
+/* SIGTERM and SIGINT call on_term; SIGPIPE (peers may vanish), SIGHUP, SIGUSR1 and
+ * SIGUSR2 (a signal sent to the whole service) are ignored. */
 void proc_signals(void (*on_term)(int));
 /* A descriptor number from the command line; fatal unless it is open. */
 int proc_fd_arg(const char *s);

@@ -303,7 +303,7 @@ int main(int argc, char **argv)
     pid_t pid;
     int opt, status;
 
-    while ((opt = getopt(argc, argv, "c:fl:L:a:q:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:fl:L:a:q:m:")) != -1) {
         if (opt == 'c')
             conf = optarg;
         else if (opt == 'a' && authz_fd < 0)

@@ -521,6 +521,103 @@ static void remove_tmpdir(void)
     (void)rmdir(tmpdir);
 }
 
+TEST(test_mask_secret)
+{
+    char out[512];
+
+    config_mask_secret("postgresql://submitd:s3cret@db.example:5432/submitd", out, sizeof(out));
+    CHECK_STR(out, "postgresql://submitd:****@db.example:5432/submitd");
+    config_mask_secret("postgresql://db.example/submitd?user=u&password=s3cret&sslmode=require",
+                       out, sizeof(out));
+    CHECK_STR(out, "postgresql://db.example/submitd?user=u&password=****&sslmode=require");
+    config_mask_secret("postgres://u@db/x", out, sizeof(out));
+    CHECK_STR(out, "postgres://u@db/x");
+    config_mask_secret("/var/lib/submitd/submitd.db", out, sizeof(out));
+    CHECK_STR(out, "/var/lib/submitd/submitd.db");
+    /* Nothing of the password survives a short buffer either. */
+    config_mask_secret("postgresql://submitd:s3cret@db/x", out, 24);
+    CHECK(strstr(out, "s3cret") == NULL && strstr(out, "s3c") == NULL);
+}
+
+static int nproblems;
+static char problems_seen[4][512];
+
+static void collect(const char *msg, void *arg)
+{
+    (void)arg;
+    if (nproblems < 4)
+        str_lcpy(problems_seen[nproblems], msg, sizeof(problems_seen[0]));
+    nproblems++;
+}
+
+TEST(test_every_problem)
+{
+    char want[PATH_MAX + 64];
+
+    CHECK(write_conf("upstream = mx:25\nbogus = 1\ntimeout = soon\nmax_recipients = 5\n"
+                     "no equals sign\n") == 0);
+    nproblems = 0;
+    CHECK(config_load_all(&cfg, conf, collect, NULL) == 3);
+    CHECK(nproblems == 3);
+    str_fmt(want, sizeof(want), "%s:2: bogus: unknown key", conf);
+    CHECK_STR(problems_seen[0], want);
+    CHECK(strstr(problems_seen[1], ":3: timeout: expected a duration") != NULL);
+    CHECK(strstr(problems_seen[2], ":5: expected \"key = value\"") != NULL);
+    /* What could be parsed is there. */
+    CHECK(cfg.max_recipients == 5);
+}
+
+static int nchanged;
+
+static void count_changed(const char *key, void *arg)
+{
+    (void)arg;
+    (void)key;
+    nchanged++;
+}
+
+TEST(test_restart_keys)
+{
+    static struct config old;
+
+    CHECK(load_text("upstream = mx:25\nlisten = 127.0.0.1:2525\nmax_recipients = 5\n") == 0);
+    old = cfg;
+    CHECK(load_text("upstream = mx:25\nlisten = 127.0.0.1:2626\nmax_recipients = 7\n"
+                    "user = other\n") == 0);
+    nchanged = 0;
+    /* user, and smtp_user that follows it */
+    CHECK(config_keep_restart_keys(&cfg, &old, count_changed, NULL) == 3);
+    CHECK(nchanged == 3);
+    CHECK_STR(cfg.listen, "127.0.0.1:2525");
+    CHECK_STR(cfg.user, "submitd");
+    CHECK(cfg.max_recipients == 7);
+}
+
+TEST(test_print)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    CHECK(load_text("upstream = mx:25\nmax_recipients = 5\n"
+                    "database = postgresql://u:pw@db/x\n") == 0);
+    f = open_memstream(&buf, &len);
+    config_print(&cfg, f, 0);
+    fclose(f);
+    CHECK_STR(buf, "database = postgresql://u:****@db/x\nupstream = mx:25\nmax_recipients = 5\n");
+    free(buf);
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    config_print(&cfg, f, 1);
+    fclose(f);
+    CHECK(strstr(buf, "max_recipients = 5\n") != NULL);
+    CHECK(strstr(buf, "max_sessions = 1000  # default\n") != NULL);
+    CHECK(strstr(buf, "listen_tls =  # default\n") != NULL);
+    CHECK(strstr(buf, "log = auto  # default\n") != NULL);
+    CHECK(strstr(buf, "pw@") == NULL);
+    free(buf);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -554,6 +651,10 @@ int main(void)
     RUN(test_split_hostport);
     RUN(test_list_item);
     RUN(test_audit_retention);
+    RUN(test_mask_secret);
+    RUN(test_every_problem);
+    RUN(test_restart_keys);
+    RUN(test_print);
     remove_tmpdir();
     return UNIT_DONE();
 }
