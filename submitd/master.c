@@ -61,16 +61,23 @@ static int reload_pending;        /* workers whose answer to a reload is awaited
 static time_t reload_deadline;
 #define RELOAD_TIMEOUT 30
 
-static void usage(void)
+/* The usage text: on stdout with status 0 when asked for (--help, -h), on stderr
+ * with status 2 after a misuse. */
+static void usage_to(FILE *out, int status)
 {
-    fprintf(stderr, "usage: submitd [-c FILE] [-f] [-t | -n | -p]\n"
+    fprintf(out, "usage: submitd [-c FILE] [-f] [-t | -n | -p] | --help | --version\n"
                     "  -c FILE  configuration file (default %s)\n"
                     "  -f       stay in the foreground and log to stderr\n"
                     "  -t       check the configuration and files, then exit\n"
                     "  -n       print the settings made in the file\n"
                     "  -p       print every effective setting, defaults marked\n",
             CONFIG_DEFAULT_PATH);
-    exit(2);
+    exit(status);
+}
+
+static void usage(void)
+{
+    usage_to(stderr, 2);
 }
 
 /* ---- listeners and spool ------------------------------------------------------ */
@@ -1170,6 +1177,8 @@ int main(int argc, char **argv)
         printf("submitd %s\n", SUBMITD_VERSION);
         return 0;
     }
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+        usage_to(stdout, 0);
     while ((opt = getopt(argc, argv, "c:fthnp")) != -1) {
         switch (opt) {
         case 'c':

@@ -335,7 +335,7 @@ def test_version_is_one_and_the_same(prog):
     assert p.returncode == 0 and p.stdout.strip() == f"{prog} {want}", p
 
 
-@pytest.mark.parametrize("prog", ["submit-admin", "submit-ca"])
+@pytest.mark.parametrize("prog", ["submitd", "submit-admin", "submit-ca"])
 def test_help_exits_0(prog):
     p = subprocess.run([str(binary(prog)), "--help"], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.startswith("usage:")
