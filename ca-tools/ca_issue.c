@@ -281,6 +281,10 @@ int ca_cmd_server_cert(const struct config *cfg, const struct ca_opts *o)
     print_cert(&ci);
     printf("certificate: %s\n", cfg->tls_cert);
     printf("key: %s\n", cfg->tls_key);
+    /* A running daemon keeps the old pair until told: new sessions get the new one,
+     * sessions in progress are not dropped. */
+    printf("a running submitd uses it after a reload: systemctl reload submitd "
+           "(or kill -HUP the master process)\n");
     if (ca_log_record(db, "server-cert", ci.serial, NULL, "host=%s%s%s not_after=%s", o->name,
                       ips[0] ? " ip=" : "", ips, ci.not_after) != 0)
         goto out;

@@ -10,6 +10,7 @@
  * leave requests unanswered or frames half-read.
  */
 #include "config.h"
+#include "dn.h"
 #include "ipc_codec.h"
 #include "fdlimit.h"
 #include "ipc.h"
@@ -374,8 +375,35 @@ static X509 *crl_issuer_in(STACK_OF(X509_INFO) *cas, X509_CRL *c)
  * a client CA and carry its signature. The authz process reads it as root, at
  * start and whenever it changes.
  */
+#define CHECK_CAS_MAX 64
+
+static void crl_seen_for(STACK_OF(X509_INFO) *cas, const X509 *issuer, char *seen)
+{
+    for (int i = 0; i < sk_X509_INFO_num(cas) && i < CHECK_CAS_MAX; i++)
+        if (sk_X509_INFO_value(cas, i)->x509 == issuer)
+            seen[i] = 1;
+}
+
+/* A CA of client_ca without a CRL in crl: its users get 454 (the daemon cannot know
+ * whether their certificates were revoked), while other CAs' users are served. */
+static void warn_cas_without_crl(STACK_OF(X509_INFO) *cas, const char *seen)
+{
+    for (int i = 0; cas != NULL && i < sk_X509_INFO_num(cas) && i < CHECK_CAS_MAX; i++) {
+        X509 *x = sk_X509_INFO_value(cas, i)->x509;
+        char name[512];
+
+        if (x == NULL || seen[i])
+            continue;
+        dn_text(X509_get_subject_name(x), name, sizeof(name));
+        fprintf(stderr, "submitd: warning: client_ca: CA %s has no CRL in crl %s: its "
+                "users get 454 until its CRL is added to that file\n", name, cfg.crl);
+        check_warnings++;
+    }
+}
+
 static void check_crl(int *problems)
 {
+    char seen[CHECK_CAS_MAX] = { 0 };
     STACK_OF(X509_INFO) *cas = NULL;
     BIO *in;
     X509_CRL *c;
@@ -426,10 +454,13 @@ static void check_crl(int *problems)
                     cfg.crl, cfg.client_ca);
             (*problems)++;
         }
+        if (issuer != NULL)
+            crl_seen_for(cas, issuer, seen);
         X509_CRL_free(c);
     }
     fclose(f);
     ERR_clear_error();
+    warn_cas_without_crl(cas, seen);
     sk_X509_INFO_pop_free(cas, X509_INFO_free);
     if (n == 0) {
         fprintf(stderr, "submitd: crl: %s holds no PEM CRL\n", cfg.crl);
@@ -609,6 +640,31 @@ static void print_problem(const char *msg, void *arg)
  * -t: every problem it can find, one line each; warnings do not fail it. Returns the
  * exit status: 1 with problems, else 0.
  */
+/* An upstream that does not resolve now may at run time (a VPN not up yet): a
+ * warning. */
+static void check_upstream(void)
+{
+    char item[512], host[256], port[16];
+
+    for (int i = 0; config_list_item(cfg.upstream, i, item, sizeof(item)) == 1; i++) {
+        struct addrinfo hints, *res = NULL;
+        int rc;
+
+        if (config_split_hostport(item, host, sizeof(host), port, sizeof(port)) != 0)
+            continue;   /* config_check_required names a malformed entry */
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_socktype = SOCK_STREAM;
+        rc = getaddrinfo(host, port, &hints, &res);
+        if (rc != 0) {
+            fprintf(stderr, "submitd: warning: upstream: %s does not resolve now: %s\n", host,
+                    gai_strerror(rc));
+            check_warnings++;
+        }
+        if (res != NULL)
+            freeaddrinfo(res);
+    }
+}
+
 static int check_config(void)
 {
     int problems = 0;
@@ -641,6 +697,7 @@ static int check_config(void)
     check_file("upstream_cert", cfg.upstream_cert, &problems);
     check_file("upstream_key", cfg.upstream_key, &problems);
     check_fd_limit();
+    check_upstream();
     ctx = SSL_CTX_new(TLS_server_method());
     if (ctx != NULL && access(cfg.tls_cert, R_OK) == 0 && access(cfg.tls_key, R_OK) == 0) {
         if (SSL_CTX_use_certificate_chain_file(ctx, cfg.tls_cert) != 1 ||

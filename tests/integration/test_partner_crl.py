@@ -60,6 +60,10 @@ def test_partner_without_crl_gets_454_naming_the_issuer_while_our_users_are_serv
     assert "crl.pem" in lines[0], lines
     # Our own CA has its CRL: alice is served all along.
     assert_served(s.env, s.alice)
+    # submitd -t warns about that CA, and only about it; a warning is not a failure.
+    proc = s.env.run("submitd", "-t", check=False)
+    warned = [l for l in proc.stderr.splitlines() if "has no CRL in crl" in l]
+    assert len(warned) == 1 and f"CN={PARTNER_CA}" in warned[0], proc.stderr
 
 
 def test_partner_accepted_once_its_crl_is_in_the_file(partner):
@@ -75,3 +79,5 @@ def test_partner_accepted_once_its_crl_is_in_the_file(partner):
         mail_reply(s, pat, ALICE_ADDR)), 10, 0.3)
     assert reply, mail_reply(s, pat, ALICE_ADDR)
     assert_served(s.env, s.alice)
+    proc = s.env.run("submitd", "-t", check=False)
+    assert "has no CRL" not in proc.stderr, proc.stderr

@@ -135,7 +135,8 @@ def test_sighup_serves_a_new_server_certificate_while_an_old_session_delivers(
     # A renewal writes a new server certificate and key; SIGHUP takes it in.
     (s.env.dir / "server.crt").unlink()
     (s.env.dir / "server.key").unlink()
-    s.env.ca("server-cert", "localhost", "--ip", "127.0.0.1")
+    out = s.env.ca("server-cert", "localhost", "--ip", "127.0.0.1").stdout
+    assert "systemctl reload submitd" in out, out
     new_serial = file_serial(crt)
     assert new_serial != old_serial
     hup_and_wait(s, "configuration %s reloaded" % s.env.conf)
