@@ -793,11 +793,13 @@ static int audit_decision_valid(const char *d)
  * says; only a session authz never saw (refused before TLS) takes smtp's client
  * address. Nothing here counts against a rate limit (the queue reports commits).
  */
-static void handle_audit(struct ipc_msg *m)
+static void handle_audit(int chan, struct ipc_msg *m)
 {
     struct ipc_audit v;
     struct db_audit row;
+    struct answer a;
     struct grant *g;
+    uint64_t req = m->id;
 
     if (ipc_dec_audit(m, &v) != 0)
         fatal("malformed audit message");
@@ -820,7 +822,16 @@ static void handle_audit(struct ipc_msg *m)
     row.queue_id = OPT(v.queue_id);
     row.size = v.size;
     row.nrcpt = v.nrcpt;
-    write_audit(&row);
+    /* A row asked for with a request id is answered once it is written: smtp sends
+     * the 250 of a queued message only then. */
+    if (write_audit(&row) == 0)
+        answer_set(&a, IPC_ALLOW, "");
+    else
+        answer_set(&a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+    if (req != 0 && chan >= 0) {
+        memset(a.user, 0, sizeof(a.user));
+        send_answer(chan, req, &a, m);
+    }
 }
 
 static void handle_session_end(struct ipc_msg *m)
@@ -983,7 +994,7 @@ static int serve(int fd, int from_queue, struct ipc_msg *m)
         handle_authzid(m, &a);
         break;
     case IPC_AUTHZ_AUDIT:
-        handle_audit(m);
+        handle_audit(fd, m);
         return 0;
     case IPC_AUTHZ_SESSION_END:
         handle_session_end(m);
@@ -1198,7 +1209,7 @@ int main(int argc, char **argv)
             if (r <= 0)
                 break;
             if (m->type == IPC_AUTHZ_AUDIT && i != queue_chan)
-                handle_audit(m);
+                handle_audit(-1, m);   /* rows only: nobody waits for an answer now */
             else if (m->type == IPC_AUTHZ_RELAY_AUDIT && i == queue_chan)
                 handle_relay_audit(m);
             else if (m->type == IPC_AUTHZ_CHARGE && i == queue_chan)

@@ -80,7 +80,8 @@ enum sess_state {
 /* What the session is waiting for; input is not processed meanwhile. */
 enum sess_wait {
     WAIT_NONE = 0, WAIT_IDENTITY, WAIT_SENDER, WAIT_OPEN, WAIT_HEADER_FROM, WAIT_COMMIT,
-    WAIT_PASSWORD, WAIT_STARTTLS_FLUSH, WAIT_AUTHZID
+    WAIT_PASSWORD, WAIT_STARTTLS_FLUSH, WAIT_AUTHZID,
+    WAIT_ACCEPT_AUDIT  /* the message is queued; the 250 waits for its audit row */
 };
 
 #define SESS_INBUF 8192
@@ -136,6 +137,7 @@ struct session {
     int nrcpt;
     long long rcpt_budget;      /* recipients left in the hourly limit; -1: no limit */
     char queue_id[32];
+    char accepted_id[32];       /* the queue id the pending 250 will name */
     int spool_fd;
     struct data_parser dp;
     char *hdrbuf;               /* header section collected before writing the prelude */

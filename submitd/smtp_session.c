@@ -174,11 +174,11 @@ static int send_or_tempfail(struct session *s, int fd, struct ipc_msg *m, const 
     return -1;
 }
 
-/* Fire-and-forget audit row through authz (DESIGN §7). Its user and certificate
- * columns are authz's own; the client address and TLS text count only for a
- * session authz has not seen yet. */
-static void audit(struct session *s, const char *event, const char *decision, const char *reason,
-                  const char *rcpt, long long size)
+/* An audit row through authz (DESIGN §7); with a request id authz answers once the
+ * row is written. Its user and certificate columns are authz's own; the client
+ * address and TLS text count only for a session authz has not seen yet. */
+static int audit_send(struct session *s, uint64_t id, const char *event, const char *decision,
+                      const char *reason, const char *rcpt, long long size)
 {
     struct ipc_msg *m = s->w->msg;
     struct ipc_audit v;
@@ -195,10 +195,19 @@ static void audit(struct session *s, const char *event, const char *decision, co
     str_lcpy(v.queue_id, s->queue_id, sizeof(v.queue_id));
     v.size = size;
     v.nrcpt = strcmp(event, "submission") == 0 ? s->nrcpt : 0;
-    if (ipc_enc_audit(m, &v) != 0 || ipc_send(s->w->authz_fd, m) != 0)
-        log_err("session=%s client=%s audit row lost (event %s, decision %s, reason %s): %s",
-                s->id, s->client_ip,
-                event, decision ? decision : "-", reason ? reason : "-", strerror(errno));
+    if (ipc_enc_audit(m, id, &v) == 0 && ipc_send(s->w->authz_fd, m) == 0)
+        return 0;
+    log_err("session=%s client=%s audit row lost (event %s, decision %s, reason %s): %s",
+            s->id, s->client_ip, event, decision ? decision : "-", reason ? reason : "-",
+            strerror(errno));
+    return -1;
+}
+
+/* Fire-and-forget: refusals are answered at once, their rows follow. */
+static void audit(struct session *s, const char *event, const char *decision, const char *reason,
+                  const char *rcpt, long long size)
+{
+    (void)audit_send(s, 0, event, decision, reason, rcpt, size);
 }
 
 /* authz forgets the session's grant: nothing more can be asked in its name. */
@@ -1708,9 +1717,17 @@ static void on_committed(struct session *s, uint64_t status, const char *qid, co
     } else {
         log_info("session=%s client=%s queued id=%s user=%s from=<%s> nrcpt=%d size=%lld",
                  s->id, s->client_ip, s->queue_id, s->user, s->mail_from, s->nrcpt, s->msg_size);
-        audit(s, "submission", "accept", s->detached ? "client left before the reply" : NULL,
-              rcpts, s->msg_size);
-        reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
+        /* The 250 waits until the accept row is written (DESIGN §9): a crash right
+         * after it cannot leave a relayed message without its audit row. */
+        if (!s->detached &&
+            audit_send(s, req_id(s), "submission", "accept", NULL, rcpts, s->msg_size) == 0) {
+            str_lcpy(s->accepted_id, s->queue_id, sizeof(s->accepted_id));
+            wait_for(s, WAIT_ACCEPT_AUDIT);
+        } else {
+            audit(s, "submission", "accept",
+                  s->detached ? "client left before the reply" : NULL, rcpts, s->msg_size);
+            reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
+        }
     }
     /* The file belongs to the queue now (or is gone): nothing to abort. */
     s->spool_fd = -1;
@@ -1719,7 +1736,14 @@ static void on_committed(struct session *s, uint64_t status, const char *qid, co
 
 static void on_authz_result(struct session *s, const struct ipc_result *r)
 {
-    if (s->wait == WAIT_IDENTITY) {
+    if (s->wait == WAIT_ACCEPT_AUDIT) {
+        /* Queued durably either way: a 4xx now would only make the client send the
+         * message twice. */
+        if (r->decision != IPC_ALLOW)
+            log_err("session=%s accept row of %s not written; the message is queued",
+                    s->id, s->accepted_id);
+        reply(s, "250 2.0.0 Ok: queued as %s", s->accepted_id);
+    } else if (s->wait == WAIT_IDENTITY) {
         on_identity(s, (uint64_t)r->decision, r->user, r->reply);
     } else if (s->wait == WAIT_SENDER) {
         s->rcpt_budget = r->rcpt_budget > (uint64_t)LLONG_MAX ? -1 : (long long)r->rcpt_budget;
@@ -1812,9 +1836,14 @@ void session_on_ipc(struct worker *w, struct ipc_msg *m)
         }
         if (m->type == IPC_QUEUE_OPENED && s->wait == WAIT_OPEN)
             on_opened(s, (uint64_t)q.status, q.queue_id, q.reason, m->fd);
-        else if (m->type == IPC_QUEUE_COMMITTED && s->wait == WAIT_COMMIT)
+        else if (m->type == IPC_QUEUE_COMMITTED && s->wait == WAIT_COMMIT) {
+            s->wait = WAIT_NONE;
             on_committed(s, (uint64_t)q.status, q.queue_id, q.reason);
-        else
+            if (s->wait == WAIT_ACCEPT_AUDIT) {
+                session_pump(s);
+                return;
+            }
+        } else
             fatal("session=%s unexpected queue answer", s->id);
         break;
     default:

@@ -185,11 +185,11 @@ int ipc_dec_header_from(struct ipc_msg *m, struct ipc_header_from *v)
     return finish(m, bad);
 }
 
-int ipc_enc_audit(struct ipc_msg *m, const struct ipc_audit *v)
+int ipc_enc_audit(struct ipc_msg *m, uint64_t id, const struct ipc_audit *v)
 {
     int bad = 0;
 
-    ipc_init(m, IPC_AUTHZ_AUDIT, 0);
+    ipc_init(m, IPC_AUTHZ_AUDIT, id);
     PUT_STR(session);
     PUT_STR(client_ip);
     PUT_STR(tls);

@@ -21,7 +21,7 @@
  * Who may send what:
  *   smtp  -> authz   IDENTITY, PASSWORD, SENDER, HEADER_FROM, AUTHZID, AUDIT,
  *                    SESSION_END
- *   authz -> smtp    RESULT
+ *   authz -> smtp    RESULT (also to an AUDIT sent with a request id)
  *   smtp  -> queue   OPEN, COMMIT, ABORT
  *   queue -> smtp    OPENED, COMMITTED
  *   queue -> authz   GRANT_CHECK (answered by GRANT), RELAY_AUDIT, CHARGE
@@ -113,7 +113,9 @@ struct ipc_audit {
     long long size;                      /* -1: none */
     long long nrcpt;                     /* recipients of a submission; 0 otherwise */
 };
-int ipc_enc_audit(struct ipc_msg *m, const struct ipc_audit *v);
+/* id 0: no answer. Any other id: authz answers with RESULT once the row is written
+ * (ALLOW) or could not be (TEMPFAIL), so that a 250 can wait for its accept row. */
+int ipc_enc_audit(struct ipc_msg *m, uint64_t id, const struct ipc_audit *v);
 int ipc_dec_audit(struct ipc_msg *m, struct ipc_audit *v);
 
 /* IPC_AUTHZ_SESSION_END: the session is over; its grant goes. */

@@ -285,7 +285,7 @@ static void attack(const struct config *cfg, const char *alice_pem, const char *
         str_lcpy(a->reason, "HOSTILE-AUDIT-ROW", sizeof(a->reason));
         a->size = 100;
         a->nrcpt = 1000;
-        note("audit_fake_submission", ipc_enc_audit(m, a) == 0 && ipc_send(authz_fd, m) == 0
+        note("audit_fake_submission", ipc_enc_audit(m, 0, a) == 0 && ipc_send(authz_fd, m) == 0
                                           ? "ok" : "error", "");
         free(a);
     }

@@ -10,6 +10,9 @@ def test_accepted_message_survives_kill9_while_upstream_is_down(fresh_stack_fact
     s = fresh_stack_factory("kill9", start_upstream=False)
     msg = make_message()
     qid = send_ok(s.env, s.alice, msg)
+    # The 250 comes after the accept row is written (DESIGN §9): it is there at once.
+    now = s.env.query("SELECT * FROM audit WHERE queue_id = ? AND decision = 'accept'", (qid,))
+    assert len(now) == 1 and now[0]["user"] == "alice", now
     # No grace period: the 250 alone must mean the message is in the queue.
     s.daemon.kill9(group=True)
     assert poll(lambda: not s.daemon.alive_family(), 5), \

@@ -210,7 +210,7 @@ TEST(test_audit_and_session_end_round_trip)
     SET(in->queue_id, "Q1");
     in->size = -1;
     in->nrcpt = 2;
-    CHECK(ipc_enc_audit(m, in) == 0);
+    CHECK(ipc_enc_audit(m, 0, in) == 0);
     rewind_msg();
     CHECK(ipc_dec_audit(m, out) == 0);
     CHECK(out->size == -1 && out->nrcpt == 2);
@@ -219,7 +219,7 @@ TEST(test_audit_and_session_end_round_trip)
     CHECK_TRUNCATED(ipc_dec_audit, out);
     CHECK_TRAILING(ipc_dec_audit, out);
     in->size = 12345;
-    CHECK(ipc_enc_audit(m, in) == 0);
+    CHECK(ipc_enc_audit(m, 0, in) == 0);
     rewind_msg();
     CHECK(ipc_dec_audit(m, out) == 0 && out->size == 12345);
 
