@@ -303,8 +303,8 @@ static void accept_clients(struct worker *w, int k)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (!smtp_limits_enter(ip, &global)) {
             static const char msg[] = "421 4.7.0 Too many sessions, try again later\r\n";
-            log_warn("connect from [%s] refused: client=%s %s", ip, ip,
-                     global ? "max_sessions reached" : "max_sessions_per_ip reached");
+            log_warn("connect from [%s] refused: %s client=%s", ip,
+                     global ? "max_sessions reached" : "max_sessions_per_ip reached", ip);
             /* On the implicit-TLS port a plaintext reply means nothing: just close. */
             if (!l->implicit_tls)
                 (void)!write(fd, msg, sizeof(msg) - 1);
