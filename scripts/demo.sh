@@ -37,11 +37,14 @@ rm -rf "$D"
 mkdir -p "$D/users" "$D/pam.d"
 chmod 755 "$D"
 
-# The daemon drops privileges to an unprivileged user of its own.
-if [ "$(id -u)" -eq 0 ] && ! getent passwd submitd >/dev/null; then
-    step "Creating the system user 'submitd'"
-    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin submitd
-fi
+# The daemon drops privileges to unprivileged users of its own: submitd (the queue
+# and the spool) and submitd-smtp (the process that talks to clients).
+for u in submitd submitd-smtp; do
+    if [ "$(id -u)" -eq 0 ] && ! getent passwd "$u" >/dev/null; then
+        step "Creating the system user '$u'"
+        useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
+    fi
+done
 
 SUBMIT_PORT=$(free_port)
 UP_PORT=$(free_port)
@@ -55,6 +58,7 @@ upstream = 127.0.0.1:$UP_PORT
 # The demo upstream speaks plain SMTP on loopback; production uses verify.
 upstream_tls = none
 pam_confdir = pam.d
+smtp_user = submitd-smtp
 retry_min = 2
 retry_max = 10
 log_level = info
