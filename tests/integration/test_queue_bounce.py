@@ -92,8 +92,9 @@ def test_one_of_two_recipients_refused(fresh_stack_factory):
 
 
 def test_queue_lifetime_expiry_bounces(fresh_stack_factory):
+    # Long enough for two attempts one second apart even on a loaded machine (ASan).
     s = fresh_stack_factory("queue-expiry", start_upstream=False, start_daemon=False,
-                            retry_min=1, retry_max=1, queue_lifetime=3)
+                            retry_min=1, retry_max=1, queue_lifetime=6)
     s.daemon.start()
     slow = unique_rcpt("slow")
     tempfail = "452 4.2.2 Mailbox full, try later"
