@@ -45,6 +45,15 @@ def fail2ban_regex(filter_path, log_path):
     return int(m.group(1)), matched
 
 
+def greeted(port):
+    """A connection that got the 220, or None (closed) when it got a 421."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if c.recv(512).startswith(b"220"):
+        return c
+    c.close()
+    return None
+
+
 def test_filter_matches_the_refusals_of_a_real_run(fresh_stack_factory, filter_dir):
     s = fresh_stack_factory("fail2ban", max_sessions_per_ip=1)
     env = s.env
@@ -58,9 +67,11 @@ def test_filter_matches_the_refusals_of_a_real_run(fresh_stack_factory, filter_d
     assert mail_reply(s, unknown).startswith("535 ")
     assert mail_reply(s, foreign).startswith("535 ")
     # A second connection from 127.0.0.1 while one is open: max_sessions_per_ip = 1.
-    first = socket.create_connection(("127.0.0.1", env.port), timeout=10)
+    # The sessions above may take a moment to be counted out: wait for a greeting.
+    before = s.daemon.log.read_text().count("refused: max_sessions_per_ip reached")
+    first = poll(lambda: greeted(env.port), 10, 0.2)
+    assert first, "no greeting within 10 s"
     try:
-        assert first.recv(512).startswith(b"220")
         second = socket.create_connection(("127.0.0.1", env.port), timeout=10)
         assert second.recv(512).startswith(b"421")
         second.close()
@@ -72,7 +83,7 @@ def test_filter_matches_the_refusals_of_a_real_run(fresh_stack_factory, filter_d
     log = s.daemon.log.read_text()
     rejects = [l for l in log.splitlines() if re.search(r" (identity|auth) reject: ", l)]
     per_ip = [l for l in log.splitlines() if "refused: max_sessions_per_ip reached" in l]
-    assert len(rejects) >= 2 and len(per_ip) == 1, log[-4000:]
+    assert len(rejects) >= 2 and len(per_ip) >= 1 + before, log[-4000:]
     # Refusal lines that carry the client's address must all be found; those that do
     # not yet (authz's "identity reject" lines without client=) cannot be.
     with_client = [l for l in rejects if "client=" in l]
