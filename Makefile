@@ -15,20 +15,31 @@ O       := $(B)/obj
 
 WARN    := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith -Wcast-qual \
            -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wnull-dereference
-HARDEN  := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fstack-clash-protection \
-           -fPIE -fcf-protection
+# _FORTIFY_SOURCE needs optimisation; with `make CFLAGS=-O0` it would only warn (an
+# error under -Werror), so it is left out there.
+FORTIFY := $(if $(filter -O0,$(CFLAGS)),,-U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=2)
+HARDEN  := $(FORTIFY) -fstack-protector-strong -fstack-clash-protection -fPIE -fcf-protection
+# Only the library folders are on the include path: a program's own headers sit next
+# to its sources, so no program can include another program's internals by accident.
+INC     := -Isubmitd/lib -Idb
+
+# The project's own flags live in SD_CFLAGS/SD_LDFLAGS and are always used; CFLAGS,
+# CPPFLAGS and LDFLAGS are the builder's (dpkg-buildflags, `make CFLAGS=-O0`) and come
+# last, so they can change optimisation or add flags but never drop ours.
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Isubmitd/lib -Idb -Iauthz -Isubmitd -MMD -MP
-LDFLAGS += -pie -Wl,-z,relro,-z,now -Wl,-z,noexecstack -Wl,--as-needed
+SD_CFLAGS  := -std=c11 -D_GNU_SOURCE $(WARN) $(INC) -MMD -MP
+SD_LDFLAGS := -pie -Wl,-z,relro,-z,now -Wl,-z,noexecstack -Wl,--as-needed
 
 ifneq ($(SANITIZE),)
-  CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -O1
-  LDFLAGS += -fsanitize=$(SANITIZE)
-  HARDEN  := -fPIE
-  B       := build-san
-  O       := $(B)/obj
+  SAN_CFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -O1
+  SD_LDFLAGS += -fsanitize=$(SANITIZE)
+  HARDEN     := -fPIE
+  B          := build-san
+  O          := $(B)/obj
 endif
-CFLAGS += $(HARDEN)
+SD_CFLAGS += $(HARDEN)
+ALL_CFLAGS  = $(SD_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(SAN_CFLAGS)
+ALL_LDFLAGS = $(SD_LDFLAGS) $(LDFLAGS)
 
 # The one version of every program (--version): the file VERSION.
 VERSION     := $(shell cat VERSION)
@@ -41,14 +52,16 @@ THREAD_LIBS := -pthread
 SYSTEMD_LIBS := -lsystemd
 
 # --- sources -------------------------------------------------------------
+# One source list per program folder (see each folder's main file for what it owns).
 LIB_SRC    := $(wildcard submitd/lib/*.c)
-DB_SRC     := $(wildcard db/*.c) $(O)/db/migrations.c
-MASTER_SRC := submitd/master.c
-SMTP_SRC   := submitd/smtp.c submitd/smtp_session.c submitd/smtp_parse.c submitd/tls.c
-QUEUE_SRC  := submitd/queue.c submitd/relay.c $(wildcard submitd/queue_*.c)
-AUTHZ_SRC  := authz/authz.c $(wildcard authz/authz_*.c)
-ADMIN_SRC  := authz/submit-admin.c $(wildcard authz/admin_*.c)
-CA_SRC     := ca-tools/submit-ca.c $(filter-out ca-tools/submit-ca.c,$(wildcard ca-tools/*.c))
+DB_SRC     := $(wildcard db/*.c) $(wildcard db/sqlite/*.c) $(O)/db/migrations.c
+MASTER_SRC := $(wildcard submitd/master/*.c)
+SMTP_SRC   := $(wildcard submitd/smtp/*.c)
+QUEUE_SRC  := $(wildcard submitd/queue/*.c)
+AUTHZ_SRC  := $(wildcard authz/authzd/*.c)
+ADMIN_SRC  := $(wildcard authz/admin/*.c)
+CA_SRC     := $(wildcard ca-tools/*.c)
+MIGRATIONS := $(sort $(wildcard db/sqlite/migrations/[0-9]*.sql))
 
 obj = $(patsubst %.c,$(O)/%.o,$(patsubst $(O)/%,%,$(1)))
 
@@ -64,18 +77,18 @@ all: $(BINS) $(LIBEXEC) $(TOOLS)
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(VERSION_DEF) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(VERSION_DEF) -c -o $@ $<
 
-$(O)/submitd/master.o $(O)/authz/submit-admin.o $(O)/ca-tools/submit-ca.o: VERSION
+$(O)/submitd/master/master.o $(O)/authz/admin/submit-admin.o $(O)/ca-tools/submit-ca.o: VERSION
 
 $(O)/db/migrations.o: $(O)/db/migrations.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # Migrations are embedded into every program that opens the database.
-$(O)/db/migrations.c: $(sort $(wildcard db/[0-9]*.sql)) scripts/embed-sql.sh
+$(O)/db/migrations.c: $(MIGRATIONS) scripts/embed-sql.sh
 	@mkdir -p $(dir $@)
-	sh scripts/embed-sql.sh $(sort $(wildcard db/[0-9]*.sql)) > $@.tmp && mv $@.tmp $@
+	sh scripts/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
 
 $(B)/lib.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -85,61 +98,61 @@ $(B)/lib.a: $(LIB_OBJ)
 # untrusted bytes cannot reach the database or PAM even if it is compromised.
 $(B)/bin/submitd: $(call obj,$(MASTER_SRC)) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(SYSTEMD_LIBS) $(THREAD_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS) $(SYSTEMD_LIBS) $(THREAD_LIBS)
 
 $(B)/libexec/submitd/submitd-smtp: $(call obj,$(SMTP_SRC)) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(THREAD_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS) $(THREAD_LIBS)
 
 $(B)/libexec/submitd/submitd-queue: $(call obj,$(QUEUE_SRC)) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(THREAD_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS) $(THREAD_LIBS)
 
 $(B)/libexec/submitd/submitd-authz: $(call obj,$(AUTHZ_SRC)) $(DB_OBJ) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(PAM_LIBS) $(SSL_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(PAM_LIBS) $(SSL_LIBS)
 
 $(B)/bin/submit-admin: $(call obj,$(ADMIN_SRC)) $(DB_OBJ) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS)
 
 $(B)/bin/submit-ca: $(call obj,$(CA_SRC)) $(DB_OBJ) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS)
 
 $(B)/bin/submitd-loadgen: $(call obj,tests/bench/loadgen.c) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(THREAD_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS) $(THREAD_LIBS)
 
 # --- unit tests: one binary per tests/unit/test_*.c ----------------------
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 # Objects of the programs under test that unit tests may link (pure modules only).
-UNIT_LINK := $(call obj,submitd/smtp_parse.c ca-tools/ca_util.c) $(DB_OBJ) $(B)/lib.a
+UNIT_LINK := $(call obj,submitd/smtp/smtp_parse.c ca-tools/ca_util.c) $(DB_OBJ) $(B)/lib.a
 
 $(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS) $(THREAD_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS) $(THREAD_LIBS)
 
 # The fuzz target over its saved corpus, as an ordinary test (any compiler).
-FUZZ_OBJ := $(call obj,tests/fuzz/fuzz_parsers.c tests/fuzz/driver.c submitd/smtp_parse.c)
+FUZZ_OBJ := $(call obj,tests/fuzz/fuzz_parsers.c tests/fuzz/driver.c submitd/smtp/smtp_parse.c)
 $(B)/tests/test_fuzz_corpus: $(FUZZ_OBJ) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 # A compromised smtp process for the integration tests (not itself a test).
 $(B)/tests/hostile-smtp: $(call obj,tests/integration/hostile_smtp.c) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 # The IPC codec target over its own corpus: every decoder on hostile bytes.
 $(O)/tests/fuzz/driver_ipc.o: tests/fuzz/driver.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DCORPUS='"tests/fuzz/corpus-ipc"' -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -DCORPUS='"tests/fuzz/corpus-ipc"' -c -o $@ $<
 
 $(B)/tests/test_fuzz_ipc_corpus: $(call obj,tests/fuzz/fuzz_ipc.c) $(O)/tests/fuzz/driver_ipc.o                                  $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 unit: $(UNIT_BINS) $(B)/tests/test_fuzz_corpus $(B)/tests/test_fuzz_ipc_corpus \
       $(B)/tests/hostile-smtp
@@ -148,12 +161,12 @@ unit: $(UNIT_BINS) $(B)/tests/test_fuzz_corpus $(B)/tests/test_fuzz_ipc_corpus \
 # for FUZZ_SECONDS; new inputs go to build-fuzz/corpus*, the seeds in tests/fuzz/
 # corpus (parsers, DATA path) and tests/fuzz/corpus-ipc (IPC codecs) stay as they are.
 FUZZ_SECONDS ?= 60
-FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Isubmitd/lib -Isubmitd \
+FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Isubmitd/lib -Isubmitd/smtp \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 fuzz:
 	@command -v clang >/dev/null || { echo "make fuzz: clang is required (apt-get install clang libclang-rt-14-dev)"; exit 1; }
 	@mkdir -p build-fuzz/corpus
-	clang $(FUZZ_CFLAGS) -o build-fuzz/fuzz_parsers tests/fuzz/fuzz_parsers.c submitd/smtp_parse.c \
+	clang $(FUZZ_CFLAGS) -o build-fuzz/fuzz_parsers tests/fuzz/fuzz_parsers.c submitd/smtp/smtp_parse.c \
 	    submitd/lib/util.c submitd/lib/spool.c submitd/lib/dn.c -lcrypto
 	build-fuzz/fuzz_parsers -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    build-fuzz/corpus tests/fuzz/corpus
@@ -239,7 +252,7 @@ deb:
 	@echo "built $(B)/submitd_$(VERSION)_$(DEB_ARCH).deb"
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 .PHONY: all unit deps client-deps test test-clients demo bench fuzz install deb clean
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Embeds the database migrations into the programs that open the database.
 #
-#   sh scripts/embed-sql.sh db/0001_init.sql db/0002_more.sql ... > migrations.c
+#   sh scripts/embed-sql.sh db/sqlite/migrations/0001_init.sql db/sqlite/migrations/0002_more.sql ... > migrations.c
 #
 # Prints a C file that defines db_migrations[] (the SQL text of each file, in the
 # order given) and db_migrations_count. Migration N (1-based) brings the schema from

@@ -3,7 +3,7 @@
  * parameters, the DATA byte-level state machine, the header section and its From
  * field.
  */
-#include "smtp_parse.h"
+#include "../../submitd/smtp/smtp_parse.h"
 #include "unit.h"
 #include "util.h"
 
