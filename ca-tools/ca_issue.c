@@ -381,9 +381,9 @@ static int issue_rows(struct db *db, const char *dbpath, const char *command,
         return -1;
     }
     str_lcpy(row.sha256, ci->sha256, sizeof(row.sha256));
-    str_lcpy(row.not_before, ci->not_before, sizeof(row.not_before));
-    str_lcpy(row.not_after, ci->not_after, sizeof(row.not_after));
-    str_lcpy(row.status, "valid", sizeof(row.status));
+    row.not_before = ci->not_before_epoch;
+    row.not_after = ci->not_after_epoch;
+    row.status = CERT_VALID;
     r = db_cert_insert(db, &row);
     if (r == DB_EXISTS) {
         ca_err("%s: a certificate with serial %s is already recorded", dbpath, ci->serial);
@@ -595,7 +595,7 @@ struct db *ca_open_db(const struct config *cfg)
 }
 
 struct valid_cert {
-    char now[32];
+    int64_t now;
     struct db_cert first;    /* the valid certificate that expires first */
     int count;
 };
@@ -604,7 +604,7 @@ static int valid_cert_cb(void *arg, const struct db_cert *c)
 {
     struct valid_cert *vc = arg;
 
-    if (strcmp(c->status, "valid") != 0 || strcmp(c->not_after, vc->now) <= 0)
+    if (!db_cert_in_force(c, vc->now))
         return 0;
     if (vc->count++ == 0)
         vc->first = *c;
@@ -619,20 +619,21 @@ static int valid_cert_cb(void *arg, const struct db_cert *c)
 static int issue_check(struct db *db, const struct ca_opts *o, const char *command)
 {
     static struct valid_cert vc;
-    char owner[128];
+    char owner[128], expires[DB_TIME_TEXT_LEN];
     int r;
 
     memset(&vc, 0, sizeof(vc));
-    iso_time_utc(vc.now, sizeof(vc.now), (long long)time(NULL));
+    vc.now = (int64_t)time(NULL);
     if (!o->add && strcmp(command, "issue") == 0) {
-        if (db_cert_list(db, o->name, NULL, valid_cert_cb, &vc) != DB_OK) {
+        if (db_cert_list(db, o->name, DB_TIME_NONE, valid_cert_cb, &vc) != DB_OK) {
             ca_err("cannot read the certificates of user %s: %s", o->name, db_errmsg(db));
             return 1;
         }
         if (vc.count > 0) {
             ca_err("user %s already has %d valid certificate%s: %s (expires %s); use "
                    "\"submit-ca renew %s\", or issue --add for another one", o->name, vc.count,
-                   vc.count == 1 ? "" : "s", vc.first.serial, vc.first.not_after, o->name);
+                   vc.count == 1 ? "" : "s", vc.first.serial,
+                   db_time_text(vc.first.not_after, expires, sizeof(expires)), o->name);
             return 1;
         }
     }
@@ -698,7 +699,7 @@ struct renew_cert {
 
 struct renew_previous {
     const char *new_serial;
-    char now_iso[32];
+    int64_t now;
     struct renew_cert *certs;
     size_t n, cap;
     size_t total;            /* certificates of the user, in any state */
@@ -710,8 +711,8 @@ static int renew_previous_cb(void *arg, const struct db_cert *c)
     struct renew_previous *p = arg;
 
     p->total++;
-    if (p->new_serial == NULL || strcmp(c->status, "valid") != 0 ||
-        strcmp(c->serial, p->new_serial) == 0 || strcmp(c->not_after, p->now_iso) <= 0)
+    if (p->new_serial == NULL || !db_cert_in_force(c, p->now) ||
+        strcmp(c->serial, p->new_serial) == 0)
         return 0;
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 8;
@@ -726,7 +727,7 @@ static int renew_previous_cb(void *arg, const struct db_cert *c)
         p->cap = cap;
     }
     str_lcpy(p->certs[p->n].serial, c->serial, sizeof(p->certs[0].serial));
-    str_lcpy(p->certs[p->n].not_after, c->not_after, sizeof(p->certs[0].not_after));
+    db_time_text(c->not_after, p->certs[p->n].not_after, sizeof(p->certs[0].not_after));
     p->n++;
     return 0;
 }
@@ -777,7 +778,7 @@ int ca_cmd_renew(const struct config *cfg, const struct ca_opts *o)
         ca_err("%s: no user %s; use \"submit-ca issue\"", cfg->database, o->name);
         goto out;
     }
-    if (r != DB_OK || db_cert_list(db, o->name, NULL, renew_previous_cb, &prev) != DB_OK) {
+    if (r != DB_OK || db_cert_list(db, o->name, DB_TIME_NONE, renew_previous_cb, &prev) != DB_OK) {
         ca_err("cannot look up user %s: %s", o->name, db_errmsg(db));
         goto out;
     }
@@ -801,8 +802,8 @@ int ca_cmd_renew(const struct config *cfg, const struct ca_opts *o)
 
     memset(&prev, 0, sizeof(prev));
     prev.new_serial = serial;
-    iso_time_utc(prev.now_iso, sizeof(prev.now_iso), (long long)time(NULL));
-    if (db_cert_list(db, o->name, NULL, renew_previous_cb, &prev) != DB_OK || prev.failed) {
+    prev.now = (int64_t)time(NULL);
+    if (db_cert_list(db, o->name, DB_TIME_NONE, renew_previous_cb, &prev) != DB_OK || prev.failed) {
         ca_err("cannot list the previous certificates of user %s: %s", o->name,
                db_errmsg(db));
         goto out;

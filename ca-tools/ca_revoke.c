@@ -63,7 +63,7 @@ static int crl_collect_cb(void *arg, const struct db_cert *c)
     struct crl_collect *cc = arg;
     struct ca_crl_entry *e;
 
-    if (strcmp(c->status, "revoked") != 0 || strcmp(c->issuer, cc->issuer) != 0)
+    if (c->status != CERT_REVOKED || strcmp(c->issuer, cc->issuer) != 0)
         return 0;
     if (cc->n == cc->cap) {
         size_t cap = cc->cap ? cc->cap * 2 : 64;
@@ -84,10 +84,11 @@ static int crl_collect_cb(void *arg, const struct db_cert *c)
         cc->failed = 1;
         return 1;
     }
-    if (ca_iso_parse(c->revoked_at, &e->revoked_at) != 0) {
+    e->revoked_at = (long long)c->revoked_at;
+    if (c->revoked_at == DB_TIME_NONE) {
         /* Still listed: leaving a revoked certificate out would make it valid again. */
-        ca_warn("certificate %s: revocation time \"%s\" unreadable; using the current time",
-                e->serial, c->revoked_at);
+        ca_warn("certificate %s: revocation time unreadable; using the current time",
+                e->serial);
         e->revoked_at = (long long)time(NULL);
     }
     e->reason = c->revoke_reason[0] != '\0' ? ca_reason_parse(c->revoke_reason)
@@ -120,7 +121,7 @@ int ca_crl_publish(const struct config *cfg, const struct ca_authority *ca, stru
     if (ca_name_rfc2253(X509_get_subject_name(ca->cert), issuer, sizeof(issuer)) != 0)
         return -1;
     cc.issuer = issuer;
-    if (db_cert_list(db, NULL, NULL, crl_collect_cb, &cc) == DB_ERROR) {
+    if (db_cert_list(db, NULL, DB_TIME_NONE, crl_collect_cb, &cc) == DB_ERROR) {
         ca_err("cannot list certificates: %s", db_errmsg(db));
         goto out;
     }
@@ -176,7 +177,7 @@ static int collect_valid_cb(void *arg, const struct db_cert *c)
     struct serial_list *sl = arg;
 
     sl->total++;
-    if (strcmp(c->status, "valid") != 0)
+    if (c->status != CERT_VALID)
         return 0;
     if (sl->n == sl->cap) {
         size_t cap = sl->cap ? sl->cap * 2 : 8;
@@ -247,9 +248,12 @@ static int revoke_in_db(const struct config *cfg, struct db *db, const struct ca
             ca_err("cannot look up serial %s: %s", o->serial, db_errmsg(db));
             return -1;
         }
-        if (strcmp(c.status, "revoked") == 0) {
+        if (c.status == CERT_REVOKED) {
+            char revoked_at[DB_TIME_TEXT_LEN];
+
             printf("already revoked: %s user=%s revoked_at=%s reason=%s\n", c.serial,
-                   c.user[0] ? c.user : "-", c.revoked_at,
+                   c.user[0] ? c.user : "-",
+                   db_time_text(c.revoked_at, revoked_at, sizeof(revoked_at)),
                    c.revoke_reason[0] ? c.revoke_reason : "unspecified");
             return 0;
         }
@@ -267,7 +271,7 @@ static int revoke_in_db(const struct config *cfg, struct db *db, const struct ca
         return -1;
     }
     memset(&sl, 0, sizeof(sl));
-    if (db_cert_list(db, o->user, NULL, collect_valid_cb, &sl) == DB_ERROR) {
+    if (db_cert_list(db, o->user, DB_TIME_NONE, collect_valid_cb, &sl) == DB_ERROR) {
         ca_err("cannot list the certificates of user %s: %s", o->user, db_errmsg(db));
         goto out;
     }
@@ -316,7 +320,7 @@ out:
 struct list_state {
     int json;
     int only_valid_unexpired;
-    char now_iso[32];
+    int64_t now;
     size_t count;
     int failed;
 };
@@ -338,10 +342,13 @@ static int print_json_field(const char *key, const char *value, int last)
 static int list_cb(void *arg, const struct db_cert *c)
 {
     struct list_state *ls = arg;
+    char not_before[DB_TIME_TEXT_LEN], not_after[DB_TIME_TEXT_LEN], revoked_at[DB_TIME_TEXT_LEN];
 
-    if (ls->only_valid_unexpired &&
-        (strcmp(c->status, "valid") != 0 || strcmp(c->not_after, ls->now_iso) <= 0))
+    if (ls->only_valid_unexpired && !db_cert_in_force(c, ls->now))
         return 0;
+    db_time_text(c->not_before, not_before, sizeof(not_before));
+    db_time_text(c->not_after, not_after, sizeof(not_after));
+    db_time_text(c->revoked_at, revoked_at, sizeof(revoked_at));
     if (ls->json) {
         printf("%s{", ls->count ? ",\n  " : "  ");
         if (print_json_field("serial", c->serial, 0) != 0 ||
@@ -349,10 +356,10 @@ static int list_cb(void *arg, const struct db_cert *c)
             print_json_field("sha256", c->sha256, 0) != 0 ||
             print_json_field("subject", c->subject, 0) != 0 ||
             print_json_field("issuer", c->issuer, 0) != 0 ||
-            print_json_field("not_before", c->not_before, 0) != 0 ||
-            print_json_field("not_after", c->not_after, 0) != 0 ||
-            print_json_field("status", c->status, 0) != 0 ||
-            print_json_field("revoked_at", c->revoked_at, 0) != 0 ||
+            print_json_field("not_before", not_before, 0) != 0 ||
+            print_json_field("not_after", not_after, 0) != 0 ||
+            print_json_field("status", db_cert_status_name(c->status), 0) != 0 ||
+            print_json_field("revoked_at", revoked_at, 0) != 0 ||
             print_json_field("revoke_reason", c->revoke_reason, 1) != 0) {
             ca_err("certificate %s: a field is too long to print", c->serial);
             ls->failed = 1;
@@ -361,7 +368,8 @@ static int list_cb(void *arg, const struct db_cert *c)
         printf("}");
     } else {
         printf("%-32s  %-16s  %-24s  %-20s  %-7s  %s\n", c->serial, c->user[0] ? c->user : "-",
-               c->subject, c->not_after, c->status, c->revoke_reason[0] ? c->revoke_reason : "-");
+               c->subject, not_after, db_cert_status_name(c->status),
+               c->revoke_reason[0] ? c->revoke_reason : "-");
     }
     ls->count++;
     return 0;
@@ -371,17 +379,17 @@ int ca_cmd_list(const struct config *cfg, const struct ca_opts *o)
 {
     struct list_state ls;
     struct db *db;
-    char before[32];
+    int64_t before = DB_TIME_NONE;
     long long now = (long long)time(NULL);
     int r;
 
     memset(&ls, 0, sizeof(ls));
     ls.json = o->json;
-    iso_time_utc(ls.now_iso, sizeof(ls.now_iso), now);
+    ls.now = (int64_t)now;
     if (o->expiring >= 0) {
         /* Certificates that still work today and stop working within DAYS. */
         ls.only_valid_unexpired = 1;
-        iso_time_utc(before, sizeof(before), now + o->expiring * DAY_SECONDS);
+        before = now + o->expiring * DAY_SECONDS;
     }
     if ((db = ca_open_db(cfg)) == NULL)
         return 1;
@@ -390,7 +398,7 @@ int ca_cmd_list(const struct config *cfg, const struct ca_opts *o)
     else
         printf("%-32s  %-16s  %-24s  %-20s  %-7s  %s\n", "SERIAL", "USER", "SUBJECT",
                "NOT_AFTER", "STATUS", "REVOKE_REASON");
-    r = db_cert_list(db, o->user, o->expiring >= 0 ? before : NULL, list_cb, &ls);
+    r = db_cert_list(db, o->user, before, list_cb, &ls);
     if (ls.json)
         printf("%s]\n", ls.count ? "\n" : "");
     if (r == DB_ERROR) {
@@ -413,12 +421,13 @@ struct log_state {
 static int log_cb(void *arg, const struct db_ca_log_row *r)
 {
     struct log_state *ls = arg;
-    char uid[32];
+    char uid[32], ts[DB_TIME_TEXT_LEN];
 
+    db_stamp_text(&r->ts, ts, sizeof(ts));
     if (ls->json) {
         str_fmt(uid, sizeof(uid), "%lld", r->uid);
         printf("%s{\"id\":%lld,", ls->count ? ",\n  " : "  ", r->id);
-        if (print_json_field("ts", r->ts, 0) != 0 || printf("\"uid\":%s,", uid) < 0 ||
+        if (print_json_field("ts", ts, 0) != 0 || printf("\"uid\":%s,", uid) < 0 ||
             print_json_field("unix_user", r->unix_user, 0) != 0 ||
             print_json_field("sudo_user", r->sudo_user, 0) != 0 ||
             print_json_field("command", r->command, 0) != 0 ||
@@ -437,7 +446,7 @@ static int log_cb(void *arg, const struct db_ca_log_row *r)
             str_fmt(who, sizeof(who), "%s(sudo:%s)", r->unix_user, r->sudo_user);
         else
             str_lcpy(who, r->unix_user, sizeof(who));
-        printf("%-24s  %-20s  %-11s  %-32s  %-16s  %s\n", r->ts, who, r->command,
+        printf("%-24s  %-20s  %-11s  %-32s  %-16s  %s\n", ts, who, r->command,
                r->serial[0] ? r->serial : "-", r->user[0] ? r->user : "-", r->detail);
     }
     ls->count++;

@@ -35,8 +35,14 @@ struct db_stamp {
     int64_t sec;
     int msec;
 };
-/* Writes s as "YYYY-MM-DDTHH:MM:SS.mmmZ", the form the tools print. */
-void db_stamp_iso(const struct db_stamp *s, char *out, size_t outlen);
+/*
+ * The text the tools print for times, which is also the text SQLite stores:
+ * "YYYY-MM-DDTHH:MM:SSZ" for t ("" for DB_TIME_NONE), "YYYY-MM-DDTHH:MM:SS.mmmZ"
+ * for a stamp. Both return out.
+ */
+#define DB_TIME_TEXT_LEN 32
+const char *db_time_text(int64_t t, char *out, size_t outlen);
+const char *db_stamp_text(const struct db_stamp *s, char *out, size_t outlen);
 
 struct db;
 

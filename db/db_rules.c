@@ -154,15 +154,26 @@ int db_time_parse(const char *s, struct db_stamp *out)
     return DB_OK;
 }
 
-void db_stamp_iso(const struct db_stamp *s, char *out, size_t outlen)
+const char *db_time_text(int64_t t, char *out, size_t outlen)
+{
+    char iso[DB_ISO_LEN] = "";
+
+    if (t != DB_TIME_NONE)
+        db_time_iso(t, iso);
+    str_lcpy(out, iso, outlen);
+    return out;
+}
+
+const char *db_stamp_text(const struct db_stamp *s, char *out, size_t outlen)
 {
     char t[DB_ISO_LEN];
 
     db_time_iso(s->sec, t);
     if (t[0] == '\0') {
         str_lcpy(out, "", outlen);
-        return;
+        return out;
     }
     t[19] = '\0';
     (void)str_fmt(out, outlen, "%s.%03dZ", t, s->msec >= 0 && s->msec <= 999 ? s->msec : 0);
+    return out;
 }

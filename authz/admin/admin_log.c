@@ -3,6 +3,7 @@
 
 #include "admin_out.h"
 #include "db.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,7 +45,9 @@ struct show_state {
 
 static int print_plain(void *arg, const struct db_admin_log_row *r)
 {
-    const char *cols[] = { r->ts, r->login, r->program, r->command, r->target, r->details };
+    char ts[DB_TIME_TEXT_LEN];
+    const char *cols[] = { db_stamp_text(&r->ts, ts, sizeof(ts)), r->login, r->program,
+                           r->command, r->target, r->details };
     struct show_state *ss = arg;
 
     for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
@@ -60,10 +63,11 @@ static int print_plain(void *arg, const struct db_admin_log_row *r)
 static int print_json(void *arg, const struct db_admin_log_row *r)
 {
     struct show_state *ss = arg;
+    char ts[DB_TIME_TEXT_LEN];
 
     fputs(ss->rows ? ",\n" : "\n", stdout);
     printf("{\"id\":%lld", r->id);
-    out_json_member("ts", r->ts, 0);
+    out_json_member("ts", db_stamp_text(&r->ts, ts, sizeof(ts)), 0);
     printf(",\"uid\":%lld", r->uid);
     out_json_member("login", r->login, 0);
     out_json_member("program", r->program, 0);
@@ -80,15 +84,20 @@ static int print_json(void *arg, const struct db_admin_log_row *r)
 int admin_log_show(struct db *db, const char *since, const char *user, int json)
 {
     struct show_state ss = { json, 0 };
+    long long from = DB_TIME_NONE;
     int rc;
 
+    if (since != NULL && iso_time_parse(since, &from) != 0) {
+        fprintf(stderr, PROG ": log: --since %s: expected an ISO-8601 UTC time\n", since);
+        return 1;
+    }
     if (json) {
         fputs("[", stdout);
-        rc = db_admin_log_list(db, since, user, print_json, &ss);
+        rc = db_admin_log_list(db, from, user, print_json, &ss);
         fputs(ss.rows ? "\n]\n" : "]\n", stdout);
     } else {
         fputs("TIME\tLOGIN\tPROGRAM\tCOMMAND\tTARGET\tDETAILS\n", stdout);
-        rc = db_admin_log_list(db, since, user, print_plain, &ss);
+        rc = db_admin_log_list(db, from, user, print_plain, &ss);
     }
     if (rc != DB_OK) {
         fprintf(stderr, PROG ": log: %s\n", db_errmsg(db));

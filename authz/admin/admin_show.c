@@ -16,7 +16,7 @@ struct show {
     int json;
     int n;
     int failed;
-    char now[32];
+    int64_t now;
 };
 
 /* ---- user show ---------------------------------------------------------- */
@@ -40,21 +40,23 @@ static int show_sender(void *arg, const char *address)
 static int show_cert(void *arg, const struct db_cert *c)
 {
     struct show *s = arg;
+    char not_after[DB_TIME_TEXT_LEN];
 
-    if (strcmp(c->status, "valid") != 0 || strcmp(c->not_after, s->now) <= 0)
+    if (!db_cert_in_force(c, s->now))
         return 0;
+    db_time_text(c->not_after, not_after, sizeof(not_after));
     if (s->json) {
         fputs(s->n ? ",{" : "{", stdout);
         out_json_member("serial", c->serial, 1);
         out_json_member("sha256", c->sha256, 0);
-        out_json_member("not_after", c->not_after, 0);
+        out_json_member("not_after", not_after, 0);
         out_json_member("subject", c->subject, 0);
         fputs("}", stdout);
     } else {
         fputs("certificate:\t", stdout);
         out_field(c->serial);
         fputs("\texpires ", stdout);
-        out_field(c->not_after);
+        out_field(not_after);
         fputs("\tsha256 ", stdout);
         out_field(c->sha256);
         putchar('\n');
@@ -75,10 +77,12 @@ static int show_last(struct show *s, const char *user, const char *decision, con
     static struct db_audit_row row;    /* large: kept off the stack */
     struct db_audit_filter f = { .user = user, .decision = decision, .newest_first = 1,
                                  .limit = 1 };
+    char ts[DB_TIME_TEXT_LEN];
 
     row.id = 0;
     if (db_audit_search(s->db, &f, keep_row, &row) != DB_OK)
         return -1;
+    db_stamp_text(&row.ts, ts, sizeof(ts));
     if (s->json) {
         printf(",\"%s\":", label);
         if (row.id == 0) {
@@ -86,7 +90,7 @@ static int show_last(struct show *s, const char *user, const char *decision, con
             return 0;
         }
         putchar('{');
-        out_json_member("ts", row.ts, 1);
+        out_json_member("ts", ts, 1);
         out_json_member("event", row.event, 0);
         out_json_member("client_ip", row.client_ip, 0);
         out_json_member("cert_sha256", row.cert_sha256, 0);
@@ -99,7 +103,7 @@ static int show_last(struct show *s, const char *user, const char *decision, con
         fputs("never\n", stdout);
         return 0;
     }
-    out_field(row.ts);
+    out_field(ts);
     putchar('\t');
     out_field(row.event);
     fputs("\tfrom ", stdout);
@@ -121,7 +125,7 @@ int admin_user_show(struct db *db, const char *user, int json)
     }
     if (rc != DB_OK)
         goto dberr;
-    iso_time_utc(s.now, sizeof(s.now), (long long)time(NULL));
+    s.now = (int64_t)time(NULL);
     if (json) {
         fputs("{", stdout);
         out_json_member("name", user, 1);
@@ -135,7 +139,7 @@ int admin_user_show(struct db *db, const char *user, int json)
         putchar('-');
     fputs(json ? "],\"certificates\":[" : "\n", stdout);
     s.n = 0;
-    if (db_cert_list(db, user, NULL, show_cert, &s) != DB_OK)
+    if (db_cert_list(db, user, DB_TIME_NONE, show_cert, &s) != DB_OK)
         goto dberr;
     if (!json && s.n == 0)
         fputs("certificate:\tnone valid\n", stdout);

@@ -193,10 +193,8 @@ static int keep_refusal(void *arg, const char *decision, const char *reason, lon
 static int keep_expiring(void *arg, const struct db_cert *c)
 {
     struct stats *s = arg;
-    char now[32];
 
-    iso_time_utc(now, sizeof(now), s->now);
-    if (strcmp(c->status, "valid") != 0 || strcmp(c->not_after, now) < 0)
+    if (!db_cert_in_force(c, s->now))
         return 0;
     if (s->expiring.shown < (int)(sizeof(s->expiring.certs) / sizeof(s->expiring.certs[0])))
         s->expiring.certs[s->expiring.shown++] = *c;
@@ -206,15 +204,14 @@ static int keep_expiring(void *arg, const struct db_cert *c)
 
 static void read_db(struct stats *s, const struct config *cfg)
 {
-    char err[PATH_MAX + 512], hour_ago[32], window_end[32];
+    char err[PATH_MAX + 512];
     struct db *db = db_open(cfg->database, err, sizeof(err));
+    int64_t hour_ago = s->now - 3600, window_end = s->now + EXPIRY_WINDOW_DAYS * 86400LL;
 
     if (db == NULL) {
         failf(s, "%s", err);
         return;
     }
-    iso_time_utc(hour_ago, sizeof(hour_ago), s->now - 3600);
-    iso_time_utc(window_end, sizeof(window_end), s->now + EXPIRY_WINDOW_DAYS * 86400LL);
     if (db_audit_decisions(db, hour_ago, &s->decisions) != DB_OK ||
         db_audit_refusals(db, hour_ago, TOP_REASONS, keep_refusal, s) != DB_OK ||
         db_cert_list(db, NULL, window_end, keep_expiring, s) != DB_OK)
@@ -325,13 +322,14 @@ static void print_text(const struct stats *s)
                s->expiring.count);
         for (int i = 0; i < s->expiring.shown; i++) {
             const struct db_cert *c = &s->expiring.certs[i];
+            char not_after[DB_TIME_TEXT_LEN];
 
             putchar('\t');
             out_field(c->user);
             putchar('\t');
             out_field(c->serial);
             putchar('\t');
-            out_field(c->not_after);
+            out_field(db_time_text(c->not_after, not_after, sizeof(not_after)));
             putchar('\n');
         }
     }
@@ -392,10 +390,13 @@ static void print_json(const struct stats *s)
         printf("],\"client_certs_expiring_%dd\":%lld,\"expiring\":[", EXPIRY_WINDOW_DAYS,
                s->expiring.count);
         for (int i = 0; i < s->expiring.shown; i++) {
+            char not_after[DB_TIME_TEXT_LEN];
+
+            db_time_text(s->expiring.certs[i].not_after, not_after, sizeof(not_after));
             fputs(i ? ",{" : "{", stdout);
             out_json_member("user", s->expiring.certs[i].user, 1);
             out_json_member("serial", s->expiring.certs[i].serial, 0);
-            out_json_member("not_after", s->expiring.certs[i].not_after, 0);
+            out_json_member("not_after", not_after, 0);
             putchar('}');
         }
         putchar(']');

@@ -366,7 +366,7 @@ static int log_revocation(void *arg, const struct db_cert *c)
 {
     struct revoke_log *rl = arg;
 
-    if (strcmp(c->status, "valid") != 0)
+    if (c->status != CERT_VALID)
         return 0;
     rl->valid++;
     if (admin_log_record(rl->db, "revoke", c->serial, rl->user, c->serial,
@@ -390,7 +390,7 @@ static int user_del(struct db *db, const char *name)
         errorf("user %s does not exist", name);
         return EXIT_FAIL;
     }
-    if (rc != DB_OK || db_cert_list(db, name, NULL, log_revocation, &rl) != DB_OK)
+    if (rc != DB_OK || db_cert_list(db, name, DB_TIME_NONE, log_revocation, &rl) != DB_OK)
         goto dberr;
     if (rl.failed) {
         db_rollback(db);
@@ -460,19 +460,21 @@ static int print_sender(void *arg, const char *address)
 static int print_user(void *arg, const struct db_user *u)
 {
     struct list_state *ls = arg;
+    char created_at[DB_TIME_TEXT_LEN];
 
+    db_time_text(u->created_at, created_at, sizeof(created_at));
     ls->n = 0;
     if (ls->json) {
         fputs(ls->rows ? ",\n" : "\n", stdout);
         fputs("{", stdout);
         out_json_member("name", u->name, 1);
         printf(",\"enabled\":%s", u->enabled ? "true" : "false");
-        out_json_member("created_at", u->created_at, 0);
+        out_json_member("created_at", created_at, 0);
         fputs(",\"senders\":[", stdout);
     } else {
         out_field(u->name);
         printf("\t%s\t", u->enabled ? "enabled" : "disabled");
-        out_field(u->created_at);
+        out_field(created_at);
         putchar('\t');
     }
     /* The full list: db_user.senders may be cut short. */
@@ -711,12 +713,22 @@ static int check_args(const struct command *c, const struct cmdline *cl, struct 
     return 0;
 }
 
+/* A time that check_when() wrote, in seconds; DB_TIME_NONE when the option is absent. */
+static int64_t when_seconds(const struct cmdline *cl, int opt, const char *iso)
+{
+    long long t = DB_TIME_NONE;
+
+    if (cl->val[opt] == NULL || iso_time_parse(iso, &t) != 0)
+        return DB_TIME_NONE;
+    return (int64_t)t;
+}
+
 static int audit(struct db *db, const struct cmdline *cl, const struct times *t)
 {
     struct db_audit_filter f = {
         .user = cl->val[OPT_USER],
-        .since = cl->val[OPT_SINCE] != NULL ? t->since : NULL,
-        .until = cl->val[OPT_UNTIL] != NULL ? t->until : NULL,
+        .since = when_seconds(cl, OPT_SINCE, t->since),
+        .until = when_seconds(cl, OPT_UNTIL, t->until),
         .decision = cl->val[OPT_DECISION],
         .event = cl->val[OPT_EVENT],
         .client_ip = cl->val[OPT_IP],

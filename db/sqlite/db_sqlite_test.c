@@ -36,7 +36,7 @@ int db_test_audit_insert_at(struct db *db, const struct db_audit *a, const struc
 {
     char ts[DB_ISO_LEN];
 
-    db_stamp_iso(at, ts, sizeof(ts));
+    db_stamp_text(at, ts, sizeof(ts));
     if (ts[0] == '\0') {
         db_set_err(db, "time out of range");
         return DB_ERROR;

@@ -72,9 +72,9 @@ TEST(prune_deletes_old_rows_and_records_them)
     CHECK(db_audit_prune(db, T("2001-01-01T00:00:00Z"), &who, &count, &oldest, &newest) ==
           DB_OK);
     CHECK(count == 2);
-    db_stamp_iso(&oldest, text, sizeof(text));
+    db_stamp_text(&oldest, text, sizeof(text));
     CHECK_STR(text, "2000-01-01T00:00:00.000Z");
-    db_stamp_iso(&newest, text, sizeof(text));
+    db_stamp_text(&newest, text, sizeof(text));
     CHECK_STR(text, "2000-06-01T00:00:00.999Z");
     CHECK(audit_rows(db) == 1);
     CHECK(db_admin_log_list(db, DB_TIME_NONE, NULL, log_cb, &ll) == DB_OK && ll.n == 1);
