@@ -110,15 +110,15 @@ int db_sender_owned(struct db *db, const char *user, const char *address);
 typedef int (*db_sender_cb)(void *arg, const char *address);    /* non-zero stops */
 int db_sender_list(struct db *db, const char *user, db_sender_cb cb, void *arg);
 /*
- * Who may send as address ("a@b" or "@domain"): every user owning it exactly, then
- * every owner of its @domain (for "a@b"), by user name. domain_owner says which.
- */
-/*
  * DB_OK with the first (by name) other user owning exactly address in owner, when user
  * does not own it already; else DB_NOTFOUND.
  */
 int db_sender_other_owner(struct db *db, const char *user, const char *address, char *owner,
                           size_t ownerlen);
+/*
+ * Who may send as address ("a@b" or "@domain"): every user owning it exactly, then
+ * every owner of its @domain (for "a@b"), by user name. domain_owner says which.
+ */
 typedef int (*db_owner_cb)(void *arg, const char *user, const char *address, int domain_owner);
 int db_sender_owners(struct db *db, const char *address, db_owner_cb cb, void *arg);
 
