@@ -134,6 +134,14 @@ $(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS) $(THREAD_LIBS)
 
+# The recorded SMTP dialogues (tests/golden) run against the session state machine
+# alone: its objects without the socket side (smtp_io.c) or the worker loop.
+SMTP_CORE := $(call obj,$(addprefix submitd/smtp/,smtp_session.c smtp_cmd.c smtp_sasl.c \
+             smtp_data.c smtp_req.c smtp_answer.c smtp_parse.c))
+$(B)/tests/test_golden: $(O)/tests/unit/test_golden.o $(SMTP_CORE) $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
+
 # The fuzz target over its saved corpus, as an ordinary test (any compiler).
 FUZZ_OBJ := $(call obj,tests/fuzz/fuzz_parsers.c tests/fuzz/driver.c submitd/smtp/smtp_parse.c)
 $(B)/tests/test_fuzz_corpus: $(FUZZ_OBJ) $(B)/lib.a
