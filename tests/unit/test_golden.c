@@ -84,6 +84,22 @@ static void out(const char *fmt, ...)
     g.out[g.len] = '\0';
 }
 
+/* Moves the replies to the transcript, one "S: " line each. */
+static void drain(void)
+{
+    struct session *s = g.s;
+    size_t pos = 0;
+
+    while (pos < s->outlen) {
+        char *crlf = memmem(s->outbuf + pos, s->outlen - pos, "\r\n", 2);
+        size_t n = crlf ? (size_t)(crlf - (s->outbuf + pos)) : s->outlen - pos;
+
+        out("S: %.*s%s", (int)n, s->outbuf + pos, crlf ? "" : " [no CRLF]");
+        pos += n + (crlf ? 2 : 0);
+    }
+    s->outlen = 0;
+}
+
 /* ---- the port: requests are printed, and remembered when answered ------------- */
 
 static void print_request(enum session_peer to, struct ipc_msg *m)
@@ -141,7 +157,7 @@ static void print_request(enum session_peer to, struct ipc_msg *m)
             char list[2048] = "";
             for (int i = 0; i < v.nrcpt; i++)
                 str_fmt(list + strlen(list), sizeof(list) - strlen(list), " <%s>", v.rcpt[i]);
-            out("queue: OPEN from=<%s> rcpt=%s", v.mail_from, list);
+            out("queue: OPEN from=<%s> rcpt=%s", v.mail_from, list + (list[0] == ' '));
             ipc_envelope_free(&v);
         }
         break;
@@ -166,6 +182,7 @@ static void print_request(enum session_peer to, struct ipc_msg *m)
 static int golden_send(struct session *s, enum session_peer to, struct ipc_msg *m)
 {
     (void)s;
+    drain(); /* the replies so far come first, as they would on the wire */
     print_request(to, m);
     if (m->id != 0) {
         if (to == PEER_AUTHZ)
@@ -179,22 +196,6 @@ static int golden_send(struct session *s, enum session_peer to, struct ipc_msg *
 static const struct session_port golden_port = { golden_send };
 
 /* ---- running the session ---------------------------------------------------- */
-
-/* Moves the replies to the transcript, one "S: " line each. */
-static void drain(void)
-{
-    struct session *s = g.s;
-    size_t pos = 0;
-
-    while (pos < s->outlen) {
-        char *crlf = memmem(s->outbuf + pos, s->outlen - pos, "\r\n", 2);
-        size_t n = crlf ? (size_t)(crlf - (s->outbuf + pos)) : s->outlen - pos;
-
-        out("S: %.*s%s", (int)n, s->outbuf + pos, crlf ? "" : " [no CRLF]");
-        pos += n + (crlf ? 2 : 0);
-    }
-    s->outlen = 0;
-}
 
 static void end_session(const char *how)
 {
@@ -434,8 +435,9 @@ static void script_line(char *line)
     if (line[0] == '\0' || line[0] == '#')
         return;
     if (strncmp(line, "!config ", 8) == 0 && g.s == NULL) {
-        g.cfglen += (size_t)str_fmt(g.cfgtext + g.cfglen, sizeof(g.cfgtext) - g.cfglen,
-                                    "%s\n", line + 8);
+        if (str_fmt(g.cfgtext + g.cfglen, sizeof(g.cfgtext) - g.cfglen, "%s\n", line + 8) != 0)
+            abort();
+        g.cfglen += strlen(g.cfgtext + g.cfglen);
         return;
     }
     if (strcmp(line, "!implicit") == 0 && g.s == NULL) {
@@ -444,9 +446,11 @@ static void script_line(char *line)
     }
     if (g.s == NULL)
         start_session();
-    if (strncmp(line, "C: ", 3) == 0 || strcmp(line, "C:") == 0 || strncmp(line, "P: ", 3) == 0) {
-        n = (size_t)str_fmt(buf, sizeof(buf), "%s\r\n", line[2] ? line + 3 : "");
-        feed(buf, n);
+    if (strncmp(line, "C: ", 3) == 0 || strcmp(line, "C:") == 0 || strncmp(line, "P: ", 3) == 0 ||
+        strcmp(line, "P:") == 0) {
+        if (str_fmt(buf, sizeof(buf), "%s\r\n", line[2] ? line + 3 : "") != 0)
+            abort();
+        feed(buf, strlen(buf));
         if (line[0] == 'C')
             run();
     } else if (strncmp(line, "R: ", 3) == 0) {
@@ -487,6 +491,10 @@ static char *replay(const char *path)
     char line[8192];
 
     memset(&g, 0, sizeof(g));
+    /* Every dialogue starts from the defaults and these; its !config lines follow. */
+    str_lcpy(g.cfgtext, "hostname = mx.example.test\nupstream = 192.0.2.25:25\n",
+             sizeof(g.cfgtext));
+    g.cfglen = strlen(g.cfgtext);
     out("# %s", strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
     if (f == NULL) {
         out("!! cannot open: %s", strerror(errno));
