@@ -19,6 +19,14 @@ uint64_t req_id(const struct session *s)
     return ((uint64_t)s->slot << 32) | s->gen;
 }
 
+/* Every answered request leaves the session waiting for its answer. (Not
+ * session_wait(): requests are below the session's ground, which calls them.) */
+static void req_wait(struct session *s, enum sess_wait w)
+{
+    s->wait = w;
+    s->wait_since = time(NULL);
+}
+
 static int req_send(struct session *s, enum session_peer to, const char *what)
 {
     struct ipc_msg *m = s->msg;
@@ -99,7 +107,7 @@ void req_identity(struct session *s, unsigned char **der, const size_t *derlen, 
                  sizeof(s->identity_reply));
         return;
     }
-    session_wait(s, WAIT_IDENTITY);
+    req_wait(s, WAIT_IDENTITY);
 }
 
 int req_sender(struct session *s, const char *addr)
@@ -113,7 +121,7 @@ int req_sender(struct session *s, const char *addr)
     bad |= ipc_enc_sender(s->msg, req_id(s), &v) != 0;
     if (bad || req_send(s, PEER_AUTHZ, "sender") != 0)
         return -1;
-    session_wait(s, WAIT_SENDER);
+    req_wait(s, WAIT_SENDER);
     return 0;
 }
 
@@ -138,7 +146,7 @@ int req_password(struct session *s, const char *authcid, const char *password)
         return -1;
     }
     explicit_bzero(m->buf, m->len);
-    session_wait(s, WAIT_PASSWORD);
+    req_wait(s, WAIT_PASSWORD);
     return 0;
 }
 
@@ -154,7 +162,7 @@ int req_authzid(struct session *s, const char *authzid)
         ipc_enc_authzid(s->msg, req_id(s), &v) != 0 ||
         req_send(s, PEER_AUTHZ, "authzid") != 0)
         return -1;
-    session_wait(s, WAIT_AUTHZID);
+    req_wait(s, WAIT_AUTHZID);
     return 0;
 }
 
@@ -170,7 +178,7 @@ int req_header_from(struct session *s, char (*addrs)[SMTP_ADDR_MAX + 1], int n)
     if (ipc_enc_header_from(s->msg, req_id(s), &v) != 0 ||
         req_send(s, PEER_AUTHZ, "header from") != 0)
         return -1;
-    session_wait(s, WAIT_HEADER_FROM);
+    req_wait(s, WAIT_HEADER_FROM);
     return 0;
 }
 
@@ -194,7 +202,7 @@ int req_open(struct session *s)
     ipc_envelope_free(&env);
     if (bad || req_send(s, PEER_QUEUE, "queue open") != 0)
         return -1;
-    session_wait(s, WAIT_OPEN);
+    req_wait(s, WAIT_OPEN);
     return 0;
 }
 
@@ -206,7 +214,7 @@ int req_commit(struct session *s)
     v.size = (uint64_t)s->tx->spooled;
     if (ipc_enc_commit(s->msg, req_id(s), &v) != 0 || req_send(s, PEER_QUEUE, "commit") != 0)
         return -1;
-    session_wait(s, WAIT_COMMIT);
+    req_wait(s, WAIT_COMMIT);
     return 0;
 }
 
