@@ -450,7 +450,7 @@ int main(int argc, char **argv)
         }
     }
     c = cli_command_find(&admin_prog, commands, sizeof(commands) / sizeof(commands[0]), argc,
-                         argv, &optind, &status);
+                         (const char *const *)argv, &optind, &status);
     if (c == NULL)
         return status;
     spec = c->spec;

@@ -57,7 +57,8 @@ int cli_misuse(const struct cli_program *p, const char *usage, const char *fmt, 
 
 const struct cli_command *cli_command_find(const struct cli_program *p,
                                            const struct cli_command *table, size_t n,
-                                           int argc, char **argv, int *i, int *status)
+                                           int argc, const char *const *argv, int *i,
+                                           int *status)
 {
     const char *cmd, *sub;
     const struct cli_command *plain = NULL, *known = NULL;

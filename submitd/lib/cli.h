@@ -59,7 +59,8 @@ struct cli_command {
  */
 const struct cli_command *cli_command_find(const struct cli_program *p,
                                            const struct cli_command *table, size_t n,
-                                           int argc, char **argv, int *i, int *status);
+                                           int argc, const char *const *argv, int *i,
+                                           int *status);
 
 /*
  * Flushes standard output: a lost write is a failure (the output may hold the only
