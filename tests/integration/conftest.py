@@ -920,6 +920,21 @@ def raw_tls_session(env, identity, helo="client.test"):
     return c
 
 
+def relay_settled(env, timeout=15):
+    """Waits until spool/queue is empty: every message committed so far has been
+    relayed (or bounced, or deleted) and none waits for another attempt. A message
+    that was refused before this point can then never be relayed later, so a check
+    that it was not relayed needs no fixed sleep."""
+    queue = env.dir / "spool" / "queue"
+    left = []
+
+    def empty():
+        left[:] = sorted(p.name for p in queue.iterdir()) if queue.exists() else []
+        return not left
+
+    assert poll(empty, timeout, 0.1), f"spool/queue still holds {left} after {timeout} s"
+
+
 def assert_served(env, identity):
     """A fresh client is still served: connect, STARTTLS, valid certificate, MAIL -> 250."""
     s = smtp_starttls(env, identity)

@@ -170,14 +170,14 @@ def storm_client(env, identity, seed, stop, errors):
             errors.append(repr(e))
 
 
-def test_reset_storm_keeps_the_worker(one_worker):
+def test_reset_storm_keeps_the_worker(one_worker, rng):
     stack = one_worker
     smtp = child_pid(stack.daemon, "submitd-smtp")
     offset = stack.daemon.log_size()
     stop = threading.Event()
     errors = []
     threads = [threading.Thread(target=storm_client,
-                                args=(stack.env, stack.alice, 8000 + i, stop, errors))
+                                args=(stack.env, stack.alice, rng.getrandbits(32), stop, errors))
                for i in range(STORM_THREADS)]
     for t in threads:
         t.start()
