@@ -270,6 +270,8 @@ deb:
 	cp $(B)/deb/submitd_$(VERSION)_$(DEB_ARCH).deb $(B)/
 	@echo "built $(B)/submitd_$(VERSION)_$(DEB_ARCH).deb"
 
+# Every build directory: build/ (make; demo and deb work inside it too), build-san/
+# (SANITIZE=...) and build-fuzz/ (make fuzz); make analyze writes under build*/obj.
 clean:
 	rm -rf build build-san build-fuzz
 
