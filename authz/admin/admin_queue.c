@@ -205,10 +205,11 @@ static int read_ids(int qfd, char ***out, size_t *n)
                 break;
             ids = p;
         }
-        ids[*n] = strdup(de->d_name);
-        if (ids[*n] == NULL)
+        char *id = strdup(de->d_name);
+
+        if (id == NULL)
             break;
-        (*n)++;
+        ids[(*n)++] = id;
     }
     closedir(d);
     if (*n > 0)
