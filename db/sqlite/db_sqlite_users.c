@@ -352,7 +352,8 @@ int db_map_add_text(struct db *db, const char *subject, const char *issuer, cons
         return DB_ERROR;
     if (bind_text(st, 1, subject) != SQLITE_OK ||
         bind_text(st, 2, issuer != NULL ? issuer : "") != SQLITE_OK ||
-        bind_text(st, 3, user) != SQLITE_OK || bind_text_or_null(st, 4, subject_text) != SQLITE_OK ||
+        bind_text(st, 3, user) != SQLITE_OK ||
+        bind_text_or_null(st, 4, subject_text) != SQLITE_OK ||
         bind_text_or_null(st, 5, issuer_text) != SQLITE_OK) {
         db_fail(db);
         sqlite3_finalize(st);
