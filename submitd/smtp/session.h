@@ -161,6 +161,8 @@ struct smtp_tx *tx_begin(struct session *s, const char *addr);
 void tx_end(struct session *s);
 /* Joins the recipients for an audit row; truncated with "..." if very many. */
 void tx_rcpt_list(const struct session *s, char *out, size_t outlen);
+/* Appends a copy of addr to the transaction's recipients; -1 when out of memory. */
+int tx_add_rcpt(struct smtp_tx *tx, const char *addr);
 
 /* The guards of the command table (smtp_cmd.c): each replies and returns 0 when
  * the command may not proceed. */

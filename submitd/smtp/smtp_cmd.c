@@ -188,7 +188,6 @@ static void cmd_rcpt(struct session *s, const char *arg)
     struct smtp_tx *tx = s->tx;
     char addr[SMTP_ADDR_MAX + 1];
     const char *params, *why;
-    char **r;
 
     if (smtp_parse_path(arg, "TO:", addr, sizeof(addr), &params, &why) != 0) {
         session_reply(s, "501 5.1.3 %s", why);
@@ -218,15 +217,10 @@ static void cmd_rcpt(struct session *s, const char *arg)
         session_reply(s, "450 4.7.1 Rate limit exceeded");
         return;
     }
-    r = realloc(tx->rcpt, sizeof(char *) * (size_t)(tx->nrcpt + 1));
-    if (r == NULL || (r[tx->nrcpt] = strdup(addr)) == NULL) {
-        if (r != NULL)
-            tx->rcpt = r;
+    if (tx_add_rcpt(tx, addr) != 0) {
         session_reply(s, "452 4.3.1 Insufficient system storage");
         return;
     }
-    tx->rcpt = r;
-    tx->nrcpt++;
     session_set_state(s, SS_RCPT);
     session_reply(s, "250 2.1.5 Ok");
 }

@@ -162,10 +162,9 @@ static void write_prelude(struct session *s, size_t hl)
 
 /* Grows the header buffer for n more bytes, never beyond max_header_size (the scan
  * lets no more in). Returns 0, or -1 when memory is short. */
-static int header_reserve(struct session *s, size_t n)
+static int header_reserve(struct smtp_tx *tx, size_t max, size_t n)
 {
-    struct smtp_tx *tx = s->tx;
-    size_t need = tx->hdrlen + n, max = (size_t)s->cfg->max_header_size, cap;
+    size_t need = tx->hdrlen + n, cap;
     char *q;
 
     if (need <= tx->hdrcap)
@@ -185,6 +184,16 @@ static int header_reserve(struct session *s, size_t n)
     return 0;
 }
 
+/*
+ * GCC 12's analyzer follows the header buffer into tx->hdrbuf (tx is the heap
+ * transaction reached through the session) and then loses it, reporting a leak on
+ * a path where the buffer is owned by tx and freed by tx_end. The sanitizer run of
+ * the test suite checks this file for real leaks (LeakSanitizer).
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wanalyzer-malloc-leak"
+#endif
 /*
  * Collects the header bytes at the front of p: the whole header section is kept,
  * up to max_header_size, so that the From check reads all of it. When the section
@@ -207,7 +216,7 @@ static size_t header_take(struct session *s, const char *p, size_t n)
         tx->hdrcap = 0;
         return n;
     }
-    if (take > 0 && header_reserve(s, take) != 0) {
+    if (take > 0 && header_reserve(tx, (size_t)s->cfg->max_header_size, take) != 0) {
         log_err("session=%s client=%s no memory for a header section of %zu bytes",
                 s->id, s->client_ip, tx->hdrlen + take);
         tx->write_error = 1;
@@ -220,6 +229,9 @@ static size_t header_take(struct session *s, const char *p, size_t n)
         write_prelude(s, tx->hdrlen - 2); /* the fields, without the empty line */
     return take;
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 /* Feeds message bytes: the header section is collected first, then everything
  * streams to the spool file. After a refusal only the size is still counted. */

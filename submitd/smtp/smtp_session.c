@@ -130,6 +130,24 @@ void tx_end(struct session *s)
         session_set_state(s, SS_READY);
 }
 
+int tx_add_rcpt(struct smtp_tx *tx, const char *addr)
+{
+    char *copy = strdup(addr);
+    char **grown;
+
+    if (copy == NULL)
+        return -1;
+    grown = realloc(tx->rcpt, sizeof(*grown) * (size_t)(tx->nrcpt + 1));
+    if (grown == NULL) {
+        free(copy);
+        return -1;
+    }
+    grown[tx->nrcpt] = copy;
+    tx->rcpt = grown;
+    tx->nrcpt++;
+    return 0;
+}
+
 void tx_rcpt_list(const struct session *s, char *out, size_t outlen)
 {
     size_t pos = 0;

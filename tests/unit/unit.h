@@ -13,7 +13,7 @@
 #include <string.h>
 
 static int unit_passed, unit_failed, unit_skipped, unit_cur_failed;
-static const char *unit_cur_skip;
+static const char *unit_cur_skip __attribute__((unused));
 
 #define TEST(name) static void name(void)
 #define CHECK(cond)                                                                 \
