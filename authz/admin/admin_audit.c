@@ -1,7 +1,7 @@
 /* submit-admin audit and audit prune (admin_audit.h). */
 #include "admin_audit.h"
 
-#include "admin_out.h"
+#include "cli_out.h"
 #include "db.h"
 
 #include <stdio.h>
@@ -45,9 +45,9 @@ static int print_row(void *arg, const struct db_audit_row *r)
         if (i > 0)
             putchar(ss->fmt == AUDIT_CSV ? ',' : '\t');
         if (ss->fmt == AUDIT_CSV)
-            out_csv_field(cols[i]);
+            cli_csv_field(stdout, cols[i]);
         else
-            out_field(cols[i]);
+            cli_plain_field(stdout, cols[i]);
     }
     /* RFC 4180 ends records with CRLF. */
     fputs(ss->fmt == AUDIT_CSV ? "\r\n" : "\n", stdout);
@@ -61,23 +61,23 @@ static int print_json(void *arg, const struct db_audit_row *r)
 
     fputs(ss->rows ? ",\n" : "\n", stdout);
     printf("{\"id\":%lld", r->id);
-    out_json_member("ts", r->ts, 0);
-    out_json_member("session", r->session, 0);
-    out_json_member("event", r->event, 0);
-    out_json_member("decision", r->decision, 0);
-    out_json_member("reason", r->reason, 0);
-    out_json_member("client_ip", r->client_ip, 0);
-    out_json_member("user", r->user, 0);
-    out_json_member("cert_sha256", r->cert_sha256, 0);
-    out_json_member("cert_subject", r->cert_subject, 0);
-    out_json_member("mail_from", r->mail_from, 0);
-    out_json_member("rcpt", r->rcpt, 0);
-    out_json_member("queue_id", r->queue_id, 0);
+    cli_json_member(stdout, "ts", r->ts, 0);
+    cli_json_member(stdout, "session", r->session, 0);
+    cli_json_member(stdout, "event", r->event, 0);
+    cli_json_member(stdout, "decision", r->decision, 0);
+    cli_json_member(stdout, "reason", r->reason, 0);
+    cli_json_member(stdout, "client_ip", r->client_ip, 0);
+    cli_json_member(stdout, "user", r->user, 0);
+    cli_json_member(stdout, "cert_sha256", r->cert_sha256, 0);
+    cli_json_member(stdout, "cert_subject", r->cert_subject, 0);
+    cli_json_member(stdout, "mail_from", r->mail_from, 0);
+    cli_json_member(stdout, "rcpt", r->rcpt, 0);
+    cli_json_member(stdout, "queue_id", r->queue_id, 0);
     if (r->size < 0)
         fputs(",\"size\":null", stdout);
     else
         printf(",\"size\":%lld", r->size);
-    out_json_member("tls", r->tls, 0);
+    cli_json_member(stdout, "tls", r->tls, 0);
     fputs("}", stdout);
     ss->rows++;
     return 0;

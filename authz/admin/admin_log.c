@@ -1,7 +1,8 @@
 /* The admin log as submit-admin writes and prints it (admin_log.h). */
 #include "admin_log.h"
 
-#include "admin_out.h"
+#include "cli_db.h"
+#include "cli_out.h"
 #include "db.h"
 
 #include <stdarg.h>
@@ -13,28 +14,16 @@
 int admin_log_record(struct db *db, const char *command, const char *target, const char *user,
                      const char *serial, const char *fmt, ...)
 {
-    struct db_admin_log e;
-    struct db_actor who;
-    char details[1024];
     va_list ap;
+    int rc;
 
     va_start(ap, fmt);
-    vsnprintf(details, sizeof(details), fmt, ap);
+    rc = cli_log_vrecord(db, PROG, command, target, user, serial, fmt, ap);
     va_end(ap);
-    memset(&e, 0, sizeof(e));
-    db_actor_get(&who);
-    db_actor_fill(&e, &who, PROG);
-    e.command = command;
-    e.target = target;
-    e.details = details;
-    e.user = user;
-    e.serial = serial;
-    if (db_admin_log_insert(db, &e) != DB_OK) {
+    if (rc != 0)
         fprintf(stderr, PROG ": %s: not done, it could not be recorded in admin_log: %s\n",
                 command, db_errmsg(db));
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 struct show_state {
@@ -50,7 +39,7 @@ static int print_plain(void *arg, const struct db_admin_log_row *r)
     for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
         if (i > 0)
             putchar('\t');
-        out_field(cols[i]);
+        cli_plain_field(stdout, cols[i]);
     }
     putchar('\n');
     ss->rows++;
@@ -63,15 +52,15 @@ static int print_json(void *arg, const struct db_admin_log_row *r)
 
     fputs(ss->rows ? ",\n" : "\n", stdout);
     printf("{\"id\":%lld", r->id);
-    out_json_member("ts", r->ts, 0);
+    cli_json_member(stdout, "ts", r->ts, 0);
     printf(",\"uid\":%lld", r->uid);
-    out_json_member("login", r->login, 0);
-    out_json_member("program", r->program, 0);
-    out_json_member("command", r->command, 0);
-    out_json_member("target", r->target, 0);
-    out_json_member("details", r->details, 0);
-    out_json_member("user", r->user, 0);
-    out_json_member("serial", r->serial, 0);
+    cli_json_member(stdout, "login", r->login, 0);
+    cli_json_member(stdout, "program", r->program, 0);
+    cli_json_member(stdout, "command", r->command, 0);
+    cli_json_member(stdout, "target", r->target, 0);
+    cli_json_member(stdout, "details", r->details, 0);
+    cli_json_member(stdout, "user", r->user, 0);
+    cli_json_member(stdout, "serial", r->serial, 0);
     fputs("}", stdout);
     ss->rows++;
     return 0;

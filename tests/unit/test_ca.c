@@ -169,22 +169,6 @@ TEST(password_skips_biased_bytes)
     CHECK(ca_password_from_bytes(rnd, sizeof(rnd), pw, 4, 4) != 0);
 }
 
-TEST(json_quote_escapes)
-{
-    char out[64];
-
-    CHECK(ca_json_quote("CN=alice", out, sizeof(out)) == 0);
-    CHECK_STR(out, "\"CN=alice\"");
-    CHECK(ca_json_quote("a\"b\\c", out, sizeof(out)) == 0);
-    CHECK_STR(out, "\"a\\\"b\\\\c\"");
-    CHECK(ca_json_quote("x\ny\x01", out, sizeof(out)) == 0);
-    CHECK_STR(out, "\"x\\u000ay\\u0001\"");
-    CHECK(ca_json_quote("", out, sizeof(out)) == 0);
-    CHECK_STR(out, "\"\"");
-    CHECK(ca_json_quote("abc", out, 5) != 0);
-    CHECK(ca_json_quote("abc", out, 6) == 0);
-}
-
 /* ---- the ca_log table (db.c) ----------------------------------------------------- */
 
 struct log_rows {
@@ -280,7 +264,6 @@ int main(void)
     RUN(iso_parse_rejects_other_forms);
     RUN(password_uses_unambiguous_alphabet);
     RUN(password_skips_biased_bytes);
-    RUN(json_quote_escapes);
     RUN(ca_log_records_and_filters);
     RUN(ca_log_is_append_only);
     return UNIT_DONE();

@@ -198,10 +198,8 @@ TEST(test_open_refuses_a_directory_another_user_owns)
     char dir[PATH_MAX], path[PATH_MAX], err[512] = "";
     struct db *db;
 
-    if (geteuid() != 0) {
-        printf("  skipped: needs root to chown a directory to another user\n");
-        return;
-    }
+    if (geteuid() != 0)
+        SKIP("needs root to chown a directory to another user");
     tmp_path(dir, sizeof(dir), "theirs");
     CHECK(mkdir(dir, 0755) == 0 && chown(dir, 4242, 4242) == 0);
     (void)str_fmt(path, sizeof(path), "%s/x.db", dir);
