@@ -2,6 +2,7 @@
 #include "authz_cert.h"
 
 #include "config.h"
+#include "crl_check.h"
 #include "dn.h"
 #include "log.h"
 #include "util.h"
@@ -50,15 +51,6 @@ static struct {
     time_t checked, warned;
 } st;
 
-static long long asn1_epoch(const ASN1_TIME *t)
-{
-    struct tm tm;
-
-    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
-        return 0;
-    return (long long)timegm(&tm);
-}
-
 static void ssl_err(char *err, size_t errlen, const char *what, const char *file)
 {
     unsigned long e = ERR_peek_last_error();
@@ -70,65 +62,12 @@ static void ssl_err(char *err, size_t errlen, const char *what, const char *file
 
 /* ---- the store and its CRL ------------------------------------------------------- */
 
-/* The index in st.cas of the CRL's issuer, or -1. */
-static int crl_issuer(X509_CRL *c)
-{
-    for (int i = 0; i < sk_X509_num(st.cas); i++) {
-        X509 *ca = sk_X509_value(st.cas, i);
-        if (X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(c)) == 0)
-            return i;
-    }
-    return -1;
-}
-
 static void crl_info_free(struct crl_info *info)
 {
     for (int i = 0; info->newest != NULL && i < sk_X509_num(st.cas); i++)
         X509_CRL_free(info->newest[i]);
     free(info->newest);
     info->newest = NULL;
-}
-
-/* One CRL's place in its issuer's sequence, for the log: "crlNumber N", or
- * "lastUpdate DATE" when the comparison is by date. */
-static void crl_version_text(X509_CRL *c, const ASN1_INTEGER *num, char *out, size_t outlen)
-{
-    char *dec = num != NULL ? i2s_ASN1_INTEGER(NULL, num) : NULL;
-    char when[32];
-
-    if (dec != NULL) {
-        str_fmt(out, outlen, "crlNumber %s", dec);
-    } else {
-        iso_time_utc(when, sizeof(when), asn1_epoch(X509_CRL_get0_lastUpdate(c)));
-        str_fmt(out, outlen, "lastUpdate %s", when);
-    }
-    OPENSSL_free(dec);
-}
-
-/*
- * Orders two CRLs of one issuer (RFC 5280 5.2.3: crlNumber increases with every
- * CRL): by crlNumber when both have one, else by lastUpdate. Returns < 0 when a
- * is older than b, and writes both versions for the log.
- */
-static int crl_cmp(X509_CRL *a, X509_CRL *b, char *da, char *db, size_t len)
-{
-    ASN1_INTEGER *na = X509_CRL_get_ext_d2i(a, NID_crl_number, NULL, NULL);
-    ASN1_INTEGER *nb = X509_CRL_get_ext_d2i(b, NID_crl_number, NULL, NULL);
-    int both = na != NULL && nb != NULL, r;
-
-    if (both) {
-        r = ASN1_INTEGER_cmp(na, nb);
-    } else {
-        long long la = asn1_epoch(X509_CRL_get0_lastUpdate(a));
-        long long lb = asn1_epoch(X509_CRL_get0_lastUpdate(b));
-        r = la < lb ? -1 : la > lb;
-    }
-    crl_version_text(a, both ? na : NULL, da, len);
-    crl_version_text(b, both ? nb : NULL, db, len);
-    ASN1_INTEGER_free(na);
-    ASN1_INTEGER_free(nb);
-    ERR_clear_error();
-    return r;
 }
 
 static X509_STORE *store_with_cas(char *err, size_t errlen, const char *what)
@@ -152,15 +91,15 @@ static X509_STORE *store_with_cas(char *err, size_t errlen, const char *what)
 static int crl_put(X509_STORE *store, X509_CRL *c, int ca, const char *path,
                    struct crl_info *info, char *err, size_t errlen)
 {
-    long long last = asn1_epoch(X509_CRL_get0_lastUpdate(c));
-    long long next = asn1_epoch(X509_CRL_get0_nextUpdate(c));
+    long long last = crl_asn1_epoch(X509_CRL_get0_lastUpdate(c));
+    long long next = crl_asn1_epoch(X509_CRL_get0_nextUpdate(c));
     char d1[128], d2[128];
 
     if (X509_STORE_add_crl(store, c) != 1) {
         ssl_err(err, errlen, "cannot add the CRL to the store", path);
         return -1;
     }
-    if (info->newest[ca] == NULL || crl_cmp(c, info->newest[ca], d1, d2, sizeof(d1)) > 0) {
+    if (info->newest[ca] == NULL || crl_order(c, info->newest[ca], d1, d2, sizeof(d1)) > 0) {
         X509_CRL_up_ref(c);
         X509_CRL_free(info->newest[ca]);
         info->newest[ca] = c;
@@ -187,7 +126,7 @@ static X509_CRL *crl_not_older(X509_CRL *c, int ca, const char *path,
     X509_CRL *in_use = prev != NULL && prev->newest != NULL ? prev->newest[ca] : NULL;
     char older[128], newer[128], issuer[512];
 
-    if (in_use == NULL || crl_cmp(c, in_use, older, newer, sizeof(older)) >= 0)
+    if (in_use == NULL || crl_order(c, in_use, older, newer, sizeof(older)) >= 0)
         return c;
     dn_text(X509_CRL_get_issuer(c), issuer, sizeof(issuer));
     log_err("crl %s: the CRL of %s has %s, older than the %s in use: refused (an older "
@@ -196,33 +135,32 @@ static X509_CRL *crl_not_older(X509_CRL *c, int ca, const char *path,
     return in_use;
 }
 
-/* Adds one CRL read from path to store after checking its issuer and signature;
- * one older than the CRL in use for its issuer is replaced by that one. */
-static int crl_add(X509_STORE *store, X509_CRL *c, const char *path,
+/* Adds one CRL read from path (examined by crl_check) to store; one older than the
+ * CRL in use for its issuer is replaced by that one. A CRL of another issuer is
+ * ignored, a CRL that its CA did not sign fails the whole file. */
+static int crl_add(X509_STORE *store, const struct crl_entry *e, const char *path,
                    const struct crl_info *prev, struct crl_info *info, char *err,
                    size_t errlen)
 {
-    int ca = crl_issuer(c);
     X509_CRL *use;
 
-    if (ca < 0) {
+    if (e->state == CRL_FOREIGN) {
         char name[256] = "";
-        X509_NAME_oneline(X509_CRL_get_issuer(c), name, sizeof(name));
+        X509_NAME_oneline(X509_CRL_get_issuer(e->crl), name, sizeof(name));
         log_warn("crl %s: a CRL of %s, which is not in client_ca: ignored", path, name);
         return 0;
     }
-    if (X509_CRL_verify(c, X509_get0_pubkey(sk_X509_value(st.cas, ca))) != 1) {
-        ERR_clear_error();
+    if (e->state == CRL_BAD_SIGNATURE) {
         str_fmt(err, errlen, "%s: CRL signature does not verify with its client CA", path);
         return -1;
     }
-    use = crl_not_older(c, ca, path, prev);
-    if (use != c) {
-        if (info->newest[ca] == use)
+    use = crl_not_older(e->crl, e->ca, path, prev);
+    if (use != e->crl) {
+        if (info->newest[e->ca] == use)
             return 0; /* kept already */
         info->kept++;
     }
-    return crl_put(store, use, ca, path, info, err, errlen);
+    return crl_put(store, use, e->ca, path, info, err, errlen);
 }
 
 /* A store of the client CAs and every CRL in path, or NULL with err set. prev: the
@@ -231,9 +169,8 @@ static X509_STORE *crl_store_build(const char *path, const struct crl_info *prev
                                    struct crl_info *info, char *err, size_t errlen)
 {
     X509_STORE *store = store_with_cas(err, errlen, path);
-    FILE *f;
-    X509_CRL *c;
-    int rc = 0;
+    struct crl_bundle b;
+    int rc;
 
     memset(info, 0, sizeof(*info));
     if (store == NULL)
@@ -244,26 +181,14 @@ static X509_STORE *crl_store_build(const char *path, const struct crl_info *prev
         X509_STORE_free(store);
         return NULL;
     }
-    if ((f = fopen(path, "re")) == NULL) {
-        str_fmt(err, errlen, "%s: cannot read CRL: %s", path, strerror(errno));
-        X509_STORE_free(store);
-        return NULL;
-    }
-    while (rc == 0 && (c = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
-        rc = crl_add(store, c, path, prev, info, err, errlen);
-        X509_CRL_free(c);
-    }
-    /* The loop ends with "no start line" at the end of the file. */
-    ERR_clear_error();
-    if (rc == 0 && ferror(f)) {
-        str_fmt(err, errlen, "%s: cannot read CRL: %s", path, strerror(errno));
-        rc = -1;
-    }
+    rc = crl_bundle_read(path, st.cas, &b, err, errlen);
+    for (int i = 0; rc == 0 && i < b.n; i++)
+        rc = crl_add(store, &b.crls[i], path, prev, info, err, errlen);
     if (rc == 0 && info->count == 0) {
         str_fmt(err, errlen, "%s: no CRL of a client CA in the file", path);
         rc = -1;
     }
-    fclose(f);
+    crl_bundle_free(&b);
     if (rc != 0) {
         crl_info_free(info);
         X509_STORE_free(store);
@@ -288,17 +213,18 @@ static void crl_check_dates(time_t now)
 {
     char when[32];
     long long next = st.info.next_update;
+    int flags = crl_time_flags(0, next, now, CRL_WARN_BEFORE);
 
     if (next == 0)
         return;
     iso_time_utc(when, sizeof(when), next);
-    if ((long long)now >= next) {
+    if (flags & CRL_EXPIRED) {
         if (st.warned == 0 || now - st.warned >= CRL_EXPIRED_EVERY) {
             st.warned = now;
             log_err("crl %s EXPIRED at %s: the certificates of its CA are refused with 454 "
                     "until a new CRL is published (submit-ca crl)", st.crl_path, when);
         }
-    } else if (next - (long long)now <= CRL_WARN_BEFORE) {
+    } else if (flags & CRL_EXPIRES_SOON) {
         if (st.warned == 0 || now - st.warned >= CRL_WARN_EVERY) {
             st.warned = now;
             log_warn("crl %s expires at %s, in %lld hours: publish a new one with "
@@ -320,7 +246,7 @@ static void crl_log_loaded(const char *what)
     log_info("crl %s %s: %d CRL%s, %d revoked, last update %s, next update %s%s", st.crl_path,
              what, st.info.count, st.info.count == 1 ? "" : "s", st.info.entries, last, next,
              st.info.kept ? " (with a newer CRL kept from before: see the rollback above)" : "");
-    if (st.info.last_update > (long long)time(NULL))
+    if (crl_time_flags(st.info.last_update, 0, time(NULL), 0) & CRL_NOT_YET_VALID)
         log_err("crl %s is not valid yet (last update %s is in the future; is the clock "
                 "right?): certificates of its CA are refused with 454", st.crl_path, last);
 }
@@ -387,26 +313,14 @@ static int same_cas(const STACK_OF(X509) *a, const STACK_OF(X509) *b)
 static int cert_load(const struct config *cfg, const STACK_OF(X509) *prev_cas,
                      const struct crl_info *prev, char *err, size_t errlen)
 {
-    BIO *in;
-    STACK_OF(X509_INFO) *infos;
     struct stat sb;
+    int why;
 
     memset(&st, 0, sizeof(st));
-    st.cas = sk_X509_new_null();
-    if (st.cas == NULL || (in = BIO_new_file(cfg->client_ca, "r")) == NULL) {
-        ssl_err(err, errlen, "client_ca: cannot read", cfg->client_ca);
-        return -1;
-    }
-    infos = PEM_X509_INFO_read_bio(in, NULL, NULL, NULL);
-    BIO_free(in);
-    for (int i = 0; infos != NULL && i < sk_X509_INFO_num(infos); i++) {
-        X509_INFO *xi = sk_X509_INFO_value(infos, i);
-        if (xi->x509 != NULL && X509_up_ref(xi->x509) == 1 && !sk_X509_push(st.cas, xi->x509))
-            X509_free(xi->x509);
-    }
-    sk_X509_INFO_pop_free(infos, X509_INFO_free);
-    if (sk_X509_num(st.cas) == 0) {
-        ssl_err(err, errlen, "client_ca: no CA certificate in the file", cfg->client_ca);
+    st.cas = crl_cas_load(cfg->client_ca, &why);
+    if (st.cas == NULL) {
+        ssl_err(err, errlen, why == CRL_CAS_EMPTY ? "client_ca: no CA certificate in the file"
+                                                  : "client_ca: cannot read", cfg->client_ca);
         return -1;
     }
     if (cfg->crl[0] == '\0') {
@@ -546,31 +460,6 @@ static const char *verify_reason(int code)
     }
 }
 
-/* Errors that say nothing about the certificate, only that its CRL is not usable:
- * our problem, answered with a temporary failure. */
-static int crl_unusable(int code)
-{
-    return code == X509_V_ERR_UNABLE_TO_GET_CRL || code == X509_V_ERR_CRL_HAS_EXPIRED ||
-           code == X509_V_ERR_CRL_NOT_YET_VALID || code == X509_V_ERR_CRL_SIGNATURE_FAILURE ||
-           code == X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE ||
-           code == X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER;
-}
-
-/* The word for a CRL problem, as the audit rows and logs have always said it. */
-static const char *crl_problem(int code)
-{
-    switch (code) {
-    case X509_V_ERR_UNABLE_TO_GET_CRL:
-        return "crl unavailable";
-    case X509_V_ERR_CRL_HAS_EXPIRED:
-        return "crl expired";
-    case X509_V_ERR_CRL_NOT_YET_VALID:
-        return "crl not yet valid";
-    default:
-        return "crl invalid";
-    }
-}
-
 /* What verification saw: the first real problem, and the first CRL problem with
  * the certificate it concerned (whose issuer is named in the log). */
 struct seen {
@@ -586,7 +475,7 @@ static int verify_cb(int ok, X509_STORE_CTX *ctx)
 
     if (ok || s == NULL)
         return 1;
-    if (crl_unusable(code)) {
+    if (crl_verify_error_is_crl(code)) {
         if (s->crl == X509_V_OK) {
             X509 *x = X509_STORE_CTX_get_current_cert(ctx);
             s->crl = code;
@@ -652,10 +541,10 @@ static void chain_verify(X509 *leaf, STACK_OF(X509) *chain, struct cert_result *
         r->verdict = CERT_UNCHECKABLE;
         str_lcpy(r->reason, "certificate status unknown", sizeof(r->reason));
         str_fmt(r->detail, sizeof(r->detail), "certificate check impossible: %s for issuer %s "
-                "(crl %s)", crl_problem(seen.crl), seen.crl_issuer[0] ? seen.crl_issuer : "?",
+                "(crl %s)", crl_verify_problem(seen.crl), seen.crl_issuer[0] ? seen.crl_issuer : "?",
                 st.crl_path[0] ? st.crl_path : "not configured");
         log_err("CRL PROBLEM (%s): the certificates of issuer %s are refused with 454 until "
-                "crl %s holds a current CRL of it", crl_problem(seen.crl),
+                "crl %s holds a current CRL of it", crl_verify_problem(seen.crl),
                 seen.crl_issuer[0] ? seen.crl_issuer : "?", st.crl_path);
     } else {
         r->verdict = CERT_OK;

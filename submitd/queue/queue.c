@@ -1,7 +1,17 @@
 /*
- * submitd-queue: owns the spool (DESIGN §4).
+ * submitd-queue: the spool and the relay (DESIGN §4).
  *
- *   submitd-queue -c CONF [-f] -s FD... -a FD
+ *   submitd-queue -c CONF [-f] -m FD -s FD... -a FD
+ *
+ * Owns: the spool (incoming/, queue/, corrupt/), which no other worker opens by
+ * name (smtp writes a message only through the descriptor handed to it here), and
+ * every message from its commit to its last delivery attempt. It runs as `user`.
+ * Never: opens the database (it does not link SQLite) or calls PAM; it accepts an
+ * envelope only when authz confirms the grant for that user, sender and recipients
+ * (queue_authz), and trusts nothing smtp writes until it validated the records.
+ * Talks to: the smtp process (one channel per worker thread, -s), authz (-a: grant
+ * checks, relay audit rows, rate charges), the master (control channel, -m), and
+ * the upstream MTA over verified TLS (relay).
  *
  * The main thread answers the smtp workers: it creates spool files in incoming/
  * and passes their descriptors to smtp, which writes the message; on commit it

@@ -188,3 +188,38 @@ def test_check_lists_every_problem(fresh_stack_factory):
         serialization.NoEncryption()))
     r = env.run("submitd", "-t", check=False)
     assert r.returncode == 1 and "are not a usable pair" in r.stderr, r.stderr
+
+
+def test_check_names_a_database_directory_that_authz_cannot_write(fresh_stack_factory):
+    """The database in a directory the service sees read-only (/etc under the unit's
+    ProtectSystem=strict): authz opened the file, then SQLite could not create its
+    journal or WAL next to it, and the service crash-looped. -t, which the unit runs
+    before every start, names the directory and the user that must be able to write
+    it (authz's, the user -t runs as)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    s = fresh_stack_factory("db-readonly", start_daemon=False)
+    env = s.env
+    etc = env.dir / "etc-like"
+    etc.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(etc)],
+                   check=True)
+    try:
+        env.settings["database"] = str(etc / "submitd.db")
+        env.write_config()
+        env.admin("user", "add", "carol")     # the database, made while it could be
+        ok = env.run("submitd", "-t", check=False)
+        assert ok.returncode == 0, ok.stderr
+        assert "database" not in ok.stderr, ok.stderr
+
+        subprocess.run(["mount", "-o", "remount,ro", str(etc)], check=True)
+        r = env.run("submitd", "-t", check=False)
+        assert r.returncode == 1, r.stderr
+        lines = [l for l in r.stderr.splitlines() if "database:" in l]
+        assert len(lines) == 1, r.stderr
+        assert f"database: directory {etc} must be writable by root, the user submitd-authz " \
+               "runs as" in lines[0], lines[0]
+        assert "submitd.db-wal" in lines[0] and "Read-only file system" in lines[0], lines[0]
+        assert "1 problem in" in r.stderr, r.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(etc)], check=False)
