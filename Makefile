@@ -54,13 +54,15 @@ SYSTEMD_LIBS := -lsystemd
 # --- sources -------------------------------------------------------------
 # One source list per program folder (see each folder's main file for what it owns).
 LIB_SRC    := $(wildcard submitd/lib/*.c)
-DB_SRC     := $(wildcard db/*.c) $(wildcard db/sqlite/*.c) $(O)/db/migrations.c
+DB_SRC     := $(filter-out db/cli_db.c,$(wildcard db/*.c)) $(wildcard db/sqlite/*.c) \
+              $(O)/db/migrations.c
+CLI_DB_SRC := db/cli_db.c
 MASTER_SRC := $(wildcard submitd/master/*.c)
 SMTP_SRC   := $(wildcard submitd/smtp/*.c)
 QUEUE_SRC  := $(wildcard submitd/queue/*.c)
 AUTHZ_SRC  := $(wildcard authz/authzd/*.c)
-ADMIN_SRC  := $(wildcard authz/admin/*.c)
-CA_SRC     := $(wildcard ca-tools/*.c)
+ADMIN_SRC  := $(wildcard authz/admin/*.c) $(CLI_DB_SRC)
+CA_SRC     := $(wildcard ca-tools/*.c) $(CLI_DB_SRC)
 MIGRATIONS := $(sort $(wildcard db/sqlite/migrations/[0-9]*.sql))
 
 obj = $(patsubst %.c,$(O)/%.o,$(patsubst $(O)/%,%,$(1)))
@@ -188,8 +190,8 @@ fuzz:
 # and the load generator, with the build's own flags; a finding is an error (-Werror).
 # Objects go to a scratch folder ($(O)/analyze) and are never linked; only sources
 # that changed since the last clean run are analysed again.
-ANALYZE_SRC := $(LIB_SRC) $(DB_SRC) $(MASTER_SRC) $(SMTP_SRC) $(QUEUE_SRC) $(AUTHZ_SRC) \
-               $(ADMIN_SRC) $(CA_SRC) tests/bench/loadgen.c
+ANALYZE_SRC := $(sort $(LIB_SRC) $(DB_SRC) $(MASTER_SRC) $(SMTP_SRC) $(QUEUE_SRC) $(AUTHZ_SRC) \
+               $(ADMIN_SRC) $(CA_SRC) tests/bench/loadgen.c)
 ANALYZE_OBJ := $(patsubst %.c,$(O)/analyze/%.o,$(patsubst $(O)/%,%,$(ANALYZE_SRC)))
 
 $(O)/analyze/%.o: %.c

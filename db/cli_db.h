@@ -3,9 +3,8 @@
 
 /*
  * The database as the administration tools open it, and the record of who changed
- * what (admin_log). This is the only module of submitd/lib that uses db.h: only the
- * tools link it (lib.a is an archive, so the daemon's processes, which never call it,
- * do not pull it in).
+ * what (admin_log). It sits in db/, next to the boundary it uses, so that submitd/lib
+ * depends on nothing else in the tree; only submit-admin and submit-ca link it.
  */
 
 #include <stdarg.h>
