@@ -128,7 +128,7 @@ $(B)/bin/submitd-loadgen: $(call obj,tests/bench/loadgen.c) $(B)/lib.a
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 # Objects of the programs under test that unit tests may link (pure modules only).
-UNIT_LINK := $(call obj,submitd/smtp/smtp_parse.c ca-tools/ca_util.c) $(DB_OBJ) $(B)/lib.a
+UNIT_LINK := $(call obj,submitd/smtp/smtp_parse.c ca-tools/ca_util.c authz/authzd/cert_field.c) $(DB_OBJ) $(B)/lib.a
 
 $(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
 	@mkdir -p $(dir $@)
