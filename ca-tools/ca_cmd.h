@@ -2,9 +2,11 @@
 #define SUBMITD_CA_CMD_H
 
 /*
- * The commands of submit-ca. The command line is parsed and every argument is
- * validated in submit-ca.c (misuse, exit 2) before a command runs; a command returns
- * the exit status: 0 on success, 1 on failure (after printing one line on stderr).
+ * The commands of submit-ca, one file each (ca_init.c, ca_server_cert.c, ca_issue.c,
+ * ca_renew.c, ca_revoke.c, ca_crl.c, ca_list.c, ca_log.c). The command line is parsed
+ * and every argument is validated in submit-ca.c (misuse, exit 2) before a command
+ * runs; a command returns the exit status: 0 on success, 1 on failure (after printing
+ * one line on stderr).
  */
 
 #include "ca_p12.h"
@@ -12,8 +14,6 @@
 #include "ca_util.h"
 #include "ca_x509.h"
 #include "config.h"
-
-struct db;
 
 #define CA_MAX_IPS 16
 #define CA_PASSWORD_MAX 1024
@@ -60,28 +60,5 @@ int ca_cmd_revoke(const struct config *cfg, const struct ca_opts *o);
 int ca_cmd_crl(const struct config *cfg, const struct ca_opts *o);
 int ca_cmd_list(const struct config *cfg, const struct ca_opts *o);
 int ca_cmd_log(const struct config *cfg, const struct ca_opts *o);
-
-/*
- * Writes crl to the CA directory and, when the configuration's crl names another
- * file, there as well (both replaced atomically). Prints "crl: PATH" for each.
- */
-int ca_crl_write(const struct config *cfg, const struct ca_authority *ca, X509_CRL *crl);
-
-/*
- * Rebuilds the full CRL from every revoked certificate of this CA in the database,
- * writes it (ca_crl_write), and records the publication in ca_log. Returns 0 or -1.
- */
-int ca_crl_publish(const struct config *cfg, const struct ca_authority *ca, struct db *db,
-                   long long days);
-
-/*
- * Revokes one certificate of the database (known to be valid) and records it in
- * ca_log, in one transaction; prints "revoked: ...". Returns 0 or -1.
- */
-int ca_revoke_serial(struct db *db, const char *dbpath, const char *serial, const char *user,
-                     int reason);
-
-/* Opens the configured database, printing the error; NULL on failure. */
-struct db *ca_open_db(const struct config *cfg);
 
 #endif

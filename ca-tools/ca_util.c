@@ -154,37 +154,3 @@ int ca_password_from_bytes(const unsigned char *rnd, size_t rndlen, char *out, s
     out[n] = '\0';
     return n == len ? 0 : -1;
 }
-
-int ca_json_quote(const char *s, char *out, size_t outlen)
-{
-    static const char digits[] = "0123456789abcdef";
-    size_t n = 0;
-
-#define PUT(ch)                                                                            \
-    do {                                                                                   \
-        if (n + 1 >= outlen)                                                               \
-            return -1;                                                                     \
-        out[n++] = (ch);                                                                   \
-    } while (0)
-
-    PUT('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            PUT('\\');
-            PUT((char)*p);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            PUT('\\');
-            PUT('u');
-            PUT('0');
-            PUT('0');
-            PUT(digits[*p >> 4]);
-            PUT(digits[*p & 15]);
-        } else {
-            PUT((char)*p);
-        }
-    }
-    PUT('"');
-#undef PUT
-    out[n] = '\0';
-    return 0;
-}

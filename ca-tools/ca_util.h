@@ -3,7 +3,7 @@
 
 /*
  * Pure helpers of submit-ca: validation of names given on the command line, serial
- * and time formats, revocation reason names, password alphabet and JSON escaping.
+ * and time formats, revocation reason names and the password alphabet.
  * Nothing here does I/O or touches OpenSSL, so every function is unit-tested.
  */
 
@@ -71,11 +71,5 @@ int ca_iso_parse(const char *s, long long *epoch);
  */
 int ca_password_from_bytes(const unsigned char *rnd, size_t rndlen, char *out, size_t outlen,
                            size_t len);
-
-/*
- * Writes s as a JSON string literal (with the quotes) into out. Returns 0, or -1 when
- * it does not fit.
- */
-int ca_json_quote(const char *s, char *out, size_t outlen);
 
 #endif

@@ -1,12 +1,24 @@
 /*
  * submit-ca: the certificate authority of submitd (DESIGN §5).
  *
+ * Owns: the CA in ca_dir (ca.key, ca.crt, crl.pem), the CRL at `crl`, the server's
+ * tls_cert and tls_key, the client certificates it writes (USER.crt, .key, .p12),
+ * and the certificate rows of the database.
+ * May not touch: the spool, the configuration file, the daemon's processes (a new
+ * server certificate or CRL is picked up by submitd itself, on reload or when the
+ * file changes); users and senders only as issue and renew create them.
+ * Talks to: the database (through db.h, while submitd runs) and nothing else.
+ *
  * This file is the command line: it parses options (before or after the positional
- * arguments), validates every value, loads the configuration and runs one command.
+ * arguments), finds the command in the one command table (cli.h), validates every
+ * value, loads the configuration and runs the command, which lives in a file of its
+ * own (ca_cmd.h) over the shared x509, store and p12 modules.
  * Misuse exits 2 with a short usage; a failing command exits 1.
  */
 #include "ca_cmd.h"
 #include "ca_msg.h"
+#include "cli.h"
+#include "cli_db.h"
 #include "db.h"
 #include "util.h"
 
@@ -56,28 +68,36 @@ static const struct opt_def {
 
 typedef int (*cmd_fn)(const struct config *cfg, const struct ca_opts *o);
 
-static const struct cmd_def {
+/* What submit-ca knows of each row of its command table (cli_command.spec). */
+struct cmd_def {
     const char *name;
     unsigned allowed;     /* options besides -c and --help */
     int nargs_min, nargs_max;
     cmd_fn run;
-} cmd_defs[] = {
-    { "init", BIT(OPT_CN) | BIT(OPT_DAYS) | BIT(OPT_KEY) | BIT(OPT_PASSPHRASE_FILE), 0, 0,
-      ca_cmd_init },
-    { "server-cert", BIT(OPT_IP) | BIT(OPT_DAYS) | BIT(OPT_KEY) | BIT(OPT_PASSPHRASE_FILE), 1, 1,
-      ca_cmd_server_cert },
-    { "issue",
-      BIT(OPT_EMAIL) | BIT(OPT_DAYS) | BIT(OPT_OUT) | BIT(OPT_P12_PASSWORD_FILE) | BIT(OPT_P12) |
-          BIT(OPT_CSR) | BIT(OPT_PASSPHRASE_FILE) | BIT(OPT_ADD) | BIT(OPT_SHARED),
-      1, 1, ca_cmd_issue },
-    { "renew",
-      BIT(OPT_EMAIL) | BIT(OPT_DAYS) | BIT(OPT_OUT) | BIT(OPT_P12_PASSWORD_FILE) | BIT(OPT_P12) |
-          BIT(OPT_CSR) | BIT(OPT_PASSPHRASE_FILE) | BIT(OPT_REVOKE_OLD) | BIT(OPT_SHARED),
-      1, 1, ca_cmd_renew },
-    { "revoke", BIT(OPT_USER) | BIT(OPT_REASON) | BIT(OPT_PASSPHRASE_FILE), 0, 1, ca_cmd_revoke },
-    { "crl", BIT(OPT_DAYS) | BIT(OPT_PASSPHRASE_FILE), 0, 0, ca_cmd_crl },
-    { "list", BIT(OPT_USER) | BIT(OPT_EXPIRING) | BIT(OPT_JSON), 0, 0, ca_cmd_list },
-    { "log", BIT(OPT_USER) | BIT(OPT_SERIAL) | BIT(OPT_JSON), 0, 0, ca_cmd_log },
+};
+
+#define CMD(name, allowed, min, max, fn) \
+    { name, NULL, NULL, &(const struct cmd_def){ name, allowed, min, max, fn } }
+
+/* Every command of submit-ca. */
+static const struct cli_command commands[] = {
+    CMD("init", BIT(OPT_CN) | BIT(OPT_DAYS) | BIT(OPT_KEY) | BIT(OPT_PASSPHRASE_FILE), 0, 0,
+        ca_cmd_init),
+    CMD("server-cert", BIT(OPT_IP) | BIT(OPT_DAYS) | BIT(OPT_KEY) | BIT(OPT_PASSPHRASE_FILE), 1,
+        1, ca_cmd_server_cert),
+    CMD("issue",
+        BIT(OPT_EMAIL) | BIT(OPT_DAYS) | BIT(OPT_OUT) | BIT(OPT_P12_PASSWORD_FILE) | BIT(OPT_P12) |
+            BIT(OPT_CSR) | BIT(OPT_PASSPHRASE_FILE) | BIT(OPT_ADD) | BIT(OPT_SHARED),
+        1, 1, ca_cmd_issue),
+    CMD("renew",
+        BIT(OPT_EMAIL) | BIT(OPT_DAYS) | BIT(OPT_OUT) | BIT(OPT_P12_PASSWORD_FILE) | BIT(OPT_P12) |
+            BIT(OPT_CSR) | BIT(OPT_PASSPHRASE_FILE) | BIT(OPT_REVOKE_OLD) | BIT(OPT_SHARED),
+        1, 1, ca_cmd_renew),
+    CMD("revoke", BIT(OPT_USER) | BIT(OPT_REASON) | BIT(OPT_PASSPHRASE_FILE), 0, 1,
+        ca_cmd_revoke),
+    CMD("crl", BIT(OPT_DAYS) | BIT(OPT_PASSPHRASE_FILE), 0, 0, ca_cmd_crl),
+    CMD("list", BIT(OPT_USER) | BIT(OPT_EXPIRING) | BIT(OPT_JSON), 0, 0, ca_cmd_list),
+    CMD("log", BIT(OPT_USER) | BIT(OPT_SERIAL) | BIT(OPT_JSON), 0, 0, ca_cmd_log),
 };
 
 static const char usage_text[] =
@@ -109,20 +129,9 @@ struct cmdline {
     int npos;
 };
 
-static int misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const struct cli_program ca_prog = { "submit-ca", usage_text, "no command given", 1 };
 
-static int misuse(const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    ca_err("%s", line);
-    fputs(usage_text, stderr);
-    return 2;
-}
+#define misuse(...) cli_misuse(&ca_prog, NULL, __VA_ARGS__)
 
 static const struct opt_def *find_opt(const char *arg, size_t len)
 {
@@ -309,9 +318,9 @@ int main(int argc, char **argv)
     struct cmdline cl;
     struct ca_opts o;
     struct config cfg;
-    const struct cmd_def *cmd = NULL;
-    char err[1024];
-    int rc;
+    const struct cli_command *found;
+    const struct cmd_def *cmd;
+    int rc, i = 0;
 
     if ((rc = parse_cmdline(argc, argv, &cl)) != 0)
         return rc;
@@ -323,24 +332,16 @@ int main(int argc, char **argv)
         printf("submit-ca %s\n", SUBMITD_VERSION);
         return 0;
     }
-    if (cl.npos == 0)
-        return misuse("no command given");
-    for (size_t i = 0; i < sizeof(cmd_defs) / sizeof(cmd_defs[0]); i++)
-        if (strcmp(cmd_defs[i].name, cl.pos[0]) == 0)
-            cmd = &cmd_defs[i];
-    if (cmd == NULL)
-        return misuse("unknown command \"%s\"", cl.pos[0]);
+    found = cli_command_find(&ca_prog, commands, sizeof(commands) / sizeof(commands[0]),
+                             cl.npos, cl.pos, &i, &rc);
+    if (found == NULL)
+        return rc;
+    cmd = found->spec;
     if ((rc = validate(cmd, &cl, &o)) != 0)
         return rc;
-    if (config_load(&cfg, o.config_path, err, sizeof(err)) != 0) {
-        ca_err("%s", err);
+    if (cli_config_load(&ca_prog, &cfg, o.config_path) != 0)
         return 1;
-    }
     rc = cmd->run(&cfg, &o);
     /* The output may carry the only copy of a password: a lost write is a failure. */
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        ca_err("cannot write to standard output");
-        return 1;
-    }
-    return rc;
+    return cli_finish(&ca_prog, rc, "cannot write to standard output");
 }

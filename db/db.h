@@ -2,11 +2,18 @@
 #define SUBMITD_DB_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * Every SQL statement of the project lives behind this interface (DESIGN §7, §10):
- * authz, submit-admin and submit-ca never see SQLite types. A PostgreSQL backend
- * would be a second implementation of this header.
+ * authz, submit-admin and submit-ca never see a backend's types. db/sqlite/ implements
+ * it; a PostgreSQL backend would be a second implementation of the same header, and
+ * both pass tests/unit/test_db_conformance.c. Rules that hold for any backend (names,
+ * addresses, when a certificate is in force, the rate window) live in db/db_rules.c.
+ *
+ * Times are int64_t seconds since the epoch (UTC). The backend converts them to and
+ * from what it stores. DB_TIME_NONE (0, the epoch itself, which no row of ours can
+ * carry) stands for "no time": no filter, not revoked. A zeroed struct has none.
  *
  * Return convention for every function that returns int:
  *   DB_OK (0)         success / found / owned
@@ -18,19 +25,44 @@
 
 enum { DB_OK = 0, DB_NOTFOUND = 1, DB_EXISTS = 2, DB_ERROR = -1 };
 
+#define DB_TIME_NONE 0
+
+/*
+ * An instant written by the database itself (audit and admin log rows): seconds
+ * since the epoch and the milliseconds within that second.
+ */
+struct db_stamp {
+    int64_t sec;
+    int msec;
+};
+/*
+ * The text the tools print for times, which is also the text SQLite stores:
+ * "YYYY-MM-DDTHH:MM:SSZ" for t ("" for DB_TIME_NONE), "YYYY-MM-DDTHH:MM:SS.mmmZ"
+ * for a stamp. Both return out.
+ */
+#define DB_TIME_TEXT_LEN 32
+const char *db_time_text(int64_t t, char *out, size_t outlen);
+const char *db_stamp_text(const struct db_stamp *s, char *out, size_t outlen);
+
 struct db;
 
 /*
- * Opens (creating when absent) the SQLite file, sets WAL, foreign_keys=ON and
- * busy_timeout, and applies pending migrations (db/NNNN_*.sql, embedded at build
- * time) inside a transaction. ":memory:" works for tests.
- * Returns NULL with a message naming the file in err.
+ * Opens the database that dsn names, creating and migrating it as needed (pending
+ * migrations inside one transaction). A "postgresql://" URI names a PostgreSQL
+ * database; anything else is the path of an SQLite file (":memory:" works for tests).
+ * Returns NULL with a message naming the database in err.
  */
-struct db *db_open(const char *path, char *err, size_t errlen);
+struct db *db_open(const char *dsn, char *err, size_t errlen);
 void db_close(struct db *db);
 const char *db_errmsg(struct db *db);
-/* Schema version after migration (PRAGMA user_version). */
+/* Schema version after migration: the number of migrations applied. */
 int db_schema_version(struct db *db);
+/*
+ * How long a statement waits for another writer's lock before DB_ERROR. The CLIs
+ * keep the default (five seconds); the authz process, which answers every session,
+ * waits less.
+ */
+int db_set_lock_timeout(struct db *db, int ms);
 
 /*
  * Groups several calls into one transaction (BEGIN IMMEDIATE ... COMMIT), e.g. a
@@ -63,7 +95,7 @@ int db_user_get(struct db *db, const char *name, int *enabled);
 struct db_user {
     char name[128];
     int enabled;
-    char created_at[32];
+    int64_t created_at;
     char senders[1024];  /* comma-separated, possibly truncated with "..." */
 };
 typedef int (*db_user_cb)(void *arg, const struct db_user *u); /* non-zero stops */
@@ -78,41 +110,57 @@ int db_sender_owned(struct db *db, const char *user, const char *address);
 typedef int (*db_sender_cb)(void *arg, const char *address);    /* non-zero stops */
 int db_sender_list(struct db *db, const char *user, db_sender_cb cb, void *arg);
 /*
- * Who may send as address ("a@b" or "@domain"): every user owning it exactly, then
- * every owner of its @domain (for "a@b"), by user name. domain_owner says which.
- */
-/*
  * DB_OK with the first (by name) other user owning exactly address in owner, when user
  * does not own it already; else DB_NOTFOUND.
  */
 int db_sender_other_owner(struct db *db, const char *user, const char *address, char *owner,
                           size_t ownerlen);
+/*
+ * Who may send as address ("a@b" or "@domain"): every user owning it exactly, then
+ * every owner of its @domain (for "a@b"), by user name. domain_owner says which.
+ */
 typedef int (*db_owner_cb)(void *arg, const char *user, const char *address, int domain_owner);
 int db_sender_owners(struct db *db, const char *address, db_owner_cb cb, void *arg);
 
 /* ---- certificates ------------------------------------------------------ */
+enum cert_status {
+    CERT_VALID = 0,
+    CERT_REVOKED = 1,
+};
+/* "valid" or "revoked": the word the tools print (and the table stores). */
+const char *db_cert_status_name(enum cert_status status);
+
 struct db_cert {
     char serial[80];          /* upper-case hex, no separators */
     char user[128];
     char sha256[65];          /* lower-case hex of the DER certificate */
     char subject[512];        /* RFC 2253 */
     char issuer[512];
-    char not_before[32];      /* ISO-8601 UTC */
-    char not_after[32];
-    char status[16];          /* "valid" or "revoked" */
-    char revoked_at[32];      /* empty when valid */
+    int64_t not_before;
+    int64_t not_after;
+    enum cert_status status;
+    int64_t revoked_at;       /* DB_TIME_NONE when valid */
     char revoke_reason[64];
 };
 /*
+ * Whether c may be used at time now: valid (not revoked) and not expired. The one
+ * definition, for every program that asks.
+ */
+int db_cert_in_force(const struct db_cert *c, int64_t now);
+/*
  * DB_EXISTS on same serial (or SHA-256); DB_NOTFOUND when c->user does not exist.
- * serial is stored upper-case and sha256 lower-case; an empty status means "valid".
+ * serial is stored upper-case and sha256 lower-case. A certificate inserted as
+ * revoked with revoked_at DB_TIME_NONE is revoked now.
  */
 int db_cert_insert(struct db *db, const struct db_cert *c);   /* DB_EXISTS on same serial */
 int db_cert_by_sha256(struct db *db, const char *sha256, struct db_cert *out);
 int db_cert_by_serial(struct db *db, const char *serial, struct db_cert *out);
-/* user and not_after_before may be NULL (no filter). */
+/*
+ * Ordered by not_after, then serial. user NULL and not_after_before DB_TIME_NONE
+ * mean no filter; otherwise only certificates whose not_after is before it.
+ */
 typedef int (*db_cert_cb)(void *arg, const struct db_cert *c);
-int db_cert_list(struct db *db, const char *user, const char *not_after_before,
+int db_cert_list(struct db *db, const char *user, int64_t not_after_before,
                  db_cert_cb cb, void *arg);
 /*
  * Marks one certificate revoked now; DB_NOTFOUND if the serial is unknown. A
@@ -143,63 +191,60 @@ int db_audit_insert(struct db *db, const struct db_audit *a);
 
 struct db_audit_row {
     long long id;
-    char ts[32];
+    struct db_stamp ts;
     char session[64], event[32], decision[16], reason[256], client_ip[64], user[128];
     char cert_sha256[65], cert_subject[512], mail_from[320], rcpt[2048], queue_id[64];
     long long size;          /* -1 when NULL */
     char tls[128];
 };
 /*
- * Filters may be NULL. since is an ISO-8601 UTC timestamp ("YYYY-MM-DDTHH:MM:SSZ";
- * rows at or after it). Rows in id order. ts of a row has milliseconds
- * ("YYYY-MM-DDTHH:MM:SS.mmmZ"). String fields that are NULL in the table are "".
+ * Filters may be NULL (since: DB_TIME_NONE); rows at or after since. Rows in id
+ * order. String fields that are NULL in the table are "".
  */
 typedef int (*db_audit_cb)(void *arg, const struct db_audit_row *r);
-int db_audit_query(struct db *db, const char *user, const char *since, const char *decision,
+int db_audit_query(struct db *db, const char *user, int64_t since, const char *decision,
                    db_audit_cb cb, void *arg);
 
 /*
- * Every filter may be NULL. since and until are ISO-8601 UTC ("YYYY-MM-DDTHH:MM:SSZ"):
- * rows at or after since, and before until. The others match a column exactly.
- * Rows in id order, or newest first with newest_first; at most limit rows when
- * limit > 0.
+ * Every string filter may be NULL, and since and until DB_TIME_NONE: rows at or
+ * after since (the whole second), and before until. The others match a column
+ * exactly. Rows in id order, or newest first with newest_first; at most limit rows
+ * when limit > 0. A zeroed filter (or db_audit_filter_init()) has every filter off.
  */
 struct db_audit_filter {
-    const char *user, *since, *until, *decision, *event, *client_ip, *queue_id;
+    const char *user, *decision, *event, *client_ip, *queue_id;
+    int64_t since, until;
     int newest_first;
     long long limit;
 };
+void db_audit_filter_init(struct db_audit_filter *f);
 int db_audit_search(struct db *db, const struct db_audit_filter *f, db_audit_cb cb, void *arg);
 
 /*
- * The one way rows leave the audit table: deletes every row older than before
- * (ISO-8601 UTC, "YYYY-MM-DDTHH:MM:SSZ") and records the prune in admin_log, in one
- * transaction (migration 5 explains the permit its triggers ask for). who names the
- * program and the person (db_actor_fill); command, target and details are set here.
- * *count is the number of rows removed; oldest and newest (may be NULL) the first
- * and last ts of them, "" when none.
+ * The one way rows leave the audit table: deletes every row older than before and
+ * records the prune in admin_log, in one transaction (the backend makes sure that no
+ * row leaves without that record). who names the program and the person
+ * (db_actor_fill); command, target and details are set here. *count is the number of
+ * rows removed; oldest and newest (may be NULL) the first and last ts of them, with
+ * sec DB_TIME_NONE when none.
  */
 struct db_admin_log;
-int db_audit_prune(struct db *db, const char *before, const struct db_admin_log *who,
-                   long long *count, char oldest[32], char newest[32]);
+int db_audit_prune(struct db *db, int64_t before, const struct db_admin_log *who,
+                   long long *count, struct db_stamp *oldest, struct db_stamp *newest);
 
 /* ---- figures for submit-admin stats ------------------------------------- */
-/* Rows with each decision at or after since (ISO-8601 UTC, "YYYY-MM-DDTHH:MM:SSZ"). */
+/* Rows with each decision at or after since. */
 struct db_decision_counts {
     long long accept, reject, tempfail;
 };
-int db_audit_decisions(struct db *db, const char *since, struct db_decision_counts *out);
+int db_audit_decisions(struct db *db, int64_t since, struct db_decision_counts *out);
 /*
  * The reasons of refusals (decision reject or tempfail) at or after since, with the
  * number of sessions refused for each, most first; at most limit of them.
  */
 typedef int (*db_refusal_cb)(void *arg, const char *decision, const char *reason,
                              long long sessions);                  /* non-zero stops */
-int db_audit_refusals(struct db *db, const char *since, int limit, db_refusal_cb cb, void *arg);
-
-/* ---- tests ------------------------------------------------------------- */
-/* Runs SQL text as is (no parameters): for unit tests only. DB_OK or DB_ERROR. */
-int db_exec_for_test(struct db *db, const char *sql);
+int db_audit_refusals(struct db *db, int64_t since, int limit, db_refusal_cb cb, void *arg);
 
 /* ---- CA operations (append-only), written by submit-ca -------------------- */
 struct db_ca_log {
@@ -216,7 +261,7 @@ int db_ca_log_insert(struct db *db, const struct db_ca_log *e);
 
 struct db_ca_log_row {
     long long id;
-    char ts[32];
+    struct db_stamp ts;
     long long uid;
     char unix_user[64], sudo_user[64], command[32], serial[80], user[128];
     char detail[1024];
@@ -253,17 +298,17 @@ void db_actor_fill(struct db_admin_log *e, const struct db_actor *a, const char 
 
 struct db_admin_log_row {
     long long id;
-    char ts[32];
+    struct db_stamp ts;
     long long uid;
     char login[64], program[32], command[32], target[1024], details[1024];
     char user[128], serial[80];
 };
 /*
- * Rows in id order; since (ISO-8601 UTC, rows at or after it) and user (the mail user
- * concerned, or the login that made the change) filter when not NULL.
+ * Rows in id order; since (rows at or after it) filters unless DB_TIME_NONE, and user
+ * (the mail user concerned, or the login that made the change) unless NULL.
  */
 typedef int (*db_admin_log_cb)(void *arg, const struct db_admin_log_row *r); /* non-zero stops */
-int db_admin_log_list(struct db *db, const char *since, const char *user, db_admin_log_cb cb,
+int db_admin_log_list(struct db *db, int64_t since, const char *user, db_admin_log_cb cb,
                       void *arg);
 
 /* ---- subject maps: certificates of other CAs (names in dn.h canonical form) -- */
@@ -282,15 +327,13 @@ typedef int (*db_map_cb)(void *arg, const char *subject, const char *issuer, con
 int db_map_list(struct db *db, db_map_cb cb, void *arg);
 
 /* ---- rate limits ----------------------------------------------------------- */
-/* Counts an accepted submission with its recipients at Unix time now. */
-int db_rate_record(struct db *db, const char *user, long long now, long long recipients);
-/* Accepted submissions and recipients of user in the hour before now (by minute). */
-int db_rate_usage(struct db *db, const char *user, long long now, long long *messages,
+/* Counts an accepted submission with its recipients at time now. */
+int db_rate_record(struct db *db, const char *user, int64_t now, long long recipients);
+/*
+ * Accepted submissions and recipients of user in the hour before now, counted by
+ * minute (db_rules.h says which minutes).
+ */
+int db_rate_usage(struct db *db, const char *user, int64_t now, long long *messages,
                   long long *recipients);
-
-/* ---- tuning ------------------------------------------------------------------ */
-/* How long a statement waits for another writer's lock before DB_ERROR. The CLIs
- * keep the default; the authz process, which answers every session, waits less. */
-int db_set_busy_timeout(struct db *db, int ms);
 
 #endif

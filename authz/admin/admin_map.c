@@ -1,8 +1,10 @@
 /* submit-admin map: certificates of other CAs mapped to users by name (DESIGN §5). */
 #include "admin_map.h"
 
+#include "admin.h"
 #include "admin_log.h"
-#include "admin_out.h"
+#include "cli_db.h"
+#include "cli_out.h"
 #include "config.h"
 #include "db.h"
 #include "dn.h"
@@ -15,7 +17,7 @@
 #define PROG "submit-admin"
 #define DN_MAX 1024
 
-static const char map_usage[] =
+const char admin_map_usage[] =
     "usage: " PROG " map add --subject DN [--issuer DN] USER\n"
     "       " PROG " map del --subject DN [--issuer DN]\n"
     "       " PROG " map list [--json]\n"
@@ -25,26 +27,8 @@ static const char map_usage[] =
 static int misuse(const char *msg, const char *word)
 {
     if (word != NULL)
-        fprintf(stderr, PROG ": map: %s \"%s\"\n%s", msg, word, map_usage);
-    else
-        fprintf(stderr, PROG ": map: %s\n%s", msg, map_usage);
-    return 2;
-}
-
-static struct db *open_database(const char *config_path)
-{
-    struct config cfg;
-    char err[1024];
-    struct db *db;
-
-    if (config_load(&cfg, config_path, err, sizeof(err)) != 0) {
-        fprintf(stderr, PROG ": %s\n", err);
-        return NULL;
-    }
-    db = db_open(cfg.database, err, sizeof(err));
-    if (db == NULL)
-        fprintf(stderr, PROG ": %s\n", err);
-    return db;
+        return cli_misuse(&admin_prog, admin_map_usage, "map: %s \"%s\"", msg, word);
+    return cli_misuse(&admin_prog, admin_map_usage, "map: %s", msg);
 }
 
 /*
@@ -104,16 +88,16 @@ static int print_map(void *arg, const char *subject, const char *issuer, const c
     dn_display(issuer, iss, sizeof(iss));
     if (ls->json) {
         printf("%s\n  {", ls->n ? "," : "");
-        out_json_member("user", user, 1);
-        out_json_member("subject", subj, 0);
-        out_json_member("issuer", iss, 0);
+        cli_json_member(stdout, "user", user, 1);
+        cli_json_member(stdout, "subject", subj, 0);
+        cli_json_member(stdout, "issuer", iss, 0);
         printf("}");
     } else {
-        out_field(user);
+        cli_plain_field(stdout, user);
         putchar('\t');
-        out_field(subj);
+        cli_plain_field(stdout, subj);
         putchar('\t');
-        out_field(iss[0] ? iss : "(any issuer)");
+        cli_plain_field(stdout, iss[0] ? iss : "(any issuer)");
         putchar('\n');
     }
     ls->n++;
@@ -126,17 +110,13 @@ struct map_args {
     char subj_c[DN_MAX], iss_c[DN_MAX];
 };
 
-/* Parses and checks the words after "map"; 0, or the exit status. */
-static int parse(struct map_args *a, int argc, char **argv)
+/* Parses and checks the words after "map SUB"; 0, or the exit status. */
+static int parse(struct map_args *a, const char *sub, int argc, char **argv)
 {
     char err[256];
 
-    if (argc < 1)
-        return misuse("missing subcommand", NULL);
-    a->sub = argv[0];
-    if (strcmp(a->sub, "add") != 0 && strcmp(a->sub, "del") != 0 && strcmp(a->sub, "list") != 0)
-        return misuse("unknown subcommand", a->sub);
-    for (int i = 1; i < argc; i++) {
+    a->sub = sub;
+    for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--subject") == 0 && i + 1 < argc)
             a->subject = argv[++i];
         else if (strcmp(argv[i], "--issuer") == 0 && i + 1 < argc)
@@ -256,17 +236,18 @@ static int map_change(struct db *db, const struct map_args *a)
     return 0;
 }
 
-int admin_map(const char *config_path, int argc, char **argv)
+int admin_map(const char *config_path, const char *sub, int argc, char **argv)
 {
     static struct map_args a;
+    static struct config cfg;
     struct db *db;
     int status;
 
     memset(&a, 0, sizeof(a));
-    if ((status = parse(&a, argc, argv)) != 0)
+    if ((status = parse(&a, sub, argc, argv)) != 0)
         return status;
-    db = open_database(config_path);
-    if (db == NULL)
+    if (cli_config_load(&admin_prog, &cfg, config_path) != 0 ||
+        (db = cli_db_open(&admin_prog, &cfg, NULL)) == NULL)
         return 1;
     status = strcmp(a.sub, "list") == 0 ? map_list(db, a.json) : map_change(db, &a);
     db_close(db);

@@ -1,7 +1,10 @@
 /* submit-admin's queue commands: list, flush, delete. */
 #include "admin_queue.h"
 
+#include "admin.h"
 #include "admin_log.h"
+#include "cli_db.h"
+#include "cli_out.h"
 
 #include "config.h"
 #include "db.h"
@@ -29,7 +32,7 @@
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
-static const char queue_usage[] =
+const char admin_queue_usage[] =
     "usage: " PROG " [-c FILE] queue list [--json] | queue flush | queue delete ID\n";
 
 static int fail(const char *what, const char *detail)
@@ -40,15 +43,13 @@ static int fail(const char *what, const char *detail)
 
 static int misuse(const char *detail)
 {
-    fprintf(stderr, PROG ": %s\n%s", detail, queue_usage);
-    return EXIT_USAGE;
+    return cli_misuse(&admin_prog, admin_queue_usage, "%s", detail);
 }
 
 /* Misuse naming the word at fault. */
 static int misuse_word(const char *detail, const char *word)
 {
-    fprintf(stderr, PROG ": %s \"%s\"\n%s", detail, word, queue_usage);
-    return EXIT_USAGE;
+    return cli_misuse(&admin_prog, admin_queue_usage, "%s \"%s\"", detail, word);
 }
 
 /* ---- the spool, opened without following the user's links ----------------- */
@@ -99,23 +100,6 @@ static void put_plain(const char *s)
     }
     for (; *s; s++)
         fputc((unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f ? *s : '?', stdout);
-}
-
-static void put_json(const char *s)
-{
-    fputc('"', stdout);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            printf("\\u%04x", c);
-        else if (c >= 0x80)
-            fputs("\\ufffd", stdout);  /* the spool holds ASCII; anything else is shown as such */
-        else
-            fputc(c, stdout);
-    }
-    fputc('"', stdout);
 }
 
 static const char *state_name(char st)
@@ -173,20 +157,20 @@ static void list_json(const struct spool_msg *m, int first)
     iso_time_utc(arrival, sizeof(arrival), m->time);
     iso_or_now(next, sizeof(next), m->next);
     printf("%s{\"id\":", first ? "" : ",");
-    put_json(m->id);
+    cli_json_string(stdout, m->id);
     printf(",\"arrival\":\"%s\",\"user\":", arrival);
-    put_json(m->user);
+    cli_json_string(stdout, m->user);
     fputs(",\"sender\":", stdout);
-    put_json(m->from);
+    cli_json_string(stdout, m->from);
     printf(",\"size\":%zu,\"attempts\":%d,\"next_attempt\":\"%s\",\"last_reply\":", m->body_len,
            m->attempts, next);
-    put_json(m->last);
+    cli_json_string(stdout, m->last);
     fputs(",\"recipients\":[", stdout);
     for (int i = 0; i < m->nrcpt; i++) {
         printf("%s{\"address\":", i ? "," : "");
-        put_json(m->rcpt[i]);
+        cli_json_string(stdout, m->rcpt[i]);
         printf(",\"state\":\"%s\",\"reply\":", state_name(m->rstate[i]));
-        put_json(m->rreply[i] ? m->rreply[i] : "");
+        cli_json_string(stdout, m->rreply[i] ? m->rreply[i] : "");
         fputc('}', stdout);
     }
     fputs("]}", stdout);
@@ -221,10 +205,11 @@ static int read_ids(int qfd, char ***out, size_t *n)
                 break;
             ids = p;
         }
-        ids[*n] = strdup(de->d_name);
-        if (ids[*n] == NULL)
+        char *id = strdup(de->d_name);
+
+        if (id == NULL)
             break;
-        (*n)++;
+        ids[(*n)++] = id;
     }
     closedir(d);
     if (*n > 0)
@@ -338,16 +323,14 @@ static const char *admin_name(void)
 static void audit(const struct config *cfg, const char *event, const struct spool_msg *m,
                   const char *reason)
 {
-    char err[PATH_MAX + 256], rcpts[2048] = "";
+    char rcpts[2048] = "";
     struct db_audit row;
     struct db *db;
     size_t pos = 0;
 
-    db = db_open(cfg->database, err, sizeof(err));
-    if (db == NULL) {
-        fprintf(stderr, PROG ": audit row not written: %s\n", err);
+    db = cli_db_open(&admin_prog, cfg, "audit row not written");
+    if (db == NULL)
         return;
-    }
     memset(&row, 0, sizeof(row));
     row.event = event;
     row.reason = reason;
@@ -530,36 +513,28 @@ static int queue_delete(const struct config *cfg, const char *id)
     return EXIT_OK;
 }
 
-int admin_queue(const char *config_path, int argc, char **argv)
+int admin_queue(const char *config_path, const char *sub, int argc, char **argv)
 {
     static struct config cfg;
-    char err[PATH_MAX + 512];
     int json = 0;
 
-    if (argc < 1)
-        return misuse("queue: missing subcommand");
-    if (strcmp(argv[0], "list") == 0) {
-        for (int i = 1; i < argc; i++) {
+    if (strcmp(sub, "list") == 0) {
+        for (int i = 0; i < argc; i++) {
             if (strcmp(argv[i], "--json") != 0)
                 return misuse_word("queue list: unexpected argument", argv[i]);
             json = 1;
         }
-    } else if (strcmp(argv[0], "flush") == 0) {
-        if (argc != 1)
-            return misuse_word("queue flush: unexpected argument", argv[1]);
-    } else if (strcmp(argv[0], "delete") == 0) {
-        if (argc != 2)
-            return misuse("queue delete: expected one queue id");
-    } else {
-        return misuse_word("queue: unknown subcommand", argv[0]);
+    } else if (strcmp(sub, "flush") == 0) {
+        if (argc != 0)
+            return misuse_word("queue flush: unexpected argument", argv[0]);
+    } else if (argc != 1) {
+        return misuse("queue delete: expected one queue id");
     }
-    if (config_load(&cfg, config_path, err, sizeof(err)) != 0) {
-        fprintf(stderr, PROG ": %s\n", err);
+    if (cli_config_load(&admin_prog, &cfg, config_path) != 0)
         return EXIT_FAIL;
-    }
-    if (strcmp(argv[0], "list") == 0)
+    if (strcmp(sub, "list") == 0)
         return queue_list(&cfg, json);
-    if (strcmp(argv[0], "flush") == 0)
+    if (strcmp(sub, "flush") == 0)
         return queue_flush(&cfg);
-    return queue_delete(&cfg, argv[1]);
+    return queue_delete(&cfg, argv[0]);
 }

@@ -1,7 +1,7 @@
 /* submit-admin user show and sender who (admin_show.h). */
 #include "admin_show.h"
 
-#include "admin_out.h"
+#include "cli_out.h"
 #include "db.h"
 #include "util.h"
 
@@ -16,7 +16,7 @@ struct show {
     int json;
     int n;
     int failed;
-    char now[32];
+    int64_t now;
 };
 
 /* ---- user show ---------------------------------------------------------- */
@@ -27,10 +27,10 @@ static int show_sender(void *arg, const char *address)
 
     if (s->json) {
         fputs(s->n ? "," : "", stdout);
-        out_json_string(address);
+        cli_json_string(stdout, address);
     } else {
         fputs(s->n ? ", " : "", stdout);
-        out_field(address);
+        cli_plain_field(stdout, address);
     }
     s->n++;
     return 0;
@@ -40,23 +40,25 @@ static int show_sender(void *arg, const char *address)
 static int show_cert(void *arg, const struct db_cert *c)
 {
     struct show *s = arg;
+    char not_after[DB_TIME_TEXT_LEN];
 
-    if (strcmp(c->status, "valid") != 0 || strcmp(c->not_after, s->now) <= 0)
+    if (!db_cert_in_force(c, s->now))
         return 0;
+    db_time_text(c->not_after, not_after, sizeof(not_after));
     if (s->json) {
         fputs(s->n ? ",{" : "{", stdout);
-        out_json_member("serial", c->serial, 1);
-        out_json_member("sha256", c->sha256, 0);
-        out_json_member("not_after", c->not_after, 0);
-        out_json_member("subject", c->subject, 0);
+        cli_json_member(stdout, "serial", c->serial, 1);
+        cli_json_member(stdout, "sha256", c->sha256, 0);
+        cli_json_member(stdout, "not_after", not_after, 0);
+        cli_json_member(stdout, "subject", c->subject, 0);
         fputs("}", stdout);
     } else {
         fputs("certificate:\t", stdout);
-        out_field(c->serial);
+        cli_plain_field(stdout, c->serial);
         fputs("\texpires ", stdout);
-        out_field(c->not_after);
+        cli_plain_field(stdout, not_after);
         fputs("\tsha256 ", stdout);
-        out_field(c->sha256);
+        cli_plain_field(stdout, c->sha256);
         putchar('\n');
     }
     s->n++;
@@ -75,10 +77,12 @@ static int show_last(struct show *s, const char *user, const char *decision, con
     static struct db_audit_row row;    /* large: kept off the stack */
     struct db_audit_filter f = { .user = user, .decision = decision, .newest_first = 1,
                                  .limit = 1 };
+    char ts[DB_TIME_TEXT_LEN];
 
     row.id = 0;
     if (db_audit_search(s->db, &f, keep_row, &row) != DB_OK)
         return -1;
+    db_stamp_text(&row.ts, ts, sizeof(ts));
     if (s->json) {
         printf(",\"%s\":", label);
         if (row.id == 0) {
@@ -86,11 +90,11 @@ static int show_last(struct show *s, const char *user, const char *decision, con
             return 0;
         }
         putchar('{');
-        out_json_member("ts", row.ts, 1);
-        out_json_member("event", row.event, 0);
-        out_json_member("client_ip", row.client_ip, 0);
-        out_json_member("cert_sha256", row.cert_sha256, 0);
-        out_json_member("reason", row.reason, 0);
+        cli_json_member(stdout, "ts", ts, 1);
+        cli_json_member(stdout, "event", row.event, 0);
+        cli_json_member(stdout, "client_ip", row.client_ip, 0);
+        cli_json_member(stdout, "cert_sha256", row.cert_sha256, 0);
+        cli_json_member(stdout, "reason", row.reason, 0);
         fputs("}", stdout);
         return 0;
     }
@@ -99,13 +103,13 @@ static int show_last(struct show *s, const char *user, const char *decision, con
         fputs("never\n", stdout);
         return 0;
     }
-    out_field(row.ts);
+    cli_plain_field(stdout, ts);
     putchar('\t');
-    out_field(row.event);
+    cli_plain_field(stdout, row.event);
     fputs("\tfrom ", stdout);
-    out_field(row.client_ip);
+    cli_plain_field(stdout, row.client_ip);
     putchar('\t');
-    out_field(row.reason);
+    cli_plain_field(stdout, row.reason);
     putchar('\n');
     return 0;
 }
@@ -121,10 +125,10 @@ int admin_user_show(struct db *db, const char *user, int json)
     }
     if (rc != DB_OK)
         goto dberr;
-    iso_time_utc(s.now, sizeof(s.now), (long long)time(NULL));
+    s.now = (int64_t)time(NULL);
     if (json) {
         fputs("{", stdout);
-        out_json_member("name", user, 1);
+        cli_json_member(stdout, "name", user, 1);
         printf(",\"enabled\":%s,\"senders\":[", enabled ? "true" : "false");
     } else {
         printf("user:\t%s\nenabled:\t%s\nsenders:\t", user, enabled ? "yes" : "no");
@@ -135,7 +139,7 @@ int admin_user_show(struct db *db, const char *user, int json)
         putchar('-');
     fputs(json ? "],\"certificates\":[" : "\n", stdout);
     s.n = 0;
-    if (db_cert_list(db, user, NULL, show_cert, &s) != DB_OK)
+    if (db_cert_list(db, user, DB_TIME_NONE, show_cert, &s) != DB_OK)
         goto dberr;
     if (!json && s.n == 0)
         fputs("certificate:\tnone valid\n", stdout);
@@ -168,14 +172,14 @@ static int show_owner(void *arg, const char *user, const char *address, int doma
     }
     if (s->json) {
         fputs(s->n ? ",\n{" : "\n{", stdout);
-        out_json_member("user", user, 1);
-        out_json_member("address", address, 0);
+        cli_json_member(stdout, "user", user, 1);
+        cli_json_member(stdout, "address", address, 0);
         printf(",\"via\":\"%s\",\"enabled\":%s}", domain_owner ? "domain" : "address",
                enabled ? "true" : "false");
     } else {
-        out_field(user);
+        cli_plain_field(stdout, user);
         putchar('\t');
-        out_field(address);
+        cli_plain_field(stdout, address);
         printf("\t%s\t%s\n", domain_owner ? "domain" : "address", enabled ? "enabled" : "disabled");
     }
     s->n++;

@@ -1,8 +1,10 @@
 /* submit-admin stats (admin_stats.h). */
 #include "admin_stats.h"
 
-#include "admin_out.h"
+#include "admin.h"
 #include "admin_queue.h"
+#include "cli_db.h"
+#include "cli_out.h"
 #include "config.h"
 #include "db.h"
 #include "dn.h"
@@ -193,10 +195,8 @@ static int keep_refusal(void *arg, const char *decision, const char *reason, lon
 static int keep_expiring(void *arg, const struct db_cert *c)
 {
     struct stats *s = arg;
-    char now[32];
 
-    iso_time_utc(now, sizeof(now), s->now);
-    if (strcmp(c->status, "valid") != 0 || strcmp(c->not_after, now) < 0)
+    if (!db_cert_in_force(c, s->now))
         return 0;
     if (s->expiring.shown < (int)(sizeof(s->expiring.certs) / sizeof(s->expiring.certs[0])))
         s->expiring.certs[s->expiring.shown++] = *c;
@@ -206,15 +206,13 @@ static int keep_expiring(void *arg, const struct db_cert *c)
 
 static void read_db(struct stats *s, const struct config *cfg)
 {
-    char err[PATH_MAX + 512], hour_ago[32], window_end[32];
-    struct db *db = db_open(cfg->database, err, sizeof(err));
+    struct db *db = cli_db_open(&admin_prog, cfg, "stats");
+    int64_t hour_ago = s->now - 3600, window_end = s->now + EXPIRY_WINDOW_DAYS * 86400LL;
 
     if (db == NULL) {
-        failf(s, "%s", err);
+        s->failed = 1;
         return;
     }
-    iso_time_utc(hour_ago, sizeof(hour_ago), s->now - 3600);
-    iso_time_utc(window_end, sizeof(window_end), s->now + EXPIRY_WINDOW_DAYS * 86400LL);
     if (db_audit_decisions(db, hour_ago, &s->decisions) != DB_OK ||
         db_audit_refusals(db, hour_ago, TOP_REASONS, keep_refusal, s) != DB_OK ||
         db_cert_list(db, NULL, window_end, keep_expiring, s) != DB_OK)
@@ -274,7 +272,7 @@ static void text_cert(const struct stats *s, const char *label, const struct cer
     if (c->not_after == 0)
         return;
     printf("%s:\t", label);
-    out_field(c->subject);
+    cli_plain_field(stdout, c->subject);
     fputs(" expires ", stdout);
     put_when(s->now, c->not_after);
     putchar('\n');
@@ -302,7 +300,7 @@ static void print_text(const struct stats *s)
         printf("refused last hour:\t%s\n", s->nrefusals ? "SESSIONS\tDECISION\tREASON" : "none");
         for (int i = 0; i < s->nrefusals; i++) {
             printf("\t%lld\t%s\t", s->refusals[i].sessions, s->refusals[i].decision);
-            out_field(s->refusals[i].reason);
+            cli_plain_field(stdout, s->refusals[i].reason);
             putchar('\n');
         }
     }
@@ -310,7 +308,7 @@ static void print_text(const struct stats *s)
         fputs("crl:\tnone configured (no revocation check)\n", stdout);
     for (int i = 0; i < s->ncrls; i++) {
         fputs("crl:\t", stdout);
-        out_field(s->crls[i].issuer);
+        cli_plain_field(stdout, s->crls[i].issuer);
         fputs(" next update ", stdout);
         if (s->crls[i].next_update != 0)
             put_when(s->now, s->crls[i].next_update);
@@ -325,13 +323,14 @@ static void print_text(const struct stats *s)
                s->expiring.count);
         for (int i = 0; i < s->expiring.shown; i++) {
             const struct db_cert *c = &s->expiring.certs[i];
+            char not_after[DB_TIME_TEXT_LEN];
 
             putchar('\t');
-            out_field(c->user);
+            cli_plain_field(stdout, c->user);
             putchar('\t');
-            out_field(c->serial);
+            cli_plain_field(stdout, c->serial);
             putchar('\t');
-            out_field(c->not_after);
+            cli_plain_field(stdout, db_time_text(c->not_after, not_after, sizeof(not_after)));
             putchar('\n');
         }
     }
@@ -359,8 +358,8 @@ static void json_cert(const char *name, const struct cert_file *c)
         return;
     }
     putchar('{');
-    out_json_member("file", c->path, 1);
-    out_json_member("subject", c->subject, 0);
+    cli_json_member(stdout, "file", c->path, 1);
+    cli_json_member(stdout, "subject", c->subject, 0);
     json_time("not_after", c->not_after);
     putchar('}');
 }
@@ -385,17 +384,20 @@ static void print_json(const struct stats *s)
         fputs(",\"refused_last_hour\":[", stdout);
         for (int i = 0; i < s->nrefusals; i++) {
             fputs(i ? ",{" : "{", stdout);
-            out_json_member("decision", s->refusals[i].decision, 1);
-            out_json_member("reason", s->refusals[i].reason, 0);
+            cli_json_member(stdout, "decision", s->refusals[i].decision, 1);
+            cli_json_member(stdout, "reason", s->refusals[i].reason, 0);
             printf(",\"sessions\":%lld}", s->refusals[i].sessions);
         }
         printf("],\"client_certs_expiring_%dd\":%lld,\"expiring\":[", EXPIRY_WINDOW_DAYS,
                s->expiring.count);
         for (int i = 0; i < s->expiring.shown; i++) {
+            char not_after[DB_TIME_TEXT_LEN];
+
+            db_time_text(s->expiring.certs[i].not_after, not_after, sizeof(not_after));
             fputs(i ? ",{" : "{", stdout);
-            out_json_member("user", s->expiring.certs[i].user, 1);
-            out_json_member("serial", s->expiring.certs[i].serial, 0);
-            out_json_member("not_after", s->expiring.certs[i].not_after, 0);
+            cli_json_member(stdout, "user", s->expiring.certs[i].user, 1);
+            cli_json_member(stdout, "serial", s->expiring.certs[i].serial, 0);
+            cli_json_member(stdout, "not_after", not_after, 0);
             putchar('}');
         }
         putchar(']');
@@ -405,8 +407,8 @@ static void print_json(const struct stats *s)
     fputs(",\"crl\":[", stdout);
     for (int i = 0; i < s->ncrls; i++) {
         fputs(i ? ",{" : "{", stdout);
-        out_json_member("file", s->crl_path, 1);
-        out_json_member("issuer", s->crls[i].issuer, 0);
+        cli_json_member(stdout, "file", s->crl_path, 1);
+        cli_json_member(stdout, "issuer", s->crls[i].issuer, 0);
         json_time("last_update", s->crls[i].last_update);
         json_time("next_update", s->crls[i].next_update);
         putchar('}');
@@ -552,18 +554,18 @@ static void print_prometheus(const struct stats *s)
 
 /* ---- command ------------------------------------------------------------ */
 
+const char admin_stats_usage[] = "usage: " PROG " [-c FILE] stats [--json|--prometheus]\n";
+
 static int misuse(const char *detail, const char *word)
 {
-    fprintf(stderr, PROG ": stats: %s \"%s\"\nusage: " PROG " [-c FILE] stats "
-            "[--json|--prometheus]\n", detail, word);
-    return EXIT_USAGE;
+    return cli_misuse(&admin_prog, admin_stats_usage, "stats: %s \"%s\"", detail, word);
 }
 
-int admin_stats(const char *config_path, int argc, char **argv)
+int admin_stats(const char *config_path, const char *sub, int argc, char **argv)
 {
+    (void)sub;
     static struct config cfg;
     static struct stats s;        /* large: kept off the stack */
-    char err[PATH_MAX + 512];
     enum format fmt = FMT_TEXT;
 
     for (int i = 0; i < argc; i++) {
@@ -579,10 +581,8 @@ int admin_stats(const char *config_path, int argc, char **argv)
             return misuse("--json and --prometheus exclude each other; got", argv[i]);
         fmt = f;
     }
-    if (config_load(&cfg, config_path, err, sizeof(err)) != 0) {
-        fprintf(stderr, PROG ": %s\n", err);
+    if (cli_config_load(&admin_prog, &cfg, config_path) != 0)
         return EXIT_FAIL;
-    }
     memset(&s, 0, sizeof(s));
     gather(&s, &cfg);
     if (fmt == FMT_JSON)

@@ -14,6 +14,9 @@
  * Whatever can be read is printed; each part that cannot is named on stderr and the
  * exit status is then 1. argv[0] is the first word after "stats". Exit status.
  */
-int admin_stats(const char *config_path, int argc, char **argv);
+int admin_stats(const char *config_path, const char *sub, int argc, char **argv);
+
+/* The usage of stats, printed after a misuse of it. */
+extern const char admin_stats_usage[];
 
 #endif

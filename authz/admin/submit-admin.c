@@ -1,20 +1,33 @@
 /*
- * submit-admin: the administrator's tool for users, their sender addresses and the
- * audit trail (DESIGN §5). It opens the daemon's SQLite file directly, through db.h;
- * WAL and the busy timeout let it do so while submitd runs.
+ * submit-admin: the administrator's tool for users, their sender addresses, the
+ * certificate maps of other CAs, the audit trail, the admin log, the queue and the
+ * service's statistics (DESIGN §5).
  *
- * Exit status: 0 success, 1 failure (named on stderr), 2 misuse (with a usage).
- * Everything from the database is printed through admin_out.h: the audit trail holds
- * bytes that SMTP clients chose. Every change is recorded in admin_log (admin_log.h)
- * in the transaction that makes it.
+ * Owns: nothing of its own. It changes the daemon's database directly, through db.h
+ * (WAL and the busy timeout let it do so while submitd runs), and the spool's queue
+ * directory for queue delete, as root.
+ * May not touch: certificates and the CA (submit-ca's), the CRL, the configuration;
+ * it never writes a spool file, only removes one, and never creates or chowns the
+ * spool (the master's job).
+ * Talks to: the database; the queue process, only by a signal (queue flush).
+ *
+ * This file is the command line: one command table (cli.h) for every command and
+ * subcommand, the checks of every argument before the database is opened, and the
+ * dispatch. Exit status: 0 success, 1 failure (named on stderr), 2 misuse (with a
+ * usage). Everything from the database is printed through cli_out.h: the audit trail
+ * holds bytes that SMTP clients chose. Every change is recorded in admin_log
+ * (admin_log.h) in the transaction that makes it.
  */
+#include "admin.h"
 #include "admin_audit.h"
 #include "admin_log.h"
 #include "admin_map.h"
-#include "admin_out.h"
 #include "admin_queue.h"
 #include "admin_show.h"
 #include "admin_stats.h"
+#include "admin_user.h"
+#include "cli.h"
+#include "cli_db.h"
 #include "config.h"
 #include "db.h"
 #include "util.h"
@@ -28,9 +41,7 @@
 #include <unistd.h>
 
 #define PROG "submit-admin"
-#define MAX_SENDER_OPTS 64
-
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+#define MAX_SENDER_OPTS ADMIN_MAX_SENDERS
 
 static const char usage_text[] =
     "usage: " PROG " [-c FILE] COMMAND ...\n"
@@ -50,35 +61,10 @@ static const char usage_text[] =
     "  --help | --version\n"
     "FILE defaults to " CONFIG_DEFAULT_PATH ".\n";
 
-static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const struct cli_program admin_prog = { PROG, usage_text, "missing command", 0 };
 
-/* One line on stderr: "submit-admin: <what is wrong>". */
-static void errorf(const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs(PROG ": ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static int misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* A one-line diagnosis, then the usage; returns the misuse exit status. */
-static int misuse(const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs(PROG ": ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fputs(usage_text, stderr);
-    return EXIT_USAGE;
-}
+#define errorf(...) cli_error(&admin_prog, __VA_ARGS__)
+#define misuse(...) cli_misuse(&admin_prog, NULL, __VA_ARGS__)
 
 /* ---- command line ------------------------------------------------------- */
 
@@ -217,26 +203,10 @@ static int parse_when(const char *s, char *out, size_t outlen)
 
 /* ---- database ----------------------------------------------------------- */
 
-static struct db *open_db(const char *config_path)
-{
-    static struct config cfg;
-    char err[PATH_MAX + 512];
-    struct db *db;
-
-    if (config_load(&cfg, config_path, err, sizeof(err)) != 0) {
-        errorf("%s", err);
-        return NULL;
-    }
-    db = db_open(cfg.database, err, sizeof(err));
-    if (db == NULL)
-        errorf("%s", err);
-    return db;
-}
-
-static int db_failed(struct db *db)
+int admin_db_failed(struct db *db)
 {
     errorf("%s", db_errmsg(db));
-    return EXIT_FAIL;
+    return CLI_EXIT_FAIL;
 }
 
 /* Misuse: the command cannot mean anything with this word. */
@@ -246,7 +216,7 @@ static int check_user_name(const struct cmdline *cl, const char *name)
         return 0;
     errorf("%s: invalid user name \"%s\": use 1-64 of A-Z a-z 0-9 . _ -, not starting "
            "with . or -", cl->cmd, name);
-    return EXIT_USAGE;
+    return CLI_EXIT_USAGE;
 }
 
 static int check_address(const struct cmdline *cl, const char *address)
@@ -255,337 +225,7 @@ static int check_address(const struct cmdline *cl, const char *address)
         return 0;
     errorf("%s: invalid sender address \"%s\": expected local@domain or @domain", cl->cmd,
            address);
-    return EXIT_USAGE;
-}
-
-static void lowered(const char *in, char *out, size_t outlen)
-{
-    str_lcpy(out, in, outlen);
-    str_lower(out);
-}
-
-/*
- * Refuses an address that another user owns already, naming the owner, unless the
- * admin said --shared: two owners of one address is a decision, not an accident.
- * Returns 0 when the address may be added, else the exit status (after the message).
- */
-static int check_not_owned(struct db *db, const char *cmd, const char *user,
-                           const char *address, int shared)
-{
-    char owner[128], addr[400];
-    int rc;
-
-    if (shared)
-        return 0;
-    rc = db_sender_other_owner(db, user, address, owner, sizeof(owner));
-    if (rc == DB_NOTFOUND)
-        return 0;
-    if (rc != DB_OK)
-        return db_failed(db);
-    lowered(address, addr, sizeof(addr));
-    errorf("%s: %s is owned by user %s; add --shared to give it to %s as well", cmd, addr,
-           owner, user);
-    return EXIT_FAIL;
-}
-
-/* ---- user --------------------------------------------------------------- */
-
-/* The senders of a user add, without repeats, lower-cased, into list ("a,b"). */
-static void sender_words(const struct cmdline *cl, char *list, size_t listlen)
-{
-    list[0] = '\0';
-    for (int i = 0; i < cl->nsenders; i++) {
-        char addr[400];
-        size_t n = strlen(list);
-        int dup = 0;
-
-        for (int j = 0; j < i && !dup; j++)
-            dup = strcasecmp(cl->senders[i], cl->senders[j]) == 0;
-        if (dup)
-            continue;
-        lowered(cl->senders[i], addr, sizeof(addr));
-        (void)str_fmt(list + n, listlen - n, "%s%s", n ? "," : "", addr);
-    }
-}
-
-static int user_add_rows(struct db *db, const struct cmdline *cl, const char *list)
-{
-    const char *name = cl->pos[0];
-    int rc = db_user_add(db, name);
-
-    if (rc == DB_EXISTS) {
-        errorf("user %s already exists", name);
-        return EXIT_FAIL;
-    }
-    if (rc != DB_OK)
-        return db_failed(db);
-    for (int i = 0; i < cl->nsenders; i++) {
-        if ((rc = check_not_owned(db, cl->cmd, name, cl->senders[i],
-                                  (cl->seen & BIT(OPT_SHARED)) != 0)) != 0)
-            return rc;
-        rc = db_sender_add(db, name, cl->senders[i]);
-        if (rc != DB_OK && rc != DB_EXISTS)    /* the same --sender twice is fine */
-            return db_failed(db);
-    }
-    if (admin_log_record(db, "user add", name, name, NULL, "senders=%s%s",
-                         list[0] ? list : "-",
-                         (cl->seen & BIT(OPT_SHARED)) ? " shared=yes" : "") != 0)
-        return EXIT_FAIL;
-    return 0;
-}
-
-static int user_add(struct db *db, const struct cmdline *cl)
-{
-    char list[MAX_SENDER_OPTS * 330];
-    int rc;
-
-    sender_words(cl, list, sizeof(list));
-    if (db_begin(db) != DB_OK)
-        return db_failed(db);
-    if ((rc = user_add_rows(db, cl, list)) != 0 || db_commit(db) != DB_OK) {
-        rc = rc != 0 ? rc : db_failed(db);
-        db_rollback(db);
-        return rc;
-    }
-    if (list[0] != '\0')
-        printf("user %s added with sender(s) %s\n", cl->pos[0], list);
-    else
-        printf("user %s added\n", cl->pos[0]);
-    return EXIT_OK;
-}
-
-struct revoke_log {
-    struct db *db;
-    const char *user;
-    int valid;
-    int failed;
-};
-
-/* Records the revocation of each still valid certificate, as a CA operation. */
-static int log_revocation(void *arg, const struct db_cert *c)
-{
-    struct revoke_log *rl = arg;
-
-    if (strcmp(c->status, "valid") != 0)
-        return 0;
-    rl->valid++;
-    if (admin_log_record(rl->db, "revoke", c->serial, rl->user, c->serial,
-                         "reason=cessationOfOperation by=\"user del\"") != 0) {
-        rl->failed = 1;
-        return 1;
-    }
-    return 0;
-}
-
-static int user_del(struct db *db, const char *name)
-{
-    struct revoke_log rl = { db, name, 0, 0 };
-    int rc;
-
-    if (db_begin(db) != DB_OK)
-        return db_failed(db);
-    rc = db_user_get(db, name, NULL);
-    if (rc == DB_NOTFOUND) {
-        db_rollback(db);
-        errorf("user %s does not exist", name);
-        return EXIT_FAIL;
-    }
-    if (rc != DB_OK || db_cert_list(db, name, NULL, log_revocation, &rl) != DB_OK)
-        goto dberr;
-    if (rl.failed) {
-        db_rollback(db);
-        return EXIT_FAIL;
-    }
-    if (db_user_del(db, name) != DB_OK ||
-        admin_log_record(db, "user del", name, name, NULL, "revoked=%d", rl.valid) != 0 ||
-        db_commit(db) != DB_OK)
-        goto dberr;
-    if (rl.valid > 0)
-        printf("user %s deleted; %d certificate%s revoked (run submit-ca crl to publish the CRL)\n",
-               name, rl.valid, rl.valid == 1 ? "" : "s");
-    else
-        printf("user %s deleted\n", name);
-    return EXIT_OK;
-
-dberr:
-    rc = db_failed(db);
-    db_rollback(db);
-    return rc;
-}
-
-static int user_set_enabled(struct db *db, const char *name, int enabled)
-{
-    const char *cmd = enabled ? "user enable" : "user disable";
-    int rc;
-
-    if (db_begin(db) != DB_OK)
-        return db_failed(db);
-    rc = db_user_set_enabled(db, name, enabled);
-    if (rc == DB_NOTFOUND) {
-        db_rollback(db);
-        errorf("user %s does not exist", name);
-        return EXIT_FAIL;
-    }
-    if (rc != DB_OK || admin_log_record(db, cmd, name, name, NULL, "%s", "") != 0 ||
-        db_commit(db) != DB_OK) {
-        rc = rc != DB_OK ? db_failed(db) : EXIT_FAIL;
-        db_rollback(db);
-        return rc;
-    }
-    printf("user %s %s\n", name, enabled ? "enabled" : "disabled");
-    return EXIT_OK;
-}
-
-struct list_state {
-    struct db *db;
-    int json;
-    int rows;
-    int n;       /* senders printed for the current user */
-    int failed;
-};
-
-static int print_sender(void *arg, const char *address)
-{
-    struct list_state *ls = arg;
-
-    fputs(ls->n ? "," : "", stdout);
-    if (ls->json)
-        out_json_string(address);
-    else
-        out_field(address);
-    ls->n++;
-    return 0;
-}
-
-static int print_user(void *arg, const struct db_user *u)
-{
-    struct list_state *ls = arg;
-
-    ls->n = 0;
-    if (ls->json) {
-        fputs(ls->rows ? ",\n" : "\n", stdout);
-        fputs("{", stdout);
-        out_json_member("name", u->name, 1);
-        printf(",\"enabled\":%s", u->enabled ? "true" : "false");
-        out_json_member("created_at", u->created_at, 0);
-        fputs(",\"senders\":[", stdout);
-    } else {
-        out_field(u->name);
-        printf("\t%s\t", u->enabled ? "enabled" : "disabled");
-        out_field(u->created_at);
-        putchar('\t');
-    }
-    /* The full list: db_user.senders may be cut short. */
-    if (db_sender_list(ls->db, u->name, print_sender, ls) == DB_ERROR) {
-        ls->failed = 1;
-        return 1;
-    }
-    if (ls->json)
-        fputs("]}", stdout);
-    else if (ls->n == 0)
-        putchar('-');
-    if (!ls->json)
-        putchar('\n');
-    ls->rows++;
-    return 0;
-}
-
-static int user_list(struct db *db, int json)
-{
-    struct list_state ls = { .db = db, .json = json };
-
-    if (json)
-        fputs("[", stdout);
-    if (db_user_list(db, print_user, &ls) != DB_OK || ls.failed) {
-        if (json)
-            fputs("\n", stdout);
-        return db_failed(db);
-    }
-    if (json)
-        fputs(ls.rows ? "\n]\n" : "]\n", stdout);
-    return EXIT_OK;
-}
-
-/* ---- sender ------------------------------------------------------------- */
-
-static int sender_add_rows(struct db *db, const struct cmdline *cl, const char *addr)
-{
-    const char *user = cl->pos[0];
-    int shared = (cl->seen & BIT(OPT_SHARED)) != 0;
-    int rc = db_user_get(db, user, NULL);
-
-    if (rc == DB_NOTFOUND) {
-        errorf("user %s does not exist", user);
-        return EXIT_FAIL;
-    }
-    if (rc != DB_OK)
-        return db_failed(db);
-    if ((rc = check_not_owned(db, cl->cmd, user, addr, shared)) != 0)
-        return rc;
-    rc = db_sender_add(db, user, addr);
-    if (rc == DB_EXISTS) {
-        errorf("user %s already owns sender %s", user, addr);
-        return EXIT_FAIL;
-    }
-    if (rc != DB_OK)
-        return db_failed(db);
-    return admin_log_record(db, "sender add", addr, user, NULL, "user=%s%s", user,
-                            shared ? " shared=yes" : "") != 0 ? EXIT_FAIL : 0;
-}
-
-static int sender_add(struct db *db, const struct cmdline *cl)
-{
-    char addr[400];
-    int rc;
-
-    lowered(cl->pos[1], addr, sizeof(addr));
-    if (db_begin(db) != DB_OK)
-        return db_failed(db);
-    if ((rc = sender_add_rows(db, cl, addr)) != 0 || db_commit(db) != DB_OK) {
-        rc = rc != 0 ? rc : db_failed(db);
-        db_rollback(db);
-        return rc;
-    }
-    printf("sender %s added to user %s\n", addr, cl->pos[0]);
-    return EXIT_OK;
-}
-
-static int sender_del_rows(struct db *db, const char *user, const char *addr)
-{
-    int rc = db_sender_del(db, user, addr);
-
-    if (rc == DB_NOTFOUND) {
-        rc = db_user_get(db, user, NULL);
-        if (rc == DB_ERROR)
-            return db_failed(db);
-        if (rc == DB_NOTFOUND)
-            errorf("user %s does not exist", user);
-        else
-            errorf("user %s does not own sender %s", user, addr);
-        return EXIT_FAIL;
-    }
-    if (rc != DB_OK)
-        return db_failed(db);
-    return admin_log_record(db, "sender del", addr, user, NULL, "user=%s", user) != 0
-               ? EXIT_FAIL
-               : 0;
-}
-
-static int sender_del(struct db *db, const char *user, const char *address)
-{
-    char addr[400];
-    int rc;
-
-    lowered(address, addr, sizeof(addr));
-    if (db_begin(db) != DB_OK)
-        return db_failed(db);
-    if ((rc = sender_del_rows(db, user, addr)) != 0 || db_commit(db) != DB_OK) {
-        rc = rc != 0 ? rc : db_failed(db);
-        db_rollback(db);
-        return rc;
-    }
-    printf("sender %s removed from user %s\n", addr, user);
-    return EXIT_OK;
+    return CLI_EXIT_USAGE;
 }
 
 /* ---- main --------------------------------------------------------------- */
@@ -603,67 +243,49 @@ enum action {
     ACT_AUDIT,
     ACT_AUDIT_PRUNE,
     ACT_LOG,
+    ACT_OWN,        /* map, queue, stats: the command parses its own words */
 };
 
 #define AUDIT_OPTS                                                                          \
     (BIT(OPT_USER) | BIT(OPT_SINCE) | BIT(OPT_UNTIL) | BIT(OPT_DECISION) | BIT(OPT_EVENT) | \
      BIT(OPT_IP) | BIT(OPT_QUEUE_ID) | BIT(OPT_JSON) | BIT(OPT_CSV))
 
-static const struct command {
-    const char *cmd, *sub;       /* sub is NULL for commands without one */
+/* What submit-admin knows of each row of its command table (cli_command.spec). */
+struct admin_spec {
     enum action act;
     const char *args;            /* one letter per positional: u user, a address */
     unsigned allowed;            /* BIT(OPT_*) */
-} commands[] = {
-    { "user", "add", ACT_USER_ADD, "u", BIT(OPT_SENDER) | BIT(OPT_SHARED) },
-    { "user", "del", ACT_USER_DEL, "u", 0 },
-    { "user", "disable", ACT_USER_DISABLE, "u", 0 },
-    { "user", "enable", ACT_USER_ENABLE, "u", 0 },
-    { "user", "list", ACT_USER_LIST, "", BIT(OPT_JSON) },
-    { "user", "show", ACT_USER_SHOW, "u", BIT(OPT_JSON) },
-    { "sender", "add", ACT_SENDER_ADD, "ua", BIT(OPT_SHARED) },
-    { "sender", "del", ACT_SENDER_DEL, "ua", 0 },
-    { "sender", "who", ACT_SENDER_WHO, "a", BIT(OPT_JSON) },
-    { "audit", "prune", ACT_AUDIT_PRUNE, "", BIT(OPT_BEFORE) },
-    { "audit", NULL, ACT_AUDIT, "", AUDIT_OPTS },
-    { "log", NULL, ACT_LOG, "", BIT(OPT_SINCE) | BIT(OPT_USER) | BIT(OPT_JSON) },
+    /* ACT_OWN: run with the words after the (sub)command. */
+    int (*own)(const char *config_path, const char *sub, int argc, char **argv);
 };
 
-/*
- * Finds the command named by argv[*i] (and its subcommand), advancing *i past them.
- * A command with subcommands and one without ("audit", "audit prune") share a name:
- * the subcommand wins when the next word names it. Returns NULL after a misuse
- * message; *status is then the exit status.
- */
-static const struct command *find_command(int argc, char **argv, int *i, int *status)
-{
-    const char *cmd = argv[(*i)++], *sub = *i < argc ? argv[*i] : NULL;
-    const struct command *plain = NULL;
-    int known = 0;
+#define CMD(name, sub, act, args, allowed) \
+    { name, sub, NULL, &(const struct admin_spec){ act, args, allowed, NULL } }
+#define OWN(name, sub, usage, fn) \
+    { name, sub, usage, &(const struct admin_spec){ ACT_OWN, "", 0, fn } }
 
-    for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++) {
-        const struct command *c = &commands[k];
-
-        if (strcmp(c->cmd, cmd) != 0)
-            continue;
-        known = 1;
-        if (c->sub == NULL)
-            plain = c;
-        else if (sub != NULL && strcmp(c->sub, sub) == 0) {
-            (*i)++;
-            return c;
-        }
-    }
-    if (plain != NULL)
-        return plain;
-    if (known && sub == NULL)
-        *status = misuse("%s: missing subcommand", cmd);
-    else if (known)
-        *status = misuse("%s: unknown subcommand \"%s\"", cmd, sub);
-    else
-        *status = misuse("unknown command \"%s\"", cmd);
-    return NULL;
-}
+/* Every command and subcommand of submit-admin. */
+static const struct cli_command commands[] = {
+    CMD("user", "add", ACT_USER_ADD, "u", BIT(OPT_SENDER) | BIT(OPT_SHARED)),
+    CMD("user", "del", ACT_USER_DEL, "u", 0),
+    CMD("user", "disable", ACT_USER_DISABLE, "u", 0),
+    CMD("user", "enable", ACT_USER_ENABLE, "u", 0),
+    CMD("user", "list", ACT_USER_LIST, "", BIT(OPT_JSON)),
+    CMD("user", "show", ACT_USER_SHOW, "u", BIT(OPT_JSON)),
+    CMD("sender", "add", ACT_SENDER_ADD, "ua", BIT(OPT_SHARED)),
+    CMD("sender", "del", ACT_SENDER_DEL, "ua", 0),
+    CMD("sender", "who", ACT_SENDER_WHO, "a", BIT(OPT_JSON)),
+    CMD("audit", "prune", ACT_AUDIT_PRUNE, "", BIT(OPT_BEFORE)),
+    CMD("audit", NULL, ACT_AUDIT, "", AUDIT_OPTS),
+    CMD("log", NULL, ACT_LOG, "", BIT(OPT_SINCE) | BIT(OPT_USER) | BIT(OPT_JSON)),
+    OWN("map", "add", admin_map_usage, admin_map),
+    OWN("map", "del", admin_map_usage, admin_map),
+    OWN("map", "list", admin_map_usage, admin_map),
+    OWN("queue", "list", admin_queue_usage, admin_queue),
+    OWN("queue", "flush", admin_queue_usage, admin_queue),
+    OWN("queue", "delete", admin_queue_usage, admin_queue),
+    OWN("stats", NULL, admin_stats_usage, admin_stats),
+};
 
 /* The parsed values of the time options, "YYYY-MM-DDTHH:MM:SSZ". */
 struct times {
@@ -681,7 +303,7 @@ static int check_when(const struct cmdline *cl, int opt, char *out, size_t outle
 }
 
 /* Checks the values of the arguments before the database is opened (or created). */
-static int check_args(const struct command *c, const struct cmdline *cl, struct times *t)
+static int check_args(const struct admin_spec *c, const struct cmdline *cl, struct times *t)
 {
     const char *d = cl->val[OPT_DECISION];
     int rc;
@@ -711,12 +333,22 @@ static int check_args(const struct command *c, const struct cmdline *cl, struct 
     return 0;
 }
 
+/* A time that check_when() wrote, in seconds; DB_TIME_NONE when the option is absent. */
+static int64_t when_seconds(const struct cmdline *cl, int opt, const char *iso)
+{
+    long long t = DB_TIME_NONE;
+
+    if (cl->val[opt] == NULL || iso_time_parse(iso, &t) != 0)
+        return DB_TIME_NONE;
+    return (int64_t)t;
+}
+
 static int audit(struct db *db, const struct cmdline *cl, const struct times *t)
 {
     struct db_audit_filter f = {
         .user = cl->val[OPT_USER],
-        .since = cl->val[OPT_SINCE] != NULL ? t->since : NULL,
-        .until = cl->val[OPT_UNTIL] != NULL ? t->until : NULL,
+        .since = when_seconds(cl, OPT_SINCE, t->since),
+        .until = when_seconds(cl, OPT_UNTIL, t->until),
         .decision = cl->val[OPT_DECISION],
         .event = cl->val[OPT_EVENT],
         .client_ip = cl->val[OPT_IP],
@@ -729,28 +361,36 @@ static int audit(struct db *db, const struct cmdline *cl, const struct times *t)
     return admin_audit_show(db, &f, fmt);
 }
 
-static int run(struct db *db, const struct command *c, const struct cmdline *cl,
+static int run(struct db *db, const struct admin_spec *c, const struct cmdline *cl,
                const struct times *t)
 {
     int json = (cl->seen & BIT(OPT_JSON)) != 0;
+    struct admin_user_args ua = {
+        .cmd = cl->cmd,
+        .user = cl->pos[0],
+        .address = cl->pos[1],
+        .senders = cl->senders,
+        .nsenders = cl->nsenders,
+        .shared = (cl->seen & BIT(OPT_SHARED)) != 0,
+    };
 
     switch (c->act) {
     case ACT_USER_ADD:
-        return user_add(db, cl);
+        return admin_user_add(db, &ua);
     case ACT_USER_DEL:
-        return user_del(db, cl->pos[0]);
+        return admin_user_del(db, cl->pos[0]);
     case ACT_USER_DISABLE:
-        return user_set_enabled(db, cl->pos[0], 0);
+        return admin_user_set_enabled(db, cl->pos[0], 0);
     case ACT_USER_ENABLE:
-        return user_set_enabled(db, cl->pos[0], 1);
+        return admin_user_set_enabled(db, cl->pos[0], 1);
     case ACT_USER_LIST:
-        return user_list(db, json);
+        return admin_user_list(db, json);
     case ACT_USER_SHOW:
         return admin_user_show(db, cl->pos[0], json);
     case ACT_SENDER_ADD:
-        return sender_add(db, cl);
+        return admin_sender_add(db, &ua);
     case ACT_SENDER_DEL:
-        return sender_del(db, cl->pos[0], cl->pos[1]);
+        return admin_sender_del(db, cl->pos[0], cl->pos[1]);
     case ACT_SENDER_WHO:
         return admin_sender_who(db, cl->pos[0], json);
     case ACT_AUDIT:
@@ -760,17 +400,15 @@ static int run(struct db *db, const struct command *c, const struct cmdline *cl,
     case ACT_LOG:
         return admin_log_show(db, cl->val[OPT_SINCE] != NULL ? t->since : NULL,
                               cl->val[OPT_USER], json);
+    case ACT_OWN:
+        break;
     }
-    return EXIT_FAIL;
+    return CLI_EXIT_FAIL;
 }
 
 static int finish(int status)
 {
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        errorf("standard output: write error");
-        return EXIT_FAIL;
-    }
-    return status;
+    return cli_finish(&admin_prog, status, "standard output: write error");
 }
 
 /* --help and --version, anywhere before the command. */
@@ -778,24 +416,26 @@ static int global_option(const char *a)
 {
     if (strcmp(a, "--help") == 0) {
         fputs(usage_text, stdout);
-        return finish(EXIT_OK);
+        return finish(CLI_EXIT_OK);
     }
     if (strcmp(a, "--version") == 0) {
         printf(PROG " %s\n", SUBMITD_VERSION);
-        return finish(EXIT_OK);
+        return finish(CLI_EXIT_OK);
     }
     return misuse("unknown option \"%s\"", a);
 }
 
 int main(int argc, char **argv)
 {
+    static struct config cfg;
     const char *config_path = CONFIG_DEFAULT_PATH;
-    const struct command *c;
+    const struct cli_command *c;
+    const struct admin_spec *spec;
     struct cmdline cl;
     struct times t;
     char label[48];
     struct db *db;
-    int opt, status = EXIT_USAGE;
+    int opt, status = CLI_EXIT_USAGE;
 
     /* --help and --version stand before the command, as -c does. */
     for (int i = 1; i < argc && argv[i][0] == '-'; i++) {
@@ -812,42 +452,39 @@ int main(int argc, char **argv)
             break;
         case 'h':
             fputs(usage_text, stdout);
-            return finish(EXIT_OK);
+            return finish(CLI_EXIT_OK);
         default:
             if (optopt == 'c')
                 return misuse("option -c needs a file name");
             return misuse("unknown option -%c", optopt);
         }
     }
-    if (optind >= argc)
-        return misuse("missing command");
-    if (strcmp(argv[optind], "map") == 0)
-        return finish(admin_map(config_path, argc - optind - 1, argv + optind + 1));
-    if (strcmp(argv[optind], "queue") == 0)
-        return finish(admin_queue(config_path, argc - optind - 1, argv + optind + 1));
-    if (strcmp(argv[optind], "stats") == 0)
-        return finish(admin_stats(config_path, argc - optind - 1, argv + optind + 1));
-    c = find_command(argc, argv, &optind, &status);
+    c = cli_command_find(&admin_prog, commands, sizeof(commands) / sizeof(commands[0]), argc,
+                         (const char *const *)argv, &optind, &status);
     if (c == NULL)
         return status;
+    spec = c->spec;
+    if (spec->act == ACT_OWN)
+        return finish(spec->own(config_path, c->sub, argc - optind, argv + optind));
 
     memset(&cl, 0, sizeof(cl));
     memset(&t, 0, sizeof(t));
     if (c->sub != NULL)
-        (void)str_fmt(label, sizeof(label), "%s %s", c->cmd, c->sub);
+        (void)str_fmt(label, sizeof(label), "%s %s", c->name, c->sub);
     else
-        str_lcpy(label, c->cmd, sizeof(label));
+        str_lcpy(label, c->name, sizeof(label));
     cl.cmd = label;
-    status = parse_args(&cl, argc - optind, argv + optind, (int)strlen(c->args), c->allowed);
+    status = parse_args(&cl, argc - optind, argv + optind, (int)strlen(spec->args),
+                        spec->allowed);
     if (status == 0)
-        status = check_args(c, &cl, &t);
+        status = check_args(spec, &cl, &t);
     if (status != 0)
         return status;
 
-    db = open_db(config_path);
-    if (db == NULL)
-        return EXIT_FAIL;
-    status = run(db, c, &cl, &t);
+    if (cli_config_load(&admin_prog, &cfg, config_path) != 0 ||
+        (db = cli_db_open(&admin_prog, &cfg, NULL)) == NULL)
+        return CLI_EXIT_FAIL;
+    status = run(db, spec, &cl, &t);
     db_close(db);
     return finish(status);
 }

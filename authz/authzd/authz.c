@@ -135,7 +135,7 @@ static int identity_from_map(const struct cert_result *cr, struct db_cert *cert)
         return DB_NOTFOUND;
     rc = db_map_lookup(db, cr->subject_canon, cr->issuer_canon, cert->user, sizeof(cert->user));
     if (rc == DB_OK)
-        str_lcpy(cert->status, "valid", sizeof(cert->status));
+        cert->status = CERT_VALID;
     return rc;
 }
 
@@ -183,7 +183,7 @@ static int identity_from_db(const struct cert_result *cr, struct identity *id)
         return 0;
     }
     str_lcpy(id->known_user, cert.user, sizeof(id->known_user));
-    if (strcmp(cert.status, "valid") != 0) {
+    if (cert.status != CERT_VALID) {
         answer_set(a, IPC_DENY, "535 5.7.8 Client certificate rejected: revoked");
         str_fmt(id->reason, sizeof(id->reason), "certificate %s revoked (%s)", cert.serial,
                 cert.revoke_reason);
@@ -1039,17 +1039,18 @@ static void load_own_ca(void)
 static void retention_tick(time_t now)
 {
     static time_t next;
-    char before[32], oldest[32], newest[32];
+    char before[32], oldest[DB_TIME_TEXT_LEN], newest[DB_TIME_TEXT_LEN];
+    struct db_stamp first, last;
     struct db_admin_log who = { 0 };
     struct db_actor actor;
-    long long count = 0;
+    long long count = 0, cutoff = (long long)now - cfg.audit_retention * 86400LL;
 
     if (cfg.audit_retention <= 0 || now < next)
         return;
-    iso_time_utc(before, sizeof(before), (long long)now - cfg.audit_retention * 86400LL);
+    iso_time_utc(before, sizeof(before), cutoff);
     db_actor_get(&actor);
     db_actor_fill(&who, &actor, "submitd-authz");
-    if (db_audit_prune(db, before, &who, &count, oldest, newest) != DB_OK) {
+    if (db_audit_prune(db, cutoff, &who, &count, &first, &last) != DB_OK) {
         log_err("audit_retention: the audit rows before %s could not be pruned: %s; "
                 "tried again in an hour", before, db_errmsg(db));
         next = now + RETENTION_RETRY;
@@ -1058,7 +1059,9 @@ static void retention_tick(time_t now)
     next = now + RETENTION_INTERVAL;
     if (count > 0)
         log_info("audit_retention %d days: %lld audit row%s before %s removed (%s to %s)",
-                 cfg.audit_retention, count, count == 1 ? "" : "s", before, oldest, newest);
+                 cfg.audit_retention, count, count == 1 ? "" : "s", before,
+                 db_stamp_text(&first, oldest, sizeof(oldest)),
+                 db_stamp_text(&last, newest, sizeof(newest)));
     else
         log_info("audit_retention %d days: no audit rows before %s", cfg.audit_retention,
                  before);
@@ -1142,7 +1145,7 @@ int main(int argc, char **argv)
         fatal("database: %s", err);
     /* authz serves every session in turn: a writer holding the lock (an admin's
      * long transaction) must cost a second, not a stall of the whole daemon. */
-    if (db_set_busy_timeout(db, AUTHZ_BUSY_TIMEOUT_MS) != DB_OK)
+    if (db_set_lock_timeout(db, AUTHZ_BUSY_TIMEOUT_MS) != DB_OK)
         fatal("database: %s", db_errmsg(db));
     /* Channels are read until EAGAIN: they must not block. */
     for (int i = 0; i < nfd; i++)

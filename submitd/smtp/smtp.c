@@ -1,21 +1,42 @@
 /*
- * submitd-smtp: the process that talks to clients. It holds the TLS key and the
- * listening sockets, and nothing else: no database, no PAM (DESIGN §2).
+ * submitd-smtp: the process that talks to clients.
+ *
+ * It owns the listening sockets, the server's TLS key and every client connection:
+ * TLS, the SMTP dialogue, and the message bytes on their way into the queue. It
+ * parses untrusted bytes, so it is assumed compromised (DESIGN §2) and owns nothing
+ * else: it may never touch the database, PAM or the spool directories, and it does
+ * not link SQLite or PAM. It decides nothing about identity.
+ *
+ * It talks to three processes over socketpairs with typed messages: the master
+ * (control channel: ready, reload), authz (identity, sender, header From,
+ * passwords, audit rows) and queue (a file for each message, handed over as a
+ * descriptor, and its commit). Each worker thread has its own authz and queue
+ * channel.
  *
  * Started by the master as root with its descriptors named on the command line:
- *   submitd-smtp -c CONF [-f] -l FD... -L FD... -a FD... -q FD...
+ *   submitd-smtp -c CONF [-f] -l FD... -L FD... -a FD... -q FD... -m FD
  * (-l STARTTLS listeners, -L implicit-TLS listeners, -a/-q one authz and one queue
- * channel per worker thread). It loads the TLS context, drops privileges and runs
- * one epoll loop per worker.
+ * channel per worker thread, -m the control channel). It loads the TLS context,
+ * drops privileges and runs one epoll loop per worker.
+ *
+ * The files: smtp.c (this: start-up, worker loop, accept, reload), smtp_io.c
+ * (sockets, TLS, timeouts, a session's life), session.h and smtp_session.c (the
+ * state machine's ground), smtp_cmd.c (the command table), smtp_sasl.c (AUTH),
+ * smtp_data.c (DATA, Received), smtp_req.c and smtp_answer.c (requests to authz and
+ * queue and their answers), smtp_limits.c (session counts), smtp_settings.c
+ * (reloadable settings), smtp_parse.c (pure parsers), tls.c (the TLS context).
  */
 #include "smtp.h"
 
 #include "ctl.h"
 #include "fdlimit.h"
 #include "log.h"
-#include "netaddr.h"
 #include "privdrop.h"
 #include "proc.h"
+#include "smtp_io.h"
+#include "smtp_limits.h"
+#include "smtp_settings.h"
+#include "tls.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -28,7 +49,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/tcp.h>
@@ -43,173 +63,7 @@ static struct listener listeners[MAX_FDS];
 static int nlisteners;
 static volatile sig_atomic_t stopping;
 
-/* ---- settings: the current ones for new sessions ---------------------------- */
-
-static pthread_mutex_t settings_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct smtp_settings *current_settings;
 static struct ctl_files ctl_files;
-
-struct smtp_settings *smtp_settings_get(void)
-{
-    struct smtp_settings *set;
-
-    pthread_mutex_lock(&settings_lock);
-    set = current_settings;
-    set->refs++;
-    pthread_mutex_unlock(&settings_lock);
-    return set;
-}
-
-void smtp_settings_put(struct smtp_settings *set)
-{
-    int left;
-
-    pthread_mutex_lock(&settings_lock);
-    left = --set->refs;
-    pthread_mutex_unlock(&settings_lock);
-    if (left == 0) {
-        SSL_CTX_free(set->ssl_ctx);
-        free(set);
-    }
-}
-
-/* Makes set the settings of new sessions; the previous ones go with their last
- * session. */
-static void settings_install(struct smtp_settings *set)
-{
-    struct smtp_settings *old;
-
-    if (set != NULL)
-        set->refs = 1;
-    pthread_mutex_lock(&settings_lock);
-    old = current_settings;
-    current_settings = set;
-    pthread_mutex_unlock(&settings_lock);
-    if (old != NULL)
-        smtp_settings_put(old);
-}
-
-static struct smtp_settings *settings_new(const struct config *c, SSL_CTX *ctx)
-{
-    struct smtp_settings *set = calloc(1, sizeof(*set));
-
-    if (set == NULL)
-        return NULL;
-    set->cfg = *c;
-    set->ssl_ctx = ctx;
-    return set;
-}
-
-/* ---- session accounting shared by all workers ------------------------------ */
-
-struct ip_count {
-    char ip[64];
-    int n;
-};
-
-static pthread_mutex_t limits_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct ip_count *ip_table;
-static size_t ip_table_size;
-static int sessions_total;
-
-static size_t ip_hash(const char *ip)
-{
-    size_t h = 5381;
-
-    for (; *ip; ip++)
-        h = h * 33 + (unsigned char)*ip;
-    return h % ip_table_size;
-}
-
-static struct ip_count *ip_slot(const char *ip, int create)
-{
-    size_t i = ip_hash(ip);
-
-    /* Open addressing; the table has twice as many slots as sessions allowed, and
-     * entries whose count drops to zero stay as tombstones with n == 0. */
-    for (size_t k = 0; k < ip_table_size; k++, i = (i + 1) % ip_table_size) {
-        if (ip_table[i].ip[0] == '\0') {
-            if (!create)
-                return NULL;
-            str_lcpy(ip_table[i].ip, ip, sizeof(ip_table[i].ip));
-            return &ip_table[i];
-        }
-        if (strcmp(ip_table[i].ip, ip) == 0)
-            return &ip_table[i];
-    }
-    return NULL;
-}
-
-/* Drops addresses with no session left (the table is then full of them). */
-static void ip_table_compact(void)
-{
-    size_t live = 0;
-    struct ip_count *old = ip_table;
-
-    ip_table = calloc(ip_table_size, sizeof(*ip_table));
-    if (ip_table == NULL) {
-        ip_table = old;
-        return;
-    }
-    for (size_t i = 0; i < ip_table_size; i++)
-        if (old[i].n > 0) {
-            *ip_slot(old[i].ip, 1) = old[i];
-            live++;
-        }
-    free(old);
-    log_debug("session table compacted: %zu addresses with sessions", live);
-}
-
-int smtp_limits_enter(const char *ip, int *why_global)
-{
-    struct ip_count *c;
-    char key[64];
-    int ok = 0;
-
-    if (addr_limit_key(ip, key, sizeof(key)) != 0)
-        str_lcpy(key, ip, sizeof(key));
-    pthread_mutex_lock(&limits_lock);
-    *why_global = sessions_total >= cfg.max_sessions;
-    if (!*why_global) {
-        c = ip_slot(key, 1);
-        if (c == NULL) {
-            ip_table_compact();
-            c = ip_slot(key, 1);
-        }
-        if (c != NULL && c->n < cfg.max_sessions_per_ip) {
-            c->n++;
-            sessions_total++;
-            ok = 1;
-        }
-    }
-    pthread_mutex_unlock(&limits_lock);
-    return ok;
-}
-
-void smtp_limits_leave(const char *ip)
-{
-    struct ip_count *c;
-    char key[64];
-
-    if (addr_limit_key(ip, key, sizeof(key)) != 0)
-        str_lcpy(key, ip, sizeof(key));
-    pthread_mutex_lock(&limits_lock);
-    c = ip_slot(key, 0);
-    if (c != NULL && c->n > 0) {
-        c->n--;
-        sessions_total--;
-    }
-    pthread_mutex_unlock(&limits_lock);
-}
-
-static uint32_t id_prefix;   /* random per process, set before threads start */
-static uint32_t id_counter;
-
-void smtp_session_id(char *out, size_t outlen)
-{
-    str_fmt(out, outlen, "%08x%08x", id_prefix,
-            __atomic_add_fetch(&id_counter, 1, __ATOMIC_RELAXED));
-}
 
 /* ---- the descriptor limit -------------------------------------------------- */
 
@@ -386,16 +240,15 @@ static void reload(struct worker *w)
                              ctl_files.fd[CTL_FILE_CLIENT_CA], err, sizeof(err));
     if (ctx == NULL)
         goto refused;
-    set = settings_new(&next, ctx);
+    set = smtp_settings_new(&next, ctx);
     if (set == NULL) {
         SSL_CTX_free(ctx);
         str_fmt(err, sizeof(err), "out of memory");
         goto refused;
     }
-    pthread_mutex_lock(&limits_lock);
     cfg.max_sessions_per_ip = next.max_sessions_per_ip;
-    pthread_mutex_unlock(&limits_lock);
-    settings_install(set);
+    smtp_limits_set_per_ip(next.max_sessions_per_ip);
+    smtp_settings_install(set);
     log_set_level(next.log_level);
     log_info("reloaded: server certificate %s, client_ca %s, limits (for new sessions)",
              next.tls_cert, next.client_ca);
@@ -556,12 +409,8 @@ int main(int argc, char **argv)
     if (na == 0 || na != nq || nlisteners == 0 || ctl < 0)
         fatal("started without its descriptors (this program is run by submitd)");
 
-    if (getrandom(&id_prefix, sizeof(id_prefix), 0) != sizeof(id_prefix))
-        id_prefix = (uint32_t)getpid();
     fit_descriptor_limit(na);
-    ip_table_size = (size_t)cfg.max_sessions * 2 + 16;
-    ip_table = calloc(ip_table_size, sizeof(*ip_table));
-    if (ip_table == NULL)
+    if (smtp_limits_init(cfg.max_sessions, cfg.max_sessions_per_ip) != 0)
         fatal("out of memory");
 
     ctx = tls_server_ctx(&cfg, err, sizeof(err));
@@ -569,11 +418,11 @@ int main(int argc, char **argv)
         fatal("%s", err);
     ctl_files_init(&ctl_files);
     {
-        struct smtp_settings *set = settings_new(&cfg, ctx);
+        struct smtp_settings *set = smtp_settings_new(&cfg, ctx);
 
         if (set == NULL)
             fatal("out of memory");
-        settings_install(set);
+        smtp_settings_install(set);
     }
 
     /* Its own uid (smtp_user): no access to the spool, the database or the keys
@@ -629,7 +478,7 @@ int main(int argc, char **argv)
     }
     free(workers);
     free(threads);
-    free(ip_table);
-    settings_install(NULL);
+    smtp_limits_free();
+    smtp_settings_install(NULL);
     return 0;
 }

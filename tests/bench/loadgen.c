@@ -15,6 +15,7 @@
  *
  * It only ever connects to the single address given with --host/--port.
  */
+#include "cli_out.h"
 #include "util.h"
 
 #include <errno.h>
@@ -891,22 +892,6 @@ static double percentile_ms(const uint32_t *v, size_t n, double p)
     return v[rank - 1] / 1000.0;
 }
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
-
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20 || ch >= 0x7f)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 struct totals {
     long long ok, failed, sessions, handshakes, resumed;
     double elapsed, rate, p50, p90, p99, max;
@@ -930,7 +915,7 @@ static void report(const struct totals *t)
                t->resumed);
         for (i = 0; i < LG_FAIL_SLOTS && failures[i].count > 0; i++) {
             printf("%s{\"count\":%lld,\"reply\":", i ? "," : "", failures[i].count);
-            json_string(stdout, failures[i].text);
+            cli_json_string(stdout, failures[i].text);
             printf("}");
         }
         printf("],\"failures_other\":%lld}\n", failures_other);

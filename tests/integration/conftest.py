@@ -9,6 +9,9 @@ in for the corporate MTA.
 Run:  /usr/bin/python3 -m pytest -q tests/integration
       SUBMITD_BUILD=build-san /usr/bin/python3 -m pytest -q tests/integration
 Set SUBMITD_KEEP_TMP=1 to keep the temporary directories of every run.
+Every random choice of a test comes from the `rng` fixture, seeded from
+SUBMITD_TEST_SEED (a fresh seed when unset); the seed is printed with the results and
+next to every failure, and SUBMITD_TEST_SEED=<seed> repeats the run.
 """
 
 import datetime
@@ -16,6 +19,7 @@ import email.utils
 import hashlib
 import ipaddress
 import os
+import random
 import re
 import shutil
 import signal
@@ -51,6 +55,30 @@ HOSTNAME = "mail.test"
 P12_PASSWORD = "integration-test-p12"
 
 ACCEPT_RE = re.compile(r"^250 2\.0\.0 Ok: queued as (\S+)$")
+
+
+# --------------------------------------------------------------------------------
+# Random choices: one seed per run, printed, and repeatable
+# --------------------------------------------------------------------------------
+
+def _test_seed():
+    value = os.environ.get("SUBMITD_TEST_SEED", "").strip()
+    if value:
+        try:
+            return int(value)
+        except ValueError:
+            raise pytest.UsageError(f"SUBMITD_TEST_SEED={value!r} is not an integer")
+    return random.SystemRandom().randrange(1, 2**31)
+
+
+TEST_SEED = _test_seed()
+
+
+@pytest.fixture
+def rng(request):
+    """A random.Random of this test alone: seeded from the run's seed and the test's
+    id, so one test repeats its choices when run alone with the same seed."""
+    return random.Random(f"{TEST_SEED}:{request.node.nodeid}")
 
 
 # --------------------------------------------------------------------------------
@@ -892,6 +920,21 @@ def raw_tls_session(env, identity, helo="client.test"):
     return c
 
 
+def relay_settled(env, timeout=15):
+    """Waits until spool/queue is empty: every message committed so far has been
+    relayed (or bounced, or deleted) and none waits for another attempt. A message
+    that was refused before this point can then never be relayed later, so a check
+    that it was not relayed needs no fixed sleep."""
+    queue = env.dir / "spool" / "queue"
+    left = []
+
+    def empty():
+        left[:] = sorted(p.name for p in queue.iterdir()) if queue.exists() else []
+        return not left
+
+    assert poll(empty, timeout, 0.1), f"spool/queue still holds {left} after {timeout} s"
+
+
 def assert_served(env, identity):
     """A fresh client is still served: connect, STARTTLS, valid certificate, MAIL -> 250."""
     s = smtp_starttls(env, identity)
@@ -1000,11 +1043,36 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if not rep.failed:
         return
+    rep.sections.append(("seed", f"SUBMITD_TEST_SEED={TEST_SEED} repeats this run's random choices"))
     offsets = getattr(item, "_submitd_log_offsets", {})
     for d in ALL_DAEMONS:
         start = offsets.get(id(d), 0)
         if d.log_size() > start:
             rep.sections.append((f"submitd log ({rep.when})", d.tail(offset=start)))
+
+
+def pytest_report_header(config):
+    return f"SUBMITD_TEST_SEED={TEST_SEED}"
+
+
+def _skip_reason(rep):
+    """The reason a skipped report gives, without pytest's "Skipped: " prefix."""
+    longrepr = rep.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        reason = str(longrepr[2])
+    else:
+        reason = str(longrepr or "no reason given")
+    if reason.startswith("Skipped: "):
+        reason = reason[len("Skipped: "):]
+    return " ".join(reason.split()) or "no reason given"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One "SKIP <test id>: <reason>" line per skipped test (scripts/run-tests.sh
+    collects them into the totals), and the seed of the run."""
+    for rep in terminalreporter.stats.get("skipped", []):
+        terminalreporter.write_line(f"SKIP {rep.nodeid}: {_skip_reason(rep)}")
+    terminalreporter.write_line(f"seed: SUBMITD_TEST_SEED={TEST_SEED}")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -5,12 +5,13 @@ rate limit that survives a restart."""
 import base64
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import (ALICE, ALICE_ADDR, assert_served, Audit, build_stack, contains,
-                      mail_reply, make_message, queue_id, reply_text, send_ok, smtp_starttls,
-                      submit)
+                      mail_reply, make_message, poll, queue_id, reply_text, send_ok,
+                      smtp_starttls, submit)
 
 NOT_AUTHORIZED_ACCOUNT = "535 5.7.8 Not authorized: account"
 TEMPFAIL = "454 4.7.0 Temporary authentication failure"
@@ -54,6 +55,20 @@ def test_pam_account_rule_denies_one_user(pam_stack):
     s.upstream.wait_for(msg.marker, msg.rcpts)
 
 
+def pam_hang_running(daemon):
+    """True once the daemon runs the hanging module's /bin/sleep 30 (pam_exec): a PAM
+    check is then in progress."""
+    daemon._snapshot()
+    for pid in daemon.alive_family():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[:2] == [b"/bin/sleep", b"30"]:
+            return True
+    return False
+
+
 def test_hanging_pam_module_times_out_and_others_are_served(pam_stack):
     s = pam_stack
     mark = s.audit.mark()
@@ -66,7 +81,7 @@ def test_hanging_pam_module_times_out_and_others_are_served(pam_stack):
 
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.3)
+    assert poll(lambda: pam_hang_running(s.daemon), 10), "slowpoke's PAM check did not start"
     # While slowpoke's PAM check hangs, alice is served at once.
     t0 = time.monotonic()
     msg = make_message()

@@ -289,6 +289,12 @@ def test_expired_crl_is_a_loud_temporary_failure(stack):
 def test_unreadable_new_crl_keeps_the_previous_one(stack):
     env = stack.env
     crl_path = env.dir / "ca" / "crl.pem"
+    # A certificate that only the current CRL revokes: it shows the CRL in use.
+    vic = env.issue("vic", "vic@example.com")
+    env.run("submit-ca", "revoke", serial_hex(vic), conf=ca_in_second_database(stack, "other-vic"))
+    reply = poll(lambda: (lambda r: r if r.startswith("535") else None)(
+        mail_reply(stack, vic, vic.email)), 10, 0.3)
+    assert reply == REJECTED_REVOKED, reply
     saved = crl_path.read_bytes()
     offset = stack.daemon.log_size()
     tmp = crl_path.with_name("crl.pem.tmp")
@@ -296,8 +302,11 @@ def test_unreadable_new_crl_keeps_the_previous_one(stack):
     tmp.chmod(0o644)
     tmp.replace(crl_path)
     try:
+        # The log line is what tells the operator; the outcome is that the previous
+        # CRL still refuses vic, and everybody else is still served.
         wait_for_log(stack, r"error: crl .*crl\.pem changed but cannot be loaded.*previous CRL stays",
                      offset)
+        assert mail_reply(stack, vic, vic.email) == REJECTED_REVOKED, "the previous CRL was dropped"
         assert_served(env, stack.alice)
     finally:
         tmp.write_bytes(saved)

@@ -581,3 +581,28 @@ def test_log_command_text_and_json(env):
     text = env.ca("log", "--user", ALICE).stdout.splitlines()
     assert text[0].split()[:3] == ["TIME", "RUN_BY", "COMMAND"]
     assert "issue" in text[1] and ALICE in text[1]
+
+
+def test_json_output_is_valid_utf8_whatever_the_logged_bytes(env):
+    """A logged value that is not UTF-8 (here the name of a --csr file, which the admin
+    log records as given) is printed by log --json of both tools as U+FFFD escapes, so
+    the output is valid UTF-8 and valid JSON (it used to pass the bytes through)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr_path = env.dir / "csr-latin1"
+    make_csr(csr_path, key)
+    odd = os.path.join(os.fsencode(env.dir), b"caf\xe9-\x1b.csr")
+    os.rename(csr_path, odd)
+    ca = binary("submit-ca")
+    subprocess.run([str(ca), "-c", str(env.conf), "issue", "utf8test", "--email",
+                    "utf8test@example.com", "--out", str(env.clients), "--csr", odd],
+                   check=True, capture_output=True, cwd=env.dir)
+    for prog, args, field in (("submit-ca", ["log", "--user", "utf8test", "--json"], "detail"),
+                              ("submit-admin", ["log", "--user", "utf8test", "--json"],
+                               "details")):
+        out = subprocess.run([str(binary(prog)), "-c", str(env.conf), *args], check=True,
+                             capture_output=True, cwd=env.dir).stdout
+        assert b"\xe9" not in out and b"\x1b" not in out
+        text = out.decode("utf-8")          # strict: fails on any invalid byte
+        assert "\\ufffd" in text and "\\u001b" in text
+        rows = json.loads(text)
+        assert rows and "caf\ufffd-\x1b.csr" in rows[0][field]

@@ -5,13 +5,13 @@ audited, nothing refused is relayed, the session stays in sync and the next clie
 served."""
 
 import email.utils
-import time
 import uuid
 
 import pytest
 
 from conftest import (ALICE_ADDR, Message, added_headers, assert_served, build_stack, contains,
-                      make_message, queue_id, raw_tls_session, send_ok, unique_rcpt)
+                      make_message, queue_id, raw_tls_session, relay_settled, send_ok,
+                      unique_rcpt)
 
 NOT_OWNED = "550 5.7.1 Header From address not owned"
 TWO_FROM = "550 5.6.0 Message header From is malformed: more than one From field"
@@ -103,7 +103,7 @@ def assert_not_relayed(target, marker):
     probe = make_message()
     send_ok(target.env, target.alice, probe)
     target.upstream.wait_for(probe.marker, probe.rcpts)
-    time.sleep(0.5)
+    relay_settled(target.env)
     leaked = target.upstream.matching(marker)
     assert not leaked, f"refused message was relayed: {leaked}"
 

@@ -2,9 +2,8 @@
 (DESIGN §5), with the upstream down so that messages stay queued."""
 
 import json
-import time
 
-from conftest import ALICE, make_message, send_ok
+from conftest import ALICE, make_message, relay_settled, send_ok
 
 
 def test_queue_list_and_delete(fresh_stack_factory):
@@ -24,7 +23,7 @@ def test_queue_list_and_delete(fresh_stack_factory):
     s.upstream.start()
     s.env.admin("queue", "flush")
     s.upstream.wait_for(keep.marker, keep.rcpts, timeout=15)
-    time.sleep(2)
+    relay_settled(s.env)
     assert not s.upstream.matching(drop.marker), "a deleted message was relayed"
 
 

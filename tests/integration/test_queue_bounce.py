@@ -5,9 +5,8 @@ sent the message again."""
 
 import email
 import email.policy
-import time
 
-from conftest import ALICE_ADDR, Audit, make_message, poll, send_ok, unique_rcpt
+from conftest import ALICE_ADDR, Audit, make_message, poll, relay_settled, send_ok, unique_rcpt
 from test_queue_retry import ScriptedHandler, queue_list, use_handler
 
 REFUSAL = "550 5.1.1 <{}>: Recipient address rejected: User unknown in local table"
@@ -75,7 +74,8 @@ def test_one_of_two_recipients_refused(fresh_stack_factory):
 
     # The accepted recipient has the message once, and never again.
     s.upstream.wait_for(msg.marker, [good])
-    time.sleep(3)
+    wait_dsn(s.upstream, qid)
+    relay_settled(s.env)
     copies = originals(s.upstream, msg.marker)
     assert len(copies) == 1 and copies[0].rcpt_tos == [good], copies
     assert len(handler.attempts_for(good)) == 1, handler.attempts_for(good)

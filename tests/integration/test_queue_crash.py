@@ -3,7 +3,6 @@ daemon is killed with SIGKILL at random moments and restarted. Every message tha
 a 250 must reach the upstream; a message may arrive twice only when it was in flight
 to the upstream at a kill (at most one per relay thread per kill)."""
 
-import random
 import smtplib
 import ssl
 import threading
@@ -57,9 +56,9 @@ def client(env, identity, todo, acked, lock, stop):
                     pass
 
 
-def test_kill9_loop_loses_no_acknowledged_message(fresh_stack_factory):
+def test_kill9_loop_loses_no_acknowledged_message(fresh_stack_factory, rng):
+    # The moments of the kills come from rng: SUBMITD_TEST_SEED repeats them.
     s = fresh_stack_factory("queue-crash", retry_min=1, retry_max=2)
-    rng = random.Random()
     todo = [make_message() for _ in range(MESSAGES)]
     acked, lock, stop = [], threading.Lock(), threading.Event()
     threads = [threading.Thread(target=client, args=(s.env, s.alice, todo, acked, lock, stop))

@@ -6,11 +6,13 @@ list`, and `queue flush` makes a waiting message go at once.
 ScriptedHandler, used by the other test_queue_* modules too, is an aiosmtpd handler
 whose RCPT and DATA replies a test chooses per recipient address."""
 
+import datetime
 import json
 import threading
 import time
 
-from conftest import ALICE_ADDR, Audit, RecordingHandler, make_message, poll, send_ok, unique_rcpt
+from conftest import (ALICE_ADDR, Audit, RecordingHandler, make_message, poll, relay_settled,
+                      send_ok, unique_rcpt)
 
 
 class ScriptedHandler(RecordingHandler):
@@ -57,6 +59,12 @@ def queue_list(env):
     return json.loads(env.admin("queue", "list", "--json").stdout)
 
 
+def seconds_from_now(iso):
+    """Seconds from now to a queue listing's UTC time (2024-01-31T12:00:00Z)."""
+    t = datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    return (t - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+
+
 def queued(env, qid):
     return next((m for m in queue_list(env) if m["id"] == qid), None)
 
@@ -82,7 +90,7 @@ def test_tempfail_then_accept_backoff_and_attempts(fresh_stack_factory):
     assert entry["next_attempt"] != "", entry
 
     s.upstream.wait_for(msg.marker, [rcpt], timeout=20)
-    time.sleep(2)
+    relay_settled(s.env)
     assert len(s.upstream.matching(msg.marker)) == 1, "delivered more than once"
     times = handler.attempts_for(rcpt)
     assert len(times) == 4, f"expected 3 refused attempts and 1 accepted, saw {len(times)}"
@@ -112,7 +120,8 @@ def test_flush_sends_a_waiting_message_at_once(fresh_stack_factory):
     qid = send_ok(s.env, s.alice, msg)
     entry = poll(lambda: (lambda m: m if m and m["attempts"] == 1 else None)(queued(s.env, qid)), 10)
     assert entry, f"no deferred entry for {qid}: {queue_list(s.env)}"
-    time.sleep(1)
+    # retry_min 300: the next attempt is minutes away, so only a flush can send it now.
+    assert seconds_from_now(entry["next_attempt"]) > 200, entry
     assert not s.upstream.matching(msg.marker)
     assert len(handler.attempts_for(rcpt)) == 1
 
@@ -136,7 +145,12 @@ def test_restart_keeps_attempts_and_next_attempt(fresh_stack_factory):
     assert before, queue_list(s.env)
     s.daemon.stop()
     s.daemon.start()
-    time.sleep(2)
+    # Another message, refused the same way, is tried once: the queue has loaded the
+    # spool and made its first pass since the restart.
+    probe = make_message(rcpts=[unique_rcpt("restart-probe")])
+    probe_id = send_ok(s.env, s.alice, probe)
+    assert poll(lambda: (lambda m: m and m["attempts"] == 1)(queued(s.env, probe_id)), 10), \
+        queue_list(s.env)
     after = queued(s.env, qid)
     # The restart does not reset the backoff: no new attempt, same state.
     assert after["attempts"] == 1, after
@@ -162,7 +176,12 @@ def test_queue_delete_is_audited_and_never_relayed(fresh_stack_factory):
     assert bad.returncode == 2, bad
     s.upstream.start()
     s.env.admin("queue", "flush")
-    time.sleep(3)
+    # A message sent now is relayed and the queue empties: the deleted one, had it
+    # stayed queued, would have gone with the flush.
+    probe = make_message()
+    send_ok(s.env, s.alice, probe)
+    s.upstream.wait_for(probe.marker, probe.rcpts)
+    relay_settled(s.env)
     assert not s.upstream.matching(msg.marker), "a deleted message was relayed"
 
 

@@ -4,9 +4,8 @@ spool/corrupt/ with a log line and never relayed."""
 
 import os
 import smtplib
-import time
 
-from conftest import make_message, poll, reply_text, send_ok, smtp_starttls, submit
+from conftest import make_message, poll, relay_settled, reply_text, send_ok, smtp_starttls, submit
 
 STORAGE = "452 4.3.1 Insufficient system storage"
 
@@ -43,9 +42,9 @@ def test_unwritable_spool_gives_452_and_leaves_nothing(fresh_stack_factory):
             assert reply == STORAGE, f"spool/{sub} unwritable: expected {STORAGE!r}, got {reply!r}"
         finally:
             os.chmod(d, mode)
+        # Nothing in incoming or queue: the refused message can never be relayed.
         assert spool_files(s.env) == {"incoming": [], "queue": []}, \
             f"left behind with spool/{sub} unwritable: {spool_files(s.env)}"
-        time.sleep(0.5)
         assert not s.upstream.matching(msg.marker), "a refused message was relayed"
     # Writable again: the next message goes through.
     msg = make_message()
@@ -73,7 +72,7 @@ def test_torn_file_is_moved_to_corrupt_at_start(fresh_stack_factory):
     assert not path.exists()
     log = s.daemon.log.read_bytes()[log_offset:].decode("utf-8", "replace")
     assert f"id={torn_id} spool file is corrupt (torn:" in log and "never relayed" in log, log[-3000:]
-    time.sleep(1)
+    relay_settled(s.env)
     assert not s.upstream.matching(torn.marker), "a torn file was relayed"
     listed = s.env.admin("queue", "list").stdout
     assert torn_id not in listed and intact_id not in listed, listed

@@ -2,7 +2,6 @@
 delivered over TLS when the upstream certificate verifies, held when it does not."""
 
 import ssl
-import time
 
 import pytest
 from cryptography import x509
@@ -67,8 +66,10 @@ def test_relay_holds_message_when_upstream_certificate_fails(fresh_stack_factory
     s.daemon.start()
 
     msg = make_message()
-    send_ok(s.env, s.alice, msg)
-    time.sleep(4)
+    qid = send_ok(s.env, s.alice, msg)
+    # The queue tried the upstream, refused its certificate and kept the message.
+    Audit(s.env).wait(lambda r: r["event"] == "deferred" and r["queue_id"] == qid, 0, timeout=10,
+                      what=f"deferred row for {qid}")
     assert not s.upstream.matching(msg.marker), \
         f"relayed to an upstream whose certificate does not verify ({problem})"
     assert s.daemon.running()

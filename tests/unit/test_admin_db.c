@@ -1,6 +1,8 @@
 /* The admin log, the audit prune and its permit, and address owners (db.c, migration 5). */
 #include "db.h"
+#include "sqlite/db_sqlite_test.h"
 #include "unit.h"
+#include "util.h"
 
 static struct db *open_mem(void)
 {
@@ -10,6 +12,16 @@ static struct db *open_mem(void)
     if (db == NULL)
         printf("  db_open: %s\n", err);
     return db;
+}
+
+/* Seconds of an ISO-8601 time, for the times of the interface. */
+static int64_t T(const char *iso)
+{
+    long long t = 0;
+
+    if (iso_time_parse(iso, &t) != 0)
+        printf("  bad time %s\n", iso);
+    return (int64_t)t;
 }
 
 static int count_cb(void *arg, const struct db_audit_row *r)
@@ -23,7 +35,7 @@ static int audit_rows(struct db *db)
 {
     int n = 0;
 
-    CHECK(db_audit_query(db, NULL, NULL, NULL, count_cb, &n) == DB_OK);
+    CHECK(db_audit_query(db, NULL, DB_TIME_NONE, NULL, count_cb, &n) == DB_OK);
     return n;
 }
 
@@ -48,20 +60,24 @@ TEST(prune_deletes_old_rows_and_records_them)
 {
     struct db *db = open_mem();
     struct log_list ll = { 0 };
-    char oldest[32], newest[32];
+    struct db_stamp oldest, newest;
+    char text[32];
     long long count = -1;
 
     CHECK(db != NULL);
-    CHECK(db_exec_for_test(db, "INSERT INTO audit(ts, event) VALUES"
+    CHECK(db_sqlite_exec_for_test(db, "INSERT INTO audit(ts, event) VALUES"
                                " ('2000-01-01T00:00:00.000Z', 'a'),"
                                " ('2000-06-01T00:00:00.999Z', 'b'),"
                                " ('2001-01-01T00:00:00.000Z', 'c')") == DB_OK);
-    CHECK(db_audit_prune(db, "2001-01-01T00:00:00Z", &who, &count, oldest, newest) == DB_OK);
+    CHECK(db_audit_prune(db, T("2001-01-01T00:00:00Z"), &who, &count, &oldest, &newest) ==
+          DB_OK);
     CHECK(count == 2);
-    CHECK_STR(oldest, "2000-01-01T00:00:00.000Z");
-    CHECK_STR(newest, "2000-06-01T00:00:00.999Z");
+    db_stamp_text(&oldest, text, sizeof(text));
+    CHECK_STR(text, "2000-01-01T00:00:00.000Z");
+    db_stamp_text(&newest, text, sizeof(text));
+    CHECK_STR(text, "2000-06-01T00:00:00.999Z");
     CHECK(audit_rows(db) == 1);
-    CHECK(db_admin_log_list(db, NULL, NULL, log_cb, &ll) == DB_OK && ll.n == 1);
+    CHECK(db_admin_log_list(db, DB_TIME_NONE, NULL, log_cb, &ll) == DB_OK && ll.n == 1);
     CHECK_STR(ll.last.command, "audit prune");
     CHECK_STR(ll.last.login, "ops");
     CHECK_STR(ll.last.target, "2001-01-01T00:00:00.000Z");
@@ -75,23 +91,23 @@ TEST(delete_needs_the_permit_of_the_newest_prune_row)
     struct db_admin_log other = who;
 
     CHECK(db != NULL);
-    CHECK(db_exec_for_test(db, "INSERT INTO audit(ts, event) VALUES"
+    CHECK(db_sqlite_exec_for_test(db, "INSERT INTO audit(ts, event) VALUES"
                                " ('2000-01-01T00:00:00.000Z', 'a')") == DB_OK);
-    CHECK(db_exec_for_test(db, "DELETE FROM audit") == DB_ERROR);
-    CHECK(db_exec_for_test(db, "UPDATE audit SET event = 'b'") == DB_ERROR);
+    CHECK(db_sqlite_exec_for_test(db, "DELETE FROM audit") == DB_ERROR);
+    CHECK(db_sqlite_exec_for_test(db, "UPDATE audit SET event = 'b'") == DB_ERROR);
     other.command = "user add";
     CHECK(db_admin_log_insert(db, &other) == DB_OK);
     /* A permit for a row that is not an "audit prune" is refused... */
-    CHECK(db_exec_for_test(db, "INSERT INTO audit_prune_permit VALUES (1)") == DB_ERROR);
-    CHECK(db_exec_for_test(db, "INSERT INTO admin_log(uid, login, program, command, target,"
+    CHECK(db_sqlite_exec_for_test(db, "INSERT INTO audit_prune_permit VALUES (1)") == DB_ERROR);
+    CHECK(db_sqlite_exec_for_test(db, "INSERT INTO admin_log(uid, login, program, command, target,"
                                " unix_user) VALUES (0, 'x', 'x', 'audit prune',"
                                " '1999-01-01T00:00:00.000Z', 'x')") == DB_OK);
     /* ...and one for the newest prune covers only rows before its recorded time. */
-    CHECK(db_exec_for_test(db, "INSERT INTO audit_prune_permit VALUES (2)") == DB_OK);
-    CHECK(db_exec_for_test(db, "DELETE FROM audit") == DB_ERROR);
-    CHECK(db_exec_for_test(db, "UPDATE audit_prune_permit SET log_id = 1") == DB_ERROR);
+    CHECK(db_sqlite_exec_for_test(db, "INSERT INTO audit_prune_permit VALUES (2)") == DB_OK);
+    CHECK(db_sqlite_exec_for_test(db, "DELETE FROM audit") == DB_ERROR);
+    CHECK(db_sqlite_exec_for_test(db, "UPDATE audit_prune_permit SET log_id = 1") == DB_ERROR);
     CHECK(audit_rows(db) == 1);
-    CHECK(db_exec_for_test(db, "DELETE FROM admin_log") == DB_ERROR);
+    CHECK(db_sqlite_exec_for_test(db, "DELETE FROM admin_log") == DB_ERROR);
     db_close(db);
 }
 
@@ -143,7 +159,7 @@ TEST(decisions_and_refusals_since)
 
     CHECK(db != NULL);
     /* Before since: not counted. A session refused twice for one reason counts once. */
-    CHECK(db_exec_for_test(db, "INSERT INTO audit(ts, session, decision, reason) VALUES"
+    CHECK(db_sqlite_exec_for_test(db, "INSERT INTO audit(ts, session, decision, reason) VALUES"
                                " ('2000-01-01T00:59:59.999Z', 's0', 'reject', 'old'),"
                                " ('2000-01-01T01:00:00.000Z', 's1', 'accept', NULL),"
                                " ('2000-01-01T01:00:01.000Z', 's2', 'reject', 'not owned'),"
@@ -152,12 +168,12 @@ TEST(decisions_and_refusals_since)
                                " ('2000-01-01T01:00:04.000Z', NULL, 'reject', 'revoked'),"
                                " ('2000-01-01T01:00:05.000Z', NULL, 'tempfail', 'PAM error'),"
                                " ('2000-01-01T01:00:06.000Z', 's4', NULL, 'relayed')") == DB_OK);
-    CHECK(db_audit_decisions(db, "2000-01-01T01:00:00Z", &d) == DB_OK);
+    CHECK(db_audit_decisions(db, T("2000-01-01T01:00:00Z"), &d) == DB_OK);
     CHECK(d.accept == 1 && d.reject == 4 && d.tempfail == 1);
-    CHECK(db_audit_refusals(db, "2000-01-01T01:00:00Z", 10, refusal_cb, out) == DB_OK);
+    CHECK(db_audit_refusals(db, T("2000-01-01T01:00:00Z"), 10, refusal_cb, out) == DB_OK);
     CHECK_STR(out, "reject:not owned:2;reject:revoked:1;tempfail:PAM error:1;");
     out[0] = '\0';
-    CHECK(db_audit_refusals(db, "2000-01-01T01:00:00Z", 1, refusal_cb, out) == DB_OK);
+    CHECK(db_audit_refusals(db, T("2000-01-01T01:00:00Z"), 1, refusal_cb, out) == DB_OK);
     CHECK_STR(out, "reject:not owned:2;");
     db_close(db);
 }

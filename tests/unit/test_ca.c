@@ -3,6 +3,7 @@
 
 #include "../../ca-tools/ca_util.h"
 #include "db.h"
+#include "sqlite/db_sqlite_test.h"
 
 TEST(hostname_accepts_dns_names)
 {
@@ -169,22 +170,6 @@ TEST(password_skips_biased_bytes)
     CHECK(ca_password_from_bytes(rnd, sizeof(rnd), pw, 4, 4) != 0);
 }
 
-TEST(json_quote_escapes)
-{
-    char out[64];
-
-    CHECK(ca_json_quote("CN=alice", out, sizeof(out)) == 0);
-    CHECK_STR(out, "\"CN=alice\"");
-    CHECK(ca_json_quote("a\"b\\c", out, sizeof(out)) == 0);
-    CHECK_STR(out, "\"a\\\"b\\\\c\"");
-    CHECK(ca_json_quote("x\ny\x01", out, sizeof(out)) == 0);
-    CHECK_STR(out, "\"x\\u000ay\\u0001\"");
-    CHECK(ca_json_quote("", out, sizeof(out)) == 0);
-    CHECK_STR(out, "\"\"");
-    CHECK(ca_json_quote("abc", out, 5) != 0);
-    CHECK(ca_json_quote("abc", out, 6) == 0);
-}
-
 /* ---- the ca_log table (db.c) ----------------------------------------------------- */
 
 struct log_rows {
@@ -230,7 +215,7 @@ TEST(ca_log_records_and_filters)
     CHECK_STR(lr.last.sudo_user, "");
     CHECK_STR(lr.last.serial, "");
     CHECK(lr.last.uid == 1000);
-    CHECK(strlen(lr.last.ts) == 24 && lr.last.ts[23] == 'Z');
+    CHECK(lr.last.ts.sec > 1700000000 && lr.last.ts.msec >= 0 && lr.last.ts.msec < 1000);
     memset(&lr, 0, sizeof(lr));
     CHECK(db_ca_log_list(db, "bob", NULL, count_log_cb, &lr) == DB_OK);
     CHECK(lr.n == 1);
@@ -257,9 +242,9 @@ TEST(ca_log_is_append_only)
     if (db == NULL)
         return;
     CHECK(db_ca_log_insert(db, &e) == DB_OK);
-    CHECK(db_exec_for_test(db, "UPDATE ca_log SET command = 'x'") == DB_ERROR);
+    CHECK(db_sqlite_exec_for_test(db, "UPDATE ca_log SET command = 'x'") == DB_ERROR);
     CHECK(strstr(db_errmsg(db), "append-only") != NULL);
-    CHECK(db_exec_for_test(db, "DELETE FROM ca_log") == DB_ERROR);
+    CHECK(db_sqlite_exec_for_test(db, "DELETE FROM ca_log") == DB_ERROR);
     memset(&lr, 0, sizeof(lr));
     CHECK(db_ca_log_list(db, NULL, NULL, count_log_cb, &lr) == DB_OK);
     CHECK(lr.n == 1);
@@ -280,7 +265,6 @@ int main(void)
     RUN(iso_parse_rejects_other_forms);
     RUN(password_uses_unambiguous_alphabet);
     RUN(password_skips_biased_bytes);
-    RUN(json_quote_escapes);
     RUN(ca_log_records_and_filters);
     RUN(ca_log_is_append_only);
     return UNIT_DONE();

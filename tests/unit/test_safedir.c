@@ -1,7 +1,7 @@
 /*
  * Unit tests of submitd/lib/safedir.c: links, files, directories of the wrong owner
  * or mode, in a temporary directory. The ownership cases chown to nobody and need
- * root; run as another user they print that they were skipped, and why.
+ * root; run as another user they are skipped (SKIP), and say why.
  */
 #include "unit.h"
 
@@ -31,14 +31,6 @@ static const char *at(const char *name)
 
     (void)str_fmt(b, PATH_MAX, "%s/%s", tmpdir, name);
     return b;
-}
-
-static int is_root(void)
-{
-    if (geteuid() == 0)
-        return 1;
-    printf("  skipped: needs root to chown to nobody\n");
-    return 0;
 }
 
 /* A root-owned file of mode 0600 that must come out of every test unchanged. */
@@ -114,8 +106,8 @@ TEST(trusted_follows_only_roots_links)
     CHECK(fd >= 0);
     if (fd >= 0)
         close(fd);
-    if (!is_root())
-        return;
+    if (geteuid() != 0)
+        SKIP("needs root to chown to nobody");
     CHECK(symlink(at("real"), at("userlink")) == 0);
     CHECK(lchown(at("userlink"), nobody.uid, nobody.gid) == 0);
     CHECK(safedir_open_trusted(at("userlink/x"), SAFEDIR_CREATE, err, sizeof(err)) < 0);
@@ -136,8 +128,8 @@ TEST(trusted_refuses_other_owner_and_writable)
     char want[64];
     int fd;
 
-    if (!is_root())
-        return;
+    if (geteuid() != 0)
+        SKIP("needs root to chown to nobody");
     CHECK(mkdir(at("userdir"), 0755) == 0);
     CHECK(chown(at("userdir"), nobody.uid, nobody.gid) == 0);
     CHECK(safedir_open_trusted(at("userdir"), 0, err, sizeof(err)) < 0);
@@ -176,8 +168,8 @@ TEST(owned_is_created_and_adopted)
     const int flags = SAFEDIR_CREATE | SAFEDIR_ADOPT;
     int fd, sub;
 
-    if (!is_root())
-        return;
+    if (geteuid() != 0)
+        SKIP("needs root to chown to nobody");
     fd = safedir_open_owned_path(at("parent/spool"), &nobody, flags, err, sizeof(err));
     CHECK(fd >= 0);
     CHECK(owner_mode(at("parent"), 0, 0755));
@@ -202,8 +194,8 @@ TEST(owned_refuses_links_to_files_and_directories)
 {
     const int flags = SAFEDIR_CREATE | SAFEDIR_ADOPT;
 
-    if (!is_root())
-        return;
+    if (geteuid() != 0)
+        SKIP("needs root to chown to nobody");
     make_victim(at("shadow"));
     CHECK(mkdir(at("victim.d"), 0700) == 0);
     CHECK(mkdir(at("sp"), 0755) == 0);
@@ -222,8 +214,8 @@ TEST(owned_refuses_files_other_owners_and_open_modes)
 {
     const int flags = SAFEDIR_CREATE | SAFEDIR_ADOPT;
 
-    if (!is_root())
-        return;
+    if (geteuid() != 0)
+        SKIP("needs root to chown to nobody");
     CHECK(mkdir(at("sq"), 0755) == 0);
     make_victim(at("sq/file"));
     CHECK(safedir_open_owned_path(at("sq/file"), &nobody, flags, err, sizeof(err)) < 0);
@@ -241,8 +233,8 @@ TEST(owned_refuses_files_other_owners_and_open_modes)
 
 TEST(owned_parent_must_be_trusted)
 {
-    if (!is_root())
-        return;
+    if (geteuid() != 0)
+        SKIP("needs root to chown to nobody");
     /* The user owns the parent: it could rename any directory of root's into place. */
     CHECK(mkdir(at("uhome"), 0755) == 0 && chown(at("uhome"), nobody.uid, nobody.gid) == 0);
     CHECK(mkdir(at("uhome/spool"), 0700) == 0);
@@ -256,8 +248,8 @@ TEST(owned_check_only_changes_nothing)
 {
     int fd;
 
-    if (!is_root())
-        return;
+    if (geteuid() != 0)
+        SKIP("needs root to chown to nobody");
     CHECK(safedir_open_owned_path(at("ro"), &nobody, 0, err, sizeof(err)) < 0);
     CHECK(access(at("ro"), F_OK) != 0);
     CHECK(mkdir(at("ro"), 0750) == 0);

@@ -1,7 +1,6 @@
-/* Output sanitizers of submit-admin: plain, JSON and CSV (admin_out.h). */
-#include "admin_out.h"
+/* The JSON, CSV and plain-column writers of the command-line tools (cli_out.h). */
+#include "cli_out.h"
 
-#include <stdio.h>
 #include <string.h>
 
 /*
@@ -47,7 +46,7 @@ static int is_control(unsigned long cp)
  * those in keep) and invalid byte as '?'. end is a NUL or an ASCII byte, which no
  * UTF-8 sequence crosses, so no character is cut.
  */
-static void put_printable_to(const char *s, const char *end, const char *keep)
+static void put_printable_to(FILE *f, const char *s, const char *end, const char *keep)
 {
     const unsigned char *p = (const unsigned char *)s;
 
@@ -56,79 +55,75 @@ static void put_printable_to(const char *s, const char *end, const char *keep)
         size_t n = utf8_seq(p, &cp);
 
         if (n == 0 || (is_control(cp) && (cp == 0 || strchr(keep, (int)cp) == NULL))) {
-            fputc('?', stdout);
+            fputc('?', f);
             p += n == 0 ? 1 : n;
         } else {
-            fwrite(p, 1, n, stdout);
+            fwrite(p, 1, n, f);
             p += n;
         }
     }
 }
 
-static void put_printable(const char *s, const char *keep)
-{
-    put_printable_to(s, NULL, keep);
-}
-
-void out_field(const char *s)
+void cli_plain_field(FILE *f, const char *s)
 {
     if (*s == '\0')
-        fputc('-', stdout);
+        fputc('-', f);
     else
-        put_printable(s, "");
+        put_printable_to(f, s, NULL, "");
 }
 
-void out_json_string(const char *s)
+void cli_json_string(FILE *f, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
 
-    fputc('"', stdout);
+    fputc('"', f);
     while (*p != '\0') {
         unsigned long cp;
         size_t n = utf8_seq(p, &cp);
 
         if (n == 0) {
-            fputs("\\ufffd", stdout);
+            /* One replacement per invalid byte: the reader sees where they were. */
+            fputs("\\ufffd", f);
             p++;
             continue;
         }
         if (cp == '"' || cp == '\\')
-            printf("\\%c", (int)cp);
+            fprintf(f, "\\%c", (int)cp);
         else if (cp == '\n')
-            fputs("\\n", stdout);
+            fputs("\\n", f);
         else if (cp == '\t')
-            fputs("\\t", stdout);
+            fputs("\\t", f);
         else if (cp == '\r')
-            fputs("\\r", stdout);
+            fputs("\\r", f);
         else if (is_control(cp))
-            printf("\\u%04lx", cp);
+            fprintf(f, "\\u%04lx", cp);
         else
-            fwrite(p, 1, n, stdout);
+            fwrite(p, 1, n, f);
         p += n;
     }
-    fputc('"', stdout);
+    fputc('"', f);
 }
 
-void out_json_member(const char *name, const char *value, int first)
+void cli_json_member(FILE *f, const char *name, const char *value, int first)
 {
-    printf("%s\"%s\":", first ? "" : ",", name);
+    fprintf(f, "%s\"%s\":", first ? "" : ",", name);
     if (value[0] == '\0')
-        fputs("null", stdout);
+        fputs("null", f);
     else
-        out_json_string(value);
+        cli_json_string(f, value);
 }
 
-void out_csv_field(const char *s)
+void cli_csv_field(FILE *f, const char *s)
 {
     if (strpbrk(s, ",\"\r\n") == NULL) {
-        put_printable(s, "");
+        put_printable_to(f, s, NULL, "");
         return;
     }
-    fputc('"', stdout);
+    fputc('"', f);
     for (const char *q; (q = strchr(s, '"')) != NULL; s = q + 1) {
-        put_printable_to(s, q, "\r\n");
-        fputs("\"\"", stdout);
+        put_printable_to(f, s, q, "\r\n");
+        fputs("\"\"", f);
     }
-    put_printable(s, "\r\n");
-    fputc('"', stdout);
+    put_printable_to(f, s, NULL, "\r\n");
+    fputc('"', f);
 }
