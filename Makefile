@@ -130,7 +130,7 @@ $(B)/bin/submitd-loadgen: $(call obj,tests/bench/loadgen.c) $(B)/lib.a
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 # Objects of the programs under test that unit tests may link (pure modules only).
-UNIT_LINK := $(call obj,submitd/smtp/smtp_parse.c ca-tools/ca_util.c) $(DB_OBJ) $(B)/lib.a
+UNIT_LINK := $(call obj,submitd/smtp/smtp_parse.c ca-tools/ca_util.c authz/authzd/cert_field.c) $(DB_OBJ) $(B)/lib.a
 
 $(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
 	@mkdir -p $(dir $@)
@@ -164,12 +164,23 @@ $(B)/tests/test_fuzz_ipc_corpus: $(call obj,tests/fuzz/fuzz_ipc.c) $(O)/tests/fu
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
+# The certificate field target over its own corpus: hostile certificates for rule maps.
+$(O)/tests/fuzz/driver_cert.o: tests/fuzz/driver.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DCORPUS='"tests/fuzz/corpus-cert"' -c -o $@ $<
+
+$(B)/tests/test_fuzz_cert_corpus: $(call obj,tests/fuzz/fuzz_cert_field.c authz/authzd/cert_field.c) \
+                                  $(O)/tests/fuzz/driver_cert.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
+
 unit: $(UNIT_BINS) $(B)/tests/test_fuzz_corpus $(B)/tests/test_fuzz_ipc_corpus \
-      $(B)/tests/hostile-smtp
+      $(B)/tests/test_fuzz_cert_corpus $(B)/tests/hostile-smtp
 
 # make fuzz [FUZZ_SECONDS=60]: libFuzzer with ASan/UBSan (needs clang), each target
 # for FUZZ_SECONDS; new inputs go to build-fuzz/corpus*, the seeds in tests/fuzz/
-# corpus (parsers, DATA path) and tests/fuzz/corpus-ipc (IPC codecs) stay as they are.
+# corpus (parsers, DATA path), tests/fuzz/corpus-ipc (IPC codecs) and tests/fuzz/corpus-cert
+# (certificate fields of rule maps) stay as they are.
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Isubmitd/lib -Isubmitd/smtp \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
@@ -185,6 +196,11 @@ fuzz:
 	    submitd/lib/ipc.c
 	build-fuzz/fuzz_ipc -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 	    build-fuzz/corpus-ipc tests/fuzz/corpus-ipc
+	@mkdir -p build-fuzz/corpus-cert
+	clang $(FUZZ_CFLAGS) -o build-fuzz/fuzz_cert_field tests/fuzz/fuzz_cert_field.c \
+	    authz/authzd/cert_field.c -lcrypto
+	build-fuzz/fuzz_cert_field -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	    build-fuzz/corpus-cert tests/fuzz/corpus-cert
 
 # make analyze: GCC's static analyzer (-fanalyzer) over every source of the programs
 # and the load generator, with the build's own flags; a finding is an error (-Werror).
