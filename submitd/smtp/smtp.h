@@ -43,6 +43,8 @@ struct worker {
     int ctl_fd;                 /* the master's control channel (worker 0 only), or -1 */
     struct session **slots;     /* sessions by slot; request ids carry slot + generation */
     uint32_t nslots;
+    uint32_t *free_slots;       /* a stack of the empty slots, so that taking one is O(1) */
+    uint32_t nfree;
     uint32_t generation;
     struct session *closed;     /* closed in this batch: freed when the batch is done */
     int spare_fd;               /* kept open to refuse a client at the descriptor limit */

@@ -282,23 +282,35 @@ void sockaddr_text(const struct sockaddr_storage *ss, char *ip, size_t iplen)
         str_lcpy(ip, "unknown", iplen);
 }
 
-/* Puts s into a free slot of the worker's table with a new generation. */
+/* Puts s into a free slot of the worker's table with a new generation. The free
+ * slots are kept on a stack, so that a worker holding thousands of sessions does
+ * not scan its table for each new connection. */
 static int slot_take(struct worker *w, struct session *s)
 {
     uint32_t slot;
 
-    for (slot = 0; slot < w->nslots && w->slots[slot] != NULL; slot++)
-        ;
-    if (slot == w->nslots) {
+    if (w->nfree == 0) {
         uint32_t n = w->nslots ? w->nslots * 2 : 64;
-        struct session **p = realloc(w->slots, sizeof(*p) * n);
+        struct session **p;
+        uint32_t *f;
 
+        if (n <= w->nslots)
+            return -1;
+        p = realloc(w->slots, sizeof(*p) * n);
         if (p == NULL)
             return -1;
-        memset(p + w->nslots, 0, sizeof(*p) * (n - w->nslots));
         w->slots = p;
+        f = realloc(w->free_slots, sizeof(*f) * n);
+        if (f == NULL)
+            return -1;
+        w->free_slots = f;
+        memset(p + w->nslots, 0, sizeof(*p) * (n - w->nslots));
+        /* Pushed from the top down, so that the lowest slots are taken first. */
+        for (uint32_t k = n; k > w->nslots; k--)
+            w->free_slots[w->nfree++] = k - 1;
         w->nslots = n;
     }
+    slot = w->free_slots[--w->nfree];
     /* Generation 0 names the worker's own descriptors, never a session. */
     if (++w->generation == 0)
         w->generation = 1;
@@ -306,6 +318,13 @@ static int slot_take(struct worker *w, struct session *s)
     s->slot = slot;
     s->gen = w->generation;
     return 0;
+}
+
+/* Empties a slot; no later event or answer with its old generation finds it. */
+static void slot_give(struct worker *w, uint32_t slot)
+{
+    w->slots[slot] = NULL;
+    w->free_slots[w->nfree++] = slot;
 }
 
 void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, int implicit_tls)
@@ -341,7 +360,7 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         /* Never registered, so no event can name it: freed at once. */
         log_err("epoll_ctl add: %s", strerror(errno));
-        w->slots[s->slot] = NULL;
+        slot_give(w, s->slot);
         smtp_limits_leave(s->client_ip);
         close(fd);
         smtp_settings_put(s->set);
@@ -403,7 +422,7 @@ static void session_close(struct session *s)
         }
     }
     session_end(s);
-    w->slots[s->slot] = NULL;
+    slot_give(w, s->slot);
     s->closed = 1;
     s->next_closed = w->closed;
     w->closed = s;
