@@ -15,9 +15,9 @@
  *
  * The main thread answers the smtp workers: it creates spool files in incoming/
  * and passes their descriptors to smtp, which writes the message; on commit it
- * appends the END record, fsyncs the file, renames it into queue/ and fsyncs the
- * directory, once for every commit that arrived together (group commit), before
- * answering. Relay threads deliver queued files to the upstream and keep each
+ * appends the END record; the files of every commit that arrived together are
+ * then fsynced, renamed into queue/, and the directory fsynced once for all of them
+ * (group commit), before any is answered. Relay threads deliver queued files to the upstream and keep each
  * recipient's state in the file: delivered recipients are never sent again,
  * refused ones (and those still pending when queue_lifetime runs out) are reported
  * to the sender in a delivery status notification, the rest wait with exponential
@@ -532,10 +532,14 @@ int main(int argc, char **argv)
     ctl_ready(ctl);
 
     while (!stopping) {
-        int n = poll(pfd, (nfds_t)nfd + 1, 1000), nbatch = 0;
+        int n, nbatch = 0;
 
+        /* The lines of the turn that ended go out in one write, before the wait. */
+        log_turn_end();
+        n = poll(pfd, (nfds_t)nfd + 1, 1000);
         if (n < 0 && errno != EINTR)
             fatal("poll: %s", strerror(errno));
+        log_turn_begin();
         if (n > 0 && (pfd[nfd].revents & (POLLIN | POLLHUP | POLLERR)))
             control(ctl, m, &files);
         if (flush_requested) {
@@ -579,6 +583,7 @@ int main(int argc, char **argv)
         }
         if (nbatch == 0)
             continue;
+        accept_sync(batch, nbatch);
         if (fsync_dir(qdirs.queue) != 0) {
             /* Without the directory fsync nothing is durable: refuse the batch and
              * take the files back, so the clients retry and nothing is sent twice. */
@@ -603,6 +608,7 @@ int main(int argc, char **argv)
                 log_err("id=%s not queued: %s", batch[i].id, batch[i].why);
         }
     }
+    log_turn_end();
     log_info("queue process stopping");
     sched_stop();
     for (int i = 0; i < RELAY_THREADS; i++)

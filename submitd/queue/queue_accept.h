@@ -18,8 +18,9 @@
  *   COMMIT  only for a file this channel opened; smtp must hold no descriptor of
  *           it any more, the envelope must be byte for byte what the queue wrote,
  *           and everything after it BODY records adding up to the size announced;
- *           then END, fsync and rename into queue/ (the directory fsync follows for
- *           the whole batch);
+ *           then END; the commits read in one turn of the loop are then fsynced
+ *           together and renamed into queue/, and one directory fsync follows for
+ *           the whole batch, before any of them is answered;
  *   ABORT   only for a file this channel opened.
  */
 
@@ -30,6 +31,7 @@ struct pending_commit {
     char session[IPC_SESSION_MAX];
     char user[IPC_USER_MAX];
     uint64_t nrcpt;
+    int fd;                         /* the file, ended, until accept_sync() */
     int ok;
     char why[256];
 };
@@ -38,8 +40,10 @@ struct pending_commit {
 void accept_init(int max_open);
 void accept_open(int chan, struct ipc_msg *m);
 void accept_abort(int chan, struct ipc_msg *m);
-/* Validates, ends and renames the file; the result is in pc. */
+/* Validates and ends the file; the result is in pc. */
 void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc);
+/* Fsyncs the files of a batch of commits and renames them into queue/. */
+void accept_sync(struct pending_commit *pc, int n);
 /* After the directory fsync: charges the user (authz) and answers smtp. */
 void accept_answer(const struct pending_commit *pc, struct ipc_msg *m);
 /* Forgets every open file (shutdown). */
