@@ -5,6 +5,8 @@
  */
 #include "log.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +21,22 @@ static const char *log_prog = "submitd";
 static int log_fg = 1;          /* to stderr; else syslog */
 static int log_journal;         /* stderr is the journal: "<N>" prefixes, no timestamp */
 static int log_lvl = LOG_LVL_INFO;
+/* getpid() is a system call: the process id is taken once, and again in a child
+ * after fork(). */
+static int log_pid;
+
+static void log_pid_reset(void)
+{
+    log_pid = (int)getpid();
+}
+
+/* A program that logs before log_init() still names itself right. */
+static int current_pid(void)
+{
+    if (log_pid == 0)
+        log_pid_reset();
+    return log_pid;
+}
 
 static const char *const level_names[] = { "error", "warning", "info", "debug" };
 
@@ -38,6 +56,11 @@ int log_journal_stream(void)
 
 void log_init(const char *progname, int foreground, int level)
 {
+    static int atfork;
+
+    if (!atfork++)
+        (void)pthread_atfork(NULL, NULL, log_pid_reset);
+    log_pid_reset();
     log_prog = progname;
     log_fg = foreground;
     log_journal = foreground && log_journal_stream();
@@ -111,13 +134,92 @@ static void log_format(char *line, size_t linelen, const char *fmt, va_list ap)
             *p = '?';
 }
 
+/*
+ * Lines of one turn of an event loop (log_turn_begin() to log_turn_end()) go to
+ * stderr in one write instead of one each. A write of at most PIPE_BUF bytes to a
+ * pipe is atomic, so whole lines never interleave with another thread's; a line that
+ * does not fit any more flushes what is there first. Each line keeps the timestamp
+ * of its event.
+ */
+#define LOG_TURN_BUF PIPE_BUF
+
+struct log_turn {
+    int active;
+    size_t len;
+    char buf[LOG_TURN_BUF];
+};
+
+static _Thread_local struct log_turn turn;
+
+static void turn_flush(void)
+{
+    size_t off = 0;
+
+    while (off < turn.len) {
+        ssize_t n = write(2, turn.buf + off, turn.len - off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* nowhere to report it: the lines are lost, as fprintf's would be */
+        off += (size_t)n;
+    }
+    turn.len = 0;
+}
+
+void log_turn_begin(void)
+{
+    turn.active = 1;
+}
+
+void log_turn_end(void)
+{
+    turn_flush();
+    turn.active = 0;
+}
+
+/* Writes one formatted line to stderr, or appends it to the turn's buffer. */
+static void stderr_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void stderr_line(const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    if (!turn.active) {
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        return;
+    }
+    n = vsnprintf(turn.buf + turn.len, sizeof(turn.buf) - turn.len, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof(turn.buf) - turn.len) {
+        turn.len += (size_t)n;
+        return;
+    }
+    /* It did not fit after what is there: flush, and try again on an empty buffer. */
+    turn_flush();
+    va_start(ap, fmt);
+    n = vsnprintf(turn.buf, sizeof(turn.buf), fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof(turn.buf)) {
+        turn.len = (size_t)n;
+        return;
+    }
+    /* Longer than the buffer (it cannot be, LOG_LINE_MAX is less): unbuffered. */
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
+
 static void log_emit(int level, const char *line)
 {
     static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 
     if (log_fg && log_journal) {
-        fprintf(stderr, "<%d>%s[%d]: %s: %s\n", prio[level], log_prog, (int)getpid(),
-                level_names[level], line);
+        stderr_line("<%d>%s[%d]: %s: %s\n", prio[level], log_prog, current_pid(),
+                    level_names[level], line);
     } else if (log_fg) {
         char ts[32];
         struct timespec now;
@@ -126,8 +228,8 @@ static void log_emit(int level, const char *line)
         clock_gettime(CLOCK_REALTIME, &now);
         gmtime_r(&now.tv_sec, &tm);
         strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-        fprintf(stderr, "%s.%03ldZ %s[%d]: %s: %s\n", ts, now.tv_nsec / 1000000L, log_prog,
-                (int)getpid(), level_names[level], line);
+        stderr_line("%s.%03ldZ %s[%d]: %s: %s\n", ts, now.tv_nsec / 1000000L, log_prog,
+                    current_pid(), level_names[level], line);
     } else {
         syslog(prio[level], "%s", line);
     }
@@ -263,6 +365,9 @@ void fatal(const char *fmt, ...)
     va_start(ap, fmt);
     log_format(line, sizeof(line), fmt, ap);
     va_end(ap);
+    /* What this turn logged before goes out first, in order. */
+    turn_flush();
+    turn.active = 0;
     log_emit(LOG_LVL_ERR, line);
     /* No exit handlers: after a broken invariant nothing should run any more. */
     _exit(1);

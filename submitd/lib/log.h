@@ -29,6 +29,12 @@ void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* Writes the counts of repeated lines whose interval has passed; called from event
  * loops once a second, so a burst that stopped is still reported. */
 void log_flush_repeats(void);
+/* Between these, the calling thread's lines to stderr are collected and written
+ * together at log_turn_end() (or when the buffer is full, or by fatal()): an event
+ * loop brackets each turn with them, so a turn costs one write(2), not one a line.
+ * Syslog lines are sent at once. */
+void log_turn_begin(void);
+void log_turn_end(void);
 /* Logs at LOG_LVL_ERR and _exits 1 (no exit handlers): for broken invariants and
  * fatal set-up errors. */
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -290,11 +290,15 @@ static void *worker_main(void *arg)
     time_t last_scan = time(NULL);
 
     while (!stopping) {
-        int n = epoll_wait(w->epfd, events, 64, 1000);
+        int n;
         time_t now;
 
+        /* The lines of the turn that ended go out in one write, before the wait. */
+        log_turn_end();
+        n = epoll_wait(w->epfd, events, 64, 1000);
         if (n < 0 && errno != EINTR)
             fatal("epoll_wait: %s", strerror(errno));
+        log_turn_begin();
         for (int i = 0; i < n; i++)
             dispatch(w, events[i].data.u64, events[i].events);
         now = time(NULL);
@@ -305,6 +309,7 @@ static void *worker_main(void *arg)
         /* Only now may closed sessions go: no event of the batch is left to name them. */
         listeners_resume(w, session_reap(w), now);
     }
+    log_turn_end();
     for (uint32_t k = 0; k < w->nslots; k++)
         if (w->slots[k] != NULL)
             session_shutdown(w->slots[k]);
