@@ -105,6 +105,7 @@ struct session {
     int detached;               /* the client left while the commit was pending */
     int ssl_want_write;         /* OpenSSL needs the socket writable to progress */
     int ssl_write_wants_read;   /* a reply waits for a record from the client */
+    uint32_t ev_mask;           /* the epoll events registered now */
     time_t tls_deadline;        /* handshake + first command due; 0: done or not started */
     time_t tls_checked;         /* last look at it: time spent waiting for us is added */
     time_t last_active;

@@ -94,9 +94,14 @@ static void update_interest(struct session *s)
         ev.events |= EPOLLIN | EPOLLRDHUP;
     if ((s->outlen > 0 && !s->ssl_write_wants_read) || s->ssl_want_write)
         ev.events |= EPOLLOUT;
+    /* Most turns leave the interest as it was: no system call then. */
+    if (ev.events == s->ev_mask)
+        return;
     ev.data.u64 = EV_HANDLE(s->slot, s->gen);
     if (epoll_ctl(s->w->epfd, EPOLL_CTL_MOD, s->fd, &ev) != 0)
         log_err("session=%s client=%s epoll_ctl: %s", s->id, s->client_ip, strerror(errno));
+    else
+        s->ev_mask = ev.events;
 }
 
 /* ---- TLS ------------------------------------------------------------------- */
@@ -356,6 +361,7 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
 
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN | EPOLLRDHUP;
+    s->ev_mask = ev.events;
     ev.data.u64 = EV_HANDLE(s->slot, s->gen);
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         /* Never registered, so no event can name it: freed at once. */
