@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,9 +26,39 @@ int spool_put(int fd, enum spool_rec type, const void *data, size_t len)
     hdr[2] = (unsigned char)(len >> 16);
     hdr[3] = (unsigned char)(len >> 8);
     hdr[4] = (unsigned char)len;
-    if (write_all(fd, hdr, sizeof(hdr)) != 0)
+    /* Header and data in one system call; what a short write left, as before. */
+    {
+        struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)(uintptr_t)data, len } };
+        ssize_t n;
+
+        do {
+            n = writev(fd, iov, len ? 2 : 1);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return -1;
+        if ((size_t)n < sizeof(hdr))
+            return write_all(fd, hdr + n, sizeof(hdr) - (size_t)n) != 0 ? -1
+                   : len ? write_all(fd, data, len) : 0;
+        n -= (ssize_t)sizeof(hdr);
+        return (size_t)n < len ? write_all(fd, (const unsigned char *)data + n, len - (size_t)n) : 0;
+    }
+}
+
+int spool_rec_append(unsigned char *buf, size_t cap, size_t *len, enum spool_rec type,
+                     const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n > SPOOL_REC_MAX || cap - *len < 5 || cap - *len - 5 < n)
         return -1;
-    return len ? write_all(fd, data, len) : 0;
+    buf[*len] = (unsigned char)type;
+    buf[*len + 1] = (unsigned char)(n >> 24);
+    buf[*len + 2] = (unsigned char)(n >> 16);
+    buf[*len + 3] = (unsigned char)(n >> 8);
+    buf[*len + 4] = (unsigned char)n;
+    memcpy(buf + *len + 5, s, n);
+    *len += 5 + n;
+    return 0;
 }
 
 int spool_put_str(int fd, enum spool_rec type, const char *s)
@@ -116,6 +147,31 @@ static int read_at(int fd, off_t off, void *dst, size_t n)
     return 0;
 }
 
+/*
+ * Where load() reads from: the file, or a copy of all of it taken with one pread
+ * when the file is small enough (a message of a few KiB would otherwise cost two
+ * preads per record).
+ */
+#define SPOOL_WHOLE_MAX (256 * 1024)
+
+struct spool_src {
+    int fd;
+    unsigned char *all;
+    size_t len;
+};
+
+static int src_read(const struct spool_src *src, size_t off, void *dst, size_t n)
+{
+    if (src->all == NULL)
+        return read_at(src->fd, (off_t)off, dst, n);
+    if (off > src->len || n > src->len - off) {
+        errno = EIO;
+        return -1;
+    }
+    memcpy(dst, src->all + off, n);
+    return 0;
+}
+
 int spool_add_rcpt(struct spool_msg *msg, const char *addr)
 {
     size_t n = (size_t)msg->nrcpt + 1;
@@ -186,6 +242,7 @@ static int load(int dirfd, const char *path, struct spool_msg *msg, int with_bod
                 size_t errlen)
 {
     unsigned char *rec = NULL;
+    struct spool_src src = { -1, NULL, 0 };
     struct stat st;
     size_t len, pos = 0;
     int fd, ended = 0, have_rstate = 0;
@@ -206,6 +263,15 @@ static int load(int dirfd, const char *path, struct spool_msg *msg, int with_bod
         return -1;
     }
     len = (size_t)st.st_size;
+    src.fd = fd;
+    src.len = len;
+    /* The whole file in one read when it is small; an envelope-only load of a large
+     * message reads its records one by one instead. */
+    if (len > 0 && len <= (with_body ? SPOOL_WHOLE_MAX : 16384)) {
+        src.all = malloc(len);
+        if (src.all != NULL && read_at(fd, 0, src.all, len) != 0)
+            goto ioerr;
+    }
     /* Envelope records are short; the buffer grows only for a long one. */
     rec = malloc(4096);
     if (rec == NULL)
@@ -220,7 +286,7 @@ static int load(int dirfd, const char *path, struct spool_msg *msg, int with_bod
             str_fmt(err, errlen, "torn: truncated record header at offset %zu", pos);
             goto fail;
         }
-        if (read_at(fd, (off_t)pos, hdr, 5) != 0)
+        if (src_read(&src, pos, hdr, 5) != 0)
             goto ioerr;
         type = hdr[0];
         n = ((size_t)hdr[1] << 24) | ((size_t)hdr[2] << 16) | ((size_t)hdr[3] << 8) | hdr[4];
@@ -236,7 +302,7 @@ static int load(int dirfd, const char *path, struct spool_msg *msg, int with_bod
                     if (msg->body == NULL)
                         goto oom;
                 }
-                if (read_at(fd, (off_t)(pos + 5), msg->body + msg->body_len, n) != 0)
+                if (src_read(&src, pos + 5, msg->body + msg->body_len, n) != 0)
                     goto ioerr;
             }
             msg->body_len += n;
@@ -258,7 +324,7 @@ static int load(int dirfd, const char *path, struct spool_msg *msg, int with_bod
             rec = bigger;
             d = rec;
         }
-        if (n > 0 && read_at(fd, (off_t)(pos + 5), rec, n) != 0)
+        if (n > 0 && src_read(&src, pos + 5, rec, n) != 0)
             goto ioerr;
         pos += 5 + n;
         switch (type) {
@@ -357,6 +423,7 @@ static int load(int dirfd, const char *path, struct spool_msg *msg, int with_bod
         goto fail;
     }
     free(rec);
+    free(src.all);
     close(fd);
     return 0;
 bad:
@@ -369,6 +436,7 @@ oom:
     str_fmt(err, errlen, "out of memory");
 fail:
     free(rec);
+    free(src.all);
     close(fd);
     spool_msg_free(msg);
     return -1;

@@ -51,6 +51,10 @@ enum spool_rcpt_state {
 /* Appends one record with write_all(); 0 or -1 (errno). */
 int spool_put(int fd, enum spool_rec type, const void *data, size_t len);
 int spool_put_str(int fd, enum spool_rec type, const char *s);
+/* Appends one record holding the string s to buf (cap bytes, *len used), for a
+ * caller that writes several records at once; -1 when it does not fit. */
+int spool_rec_append(unsigned char *buf, size_t cap, size_t *len, enum spool_rec type,
+                     const char *s);
 
 /* Generates a fresh queue id: 20 characters of [0-9A-Z], time-ordered prefix. */
 void spool_new_id(char out[SPOOL_ID_LEN + 1]);

@@ -120,25 +120,31 @@ static int write_envelope(int sfd, const char *id, const struct ipc_envelope *v,
                           const struct ipc_grant *g, struct open_file *f)
 {
     char now[32];
+    size_t cap, len = 0;
     int err = 0;
-    off_t len;
 
+    /* The records are put together here and written in one go; the copy kept is
+     * exactly the bytes written. */
     str_fmt(now, sizeof(now), "%lld", (long long)time(NULL));
-    err |= spool_put_str(sfd, SPOOL_VERSION, "1");
-    err |= spool_put_str(sfd, SPOOL_ID, id);
-    err |= spool_put_str(sfd, SPOOL_TIME, now);
-    err |= spool_put_str(sfd, SPOOL_SESSION, v->session);
-    err |= spool_put_str(sfd, SPOOL_USER, g->user);
-    err |= spool_put_str(sfd, SPOOL_CLIENT, g->client_ip);
-    err |= spool_put_str(sfd, SPOOL_FROM, v->mail_from);
+    cap = 8 * REC_HDR + 1 + strlen(id) + strlen(now) + strlen(v->session) + strlen(g->user) +
+          strlen(g->client_ip) + strlen(v->mail_from);
     for (int i = 0; i < v->nrcpt; i++)
-        err |= spool_put_str(sfd, SPOOL_RCPT, v->rcpt[i]);
-    if (err || (len = lseek(sfd, 0, SEEK_END)) <= 0)
+        cap += REC_HDR + strlen(v->rcpt[i]);
+    f->env = malloc(cap);
+    if (f->env == NULL)
         return -1;
-    f->env_len = (size_t)len;
-    f->env = malloc(f->env_len);
-    if (f->env == NULL || pread(sfd, f->env, f->env_len, 0) != (ssize_t)f->env_len)
+    err |= spool_rec_append(f->env, cap, &len, SPOOL_VERSION, "1");
+    err |= spool_rec_append(f->env, cap, &len, SPOOL_ID, id);
+    err |= spool_rec_append(f->env, cap, &len, SPOOL_TIME, now);
+    err |= spool_rec_append(f->env, cap, &len, SPOOL_SESSION, v->session);
+    err |= spool_rec_append(f->env, cap, &len, SPOOL_USER, g->user);
+    err |= spool_rec_append(f->env, cap, &len, SPOOL_CLIENT, g->client_ip);
+    err |= spool_rec_append(f->env, cap, &len, SPOOL_FROM, v->mail_from);
+    for (int i = 0; i < v->nrcpt; i++)
+        err |= spool_rec_append(f->env, cap, &len, SPOOL_RCPT, v->rcpt[i]);
+    if (err || write_all(sfd, f->env, len) != 0)
         return -1;
+    f->env_len = len;
     return 0;
 }
 
