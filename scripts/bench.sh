@@ -56,6 +56,7 @@
 #   BENCH_IDLE_ONLY=1   only the idle session measurement
 #   BENCH_POSTFIX=0     skip the Postfix comparison
 #   BENCH_POSTFIX_DURATION  upper bound in seconds on each Postfix run (30)
+#   BENCH_LOG_LEVEL     the daemon's log_level (warning)
 #   BENCH_KEEP=1        keep the temporary directory for inspection
 set -eu
 
@@ -298,7 +299,7 @@ crl =
 rate_messages_per_hour = 0
 rate_recipients_per_hour = 0
 max_sessions_per_ip = 1000
-log_level = warning
+log_level = ${BENCH_LOG_LEVEL:-warning}
 EOF
 if [ "$IDLE_SESSIONS" -gt 900 ]; then
     # Room for every idle session, the honest client and the load runs, and idle
