@@ -16,6 +16,9 @@
 int spool_put(int fd, enum spool_rec type, const void *data, size_t len)
 {
     unsigned char hdr[5];
+    struct iovec iov[2];
+    ssize_t n;
+    size_t done;
 
     if (len > SPOOL_REC_MAX) {
         errno = EFBIG;
@@ -26,22 +29,23 @@ int spool_put(int fd, enum spool_rec type, const void *data, size_t len)
     hdr[2] = (unsigned char)(len >> 16);
     hdr[3] = (unsigned char)(len >> 8);
     hdr[4] = (unsigned char)len;
-    /* Header and data in one system call; what a short write left, as before. */
-    {
-        struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)(uintptr_t)data, len } };
-        ssize_t n;
-
-        do {
-            n = writev(fd, iov, len ? 2 : 1);
-        } while (n < 0 && errno == EINTR);
-        if (n < 0)
-            return -1;
-        if ((size_t)n < sizeof(hdr))
-            return write_all(fd, hdr + n, sizeof(hdr) - (size_t)n) != 0 ? -1
-                   : len ? write_all(fd, data, len) : 0;
-        n -= (ssize_t)sizeof(hdr);
-        return (size_t)n < len ? write_all(fd, (const unsigned char *)data + n, len - (size_t)n) : 0;
-    }
+    if (len == 0)
+        return write_all(fd, hdr, sizeof(hdr));
+    /* Header and data in one system call; what a short write left goes as before. */
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = sizeof(hdr);
+    iov[1].iov_base = (void *)(uintptr_t)data;
+    iov[1].iov_len = len;
+    do {
+        n = writev(fd, iov, 2);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    if ((size_t)n < sizeof(hdr))
+        return write_all(fd, hdr + n, sizeof(hdr) - (size_t)n) == 0 &&
+                       write_all(fd, data, len) == 0 ? 0 : -1;
+    done = (size_t)n - sizeof(hdr);
+    return done < len ? write_all(fd, (const unsigned char *)data + done, len - done) : 0;
 }
 
 int spool_rec_append(unsigned char *buf, size_t cap, size_t *len, enum spool_rec type,

@@ -133,6 +133,24 @@ TEST(test_put_format)
     free(buf);
 }
 
+/* Records put together in memory are byte for byte what spool_put() writes, and
+ * one that does not fit leaves the buffer as it was. */
+TEST(test_rec_append)
+{
+    unsigned char buf[16];
+    size_t len = 0;
+
+    CHECK(spool_rec_append(buf, sizeof(buf), &len, SPOOL_RCPT, "ab") == 0);
+    CHECK(spool_rec_append(buf, sizeof(buf), &len, SPOOL_END, "0") == 0);
+    CHECK(len == 7 + 6);
+    if (len == 13)
+        CHECK(memcmp(buf, "R\0\0\0\2abE\0\0\0\1" "0", 13) == 0);
+    CHECK(spool_rec_append(buf, sizeof(buf), &len, SPOOL_RCPT, "") == -1);
+    CHECK(len == 13);
+    CHECK(spool_rec_append(buf, 13, &len, SPOOL_RCPT, "") == -1);
+    CHECK(len == 13);
+}
+
 TEST(test_put_too_large)
 {
     int fd = create_file("big");
@@ -688,6 +706,7 @@ int main(void)
     snprintf(body_len_str, sizeof(body_len_str), "%zu", strlen(BODY1 BODY2));
     RUN(test_put_format);
     RUN(test_put_too_large);
+    RUN(test_rec_append);
     RUN(test_round_trip);
     RUN(test_round_trip_large_body);
     RUN(test_empty_body);
