@@ -178,48 +178,29 @@ void log_turn_end(void)
     turn.active = 0;
 }
 
-/* Writes one formatted line to stderr, or appends it to the turn's buffer. */
-static void stderr_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void stderr_line(const char *fmt, ...)
+/* Writes one line to stderr, or appends it to the turn's buffer. */
+static void stderr_put(const char *text, size_t n)
 {
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    if (!turn.active) {
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
+    if (turn.active && n > sizeof(turn.buf) - turn.len)
+        turn_flush();
+    if (!turn.active || n > sizeof(turn.buf)) {
+        fwrite(text, 1, n, stderr);
         return;
     }
-    n = vsnprintf(turn.buf + turn.len, sizeof(turn.buf) - turn.len, fmt, ap);
-    va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof(turn.buf) - turn.len) {
-        turn.len += (size_t)n;
-        return;
-    }
-    /* It did not fit after what is there: flush, and try again on an empty buffer. */
-    turn_flush();
-    va_start(ap, fmt);
-    n = vsnprintf(turn.buf, sizeof(turn.buf), fmt, ap);
-    va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof(turn.buf)) {
-        turn.len = (size_t)n;
-        return;
-    }
-    /* Longer than the buffer (it cannot be, LOG_LINE_MAX is less): unbuffered. */
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
+    memcpy(turn.buf + turn.len, text, n);
+    turn.len += n;
 }
 
 static void log_emit(int level, const char *line)
 {
     static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+    /* The longest line (a repeat count added to LOG_LINE_MAX) and its prefix. */
+    char out[LOG_LINE_MAX + 256];
+    int n;
 
     if (log_fg && log_journal) {
-        stderr_line("<%d>%s[%d]: %s: %s\n", prio[level], log_prog, current_pid(),
-                    level_names[level], line);
+        n = snprintf(out, sizeof(out), "<%d>%s[%d]: %s: %s\n", prio[level], log_prog,
+                     current_pid(), level_names[level], line);
     } else if (log_fg) {
         char ts[32];
         struct timespec now;
@@ -228,11 +209,19 @@ static void log_emit(int level, const char *line)
         clock_gettime(CLOCK_REALTIME, &now);
         gmtime_r(&now.tv_sec, &tm);
         strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-        stderr_line("%s.%03ldZ %s[%d]: %s: %s\n", ts, now.tv_nsec / 1000000L, log_prog,
-                    current_pid(), level_names[level], line);
+        n = snprintf(out, sizeof(out), "%s.%03ldZ %s[%d]: %s: %s\n", ts,
+                     now.tv_nsec / 1000000L, log_prog, current_pid(), level_names[level], line);
     } else {
         syslog(prio[level], "%s", line);
+        return;
     }
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(out)) {
+        n = (int)sizeof(out) - 1;
+        out[n - 1] = '\n';
+    }
+    stderr_put(out, (size_t)n);
 }
 
 /*
