@@ -19,7 +19,8 @@
 # the relay has drained it, minus the load generator's own (DESIGN section 9; on a
 # shared machine it also counts other users' work), "daemon" is the CPU of the
 # server's own processes alone (every process in its session, and the children it
-# reaped, from /proc/PID/stat), "client" the load generator's. OpenSSL's floor is the
+# reaped, from /proc/PID/stat), "client" the load generator's; for submitd,
+# "smtp+queue" is the part of "daemon" its smtp and queue processes spent. OpenSSL's floor is the
 # server-side CPU of a full mutual-TLS handshake with the same PKI (openssl s_server
 # -Verify 1 driven by openssl s_time -new, the s_server process's CPU divided by the
 # handshakes), sampled before the submitd runs, after them, and after the Postfix runs:
@@ -222,20 +223,22 @@ sink_field() {
 }
 
 # CPU seconds of every process in session SID, with the children they reaped
-# (utime, stime, cutime, cstime of /proc/PID/stat).
+# (utime, stime, cutime, cstime of /proc/PID/stat); with more arguments, of the
+# processes of those names only.
 session_cpu() {
-    "$PY" - "$1" <<'EOF'
+    "$PY" - "$@" <<'EOF'
 import os, sys
-sid, total = int(sys.argv[1]), 0
+sid, names, total = int(sys.argv[1]), sys.argv[2:], 0
 for name in os.listdir("/proc"):
     if not name.isdigit():
         continue
     try:
         with open("/proc/%s/stat" % name) as f:
-            fields = f.read().rpartition(")")[2].split()
+            head, _, rest = f.read().rpartition(")")
     except OSError:
         continue
-    if int(fields[3]) == sid:
+    fields = rest.split()
+    if int(fields[3]) == sid and (not names or head.split("(", 1)[1] in names):
         total += sum(int(x) for x in fields[11:15])
 print("%.3f" % (total / os.sysconf("SC_CLK_TCK")))
 EOF
@@ -283,6 +286,8 @@ if [ "$(id -u)" -ne 0 ]; then
     RUN_USER=$(id -un)
     echo "bench: not running as root; submitd will try to run as $RUN_USER" >&2
 fi
+PER_IP=1000
+[ "$IDLE_SESSIONS" -le 900 ] || PER_IP=$((IDLE_SESSIONS + CONCURRENCY + 100))
 mkdir -p "$T/pam.d" "$T/users"
 echo "account required pam_permit.so" >"$T/pam.d/submitd"
 cat >"$CONF" <<EOF
@@ -298,7 +303,7 @@ pam_confdir = $T/pam.d
 crl =
 rate_messages_per_hour = 0
 rate_recipients_per_hour = 0
-max_sessions_per_ip = 1000
+max_sessions_per_ip = $PER_IP
 log_level = ${BENCH_LOG_LEVEL:-warning}
 EOF
 if [ "$IDLE_SESSIONS" -gt 900 ]; then
@@ -306,7 +311,6 @@ if [ "$IDLE_SESSIONS" -gt 900 ]; then
     # sessions that outlive the time it takes to open all of them.
     cat >>"$CONF" <<EOF
 max_sessions = $((IDLE_SESSIONS + CONCURRENCY + 100))
-max_sessions_per_ip = $((IDLE_SESSIONS + CONCURRENCY + 100))
 timeout = 1800
 EOF
 fi
@@ -442,6 +446,8 @@ run_shape() {
     before=$(sink_field messages)
     m0=$(machine_cpu)
     d0=$(session_cpu "$sid")
+    # submitd's smtp and queue processes alone (authz is the rest of "daemon").
+    io0=$(session_cpu "$sid" submitd-smtp submitd-queue)
     # A broken or stuck daemon must not keep the benchmark running for hours: every
     # run is bounded in time, each reply waits at most 10 s, and a run gives up after
     # 100 failures.
@@ -506,10 +512,12 @@ run_shape() {
     done
     m1=$(machine_cpu)
     d1=$(session_cpu "$sid")
+    io1=$(session_cpu "$sid" submitd-smtp submitd-queue)
     last=$(sink_field last)
     relayed=$((seen - before))
     awk -v per="$per" -v ok="$ok" -v relayed="$relayed" -v t0="$t0" -v t1="$t1" \
         -v shape="$shape" -v m0="$m0" -v m1="$m1" -v d0="$d0" -v d1="$d1" \
+        -v io0="$io0" -v io1="$io1" \
         -v last="$last" -v prefix="$prefix" -v target="$target" -v results="$RESULTS" \
         -v lg="$(sed -n 's/^loadgen: shape=/shape=/p' "$T/loadgen.out")" 'BEGIN {
         accept = t1 - t0
@@ -527,13 +535,14 @@ run_shape() {
         server = (m1 - m0 - lcpu) * 1000 / n
         daemon = (d1 - d0) * 1000 / n
         client = lcpu * 1000 / n
+        io = (io1 - io0) * 1000 / n
         printf "bench: %sshape=%s accepted=%d relayed=%d accept_elapsed=%.2fs " \
                "relay_elapsed=%.2fs drain_after_accept=%.2fs accept_rate=%.1f msg/s " \
-               "relay_rate=%.1f msg/s cpu_per_msg server=%.2fms daemon=%.2fms client=%.2fms\n",
+               "relay_rate=%.1f msg/s cpu_per_msg server=%.2fms daemon=%.2fms client=%.2fms%s\n",
                prefix, shape, ok, relayed, accept, relay, drain, arate, rate, server,
-               daemon, client
-        printf "%s %s %s %s %s %.1f %d %.3f %.3f %.3f %.2f\n", target, shape, lrate, p50, p99,
-               rate, ok, server, daemon, client, drain >> results
+               daemon, client, (target == "submitd") ? sprintf(" smtp+queue=%.2fms", io) : ""
+        printf "%s %s %s %s %s %.1f %d %.3f %.3f %.3f %.2f %.3f\n", target, shape, lrate, p50,
+               p99, rate, ok, server, daemon, client, drain, io >> results
     }'
     if [ "$target" = submitd ] && ! kill -0 "$SUBMITD_PID" 2>/dev/null; then
         show_submitd_log
@@ -640,7 +649,7 @@ awk -v floors="$FLOORS" '
         seen[k] = 1
         add(k SUBSEP "rate", $3); add(k SUBSEP "p50", $4); add(k SUBSEP "p99", $5)
         add(k SUBSEP "server", $8); add(k SUBSEP "daemon", $9); add(k SUBSEP "client", $10)
-        add(k SUBSEP "drain", $11)
+        add(k SUBSEP "drain", $11); add(k SUBSEP "io", $12)
     }
     END {
         while ((getline f < floors) > 0) flist = flist (flist == "" ? "" : " ") f
@@ -652,14 +661,16 @@ awk -v floors="$FLOORS" '
         for (i = 1; i <= ns; i++) for (j = 1; j <= nt; j++) {
             k = targets[j] SUBSEP shapes[i]
             if (!(k in seen)) continue
-            for (m = 1; m <= 7; m++) {
-                split("rate p50 p99 server daemon client drain", names, " ")
+            for (m = 1; m <= 8; m++) {
+                split("rate p50 p99 server daemon client drain io", names, " ")
                 med[k, names[m]] = median(vals[k SUBSEP names[m]])
             }
             printf "bench: summary target=%s shape=%s rate=%.1f msg/s p50=%.1fms p99=%.1fms " \
-                   "cpu_per_msg server=%.2fms daemon=%.2fms client=%.2fms drain=%.2fs\n",
+                   "cpu_per_msg server=%.2fms daemon=%.2fms client=%.2fms%s drain=%.2fs\n",
                    targets[j], shapes[i], med[k, "rate"], med[k, "p50"], med[k, "p99"],
-                   med[k, "server"], med[k, "daemon"], med[k, "client"], med[k, "drain"]
+                   med[k, "server"], med[k, "daemon"], med[k, "client"],
+                   (targets[j] == "submitd") ? sprintf(" smtp+queue=%.2fms", med[k, "io"]) : "",
+                   med[k, "drain"]
         }
         for (i = 1; i <= ns; i++) {
             s = shapes[i]; k = "submitd" SUBSEP s; p = "postfix" SUBSEP s
