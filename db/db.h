@@ -362,8 +362,9 @@ int db_map_rule_list(struct db *db, db_map_rule_cb cb, void *arg);
 /* ---- blocked certificates: refused before their CA's CRL says so ------------ */
 /*
  * A block names a certificate by its SHA-256 (lower-case hex), or by its issuer
- * (canonical) and serial (upper-case hex; stored so whatever case is given), or
- * both. Either form may be "" but not both.
+ * (canonical) and serial (hex, stored upper-case without leading zeros whatever
+ * form is given, and compared so), or both. Either form may be "" but not both.
+ * Devices store their serial the same way.
  */
 struct db_cert_block {
     char sha256[65];

@@ -542,7 +542,13 @@ static void leaf_facts(X509 *leaf, struct cert_result *r)
     BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
     char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
 
-    str_lcpy(r->serial, hex != NULL ? hex : "", sizeof(r->serial));
+    const char *digits = hex != NULL ? hex : "";
+
+    /* BN_bn2hex writes whole bytes; serials are shown and compared without
+     * leading zeros, as openssl x509 -serial and the CAs' consoles differ on them. */
+    while (digits[0] == '0' && digits[1] != '\0')
+        digits++;
+    str_lcpy(r->serial, digits, sizeof(r->serial));
     OPENSSL_free(hex);
     BN_free(bn);
     r->not_after = (int64_t)crl_asn1_epoch(X509_get0_notAfter(leaf));

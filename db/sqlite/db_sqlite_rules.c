@@ -159,12 +159,16 @@ static void upper_ascii(char *s)
             *s = (char)(*s - 'a' + 'A');
 }
 
-/* The stored forms: sha256 lower-case, serial upper-case; "" stays "". */
+/* The stored forms: sha256 lower-case, serial upper-case without leading zeros (one
+ * "0" for zero); "" stays "". */
 static void block_keys(const char *sha256, const char *serial, char sha[65], char ser[80])
 {
     str_lcpy(sha, sha256 != NULL ? sha256 : "", 65);
     str_lower(sha);
-    str_lcpy(ser, serial != NULL ? serial : "", 80);
+    serial = serial != NULL ? serial : "";
+    while (serial[0] == '0' && serial[1] != '\0')
+        serial++;
+    str_lcpy(ser, serial, 80);
     upper_ascii(ser);
 }
 
