@@ -40,6 +40,7 @@ enum db_stmt {
     ST_RATE_USAGE,
     ST_RULE_GET,
     ST_BLOCK_FIND,
+    ST_DEVICE_GET,
     ST_DEVICE_SEEN,
     ST_COUNT
 };

@@ -21,6 +21,8 @@
     " WHERE sha256 = ?1 OR (issuer = ?2 AND serial = ?3) ORDER BY id LIMIT 1"
 
 #define DEVICE_COLUMNS "sha256, user, issuer, serial, not_after, first_seen, last_seen"
+#define SQL_DEVICE_CURRENT                                                              \
+    "SELECT 1 FROM devices WHERE sha256 = ?1 AND user = ?2 AND last_seen > ?3"
 /*
  * A device already known is written again only when its user changed or it was last
  * written at or before ?7 (an hour before now): most sessions cost no write at all.
@@ -281,14 +283,44 @@ int db_cert_block_list(struct db *db, db_cert_block_cb cb, void *arg)
 
 /* ---- devices ---------------------------------------------------------------------- */
 
-int db_device_seen(struct db *db, const struct db_device *d, int64_t now)
+/*
+ * Whether the device's row is current: same user, written within the hour. A read,
+ * so that the sessions of a known device take no write lock at all. 1, 0, or
+ * DB_ERROR.
+ */
+static int device_current(struct db *db, const char *sha, const char *user, const char *before)
 {
-    char sha[65], ser[80], t_after[DB_ISO_LEN], t_now[DB_ISO_LEN], t_before[DB_ISO_LEN];
-    sqlite3_stmt *st = db_stmt(db, ST_DEVICE_SEEN, SQL_DEVICE_SEEN);
+    sqlite3_stmt *st = db_stmt(db, ST_DEVICE_GET, SQL_DEVICE_CURRENT);
+    int rc, result;
 
     if (st == NULL)
         return DB_ERROR;
+    if (bind_text(st, 1, sha) != SQLITE_OK || bind_text(st, 2, user) != SQLITE_OK ||
+        bind_text(st, 3, before) != SQLITE_OK) {
+        db_fail(db);
+        db_stmt_done(st);
+        return DB_ERROR;
+    }
+    rc = sqlite3_step(st);
+    result = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_fail(db);
+    db_stmt_done(st);
+    return result;
+}
+
+int db_device_seen(struct db *db, const struct db_device *d, int64_t now)
+{
+    char sha[65], ser[80], t_after[DB_ISO_LEN], t_now[DB_ISO_LEN], t_before[DB_ISO_LEN];
+    sqlite3_stmt *st;
+    int current;
+
     block_keys(d->sha256, d->serial, sha, ser);
+    db_time_iso(db_device_rewrite_before(now), t_before);
+    current = device_current(db, sha, d->user, t_before);
+    if (current != 0)
+        return current == 1 ? DB_OK : DB_ERROR;
+    st = db_stmt(db, ST_DEVICE_SEEN, SQL_DEVICE_SEEN);
+    if (st == NULL)
+        return DB_ERROR;
     if (bind_text(st, 1, sha) != SQLITE_OK || bind_text(st, 2, d->user) != SQLITE_OK ||
         bind_text(st, 3, d->issuer) != SQLITE_OK || bind_text(st, 4, ser) != SQLITE_OK ||
         bind_time(st, 5, d->not_after, t_after) != SQLITE_OK ||
