@@ -184,7 +184,9 @@ static int identity_from_db(const struct cert_result *cr, struct identity *id)
     if (rc == DB_ERROR)
         return identity_db_error(id, "user lookup");
     if (rc == DB_NOTFOUND) {
-        id->known_user[0] = '\0';
+        /* A rule named a user who does not exist: the audit row names no user. */
+        if (ra.via[0])
+            id->known_user[0] = '\0';
         answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: unknown user");
         str_fmt(id->reason, sizeof(id->reason), "user %s of the certificate does not exist%s%s%s",
                 cert.user, ra.via[0] ? " (" : "", ra.via, ra.via[0] ? ")" : "");
@@ -509,7 +511,8 @@ void identity_pam_collect(struct pollfd *pfd, int npfd, struct ipc_msg *m)
     pam_dispatch();
 }
 
-/* Our own CA's name, so that subject maps never apply to its certificates. */
+/* Our own CA's name and fingerprint, so that neither subject maps nor rule maps ever
+ * apply to its certificates. */
 void identity_load_own_ca(void)
 {
     char path[PATH_MAX];
