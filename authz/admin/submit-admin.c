@@ -209,12 +209,6 @@ static int parse_when(const char *s, char *out, size_t outlen)
 
 /* ---- database ----------------------------------------------------------- */
 
-int admin_db_failed(struct db *db)
-{
-    errorf("%s", db_errmsg(db));
-    return CLI_EXIT_FAIL;
-}
-
 /* Misuse: the command cannot mean anything with this word. */
 static int check_user_name(const struct cmdline *cl, const char *name)
 {

@@ -706,7 +706,7 @@ int config_check_required(const struct config *cfg, char *err, size_t errlen)
         str_fmt(err, errlen, "%s: upstream: required key is not set", cfg->path);
         return -1;
     }
-    for (i = 0; (rc = config_list_item(cfg->upstream, i, item, sizeof(item))) == 1; i++) {
+    for (i = 0; (rc = str_list_item(cfg->upstream, i, item, sizeof(item))) == 1; i++) {
         if (config_split_hostport(item, host, sizeof(host), port, sizeof(port)) != 0) {
             str_fmt(err, errlen, "%s: upstream: \"%s\" is not host:port", cfg->path, item);
             return -1;
@@ -750,33 +750,4 @@ int config_split_hostport(const char *s, char *host, size_t hostlen, char *port,
     if (str_lcpy(port, colon + 1, portlen) >= portlen)
         return -1;
     return 0;
-}
-
-int config_list_item(const char *list, int idx, char *out, size_t outlen)
-{
-    const char *p = list;
-
-    for (int i = 0;; i++) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-
-        while (len > 0 && isspace((unsigned char)*p)) {
-            p++;
-            len--;
-        }
-        while (len > 0 && isspace((unsigned char)p[len - 1]))
-            len--;
-        if (i == idx) {
-            if (len == 0)
-                return end ? -1 : 0;
-            if (len >= outlen)
-                return -1;
-            memcpy(out, p, len);
-            out[len] = '\0';
-            return 1;
-        }
-        if (end == NULL)
-            return 0;
-        p = end + 1;
-    }
 }

@@ -114,10 +114,5 @@ int config_check_required(const struct config *cfg, char *err, size_t errlen);
  */
 int config_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
 
-/*
- * Iterates a comma-separated list: copies item number idx (0-based, spaces trimmed)
- * into out. Returns 1 when it exists, 0 past the end, -1 when it does not fit.
- */
-int config_list_item(const char *list, int idx, char *out, size_t outlen);
 
 #endif

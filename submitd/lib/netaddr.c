@@ -85,7 +85,7 @@ int addr_in_cidr_list(const char *ip, const char *list)
 
     if (addr_bytes(ip, a, &v4) != 0)
         return 0;
-    for (int i = 0; (rc = config_list_item(list, i, item, sizeof(item))) != 0; i++)
+    for (int i = 0; (rc = str_list_item(list, i, item, sizeof(item))) != 0; i++)
         if (rc == 1 && cidr_parse(item, net, &bits) == 0 && prefix_equal(a, net, bits))
             return 1;
     return 0;
@@ -97,7 +97,7 @@ int addr_cidr_list_check(const char *list, char *err, size_t errlen)
     char item[128];
     int bits, rc;
 
-    for (int i = 0; (rc = config_list_item(list, i, item, sizeof(item))) != 0; i++) {
+    for (int i = 0; (rc = str_list_item(list, i, item, sizeof(item))) != 0; i++) {
         if (rc < 0) {
             str_fmt(err, errlen, "entry %d is empty or too long", i + 1);
             return -1;

@@ -501,23 +501,23 @@ TEST(test_list_item)
 {
     char out[16];
 
-    CHECK(config_list_item("a, b ,c", 0, out, sizeof(out)) == 1);
+    CHECK(str_list_item("a, b ,c", 0, out, sizeof(out)) == 1);
     CHECK_STR(out, "a");
-    CHECK(config_list_item("a, b ,c", 1, out, sizeof(out)) == 1);
+    CHECK(str_list_item("a, b ,c", 1, out, sizeof(out)) == 1);
     CHECK_STR(out, "b");
-    CHECK(config_list_item("a, b ,c", 2, out, sizeof(out)) == 1);
+    CHECK(str_list_item("a, b ,c", 2, out, sizeof(out)) == 1);
     CHECK_STR(out, "c");
-    CHECK(config_list_item("a, b ,c", 3, out, sizeof(out)) == 0);
-    CHECK(config_list_item("  one  ", 0, out, sizeof(out)) == 1);
+    CHECK(str_list_item("a, b ,c", 3, out, sizeof(out)) == 0);
+    CHECK(str_list_item("  one  ", 0, out, sizeof(out)) == 1);
     CHECK_STR(out, "one");
-    CHECK(config_list_item("", 0, out, sizeof(out)) == 0);
-    CHECK(config_list_item("   ", 0, out, sizeof(out)) == 0);
+    CHECK(str_list_item("", 0, out, sizeof(out)) == 0);
+    CHECK(str_list_item("   ", 0, out, sizeof(out)) == 0);
     /* An empty item in the middle is an error, a trailing comma just ends the list. */
-    CHECK(config_list_item("a,,b", 1, out, sizeof(out)) == -1);
-    CHECK(config_list_item("a,", 1, out, sizeof(out)) == 0);
+    CHECK(str_list_item("a,,b", 1, out, sizeof(out)) == -1);
+    CHECK(str_list_item("a,", 1, out, sizeof(out)) == 0);
     /* Too long for out. */
-    CHECK(config_list_item("0123456789abcdef", 0, out, sizeof(out)) == -1);
-    CHECK(config_list_item("0123456789abcde", 0, out, sizeof(out)) == 1);
+    CHECK(str_list_item("0123456789abcdef", 0, out, sizeof(out)) == -1);
+    CHECK(str_list_item("0123456789abcde", 0, out, sizeof(out)) == 1);
     CHECK_STR(out, "0123456789abcde");
 }
 
