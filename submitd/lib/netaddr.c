@@ -1,7 +1,6 @@
 /* Client addresses as the session limits and proxy_trusted see them. */
 #include "netaddr.h"
 
-#include "config.h"
 #include "util.h"
 
 #include <arpa/inet.h>
