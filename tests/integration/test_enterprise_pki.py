@@ -295,3 +295,51 @@ def test_rule_list_and_devices_in_user_show(pki):
     assert d["upn-spare"].serial in serials, shown
     log = s.env.admin("log", "--json").stdout
     assert "map rule add" in log and "map rule del" in log, log
+
+
+# ---- submit-ca and a shared crl bundle -------------------------------------------------
+
+def crl_issuers(path):
+    """The issuer of every CRL in a PEM bundle, in order."""
+    text = path.read_text()
+    blocks = text.split("-----END X509 CRL-----")[:-1]
+    return [x509.load_pem_x509_crl((b + "-----END X509 CRL-----\n").strip().encode()
+                                   ).issuer.rfc4514_string() for b in blocks]
+
+
+def test_submit_ca_replaces_only_its_own_crl_in_the_bundle(pki):
+    s, corp, d = pki
+    set_rule(s, corp, "upn", "--strip-domain", DOMAIN)
+    bundle = s.env.dir / "crls.pem"
+    ours = x509.load_pem_x509_crl((s.env.dir / "ca" / "crl.pem").read_bytes())
+    theirs = x509.load_pem_x509_crl(corp.crl.read_bytes()).issuer.rfc4514_string()
+    assert theirs in crl_issuers(bundle)
+
+    proc = s.env.ca("crl")
+    assert "crl_kept: 1 CRL of other CAs in" in proc.stdout, proc.stdout
+    issuers = crl_issuers(bundle)
+    assert issuers == [ours.issuer.rfc4514_string(), theirs], issuers
+    first = x509.load_pem_x509_crl(bundle.read_bytes())
+    number = first.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert number > ours.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    # The daemon reloads the bundle; the enterprise CA's devices are still served.
+    assert_mapped(s, corp, d["upn-spare"], "upn", ADDR)
+
+    # A bundle that is not all CRLs is left alone, with a message saying why.
+    saved = bundle.read_bytes()
+    tmp = s.env.dir / "crls.pem.tmp"
+    tmp.write_bytes(saved + b"-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n")
+    tmp.chmod(0o644)
+    tmp.replace(bundle)
+    broken = bundle.read_bytes()
+    try:
+        proc = s.env.ca("crl", check=False)
+        assert proc.returncode == 1, (proc.returncode, proc.stderr)
+        assert f"crl {bundle}: holds something that is not a PEM CRL, so it was not changed" \
+            in proc.stderr, proc.stderr
+        assert bundle.read_bytes() == broken
+    finally:
+        tmp.write_bytes(saved)
+        tmp.chmod(0o644)
+        tmp.replace(bundle)
+    assert_mapped(s, corp, d["upn-spare"], "upn", ADDR)
