@@ -4,6 +4,10 @@
  * unchanged. The database is the one SUBMITD_TEST_DSN names, which must be new and
  * empty; without it, each test gets a new SQLite file in a temporary directory.
  * Tests use names of their own, so that they also pass when they share a database.
+ *
+ * SUBMITD_TEST_RESTART, when set, is a command that restarts the database server
+ * (scripts/run-tests.sh sets it for PostgreSQL); SUBMITD_TEST_DSN_SECRET the password
+ * that SUBMITD_TEST_DSN holds, which no message may show.
  */
 #include "db.h"
 #include "db_test.h"
@@ -714,6 +718,47 @@ TEST(test_rates)
     db_close(db);
 }
 
+/* ---- a lost connection ------------------------------------------------------------ */
+
+/*
+ * A server restart between two calls: the call that finds the connection gone fails
+ * (DB_ERROR, which authz answers with TEMPFAIL, never ALLOW), without the password in
+ * its message, and the next call works on a new connection. A file database has no
+ * server to restart: both calls simply work.
+ */
+TEST(test_reconnect)
+{
+    const char *restart = getenv("SUBMITD_TEST_RESTART");
+    const char *secret = getenv("SUBMITD_TEST_DSN_SECRET");
+    struct db *db = open_db();
+    int enabled = 0, rc;
+
+    if (db == NULL)
+        return;
+    CHECK(db_user_add(db, "cf-reconnect") == DB_OK);
+    if (restart != NULL && *restart != '\0') {
+        CHECK(system(restart) == 0);
+        rc = db_user_get(db, "cf-reconnect", &enabled);
+        CHECK(rc == DB_ERROR);
+        if (rc == DB_ERROR)
+            printf("  after the restart: %s\n", db_errmsg(db));
+        CHECK(secret == NULL || *secret == '\0' || strstr(db_errmsg(db), secret) == NULL);
+        /* A transaction open when the connection goes is not carried over. */
+        CHECK(db_begin(db) == DB_OK);
+        CHECK(db_user_add(db, "cf-reconnect-tx") == DB_OK);
+        CHECK(system(restart) == 0);
+        CHECK(db_user_add(db, "cf-reconnect-tx2") == DB_ERROR);
+        CHECK(db_user_add(db, "cf-reconnect-tx3") == DB_ERROR);    /* until the rollback */
+        CHECK(db_commit(db) == DB_ERROR);
+        db_rollback(db);
+        CHECK(db_user_get(db, "cf-reconnect-tx3", NULL) == DB_NOTFOUND);
+        CHECK(db_user_get(db, "cf-reconnect-tx", NULL) == DB_NOTFOUND);
+    }
+    CHECK(db_user_get(db, "cf-reconnect", &enabled) == DB_OK && enabled == 1);
+    CHECK(db_rate_record(db, "cf-reconnect", 1800000000, 1) == DB_OK);
+    db_close(db);
+}
+
 /* ---- the temporary directory ---------------------------------------------------------- */
 
 static void remove_tmpdir(void)
@@ -758,6 +803,7 @@ int main(void)
     RUN(test_admin_log);
     RUN(test_maps);
     RUN(test_rates);
+    RUN(test_reconnect);
     remove_tmpdir();
     return UNIT_DONE();
 }
