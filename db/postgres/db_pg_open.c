@@ -20,6 +20,7 @@ extern const char *const db_pg_migrations[];
 extern const int db_pg_migrations_count;
 
 #define DB_LOCK_TIMEOUT_MS 5000
+#define PG_CONNECT_TIMEOUT_S "10"
 /* The advisory lock that serialises migrations: any constant of our own. */
 #define PG_MIGRATE_LOCK "7305214923"
 
@@ -100,6 +101,8 @@ static int pg_migrate(struct db *db)
 
 struct db *db_open(const char *dsn, char *err, size_t errlen)
 {
+    static const char *const keys[] = { "connect_timeout", "dbname", NULL };
+    const char *const values[] = { PG_CONNECT_TIMEOUT_S, dsn, NULL };
     struct db *db = calloc(1, sizeof(*db));
 
     if (db == NULL) {
@@ -113,7 +116,12 @@ struct db *db_open(const char *dsn, char *err, size_t errlen)
         pg_set_err(db, "connection URI too long");
         goto fail;
     }
-    db->conn = PQconnectdb(dsn);
+    /*
+     * A server that does not answer must not hold authz, and every session with it,
+     * for the kernel's TCP timeout: ten seconds unless the URI says otherwise (its
+     * values, expanded from dbname, override those before it). PQreset reuses them.
+     */
+    db->conn = PQconnectdbParams(keys, values, 1);
     if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
         pg_fail(db, NULL);
         goto fail;

@@ -19,25 +19,38 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char tmpdir[PATH_MAX];
 static int db_seq;
 
-static struct db *open_db(void)
+/* The database of the next test: SUBMITD_TEST_DSN, else a new file in path. */
+static const char *next_dsn(char *path, size_t pathlen)
 {
     const char *dsn = getenv("SUBMITD_TEST_DSN");
-    char path[PATH_MAX + 32], err[1024] = "";
-    struct db *db;
 
-    if (dsn == NULL || *dsn == '\0') {
-        (void)str_fmt(path, sizeof(path), "%s/conformance-%d.db", tmpdir, ++db_seq);
-        dsn = path;
-    }
-    db = db_open(dsn, err, sizeof(err));
+    if (dsn != NULL && *dsn != '\0')
+        return dsn;
+    (void)str_fmt(path, pathlen, "%s/conformance-%d.db", tmpdir, ++db_seq);
+    return path;
+}
+
+static struct db *open_dsn(const char *dsn)
+{
+    char err[1024] = "";
+    struct db *db = db_open(dsn, err, sizeof(err));
+
     if (db == NULL)
         printf("  db_open: %s\n", err);
     return db;
+}
+
+static struct db *open_db(void)
+{
+    char path[PATH_MAX + 32];
+
+    return open_dsn(next_dsn(path, sizeof(path)));
 }
 
 static struct db_stamp stamp(int64_t sec, int msec)
@@ -718,6 +731,50 @@ TEST(test_rates)
     db_close(db);
 }
 
+/*
+ * Several processes (nodes) count into the same minute at once: no count is lost,
+ * as it would be if a backend read the row, added and wrote it back.
+ */
+#define RATE_WRITERS 4
+#define RATE_RECORDS 25
+TEST(test_rates_concurrent)
+{
+    char path[PATH_MAX + 32];
+    const char *dsn = next_dsn(path, sizeof(path));
+    struct db *db = open_dsn(dsn);
+    long long msgs = -1, rcpts = -1;
+    pid_t pids[RATE_WRITERS];
+    int64_t now = 1800000000 + 125;
+
+    if (db == NULL)
+        return;
+    for (int i = 0; i < RATE_WRITERS; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            struct db *mine = open_dsn(dsn);
+            int bad = mine == NULL;
+
+            for (int n = 0; !bad && n < RATE_RECORDS; n++)
+                bad = db_rate_record(mine, "cf-rate-nodes", now, 2) != DB_OK;
+            if (bad && mine != NULL)
+                printf("  writer %d: %s\n", i, db_errmsg(mine));
+            db_close(mine);
+            fflush(stdout);
+            _exit(bad);
+        }
+        CHECK(pids[i] > 0);
+    }
+    for (int i = 0; i < RATE_WRITERS; i++) {
+        int status = -1;
+
+        CHECK(pids[i] > 0 && waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 0);
+    }
+    CHECK(db_rate_usage(db, "cf-rate-nodes", now, &msgs, &rcpts) == DB_OK);
+    CHECK(msgs == RATE_WRITERS * RATE_RECORDS && rcpts == 2 * RATE_WRITERS * RATE_RECORDS);
+    db_close(db);
+}
+
 /* ---- a lost connection ------------------------------------------------------------ */
 
 /*
@@ -803,6 +860,7 @@ int main(void)
     RUN(test_admin_log);
     RUN(test_maps);
     RUN(test_rates);
+    RUN(test_rates_concurrent);
     RUN(test_reconnect);
     remove_tmpdir();
     return UNIT_DONE();
