@@ -68,6 +68,7 @@ static int pg_migrate_locked(struct db *db)
         pg_run(db, "INSERT INTO schema_version (version) SELECT 0"
                    " WHERE NOT EXISTS (SELECT 1 FROM schema_version)", 0, NULL, NULL) != DB_OK)
         return DB_ERROR;
+    /* Another node may have migrated while this one waited for the lock. */
     v = pg_query_ll(db, "SELECT max(version) FROM schema_version");
     if (v < 0)
         return DB_ERROR;
@@ -90,10 +91,29 @@ static int pg_migrate_locked(struct db *db)
     return DB_OK;
 }
 
+/* The schema version, 0 before the first migration; -1 on error. */
+static long long pg_version(struct db *db)
+{
+    long long exists = pg_query_ll(db, "SELECT (to_regclass('schema_version') IS NOT NULL)::int");
+
+    if (exists <= 0)
+        return exists;
+    return pg_query_ll(db, "SELECT coalesce(max(version), 0) FROM schema_version");
+}
+
+/*
+ * A schema that is up to date is only read, so that the programs may run as a role
+ * that can change rows but not tables once an administrator has migrated.
+ */
 static int pg_migrate(struct db *db)
 {
+    long long v = pg_version(db);
     int own;
 
+    if (v < 0)
+        return DB_ERROR;
+    if (v == db_pg_migrations_count)
+        return DB_OK;
     if (pg_tx_begin(db, &own) != DB_OK)
         return DB_ERROR;
     return pg_tx_end(db, own, pg_migrate_locked(db));

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (ALICE, ALICE_ADDR, binary, build_stack, mail_reply, make_message, poll,
-                      send_ok)
+from conftest import (ALICE, ALICE_ADDR, binary, build_dir, build_stack, mail_reply,
+                      make_message, poll, send_ok)
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = ["sh", str(REPO / "scripts" / "pg-test-cluster.sh")]
@@ -136,3 +136,21 @@ def test_password_never_shown(pg_stack, cluster):
     assert bad.returncode == 1 and "no_such_db" in bad.stderr, bad.stderr
     assert PASSWORD not in bad.stdout + bad.stderr
     assert PASSWORD not in pg_stack.daemon.tail(max_chars=10_000_000)
+
+
+def _needed(path):
+    out = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    return [line.split("[")[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+
+
+def test_only_the_database_programs_link_libpq():
+    """The master and the smtp process, which parses untrusted bytes, cannot reach a
+    database of either kind; authz and the tools link both backends."""
+    libexec = build_dir() / "libexec" / "submitd"
+    for path in (binary("submitd"), libexec / "submitd-smtp", libexec / "submitd-queue"):
+        needed = _needed(path)
+        assert not [n for n in needed if n.startswith(("libpq", "libsqlite3"))], (path, needed)
+    for path in (libexec / "submitd-authz", binary("submit-admin"), binary("submit-ca")):
+        needed = _needed(path)
+        assert [n for n in needed if n.startswith("libpq")], (path, needed)
