@@ -5,6 +5,8 @@
 #
 #   sh scripts/pg-test-cluster.sh start          prints the directory, then the DSN
 #   sh scripts/pg-test-cluster.sh restart DIR    pg_ctl restart (connections are lost)
+#   sh scripts/pg-test-cluster.sh halt DIR       stops the server, keeping DIR
+#   sh scripts/pg-test-cluster.sh resume DIR     starts it again
 #   sh scripts/pg-test-cluster.sh stop DIR       stops the server and removes DIR
 #
 # Exits 3 with the reason on stderr when PostgreSQL is not installed, so that callers
@@ -57,11 +59,17 @@ start)
     echo "$dir"
     echo "postgresql:///submitd_test?host=$dir&user=submitd"
     ;;
-restart)
-    dir=${2:?usage: pg-test-cluster.sh restart DIR}
-    as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -m fast \
+restart | resume)
+    dir=${2:?usage: pg-test-cluster.sh $1 DIR}
+    if [ "$1" = restart ]; then action="restart -m fast"; else action=start; fi
+    # shellcheck disable=SC2086
+    as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
         -o "-c listen_addresses='' -k $dir -c fsync=off -c max_connections=50" \
-        restart >/dev/null
+        $action >/dev/null
+    ;;
+halt)
+    dir=${2:?usage: pg-test-cluster.sh halt DIR}
+    as_owner "$PGBIN/pg_ctl" -D "$dir/data" -w -m fast stop >/dev/null
     ;;
 stop)
     dir=${2:?usage: pg-test-cluster.sh stop DIR}
@@ -70,7 +78,7 @@ stop)
     rm -rf "$dir"
     ;;
 *)
-    echo "usage: pg-test-cluster.sh start | restart DIR | stop DIR" >&2
+    echo "usage: pg-test-cluster.sh start | restart DIR | halt DIR | resume DIR | stop DIR" >&2
     exit 2
     ;;
 esac

@@ -60,6 +60,8 @@ if [ -x "$B/tests/test_db_conformance" ]; then
         pg_dsn="postgresql://submitd:conformance-pw@/submitd_test?host=$pg_dir"
         SUBMITD_TEST_DSN=$pg_dsn SUBMITD_TEST_DSN_SECRET=conformance-pw \
             SUBMITD_TEST_RESTART="sh scripts/pg-test-cluster.sh restart $pg_dir" \
+            SUBMITD_TEST_HALT="sh scripts/pg-test-cluster.sh halt $pg_dir" \
+            SUBMITD_TEST_RESUME="sh scripts/pg-test-cluster.sh resume $pg_dir" \
             "$B/tests/test_db_conformance" > "$log" 2>&1
         rc=$?
         sh scripts/pg-test-cluster.sh stop "$pg_dir"

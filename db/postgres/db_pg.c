@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -85,6 +86,8 @@ int pg_session_setup(struct db *db)
 /* Makes the connection usable: DB_OK, or DB_ERROR with the reason recorded. */
 static int pg_ready(struct db *db)
 {
+    struct timespec now;
+
     if (db->lost_in_tx) {
         pg_set_err(db, "the connection was lost inside a transaction, which is rolled back");
         db->sqlstate[0] = '\0';
@@ -92,11 +95,21 @@ static int pg_ready(struct db *db)
     }
     if (PQstatus(db->conn) == CONNECTION_OK)
         return DB_OK;
+    /*
+     * authz answers sessions one after another: while the server is unreachable, one
+     * attempt a second (each up to the connect timeout) is enough, and the calls in
+     * between fail at once, keeping the message of the last attempt.
+     */
+    if (clock_gettime(CLOCK_MONOTONIC, &now) == 0 && now.tv_sec < db->retry_after)
+        return DB_ERROR;
     PQreset(db->conn);
     if (PQstatus(db->conn) != CONNECTION_OK) {
         pg_fail(db, NULL);
+        if (clock_gettime(CLOCK_MONOTONIC, &now) == 0)
+            db->retry_after = (int64_t)now.tv_sec + 1;
         return DB_ERROR;
     }
+    db->retry_after = 0;
     return pg_session_setup(db);
 }
 

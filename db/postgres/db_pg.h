@@ -31,6 +31,8 @@ struct db {
     int in_tx;              /* a db_begin of the caller is open */
     int lost_in_tx;         /* the connection was lost inside it: refuse until rollback */
     int lock_timeout_ms;
+    /* After a failed reconnect, calls before this monotonic second fail at once. */
+    int64_t retry_after;
 };
 
 /* ---- errors (db_pg.c) ------------------------------------------------------------ */

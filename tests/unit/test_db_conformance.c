@@ -5,9 +5,10 @@
  * empty; without it, each test gets a new SQLite file in a temporary directory.
  * Tests use names of their own, so that they also pass when they share a database.
  *
- * SUBMITD_TEST_RESTART, when set, is a command that restarts the database server
- * (scripts/run-tests.sh sets it for PostgreSQL); SUBMITD_TEST_DSN_SECRET the password
- * that SUBMITD_TEST_DSN holds, which no message may show.
+ * SUBMITD_TEST_RESTART, when set, is a command that restarts the database server,
+ * SUBMITD_TEST_HALT and SUBMITD_TEST_RESUME commands that stop it and start it again
+ * (scripts/run-tests.sh sets them for PostgreSQL); SUBMITD_TEST_DSN_SECRET is the
+ * password that SUBMITD_TEST_DSN holds, which no message may show.
  */
 #include "db.h"
 #include "db_test.h"
@@ -816,6 +817,37 @@ TEST(test_reconnect)
     db_close(db);
 }
 
+/*
+ * A server that stays down: every call fails (the connection lost, then each attempt
+ * to connect again), none answers from a stale state, and once the server is back the
+ * calls work again within a couple of seconds.
+ */
+TEST(test_server_down)
+{
+    const char *halt = getenv("SUBMITD_TEST_HALT"), *resume = getenv("SUBMITD_TEST_RESUME");
+    struct db *db;
+    int ok = 0;
+
+    if (halt == NULL || *halt == '\0' || resume == NULL || *resume == '\0')
+        return;    /* a file database has no server */
+    db = open_db();
+    if (db == NULL)
+        return;
+    CHECK(db_user_add(db, "cf-down") == DB_OK);
+    CHECK(system(halt) == 0);
+    for (int i = 0; i < 4; i++)
+        CHECK(db_user_get(db, "cf-down", NULL) == DB_ERROR);
+    CHECK(db_rate_record(db, "cf-down", 1800000000, 1) == DB_ERROR);
+    CHECK(system(resume) == 0);
+    for (int i = 0; i < 30 && !ok; i++) {
+        ok = db_user_get(db, "cf-down", NULL) == DB_OK;
+        if (!ok)
+            usleep(200 * 1000);
+    }
+    CHECK(ok);
+    db_close(db);
+}
+
 /* ---- the temporary directory ---------------------------------------------------------- */
 
 static void remove_tmpdir(void)
@@ -862,6 +894,7 @@ int main(void)
     RUN(test_rates);
     RUN(test_rates_concurrent);
     RUN(test_reconnect);
+    RUN(test_server_down);
     remove_tmpdir();
     return UNIT_DONE();
 }
