@@ -194,13 +194,24 @@ $(B)/tests/test_fuzz_cert_corpus: $(call obj,tests/fuzz/fuzz_cert_field.c authz/
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
+# The PROXY header target over its own corpus: the first bytes of a connection.
+$(O)/tests/fuzz/driver_proxy.o: tests/fuzz/driver.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DCORPUS='"tests/fuzz/corpus-proxy"' -c -o $@ $<
+
+$(B)/tests/test_fuzz_proxy_corpus: $(call obj,tests/fuzz/fuzz_proxy.c) $(O)/tests/fuzz/driver_proxy.o \
+                                   $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
+
 unit: $(UNIT_BINS) $(B)/tests/test_fuzz_corpus $(B)/tests/test_fuzz_ipc_corpus \
-      $(B)/tests/test_fuzz_cert_corpus $(B)/tests/hostile-smtp
+      $(B)/tests/test_fuzz_cert_corpus $(B)/tests/test_fuzz_proxy_corpus $(B)/tests/hostile-smtp
 
 # make fuzz [FUZZ_SECONDS=60]: libFuzzer with ASan/UBSan (needs clang), each target
 # for FUZZ_SECONDS; new inputs go to build-fuzz/corpus*, the seeds in tests/fuzz/
-# corpus (parsers, DATA path), tests/fuzz/corpus-ipc (IPC codecs) and tests/fuzz/corpus-cert
-# (certificate fields of rule maps) stay as they are.
+# corpus (parsers, DATA path), tests/fuzz/corpus-ipc (IPC codecs), tests/fuzz/corpus-cert
+# (certificate fields of rule maps) and tests/fuzz/corpus-proxy (PROXY headers) stay as
+# they are.
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Isubmitd/lib -Isubmitd/smtp \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
@@ -221,6 +232,10 @@ fuzz:
 	    authz/authzd/cert_field.c -lcrypto
 	build-fuzz/fuzz_cert_field -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 	    build-fuzz/corpus-cert tests/fuzz/corpus-cert
+	@mkdir -p build-fuzz/corpus-proxy
+	clang $(FUZZ_CFLAGS) -o build-fuzz/fuzz_proxy tests/fuzz/fuzz_proxy.c submitd/lib/proxy_proto.c
+	build-fuzz/fuzz_proxy -max_total_time=$(FUZZ_SECONDS) -max_len=4200 \
+	    build-fuzz/corpus-proxy tests/fuzz/corpus-proxy
 
 # make analyze: GCC's static analyzer (-fanalyzer) over every source of the programs
 # and the load generator, with the build's own flags; a finding is an error (-Werror).

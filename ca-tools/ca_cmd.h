@@ -50,6 +50,7 @@ struct ca_opts {
     int revoke_old;                    /* renew --revoke-old */
     int add;                           /* issue --add: another valid certificate */
     int shared;                        /* issue/renew --shared: an address with two owners */
+    int blocked;                       /* list --blocked: certificates submit-admin blocked */
 };
 
 int ca_cmd_init(const struct config *cfg, const struct ca_opts *o);

@@ -11,39 +11,110 @@
 #include "db.h"
 #include "util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
 
 #define DAY_SECONDS 86400LL
 /* A bound on the CRL, far above any deployment this CA is meant for. */
 #define CRL_MAX_ENTRIES 1000000
 
+/*
+ * The configured crl may be a bundle: the CRLs of other CAs in client_ca (a partner,
+ * an enterprise CA) sit next to ours. Only our own CRL (our CA's name, and signed by
+ * our key) is replaced; the others are kept as they are, in their order, after ours.
+ * A bundle that cannot be read whole is left untouched: writing ours alone would drop
+ * the other CAs' CRLs, and every certificate of those CAs would be refused.
+ * Returns the new content, or NULL after a message.
+ */
+static BIO *crl_bundle(const char *path, const struct ca_authority *ca, BIO *own,
+                       int *kept)
+{
+    BIO *in = NULL, *out = BIO_new(BIO_s_mem());
+    X509_CRL *c;
+    char *data;
+    long n = BIO_get_mem_data(own, &data);
+    unsigned long e;
+
+    *kept = 0;
+    if (out == NULL || n < 0 || BIO_write(out, data, (int)n) != (int)n) {
+        ca_err_ssl("crl %s: out of memory", path);
+        goto fail;
+    }
+    if (access(path, F_OK) != 0 && errno == ENOENT)
+        return out;
+    if ((in = BIO_new_file(path, "r")) == NULL) {
+        ca_err_ssl("crl %s: cannot be read, so it was not changed", path);
+        goto fail;
+    }
+    ERR_clear_error();
+    while ((c = PEM_read_bio_X509_CRL(in, NULL, NULL, NULL)) != NULL) {
+        int ours = X509_NAME_cmp(X509_CRL_get_issuer(c), X509_get_subject_name(ca->cert)) == 0
+                   && X509_CRL_verify(c, X509_get0_pubkey(ca->cert)) == 1;
+
+        if (!ours && PEM_write_bio_X509_CRL(out, c) != 1) {
+            X509_CRL_free(c);
+            ca_err_ssl("crl %s: out of memory", path);
+            goto fail;
+        }
+        *kept += !ours;
+        X509_CRL_free(c);
+    }
+    /* The end of the file shows as "no start line"; anything else is a broken bundle. */
+    e = ERR_peek_last_error();
+    if (e != 0 && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
+        ca_err_ssl("crl %s: holds something that is not a PEM CRL, so it was not changed "
+                   "(the CRLs of other CAs in it would be lost); fix the file, then run "
+                   "\"submit-ca crl\"", path);
+        goto fail;
+    }
+    ERR_clear_error();
+    BIO_free(in);
+    return out;
+fail:
+    BIO_free(in);
+    BIO_free(out);
+    return NULL;
+}
+
 int ca_crl_write(const struct config *cfg, const struct ca_authority *ca, X509_CRL *crl)
 {
     struct ca_stage st;
-    BIO *pem = ca_pem_crl(crl);
-    int rc = -1;
+    BIO *pem = ca_pem_crl(crl), *bundle = NULL;
+    int same = cfg->crl[0] != '\0' && strcmp(cfg->crl, ca->crl_path) == 0;
+    int rc = -1, kept = 0;
 
     if (pem == NULL)
         return -1;
+    if (cfg->crl[0] != '\0' && (bundle = crl_bundle(cfg->crl, ca, pem, &kept)) == NULL)
+        goto out;
     /* submitd reads the CRL again as its unprivileged user when it changes. */
     (void)ca_dir_publish(ca->dir);
     ca_stage_init(&st);
-    if (ca_stage_write(&st, ca->crl_path, 0644, pem) != 0 || ca_stage_commit(&st, 1) != 0)
-        goto out;
+    if (ca_stage_write(&st, ca->crl_path, 0644, same ? bundle : pem) != 0 ||
+        ca_stage_commit(&st, 1) != 0)
+        goto out_stage;
     printf("crl: %s\n", ca->crl_path);
     /* The daemon reads the configured crl; publish there too when it is another file. */
-    if (cfg->crl[0] != '\0' && strcmp(cfg->crl, ca->crl_path) != 0) {
+    if (cfg->crl[0] != '\0' && !same) {
         ca_stage_discard(&st);
-        if (ca_stage_write(&st, cfg->crl, 0644, pem) != 0 || ca_stage_commit(&st, 1) != 0)
-            goto out;
+        if (ca_stage_write(&st, cfg->crl, 0644, bundle) != 0 || ca_stage_commit(&st, 1) != 0)
+            goto out_stage;
         printf("crl: %s\n", cfg->crl);
     }
+    if (kept > 0)
+        printf("crl_kept: %d CRL%s of other CAs in %s\n", kept, kept == 1 ? "" : "s", cfg->crl);
     rc = 0;
-out:
+out_stage:
     ca_stage_discard(&st);
+out:
+    BIO_free(bundle);
     BIO_free(pem);
     return rc;
 }

@@ -52,6 +52,51 @@ static int list_cb(void *arg, const struct db_cert *c)
     return 0;
 }
 
+/* One blocked certificate (submit-admin cert block), as submit-admin cert list shows it. */
+static int block_cb(void *arg, const struct db_cert_block *b)
+{
+    struct list_state *ls = arg;
+    char at[DB_TIME_TEXT_LEN];
+
+    db_time_text(b->blocked_at, at, sizeof(at));
+    if (ls->json) {
+        printf("%s  {", ls->count ? ",\n" : "");
+        cli_json_member(stdout, "sha256", b->sha256, 1);
+        cli_json_member(stdout, "issuer", b->issuer_text, 0);
+        cli_json_member(stdout, "serial", b->serial, 0);
+        cli_json_member(stdout, "reason", b->reason, 0);
+        cli_json_member(stdout, "blocked_at", at, 0);
+        cli_json_member(stdout, "blocked_by", b->blocked_by, 0);
+        printf("}");
+    } else {
+        const char *cols[] = { b->sha256, b->issuer_text, b->serial, at, b->blocked_by,
+                               b->reason };
+
+        for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+            if (i)
+                putchar('\t');
+            cli_plain_field(stdout, cols[i]);
+        }
+        putchar('\n');
+    }
+    ls->count++;
+    return 0;
+}
+
+static int list_blocked(struct db *db, struct list_state *ls)
+{
+    int r;
+
+    printf(ls->json ? "[\n" : "sha256\tissuer\tserial\tblocked\tby\treason\n");
+    r = db_cert_block_list(db, block_cb, ls);
+    if (ls->json)
+        printf("%s]\n", ls->count ? "\n" : "");
+    if (r == DB_ERROR)
+        ca_err("cannot list blocked certificates: %s", db_errmsg(db));
+    db_close(db);
+    return r == DB_ERROR;
+}
+
 int ca_cmd_list(const struct config *cfg, const struct ca_opts *o)
 {
     struct list_state ls;
@@ -70,6 +115,8 @@ int ca_cmd_list(const struct config *cfg, const struct ca_opts *o)
     }
     if ((db = cli_db_open(&ca_prog, cfg, NULL)) == NULL)
         return 1;
+    if (o->blocked)
+        return list_blocked(db, &ls);
     if (ls.json)
         printf("[\n");
     else

@@ -30,7 +30,7 @@
 enum opt_id {
     OPT_CONFIG, OPT_HELP, OPT_CN, OPT_DAYS, OPT_KEY, OPT_IP, OPT_EMAIL, OPT_OUT,
     OPT_P12_PASSWORD_FILE, OPT_P12, OPT_USER, OPT_EXPIRING, OPT_JSON, OPT_REASON,
-    OPT_PASSPHRASE_FILE, OPT_CSR, OPT_REVOKE_OLD, OPT_SERIAL, OPT_ADD, OPT_SHARED, OPT_VERSION,
+    OPT_PASSPHRASE_FILE, OPT_CSR, OPT_REVOKE_OLD, OPT_SERIAL, OPT_ADD, OPT_SHARED, OPT_BLOCKED, OPT_VERSION,
     OPT_COUNT
 };
 
@@ -63,6 +63,7 @@ static const struct opt_def {
     { "--serial", OPT_SERIAL, 1 },
     { "--add", OPT_ADD, 0 },
     { "--shared", OPT_SHARED, 0 },
+    { "--blocked", OPT_BLOCKED, 0 },
     { "--version", OPT_VERSION, 0 },
 };
 
@@ -96,7 +97,8 @@ static const struct cli_command commands[] = {
     CMD("revoke", BIT(OPT_USER) | BIT(OPT_REASON) | BIT(OPT_PASSPHRASE_FILE), 0, 1,
         ca_cmd_revoke),
     CMD("crl", BIT(OPT_DAYS) | BIT(OPT_PASSPHRASE_FILE), 0, 0, ca_cmd_crl),
-    CMD("list", BIT(OPT_USER) | BIT(OPT_EXPIRING) | BIT(OPT_JSON), 0, 0, ca_cmd_list),
+    CMD("list", BIT(OPT_USER) | BIT(OPT_EXPIRING) | BIT(OPT_JSON) | BIT(OPT_BLOCKED), 0, 0,
+        ca_cmd_list),
     CMD("log", BIT(OPT_USER) | BIT(OPT_SERIAL) | BIT(OPT_JSON), 0, 0, ca_cmd_log),
 };
 
@@ -113,6 +115,7 @@ static const char usage_text[] =
     "       submit-ca [-c FILE] revoke SERIAL | --user USER [--reason REASON]\n"
     "       submit-ca [-c FILE] crl [--days N]\n"
     "       submit-ca [-c FILE] list [--user USER] [--expiring DAYS] [--json]\n"
+    "       submit-ca [-c FILE] list --blocked [--json]\n"
     "       submit-ca [-c FILE] log [--user USER] [--serial SERIAL] [--json]\n"
     "       submit-ca --help | --version\n"
     "Commands that use the CA key take --passphrase-file FILE when it is encrypted.\n"
@@ -276,6 +279,9 @@ static int validate(const struct cmd_def *cmd, const struct cmdline *cl, struct 
     o->revoke_old = (cl->seen & BIT(OPT_REVOKE_OLD)) != 0;
     o->add = (cl->seen & BIT(OPT_ADD)) != 0;
     o->shared = (cl->seen & BIT(OPT_SHARED)) != 0;
+    o->blocked = (cl->seen & BIT(OPT_BLOCKED)) != 0;
+    if (o->blocked && (o->user != NULL || o->expiring >= 0))
+        return misuse("list --blocked takes no --user or --expiring");
     if (o->passphrase_file != NULL && o->passphrase_file[0] == '\0')
         return misuse("--passphrase-file: empty file name");
     if (o->csr != NULL && o->csr[0] == '\0')

@@ -326,6 +326,93 @@ int db_map_lookup(struct db *db, const char *subject, const char *issuer, char *
 typedef int (*db_map_cb)(void *arg, const char *subject, const char *issuer, const char *user);
 int db_map_list(struct db *db, db_map_cb cb, void *arg);
 
+/* ---- rule maps: certificates of an enterprise CA mapped by a field (issue 14) ---- */
+/*
+ * One rule per issuing CA (its subject in dn.h canonical form): the field of the CA's
+ * certificates that names the user. The order is that of enum cert_field
+ * (authz/authzd/cert_field.h); the stored words are db_rule_field_name()'s.
+ */
+enum db_rule_field {
+    DB_RULE_EMAIL = 0,
+    DB_RULE_SAN_EMAIL = 1,
+    DB_RULE_UPN = 2,
+    DB_RULE_CN = 3,
+};
+/* "email", "san-email", "upn", "cn"; "?" out of range. */
+const char *db_rule_field_name(enum db_rule_field f);
+
+struct db_map_rule {
+    char issuer[1024];          /* canonical */
+    char issuer_text[1024];     /* as the admin wrote it */
+    enum db_rule_field field;
+    char strip_domain[256];     /* "" when not given */
+    char require_domain[256];
+    int64_t created_at;         /* set by the database; ignored by db_map_rule_add */
+};
+/* DB_EXISTS when the issuer has a rule already (one rule per issuer). */
+int db_map_rule_add(struct db *db, const struct db_map_rule *r);
+/* NOTFOUND when the issuer has no rule. */
+int db_map_rule_del(struct db *db, const char *issuer);
+/* The rule of issuer (canonical); NOTFOUND when it has none. */
+int db_map_rule_get(struct db *db, const char *issuer, struct db_map_rule *out);
+/* Every rule, ordered by issuer_text. */
+typedef int (*db_map_rule_cb)(void *arg, const struct db_map_rule *r); /* non-zero stops */
+int db_map_rule_list(struct db *db, db_map_rule_cb cb, void *arg);
+
+/* ---- blocked certificates: refused before their CA's CRL says so ------------ */
+/*
+ * A block names a certificate by its SHA-256 (lower-case hex), or by its issuer
+ * (canonical) and serial (hex, stored upper-case without leading zeros whatever
+ * form is given, and compared so), or both. Either form may be "" but not both.
+ * Devices store their serial the same way.
+ */
+struct db_cert_block {
+    char sha256[65];
+    char issuer[1024];
+    char issuer_text[1024];
+    char serial[80];
+    char reason[256];
+    int64_t blocked_at;         /* set by the database */
+    char blocked_by[64];        /* the login that blocked it */
+};
+/* DB_EXISTS when a block has the same sha256, or the same issuer and serial. */
+int db_cert_block_add(struct db *db, const struct db_cert_block *b);
+/*
+ * Removes the block of sha256 (when not NULL or ""), else the one of issuer and
+ * serial. NOTFOUND when there is none.
+ */
+int db_cert_block_del(struct db *db, const char *sha256, const char *issuer, const char *serial);
+/*
+ * DB_OK with out (may be NULL) when a block names the certificate: its sha256, or
+ * its issuer and serial. Any argument may be "" or NULL (never matches).
+ */
+int db_cert_block_find(struct db *db, const char *sha256, const char *issuer, const char *serial,
+                       struct db_cert_block *out);
+/* Every block, the newest first. */
+typedef int (*db_cert_block_cb)(void *arg, const struct db_cert_block *b); /* non-zero stops */
+int db_cert_block_list(struct db *db, db_cert_block_cb cb, void *arg);
+
+/* ---- devices: the certificates each user was seen with ------------------------ */
+struct db_device {
+    char sha256[65];
+    char user[128];
+    char issuer[512];           /* RFC 2253, for display */
+    char serial[80];
+    int64_t not_after;
+    int64_t first_seen, last_seen;   /* set by db_device_seen */
+};
+/*
+ * Records that d->user used certificate d->sha256 at now. A new certificate is
+ * inserted; a known one gets its user and last_seen updated only when its user
+ * changes or its last_seen is an hour or more before now (authz calls this for
+ * every accepted session: at most one write an hour per device). DB_NOTFOUND when
+ * the user does not exist.
+ */
+int db_device_seen(struct db *db, const struct db_device *d, int64_t now);
+/* The devices of user, the most recently seen first. */
+typedef int (*db_device_cb)(void *arg, const struct db_device *d); /* non-zero stops */
+int db_device_list(struct db *db, const char *user, db_device_cb cb, void *arg);
+
 /* ---- rate limits ----------------------------------------------------------- */
 /* Counts an accepted submission with its recipients at time now. */
 int db_rate_record(struct db *db, const char *user, int64_t now, long long recipients);

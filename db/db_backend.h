@@ -79,6 +79,23 @@
       (struct db * db, const char *subject, const char *issuer, char *user, size_t userlen),    \
       (db, subject, issuer, user, userlen))                                                     \
     X(int, map_list, (struct db * db, db_map_cb cb, void *arg), (db, cb, arg))                  \
+    X(int, map_rule_add, (struct db * db, const struct db_map_rule *r), (db, r))               \
+    X(int, map_rule_del, (struct db * db, const char *issuer), (db, issuer))                    \
+    X(int, map_rule_get, (struct db * db, const char *issuer, struct db_map_rule *out),         \
+      (db, issuer, out))                                                                        \
+    X(int, map_rule_list, (struct db * db, db_map_rule_cb cb, void *arg), (db, cb, arg))        \
+    X(int, cert_block_add, (struct db * db, const struct db_cert_block *b), (db, b))            \
+    X(int, cert_block_del,                                                                      \
+      (struct db * db, const char *sha256, const char *issuer, const char *serial),             \
+      (db, sha256, issuer, serial))                                                             \
+    X(int, cert_block_find,                                                                     \
+      (struct db * db, const char *sha256, const char *issuer, const char *serial,              \
+       struct db_cert_block *out),                                                              \
+      (db, sha256, issuer, serial, out))                                                        \
+    X(int, cert_block_list, (struct db * db, db_cert_block_cb cb, void *arg), (db, cb, arg))    \
+    X(int, device_seen, (struct db * db, const struct db_device *d, int64_t now), (db, d, now)) \
+    X(int, device_list, (struct db * db, const char *user, db_device_cb cb, void *arg),         \
+      (db, user, cb, arg))                                                                      \
     X(int, rate_record, (struct db * db, const char *user, int64_t now, long long recipients),  \
       (db, user, now, recipients))                                                              \
     X(int, rate_usage,                                                                          \

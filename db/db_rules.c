@@ -94,6 +94,33 @@ int db_cert_in_force(const struct db_cert *c, int64_t now)
     return c->status == CERT_VALID && now < c->not_after;
 }
 
+/* ---- rule maps -------------------------------------------------------------------- */
+
+static const char *const rule_field_names[] = { "email", "san-email", "upn", "cn" };
+
+const char *db_rule_field_name(enum db_rule_field f)
+{
+    return (unsigned)f < sizeof(rule_field_names) / sizeof(rule_field_names[0])
+               ? rule_field_names[f] : "?";
+}
+
+int db_rule_field_parse(const char *name, enum db_rule_field *out)
+{
+    for (unsigned i = 0; name != NULL && i < sizeof(rule_field_names) / sizeof(rule_field_names[0]);
+         i++)
+        if (strcmp(name, rule_field_names[i]) == 0) {
+            *out = (enum db_rule_field)i;
+            return DB_OK;
+        }
+    return DB_ERROR;
+}
+
+/* A device's row is written again only when it was last written this long ago. */
+int64_t db_device_rewrite_before(int64_t now)
+{
+    return now - 3600;
+}
+
 /* ---- rate window ----------------------------------------------------------------- */
 
 int64_t db_rate_minute(int64_t now)

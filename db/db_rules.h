@@ -13,6 +13,11 @@
 /* DB_OK with *out for "valid" or "revoked"; DB_ERROR for anything else. */
 int db_cert_status_parse(const char *name, enum cert_status *out);
 
+/* DB_OK with *out for a word of db_rule_field_name(); DB_ERROR for anything else. */
+int db_rule_field_parse(const char *name, enum db_rule_field *out);
+/* db_device_seen rewrites a device last seen before this time (an hour before now). */
+int64_t db_device_rewrite_before(int64_t now);
+
 /*
  * Rate usage is counted per user and minute (Unix time / 60). A check sums the last
  * sixty minutes, the current one included; minutes older than two hours are no use

@@ -7,12 +7,15 @@
  */
 
 #include "cli.h"
-
-struct db;
+#include "db.h"
 
 extern const struct cli_program admin_prog;
 
 /* "submit-admin: <the database's last error>"; returns the failure exit status. */
-int admin_db_failed(struct db *db);
+static inline int admin_db_failed(struct db *db)
+{
+    cli_error(&admin_prog, "%s", db_errmsg(db));
+    return CLI_EXIT_FAIL;
+}
 
 #endif

@@ -65,6 +65,37 @@ static int show_cert(void *arg, const struct db_cert *c)
     return 0;
 }
 
+/* The certificates the user was seen with (recorded by authz at most hourly). */
+static int show_device(void *arg, const struct db_device *d)
+{
+    struct show *s = arg;
+    char not_after[DB_TIME_TEXT_LEN], seen[DB_TIME_TEXT_LEN];
+
+    db_time_text(d->not_after, not_after, sizeof(not_after));
+    db_time_text(d->last_seen, seen, sizeof(seen));
+    if (s->json) {
+        fputs(s->n ? ",{" : "{", stdout);
+        cli_json_member(stdout, "issuer", d->issuer, 1);
+        cli_json_member(stdout, "serial", d->serial, 0);
+        cli_json_member(stdout, "not_after", not_after, 0);
+        cli_json_member(stdout, "last_seen", seen, 0);
+        cli_json_member(stdout, "sha256", d->sha256, 0);
+        fputs("}", stdout);
+    } else {
+        fputs("device:	", stdout);
+        cli_plain_field(stdout, d->serial);
+        fputs("	issuer ", stdout);
+        cli_plain_field(stdout, d->issuer);
+        fputs("	expires ", stdout);
+        cli_plain_field(stdout, not_after);
+        fputs("	last seen ", stdout);
+        cli_plain_field(stdout, seen);
+        putchar('\n');
+    }
+    s->n++;
+    return 0;
+}
+
 static int keep_row(void *arg, const struct db_audit_row *r)
 {
     *(struct db_audit_row *)arg = *r;
@@ -143,6 +174,10 @@ int admin_user_show(struct db *db, const char *user, int json)
         goto dberr;
     if (!json && s.n == 0)
         fputs("certificate:\tnone valid\n", stdout);
+    fputs(json ? "],\"devices\":[" : "", stdout);
+    s.n = 0;
+    if (db_device_list(db, user, show_device, &s) != DB_OK)
+        goto dberr;
     if (json)
         fputs("]", stdout);
     if (show_last(&s, user, "accept", "accepted") != 0 ||

@@ -22,6 +22,7 @@
 #include "admin_audit.h"
 #include "admin_log.h"
 #include "admin_map.h"
+#include "admin_rule.h"
 #include "admin_queue.h"
 #include "admin_show.h"
 #include "admin_stats.h"
@@ -56,6 +57,11 @@ static const char usage_text[] =
     "  log [--since WHEN] [--user USER] [--json]\n"
     "  map add --subject DN [--issuer DN] USER      certificates of another CA\n"
     "  map del --subject DN [--issuer DN] | map list [--json]\n"
+    "  map rule add --issuer DN --field email|san-email|upn|cn [--strip-domain D]\n"
+    "           [--require-domain D]           certificates of an enterprise CA\n"
+    "  map rule del --issuer DN | map rule list [--json]\n"
+    "  cert block SHA256 | cert block --issuer DN --serial HEX [--reason TEXT]\n"
+    "  cert unblock SHA256|--issuer DN --serial HEX | cert list [--json]\n"
     "  queue list [--json] | queue flush | queue delete ID\n"
     "  stats [--json|--prometheus]         queue, decisions, CRL and certificate expiry\n"
     "  --help | --version\n"
@@ -203,12 +209,6 @@ static int parse_when(const char *s, char *out, size_t outlen)
 
 /* ---- database ----------------------------------------------------------- */
 
-int admin_db_failed(struct db *db)
-{
-    errorf("%s", db_errmsg(db));
-    return CLI_EXIT_FAIL;
-}
-
 /* Misuse: the command cannot mean anything with this word. */
 static int check_user_name(const struct cmdline *cl, const char *name)
 {
@@ -281,6 +281,8 @@ static const struct cli_command commands[] = {
     OWN("map", "add", admin_map_usage, admin_map),
     OWN("map", "del", admin_map_usage, admin_map),
     OWN("map", "list", admin_map_usage, admin_map),
+    OWN("map", "rule", admin_rule_usage, admin_rule),
+    OWN("cert", NULL, admin_cert_usage, admin_cert),
     OWN("queue", "list", admin_queue_usage, admin_queue),
     OWN("queue", "flush", admin_queue_usage, admin_queue),
     OWN("queue", "delete", admin_queue_usage, admin_queue),

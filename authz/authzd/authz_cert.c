@@ -8,6 +8,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -510,6 +511,53 @@ static X509 *decode_one(const unsigned char *der, size_t len)
     return x;
 }
 
+/*
+ * Which certificate of client_ca issued the leaf: the second of the verified chain,
+ * when it is one of client_ca (compared whole, not by name). A rule map applies to
+ * the CA that vouched for the certificate, never to a name the client chose.
+ */
+static void issuing_ca(X509_STORE_CTX *ctx, struct cert_result *r)
+{
+    STACK_OF(X509) *verified = X509_STORE_CTX_get0_chain(ctx);
+    X509 *ca = verified != NULL && sk_X509_num(verified) > 1 ? sk_X509_value(verified, 1) : NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int known = 0;
+
+    for (int i = 0; ca != NULL && i < sk_X509_num(st.cas); i++)
+        if (X509_cmp(ca, sk_X509_value(st.cas, i)) == 0)
+            known = 1;
+    if (!known || X509_digest(ca, EVP_sha256(), md, &mdlen) != 1 ||
+        dn_canon_name(X509_get_subject_name(ca), r->ca_canon, sizeof(r->ca_canon)) != 0) {
+        r->ca_sha256[0] = '\0';
+        r->ca_canon[0] = '\0';
+        return;
+    }
+    hex_encode(md, mdlen, r->ca_sha256);
+}
+
+/* The leaf's serial (upper-case hex), expiry and the fields rule maps read. */
+static void leaf_facts(X509 *leaf, struct cert_result *r)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
+    char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+
+    const char *digits = hex != NULL ? hex : "";
+
+    /* BN_bn2hex writes whole bytes; serials are shown and compared without
+     * leading zeros, as openssl x509 -serial and the CAs' consoles differ on them. */
+    while (digits[0] == '0' && digits[1] != '\0')
+        digits++;
+    str_lcpy(r->serial, digits, sizeof(r->serial));
+    OPENSSL_free(hex);
+    BN_free(bn);
+    r->not_after = (int64_t)crl_asn1_epoch(X509_get0_notAfter(leaf));
+    for (int f = 0; f < CERT_FIELD_COUNT; f++)
+        r->field_status[f] = (unsigned char)cert_field_get(leaf, (enum cert_field)f,
+                                                           r->field_value[f]);
+    ERR_clear_error();
+}
+
 static void chain_verify(X509 *leaf, STACK_OF(X509) *chain, struct cert_result *r)
 {
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
@@ -531,6 +579,8 @@ static void chain_verify(X509 *leaf, STACK_OF(X509) *chain, struct cert_result *
     X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
     if (X509_verify_cert(ctx) != 1 && seen.first == X509_V_OK && seen.crl == X509_V_OK)
         seen.first = X509_STORE_CTX_get_error(ctx);
+    if (seen.first == X509_V_OK && seen.crl == X509_V_OK)
+        issuing_ca(ctx, r);
     X509_STORE_CTX_free(ctx);
     ERR_clear_error();
     if (seen.first != X509_V_OK) {
@@ -617,8 +667,8 @@ void cert_verify(const unsigned char *const *der, const size_t *len, int n,
     /* The chain first: an untrusted certificate is "untrusted issuer", whatever
      * else is wrong with it. */
     chain_verify(leaf, chain, out);
-    if (out->verdict == CERT_OK)
-        (void)leaf_checks(leaf, out);
+    if (out->verdict == CERT_OK && leaf_checks(leaf, out) == 0)
+        leaf_facts(leaf, out);
 done:
     sk_X509_pop_free(chain, X509_free);
     X509_free(leaf);

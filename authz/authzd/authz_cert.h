@@ -1,7 +1,10 @@
 #ifndef SUBMITD_AUTHZ_CERT_H
 #define SUBMITD_AUTHZ_CERT_H
 
+#include "cert_field.h"
+
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 struct config;
@@ -38,6 +41,19 @@ struct cert_result {
     char issuer[512];
     char subject_canon[1024];    /* dn.h canonical forms, for subject maps */
     char issuer_canon[1024];
+    /* Set with CERT_OK only: */
+    char serial[80];             /* the leaf's, upper-case hex */
+    int64_t not_after;
+    /*
+     * The certificate of client_ca that issued the leaf in the verified chain (never
+     * one the client sent that is not in client_ca): its SHA-256 and canonical
+     * subject; both "" when the leaf's issuer is not itself in client_ca.
+     */
+    char ca_sha256[65];
+    char ca_canon[1024];
+    /* Every field a rule map may read (cert_field.h), with what was found. */
+    char field_value[CERT_FIELD_COUNT][CERT_FIELD_SIZE];
+    unsigned char field_status[CERT_FIELD_COUNT];   /* enum cert_field_status */
 };
 
 /* Loads client_ca and the CRL (as root, at start-up). 0, or -1 with err. */

@@ -7,6 +7,7 @@
 #include "authz_grant.h"
 #include "authz_pam.h"
 #include "authz_refusals.h"
+#include "authz_rule.h"
 
 #include "dn.h"
 #include "ipc_codec.h"
@@ -23,6 +24,7 @@
 #include <time.h>
 
 static char own_ca_canon[1024];   /* subject of ca_dir/ca.crt, canonical */
+static char own_ca_sha256[65];    /* its SHA-256 */
 
 /*
  * A certificate of another CA that client_ca trusts is known by its subject (and
@@ -53,12 +55,75 @@ struct identity {
     char session[IPC_SESSION_MAX];
     char known_user[IPC_USER_MAX];   /* the certificate's user, even when refused */
     char password[IPC_PASSWORD_MAX]; /* AUTH PLAIN only; wiped when done */
-    char reason[512];
+    char reason[768];
     struct answer a;
+    struct db_device device;   /* the certificate, recorded when accepted */
     /* PAM in progress */
     int worker;          /* index in pam_pool, -1 while waiting for a free worker */
     uint64_t deadline;   /* now_ms() */
 };
+
+/* A refused certificate that submit-ca issued (revoked, expired) still names its
+ * user in the audit row, so that "audit --user" shows the user's refused sessions.
+ * Only the row depends on it: a database error changes nothing. */
+static void known_user_of(const struct cert_result *cr, struct identity *id)
+{
+    struct db_cert cert;
+
+    memset(&cert, 0, sizeof(cert));
+    if (cr->sha256[0] && db_cert_by_sha256(db, cr->sha256, &cert) == DB_OK)
+        str_lcpy(id->known_user, cert.user, sizeof(id->known_user));
+}
+
+/* The device to record when the session is accepted (issuer, serial, expiry). */
+static void identity_device(const struct cert_result *cr, struct identity *id)
+{
+    struct db_device *d = &id->device;
+
+    memset(d, 0, sizeof(*d));
+    str_lcpy(d->sha256, cr->sha256, sizeof(d->sha256));
+    str_lcpy(d->user, id->a.user, sizeof(d->user));
+    str_lcpy(d->issuer, cr->issuer, sizeof(d->issuer));
+    str_lcpy(d->serial, cr->serial, sizeof(d->serial));
+    d->not_after = cr->not_after;
+}
+
+/* A database error while identifying: the client comes back later. */
+static int identity_db_error(struct identity *id, const char *what)
+{
+    log_err("%s failed: %s", what, db_errmsg(db));
+    answer_set(&id->a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+    str_lcpy(id->reason, "database unavailable", sizeof(id->reason));
+    return 0;
+}
+
+/* Whether the certificate was issued by our own CA, by the issuing CA's fingerprint
+ * (and, for a CA that client_ca does not hold itself, by name): rules never apply. */
+static int issued_by_own_ca(const struct cert_result *cr)
+{
+    return (own_ca_sha256[0] && strcmp(cr->ca_sha256, own_ca_sha256) == 0) ||
+           (own_ca_canon[0] && (strcmp(cr->issuer_canon, own_ca_canon) == 0 ||
+                                strcmp(cr->ca_canon, own_ca_canon) == 0));
+}
+
+/*
+ * A certificate that an admin blocked (submit-admin cert block) is refused before
+ * anything else about it is looked up. 1 when refused (answer set), else 0.
+ */
+static int identity_blocked(const struct cert_result *cr, struct identity *id, int *error)
+{
+    struct db_cert_block b;
+    char at[DB_TIME_TEXT_LEN];
+    int rc = db_cert_block_find(db, cr->sha256, cr->issuer_canon, cr->serial, &b);
+
+    *error = rc == DB_ERROR;
+    if (rc != DB_OK)
+        return 0;
+    answer_set(&id->a, IPC_DENY, "535 5.7.8 Client certificate rejected: blocked");
+    str_fmt(id->reason, sizeof(id->reason), "certificate blocked by %s at %s%s%s", b.blocked_by,
+            db_time_text(b.blocked_at, at, sizeof(at)), b.reason[0] ? ": " : "", b.reason);
+    return 1;
+}
 
 /* Maps a verified certificate to an enabled user (DESIGN §3.4). Returns 1 when
  * the user is known and enabled but PAM still has to be asked, else 0 with the
@@ -67,20 +132,42 @@ static int identity_from_db(const struct cert_result *cr, struct identity *id)
 {
     struct db_cert cert;
     struct answer *a = &id->a;
-    int enabled = 0, rc, mapped = 0;
+    struct rule_answer ra;
+    int enabled = 0, rc, mapped = 0, error = 0;
 
     memset(&cert, 0, sizeof(cert));
+    memset(&ra, 0, sizeof(ra));
+    if (identity_blocked(cr, id, &error)) {
+        known_user_of(cr, id);
+        return 0;
+    }
+    if (error)
+        return identity_db_error(id, "block lookup");
     rc = db_cert_by_sha256(db, cr->sha256, &cert);
     if (rc == DB_NOTFOUND) {
         rc = identity_from_map(cr, &cert);
         mapped = rc == DB_OK;
     }
-    if (rc == DB_ERROR) {
-        log_err("identity lookup failed: %s", db_errmsg(db));
-        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
-        str_lcpy(id->reason, "database unavailable", sizeof(id->reason));
-        return 0;
+    if (rc == DB_NOTFOUND && !issued_by_own_ca(cr)) {
+        switch (rule_identity(cr, &ra)) {
+        case RULE_USER:
+            str_lcpy(cert.user, ra.user, sizeof(cert.user));
+            cert.status = CERT_VALID;
+            rc = DB_OK;
+            break;
+        case RULE_REFUSED:
+            answer_set(a, IPC_DENY, ra.reply);
+            str_lcpy(id->reason, ra.reason, sizeof(id->reason));
+            return 0;
+        case RULE_ERROR:
+            rc = DB_ERROR;
+            break;
+        default:
+            break;
+        }
     }
+    if (rc == DB_ERROR)
+        return identity_db_error(id, "identity lookup");
     if (rc == DB_NOTFOUND) {
         answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: unknown certificate");
         str_lcpy(id->reason, "unknown certificate (not in the certs table)", sizeof(id->reason));
@@ -94,26 +181,30 @@ static int identity_from_db(const struct cert_result *cr, struct identity *id)
         return 0;
     }
     rc = db_user_get(db, cert.user, &enabled);
-    if (rc == DB_ERROR) {
-        log_err("user lookup failed: %s", db_errmsg(db));
-        answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
-        str_lcpy(id->reason, "database unavailable", sizeof(id->reason));
-        return 0;
-    }
+    if (rc == DB_ERROR)
+        return identity_db_error(id, "user lookup");
     if (rc == DB_NOTFOUND) {
+        /* A rule named a user who does not exist: the audit row names no user. */
+        if (ra.via[0])
+            id->known_user[0] = '\0';
         answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: unknown user");
-        str_fmt(id->reason, sizeof(id->reason), "user %s of the certificate does not exist",
-                cert.user);
+        str_fmt(id->reason, sizeof(id->reason), "user %s of the certificate does not exist%s%s%s",
+                cert.user, ra.via[0] ? " (" : "", ra.via, ra.via[0] ? ")" : "");
         return 0;
     }
     if (!enabled) {
         answer_set(a, IPC_DENY, "535 5.7.8 Not authorized: user disabled");
-        str_fmt(id->reason, sizeof(id->reason), "user %s disabled", cert.user);
+        str_fmt(id->reason, sizeof(id->reason), "user %s disabled%s%s%s", cert.user,
+                ra.via[0] ? " (" : "", ra.via, ra.via[0] ? ")" : "");
         return 0;
     }
     str_lcpy(a->user, cert.user, sizeof(a->user));
-    str_lcpy(id->reason, mapped ? "certificate mapped by subject" : "certificate mapped",
-             sizeof(id->reason));
+    if (ra.via[0])
+        str_lcpy(id->reason, ra.reason, sizeof(id->reason));
+    else
+        str_lcpy(id->reason, mapped ? "certificate mapped by subject" : "certificate mapped",
+                 sizeof(id->reason));
+    identity_device(cr, id);
     if (cfg.pam_account_check)
         return 1;
     answer_set(a, IPC_ALLOW, "");
@@ -155,6 +246,12 @@ static void identity_done(struct identity *id, struct ipc_msg *m)
         str_lcpy(id->reason, "audit row could not be written", sizeof(id->reason));
         row.decision = "tempfail";
     }
+    /* Which certificates a user uses, for "submit-admin user show": only a record,
+     * so a failure to write it changes no answer. */
+    if (a->decision == IPC_ALLOW && !is_password && id->device.sha256[0] &&
+        db_device_seen(db, &id->device, (int64_t)time(NULL)) == DB_ERROR)
+        log_warn("session=%s device of %s not recorded: %s", id->session, a->user,
+                 db_errmsg(db));
     /* A session that ended meanwhile still gets its row, not a grant. */
     if (a->decision == IPC_ALLOW && g != &none) {
         str_lcpy(g->user, a->user, sizeof(g->user));
@@ -221,18 +318,6 @@ static void identity_pam_or_done(struct identity *id, int needs_pam, struct ipc_
     }
     identity_done(id, m);
     free(id);
-}
-
-/* A refused certificate that submit-ca issued (revoked, expired) still names its
- * user in the audit row, so that "audit --user" shows the user's refused sessions.
- * Only the row depends on it: a database error changes nothing. */
-static void known_user_of(const struct cert_result *cr, struct identity *id)
-{
-    struct db_cert cert;
-
-    memset(&cert, 0, sizeof(cert));
-    if (cr->sha256[0] && db_cert_by_sha256(db, cr->sha256, &cert) == DB_OK)
-        str_lcpy(id->known_user, cert.user, sizeof(id->known_user));
 }
 
 /* The answer to a certificate that could not be verified or identified nobody. */
@@ -426,12 +511,15 @@ void identity_pam_collect(struct pollfd *pfd, int npfd, struct ipc_msg *m)
     pam_dispatch();
 }
 
-/* Our own CA's name, so that subject maps never apply to its certificates. */
+/* Our own CA's name and fingerprint, so that neither subject maps nor rule maps ever
+ * apply to its certificates. */
 void identity_load_own_ca(void)
 {
     char path[PATH_MAX];
     FILE *f;
     X509 *ca = NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
 
     str_fmt(path, sizeof(path), "%s/ca.crt", cfg.ca_dir);
     f = fopen(path, "re");
@@ -439,6 +527,9 @@ void identity_load_own_ca(void)
         ca = PEM_read_X509(f, NULL, NULL, NULL);
         fclose(f);
     }
+    own_ca_sha256[0] = '\0';
+    if (ca != NULL && X509_digest(ca, EVP_sha256(), md, &mdlen) == 1)
+        hex_encode(md, mdlen, own_ca_sha256);
     if (ca == NULL || dn_canon_name(X509_get_subject_name(ca), own_ca_canon,
                                     sizeof(own_ca_canon)) != 0) {
         own_ca_canon[0] = '\0';

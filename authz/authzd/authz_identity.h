@@ -32,7 +32,7 @@ void identity_pam_collect(struct pollfd *pfd, int npfd, struct ipc_msg *m);
 /* Kills the PAM workers and forgets the waiting identities (at the end). */
 void identity_stop(void);
 
-/* Reads our own CA's name (ca_dir/ca.crt): subject maps never apply to it. */
+/* Reads our own CA (ca_dir/ca.crt): neither subject maps nor rule maps apply to it. */
 void identity_load_own_ca(void);
 
 #endif

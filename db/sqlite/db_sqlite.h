@@ -41,6 +41,10 @@ enum db_stmt {
     ST_RATE_RECORD,
     ST_RATE_PRUNE,
     ST_RATE_USAGE,
+    ST_RULE_GET,
+    ST_BLOCK_FIND,
+    ST_DEVICE_GET,
+    ST_DEVICE_SEEN,
     ST_COUNT
 };
 

@@ -42,6 +42,16 @@
 #define db_map_del db_sqlite_map_del
 #define db_map_lookup db_sqlite_map_lookup
 #define db_map_list db_sqlite_map_list
+#define db_map_rule_add db_sqlite_map_rule_add
+#define db_map_rule_del db_sqlite_map_rule_del
+#define db_map_rule_get db_sqlite_map_rule_get
+#define db_map_rule_list db_sqlite_map_rule_list
+#define db_cert_block_add db_sqlite_cert_block_add
+#define db_cert_block_del db_sqlite_cert_block_del
+#define db_cert_block_find db_sqlite_cert_block_find
+#define db_cert_block_list db_sqlite_cert_block_list
+#define db_device_seen db_sqlite_device_seen
+#define db_device_list db_sqlite_device_list
 #define db_rate_record db_sqlite_rate_record
 #define db_rate_usage db_sqlite_rate_usage
 #define db_test_tamper db_sqlite_test_tamper

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "log.h"
+#include "netaddr.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -15,7 +16,7 @@
 #include <unistd.h>
 
 enum key_kind { K_STR, K_PATH, K_INT, K_SIZE, K_DURATION, K_BOOL, K_UPSTREAM_TLS, K_AUTH_PASSWORD,
-                K_LOGLEVEL, K_LOGMODE, K_FACILITY };
+                K_LOGLEVEL, K_LOGMODE, K_FACILITY, K_PROXY, K_CIDRS };
 
 struct key_def {
     const char *name;
@@ -75,13 +76,16 @@ static const struct key_def keys[] = {
     INT(audit_retention, 0, 36500),
     { "log", K_LOGMODE, offsetof(struct config, log_mode), 0, 0, 0 },
     STR(syslog_facility, K_FACILITY),
+    { "proxy_protocol", K_PROXY, offsetof(struct config, proxy_protocol), 0, 0, 0 },
+    STR(proxy_trusted, K_CIDRS),
 };
 
 _Static_assert(sizeof(keys) / sizeof(keys[0]) <= CONFIG_MAX_KEYS, "raise CONFIG_MAX_KEYS");
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-/* Only a restart changes these (see config.h): the master binds the listeners,
+/* Only a restart changes these (see config.h): the master binds the listeners (and
+ * whether they expect a PROXY header),
  * changes users and locks the spool once; authz opens the database once; tables are
  * sized by max_sessions at start; the queue's relay threads hold the upstream
  * settings. */
@@ -89,12 +93,13 @@ static const char *const restart_keys[] = {
     "listen", "listen_tls", "user", "smtp_user", "spool", "database", "smtp_workers",
     "max_sessions", "pam_service", "pam_confdir", "upstream", "upstream_tls", "upstream_ca",
     "upstream_cert", "upstream_key", "retry_min", "retry_max", "queue_lifetime", "log",
-    "syslog_facility",
+    "syslog_facility", "proxy_protocol",
 };
 
 static const char *const log_mode_names[] = { "auto", "stderr", "syslog" };
 static const char *const upstream_tls_names[] = { "verify", "encrypt", "none" };
 static const char *const auth_password_names[] = { "no", "fallback", "second-factor" };
+static const char *const proxy_protocol_names[] = { "no", "v2" };
 /* The facilities syslog(3) knows by name, as in syslog.conf. */
 static const char *const facility_names[] = {
     "mail", "daemon", "user", "auth", "authpriv", "local0", "local1", "local2", "local3",
@@ -309,6 +314,24 @@ static int set_key(struct config *cfg, const struct key_def *k, const char *v, c
             return -1;
         }
         return 0;
+    case K_PROXY:
+        if (strcmp(v, "no") == 0)
+            cfg->proxy_protocol = PROXY_PROTOCOL_NO;
+        else if (strcmp(v, "v2") == 0)
+            cfg->proxy_protocol = PROXY_PROTOCOL_V2;
+        else {
+            str_fmt(why, whylen, "expected no or v2, got \"%s\"", v);
+            return -1;
+        }
+        return 0;
+    case K_CIDRS:
+        if (addr_cidr_list_check(v, why, whylen) != 0)
+            return -1;
+        if (str_lcpy(field, v, k->size) >= k->size) {
+            str_fmt(why, whylen, "value longer than %zu bytes", k->size - 1);
+            return -1;
+        }
+        return 0;
     case K_LOGLEVEL:
         if ((b = log_level_parse(v)) < 0) {
             str_fmt(why, whylen, "expected error, warning, info or debug, got \"%s\"", v);
@@ -455,6 +478,9 @@ static int load_stream(struct config *cfg, const char *path, FILE *f, struct pro
     if (cfg->retry_max < cfg->retry_min)
         problem(p, "%s: retry_max (%d) is smaller than retry_min (%d)", path, cfg->retry_max,
                 cfg->retry_min);
+    /* Without a trusted source every connection would be refused. */
+    if (cfg->proxy_protocol == PROXY_PROTOCOL_V2 && cfg->proxy_trusted[0] == '\0')
+        problem(p, "%s: proxy_trusted: required when proxy_protocol = v2", path);
     return p->count;
 }
 
@@ -529,6 +555,7 @@ static size_t field_size(const struct key_def *k)
     case K_STR:
     case K_PATH:
     case K_FACILITY:
+    case K_CIDRS:
         return k->size;
     case K_SIZE:
         return sizeof(long long);
@@ -631,6 +658,7 @@ static void format_value(const struct config *cfg, const struct key_def *k, char
     case K_STR:
     case K_PATH:
     case K_FACILITY:
+    case K_CIDRS:
         if (k->offset == offsetof(struct config, database))
             config_mask_secret(field, out, outlen);
         else
@@ -658,6 +686,9 @@ static void format_value(const struct config *cfg, const struct key_def *k, char
     case K_LOGMODE:
         str_lcpy(out, log_mode_names[cfg->log_mode], outlen);
         return;
+    case K_PROXY:
+        str_lcpy(out, proxy_protocol_names[cfg->proxy_protocol], outlen);
+        return;
     }
 }
 
@@ -683,7 +714,7 @@ int config_check_required(const struct config *cfg, char *err, size_t errlen)
         str_fmt(err, errlen, "%s: upstream: required key is not set", cfg->path);
         return -1;
     }
-    for (i = 0; (rc = config_list_item(cfg->upstream, i, item, sizeof(item))) == 1; i++) {
+    for (i = 0; (rc = str_list_item(cfg->upstream, i, item, sizeof(item))) == 1; i++) {
         if (config_split_hostport(item, host, sizeof(host), port, sizeof(port)) != 0) {
             str_fmt(err, errlen, "%s: upstream: \"%s\" is not host:port", cfg->path, item);
             return -1;
@@ -727,33 +758,4 @@ int config_split_hostport(const char *s, char *host, size_t hostlen, char *port,
     if (str_lcpy(port, colon + 1, portlen) >= portlen)
         return -1;
     return 0;
-}
-
-int config_list_item(const char *list, int idx, char *out, size_t outlen)
-{
-    const char *p = list;
-
-    for (int i = 0;; i++) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-
-        while (len > 0 && isspace((unsigned char)*p)) {
-            p++;
-            len--;
-        }
-        while (len > 0 && isspace((unsigned char)p[len - 1]))
-            len--;
-        if (i == idx) {
-            if (len == 0)
-                return end ? -1 : 0;
-            if (len >= outlen)
-                return -1;
-            memcpy(out, p, len);
-            out[len] = '\0';
-            return 1;
-        }
-        if (end == NULL)
-            return 0;
-        p = end + 1;
-    }
 }

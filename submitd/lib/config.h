@@ -19,6 +19,7 @@
 #define CONFIG_MAX_KEYS 64
 
 enum upstream_tls_mode { UPSTREAM_TLS_VERIFY = 0, UPSTREAM_TLS_ENCRYPT, UPSTREAM_TLS_NONE };
+enum proxy_protocol_mode { PROXY_PROTOCOL_NO = 0, PROXY_PROTOCOL_V2 };
 enum auth_password_mode { AUTH_PASSWORD_NO = 0, AUTH_PASSWORD_FALLBACK, AUTH_PASSWORD_SECOND_FACTOR };
 
 struct config {
@@ -66,6 +67,8 @@ struct config {
     int audit_retention;          /* days of audit kept by authz's daily prune; 0: all */
     int log_mode;                 /* enum log_dest of log.h */
     char syslog_facility[16];     /* mail, daemon, local0..local7, ... */
+    int proxy_protocol;           /* enum proxy_protocol_mode */
+    char proxy_trusted[1024];     /* comma-separated CIDRs allowed to send a PROXY header */
 
     unsigned char set[CONFIG_MAX_KEYS]; /* key number i was set in the file */
 };
@@ -116,10 +119,5 @@ int config_check_required(const struct config *cfg, char *err, size_t errlen);
  */
 int config_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
 
-/*
- * Iterates a comma-separated list: copies item number idx (0-based, spaces trimmed)
- * into out. Returns 1 when it exists, 0 past the end, -1 when it does not fit.
- */
-int config_list_item(const char *list, int idx, char *out, size_t outlen);
 
 #endif

@@ -1,6 +1,7 @@
 /* Small, dependency-free helpers shared by every program. */
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -226,4 +227,33 @@ int exe_dir(char *out, size_t outlen)
         return -1;
     *slash = '\0';
     return 0;
+}
+
+int str_list_item(const char *list, int idx, char *out, size_t outlen)
+{
+    const char *p = list;
+
+    for (int i = 0;; i++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        while (len > 0 && isspace((unsigned char)*p)) {
+            p++;
+            len--;
+        }
+        while (len > 0 && isspace((unsigned char)p[len - 1]))
+            len--;
+        if (i == idx) {
+            if (len == 0)
+                return end ? -1 : 0;
+            if (len >= outlen)
+                return -1;
+            memcpy(out, p, len);
+            out[len] = '\0';
+            return 1;
+        }
+        if (end == NULL)
+            return 0;
+        p = end + 1;
+    }
 }

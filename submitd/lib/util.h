@@ -37,4 +37,10 @@ uint64_t now_ms(void);
 /* Directory of the running executable (from /proc/self/exe), for finding helpers. */
 int exe_dir(char *out, size_t outlen);
 
+/*
+ * Iterates a comma-separated list (configuration values): copies item number idx (0-based, spaces trimmed)
+ * into out. Returns 1 when it exists, 0 past the end, -1 when it does not fit.
+ */
+int str_list_item(const char *list, int idx, char *out, size_t outlen);
+
 #endif

@@ -141,7 +141,7 @@ static int list_count(const char *list)
     char item[512];
     int n = 0;
 
-    while (config_list_item(list, n, item, sizeof(item)) == 1)
+    while (str_list_item(list, n, item, sizeof(item)) == 1)
         n++;
     return n;
 }
@@ -171,7 +171,7 @@ static void check_listen(const char *key, const char *list, int *problems)
     char item[512], host[256], port[16];
     int rc;
 
-    for (int i = 0; (rc = config_list_item(list, i, item, sizeof(item))) == 1; i++) {
+    for (int i = 0; (rc = str_list_item(list, i, item, sizeof(item))) == 1; i++) {
         struct addrinfo hints, *res;
         int gai;
 
@@ -308,7 +308,7 @@ static void check_upstream(void)
 {
     char item[512], host[256], port[16];
 
-    for (int i = 0; config_list_item(cfg.upstream, i, item, sizeof(item)) == 1; i++) {
+    for (int i = 0; str_list_item(cfg.upstream, i, item, sizeof(item)) == 1; i++) {
         struct addrinfo hints, *res = NULL;
         int rc;
 

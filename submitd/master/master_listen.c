@@ -50,7 +50,7 @@ int listen_bind_list(const char *list, int implicit, char *err, size_t errlen)
     char item[512];
     int rc;
 
-    for (int i = 0; (rc = config_list_item(list, i, item, sizeof(item))) == 1; i++) {
+    for (int i = 0; (rc = str_list_item(list, i, item, sizeof(item))) == 1; i++) {
         int fd;
         if (nlisten == MAX_LISTENERS) {
             str_fmt(err, errlen, "too many listeners (at most %d)", MAX_LISTENERS);

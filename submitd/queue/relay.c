@@ -284,7 +284,7 @@ static int relay_connect(struct relay_conn *c, char *why, size_t whylen)
     char item[512], host[256], port[16], text[1024], caps[4096], ehlo[300];
 
     str_fmt(ehlo, sizeof(ehlo), "EHLO %s", rcfg->hostname);
-    for (int i = 0; config_list_item(rcfg->upstream, i, item, sizeof(item)) == 1; i++) {
+    for (int i = 0; str_list_item(rcfg->upstream, i, item, sizeof(item)) == 1; i++) {
         int code;
 
         if (config_split_hostport(item, host, sizeof(host), port, sizeof(port)) != 0)

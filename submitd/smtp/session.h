@@ -108,6 +108,11 @@ struct session {
     time_t tls_deadline;        /* handshake + first command due; 0: done or not started */
     time_t tls_checked;         /* last look at it: time spent waiting for us is added */
     time_t last_active;
+    int proxy_pending;          /* the PROXY header is awaited: no greeting yet */
+    time_t proxy_deadline;      /* when the header is due */
+    int proxy_local;            /* the header named no client: the balancer's own */
+    char proxy_ip[64];          /* the balancer's address, after a PROXY header */
+    int counted;                /* in the per-address count of smtp_limits */
 
     /* The state machine. */
     enum sess_state state;

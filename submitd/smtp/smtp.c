@@ -155,7 +155,9 @@ static void accept_clients(struct worker *w, int k)
         /* Replies are written whole, once per batch of commands: Nagle would only
          * hold the last segment of a TLS flight back for the client's delayed ACK. */
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (!smtp_limits_enter(ip, &global)) {
+        /* Behind a balancer the address is the balancer's: the client is counted
+         * when its PROXY header has named it (smtp_io.c). */
+        if (cfg.proxy_protocol == PROXY_PROTOCOL_NO && !smtp_limits_enter(ip, &global)) {
             static const char msg[] = "421 4.7.0 Too many sessions, try again later\r\n";
             log_warn("connect from [%s] refused: %s client=%s", ip,
                      global ? "max_sessions reached" : "max_sessions_per_ip reached", ip);

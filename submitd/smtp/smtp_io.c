@@ -16,6 +16,7 @@
 #include "smtp_answer.h"
 #include "smtp_cmd.h"
 #include "smtp_limits.h"
+#include "smtp_proxy.h"
 #include "smtp_settings.h"
 #include "util.h"
 
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 static void session_close(struct session *s);
+static int session_begin(struct session *s);
 
 /* ---- the port: requests over the worker's socketpairs ------------------------ */
 
@@ -212,6 +214,19 @@ static void session_pump(struct session *s)
 {
     if (s->closed)
         return;
+    if (s->proxy_pending) {
+        int r = session_proxy_read(s);
+
+        if (r < 0) {
+            session_close(s);
+            return;
+        }
+        if (r == 0 || session_begin(s) != 0) {
+            if (!s->closed)
+                update_interest(s);
+            return;
+        }
+    }
     for (;;) {
         int held_back;
 
@@ -334,6 +349,20 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
     s->last_active = time(NULL);
     smtp_session_id(s->id, sizeof(s->id));
     sockaddr_text(ss, s->client_ip, sizeof(s->client_ip));
+    /* Behind a balancer the client is counted once its PROXY header names it;
+     * the worker loop counted everyone else at the accept. */
+    s->counted = s->cfg->proxy_protocol == PROXY_PROTOCOL_NO;
+    s->proxy_pending = !s->counted;
+    if (s->proxy_pending && !session_proxy_trusted(s)) {
+        log_info("session=%s client=%s connect from [%s] refused: not in proxy_trusted", s->id,
+                 s->client_ip, s->client_ip);
+        w->slots[s->slot] = NULL;
+        close(fd);
+        smtp_settings_put(s->set);
+        free(s);
+        return;
+    }
+    s->proxy_deadline = s->last_active + proxy_header_timeout(s);
 
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN | EPOLLRDHUP;
@@ -342,23 +371,58 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *ss, 
         /* Never registered, so no event can name it: freed at once. */
         log_err("epoll_ctl add: %s", strerror(errno));
         w->slots[s->slot] = NULL;
-        smtp_limits_leave(s->client_ip);
+        if (s->counted)
+            smtp_limits_leave(s->client_ip);
         close(fd);
         smtp_settings_put(s->set);
         free(s);
         return;
     }
-    log_info("session=%s client=%s connect from [%s]%s", s->id, s->client_ip, s->client_ip,
-             implicit_tls ? " (implicit TLS)" : "");
-    if (implicit_tls) {
+    /* The PROXY header may be there already: session_pump() reads it and begins. */
+    if (s->proxy_pending || session_begin(s) == 0)
+        session_pump(s);
+}
+
+/*
+ * The client is known: counted (behind a balancer, only now), logged, greeted or
+ * asked for its TLS handshake. Returns -1 when the session was closed instead.
+ */
+static int session_begin(struct session *s)
+{
+    int global;
+
+    if (!s->counted) {
+        if (!smtp_limits_enter(s->client_ip, &global)) {
+            static const char msg[] = "421 4.7.0 Too many sessions, try again later\r\n";
+
+            log_warn("connect from [%s] refused: %s client=%s", s->client_ip,
+                     global ? "max_sessions reached" : "max_sessions_per_ip reached",
+                     s->client_ip);
+            /* On the implicit-TLS port a plaintext reply means nothing: just close. */
+            if (!s->implicit_tls)
+                (void)!write(s->fd, msg, sizeof(msg) - 1);
+            session_close(s);
+            return -1;
+        }
+        s->counted = 1;
+    }
+    if (s->proxy_pending)
+        log_info("session=%s client=%s connect from [%s] via PROXY%s from [%s]%s", s->id,
+                 s->client_ip, s->client_ip, s->proxy_local ? " LOCAL" : "", s->proxy_ip,
+                 s->implicit_tls ? " (implicit TLS)" : "");
+    else
+        log_info("session=%s client=%s connect from [%s]%s", s->id, s->client_ip, s->client_ip,
+                 s->implicit_tls ? " (implicit TLS)" : "");
+    s->proxy_pending = 0;
+    if (s->implicit_tls) {
         if (tls_begin(s) != 0) {
             session_close(s);
-            return;
+            return -1;
         }
     } else {
         session_greet(s);
     }
-    session_pump(s);
+    return 0;
 }
 
 /* Gives the connection back: descriptor, TLS state, and the session's place in
@@ -375,7 +439,8 @@ static void release_connection(struct session *s)
     }
     close(s->fd);
     s->fd = -1;
-    smtp_limits_leave(s->client_ip);
+    if (s->counted)
+        smtp_limits_leave(s->client_ip);
 }
 
 /*
@@ -392,8 +457,10 @@ static void session_close(struct session *s)
     if (s->closed)
         return;
     if (!s->detached) {
-        log_info("session=%s client=%s disconnect%s%s", s->id, s->client_ip,
-                 s->user[0] ? " user=" : "", s->user);
+        /* A connection refused before its greeting was logged with the reason. */
+        if (!s->proxy_pending)
+            log_info("session=%s client=%s disconnect%s%s", s->id, s->client_ip,
+                     s->user[0] ? " user=" : "", s->user);
         release_connection(s);
         /* A message being committed is the queue's now and may be relayed: keep
          * the session until the answer, so that its accept is still audited. */
@@ -427,7 +494,7 @@ int session_reap(struct worker *w)
 
 void session_shutdown(struct session *s)
 {
-    if (!s->detached && s->state != SS_CLOSING && !s->handshaking &&
+    if (!s->detached && !s->proxy_pending && s->state != SS_CLOSING && !s->handshaking &&
         s->wait != WAIT_STARTTLS_FLUSH) {
         session_reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
         (void)session_flush(s);
@@ -496,6 +563,15 @@ static int tls_deadline_passed(struct session *s, time_t now, int internal)
 
 void session_check_timeout(struct session *s, time_t now)
 {
+    if (s->proxy_pending) {
+        if (now > s->proxy_deadline) {
+            log_info("session=%s client=%s PROXY header refused: not received within %d s",
+                     s->id, s->client_ip, (int)proxy_header_timeout(s));
+            session_close(s);
+        }
+        return;
+    }
+
     /* While the session waits for our own processes the client is not at fault;
      * the clock runs from the request. An answer that never comes still ends
      * the session, with a temporary failure. */

@@ -470,6 +470,10 @@ class Daemon:
         try:
             with socket.create_connection(("127.0.0.1", self.env.port), timeout=2) as s:
                 s.settimeout(2)
+                # Behind a balancer the greeting waits for a PROXY header: a LOCAL
+                # one, as a health check of the balancer sends it.
+                if self.env.settings.get("proxy_protocol") == "v2":
+                    s.sendall(b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")
                 line = s.recv(512)
                 if not line.startswith(b"220"):
                     return False

@@ -320,6 +320,29 @@ TEST(test_enums)
                           "log_level: expected error, warning, info or debug, got \"loud\""));
 }
 
+TEST(test_proxy_keys)
+{
+    CHECK(load_text("upstream = mx:25\n") == 0 && cfg.proxy_protocol == PROXY_PROTOCOL_NO &&
+          cfg.proxy_trusted[0] == '\0');
+    CHECK(load_text("proxy_protocol = v2\nproxy_trusted = 10.0.0.0/8, 2001:db8::/32,192.0.2.7\n") ==
+              0 &&
+          cfg.proxy_protocol == PROXY_PROTOCOL_V2 &&
+          strcmp(cfg.proxy_trusted, "10.0.0.0/8, 2001:db8::/32,192.0.2.7") == 0);
+    CHECK(load_text("proxy_protocol = no\n") == 0 && cfg.proxy_protocol == PROXY_PROTOCOL_NO);
+    CHECK(load_fails_with("proxy_protocol = v1\n", 1,
+                          "proxy_protocol: expected no or v2, got \"v1\""));
+    CHECK(load_fails_with("proxy_protocol = yes\n", 1,
+                          "proxy_protocol: expected no or v2, got \"yes\""));
+    CHECK(load_fails_with("proxy_trusted = 10.0.0.0/33\n", 1,
+                          "proxy_trusted: \"10.0.0.0/33\" is not a network in CIDR notation"));
+    CHECK(load_fails_with("proxy_trusted = 10.0.0.0/8, haproxy\n", 1,
+                          "proxy_trusted: \"haproxy\" is not a network in CIDR notation"));
+    CHECK(load_fails_with("proxy_trusted = 10.0.0.0/8,,10.1.0.0/16\n", 1,
+                          "proxy_trusted: entry 2 is empty or too long"));
+    CHECK(load_fails_with("proxy_protocol = v2\n", 0,
+                          "proxy_trusted: required when proxy_protocol = v2"));
+}
+
 TEST(test_sizes)
 {
     CHECK(load_text("max_message_size = 1024\n") == 0 && cfg.max_message_size == 1024);
@@ -478,23 +501,23 @@ TEST(test_list_item)
 {
     char out[16];
 
-    CHECK(config_list_item("a, b ,c", 0, out, sizeof(out)) == 1);
+    CHECK(str_list_item("a, b ,c", 0, out, sizeof(out)) == 1);
     CHECK_STR(out, "a");
-    CHECK(config_list_item("a, b ,c", 1, out, sizeof(out)) == 1);
+    CHECK(str_list_item("a, b ,c", 1, out, sizeof(out)) == 1);
     CHECK_STR(out, "b");
-    CHECK(config_list_item("a, b ,c", 2, out, sizeof(out)) == 1);
+    CHECK(str_list_item("a, b ,c", 2, out, sizeof(out)) == 1);
     CHECK_STR(out, "c");
-    CHECK(config_list_item("a, b ,c", 3, out, sizeof(out)) == 0);
-    CHECK(config_list_item("  one  ", 0, out, sizeof(out)) == 1);
+    CHECK(str_list_item("a, b ,c", 3, out, sizeof(out)) == 0);
+    CHECK(str_list_item("  one  ", 0, out, sizeof(out)) == 1);
     CHECK_STR(out, "one");
-    CHECK(config_list_item("", 0, out, sizeof(out)) == 0);
-    CHECK(config_list_item("   ", 0, out, sizeof(out)) == 0);
+    CHECK(str_list_item("", 0, out, sizeof(out)) == 0);
+    CHECK(str_list_item("   ", 0, out, sizeof(out)) == 0);
     /* An empty item in the middle is an error, a trailing comma just ends the list. */
-    CHECK(config_list_item("a,,b", 1, out, sizeof(out)) == -1);
-    CHECK(config_list_item("a,", 1, out, sizeof(out)) == 0);
+    CHECK(str_list_item("a,,b", 1, out, sizeof(out)) == -1);
+    CHECK(str_list_item("a,", 1, out, sizeof(out)) == 0);
     /* Too long for out. */
-    CHECK(config_list_item("0123456789abcdef", 0, out, sizeof(out)) == -1);
-    CHECK(config_list_item("0123456789abcde", 0, out, sizeof(out)) == 1);
+    CHECK(str_list_item("0123456789abcdef", 0, out, sizeof(out)) == -1);
+    CHECK(str_list_item("0123456789abcde", 0, out, sizeof(out)) == 1);
     CHECK_STR(out, "0123456789abcde");
 }
 
@@ -640,6 +663,7 @@ int main(void)
     RUN(test_durations);
     RUN(test_bad_bools);
     RUN(test_enums);
+    RUN(test_proxy_keys);
     RUN(test_sizes);
     RUN(test_max_header_size);
     RUN(test_duplicate_key);

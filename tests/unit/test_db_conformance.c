@@ -157,7 +157,7 @@ TEST(test_open_and_version)
     CHECK(db != NULL);
     if (db == NULL)
         return;
-    CHECK(db_schema_version(db) >= 5);
+    CHECK(db_schema_version(db) >= 6);
     CHECK(db_set_lock_timeout(db, 200) == DB_OK);
     db_close(db);
     db_close(NULL);
@@ -702,6 +702,186 @@ TEST(test_maps)
     db_close(db);
 }
 
+/* ---- rule maps, blocks, devices (issue 14) -------------------------------------------- */
+
+static int on_rule(void *arg, const struct db_map_rule *r)
+{
+    char key[1400];
+
+    if (strncmp(r->issuer, "cn=cf ", 6) != 0)
+        return 0;
+    (void)str_fmt(key, sizeof(key), "%s:%s:%s:%s:%s", r->issuer, r->issuer_text,
+                  db_rule_field_name(r->field), r->strip_domain, r->require_domain);
+    return seen_add(arg, key);
+}
+
+TEST(test_map_rules)
+{
+    struct db *db = open_db();
+    struct seen s = { 0 };
+    struct db_map_rule r, got;
+
+    if (db == NULL)
+        return;
+    CHECK_STR(db_rule_field_name(DB_RULE_EMAIL), "email");
+    CHECK_STR(db_rule_field_name(DB_RULE_SAN_EMAIL), "san-email");
+    CHECK_STR(db_rule_field_name(DB_RULE_UPN), "upn");
+    CHECK_STR(db_rule_field_name(DB_RULE_CN), "cn");
+    memset(&r, 0, sizeof(r));
+    str_lcpy(r.issuer, "cn=cf ca1", sizeof(r.issuer));
+    str_lcpy(r.issuer_text, "CN=CF CA1", sizeof(r.issuer_text));
+    r.field = DB_RULE_UPN;
+    str_lcpy(r.strip_domain, "corp.example", sizeof(r.strip_domain));
+    str_lcpy(r.require_domain, "corp.example", sizeof(r.require_domain));
+    CHECK(db_map_rule_add(db, &r) == DB_OK);
+    /* One rule per issuer. */
+    r.field = DB_RULE_CN;
+    CHECK(db_map_rule_add(db, &r) == DB_EXISTS);
+    memset(&r, 0, sizeof(r));
+    str_lcpy(r.issuer, "cn=cf ca2", sizeof(r.issuer));
+    r.field = DB_RULE_SAN_EMAIL;
+    CHECK(db_map_rule_add(db, &r) == DB_OK);
+    CHECK(db_map_rule_get(db, "cn=cf ca1", &got) == DB_OK);
+    CHECK(got.field == DB_RULE_UPN && got.created_at > 1700000000);
+    CHECK_STR(got.strip_domain, "corp.example");
+    CHECK(db_map_rule_get(db, "cn=cf ca2", &got) == DB_OK);
+    CHECK(got.field == DB_RULE_SAN_EMAIL);
+    CHECK_STR(got.issuer_text, "cn=cf ca2");     /* no text given: the canonical name */
+    CHECK_STR(got.strip_domain, "");
+    CHECK(db_map_rule_get(db, "cn=cf ca3", &got) == DB_NOTFOUND);
+    CHECK(db_map_rule_list(db, on_rule, &s) == DB_OK);
+    CHECK_STR(s.text, "cn=cf ca1:CN=CF CA1:upn:corp.example:corp.example|"
+                      "cn=cf ca2:cn=cf ca2:san-email::");
+    CHECK(db_map_rule_del(db, "cn=cf ca1") == DB_OK);
+    CHECK(db_map_rule_del(db, "cn=cf ca1") == DB_NOTFOUND);
+    CHECK(db_map_rule_get(db, "cn=cf ca1", &got) == DB_NOTFOUND);
+    db_close(db);
+}
+
+static int on_block(void *arg, const struct db_cert_block *b)
+{
+    char key[1400];
+
+    if (strncmp(b->blocked_by, "cf-", 3) != 0)
+        return 0;
+    (void)str_fmt(key, sizeof(key), "%.8s:%s:%s:%s:%s", b->sha256, b->issuer, b->serial,
+                  b->reason, b->blocked_by);
+    return seen_add(arg, key);
+}
+
+TEST(test_cert_blocks)
+{
+    struct db *db = open_db();
+    struct seen s = { 0 };
+    struct db_cert_block b, got;
+    const char *sha = "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
+
+    if (db == NULL)
+        return;
+    memset(&b, 0, sizeof(b));
+    str_lcpy(b.sha256, sha, sizeof(b.sha256));
+    str_lcpy(b.reason, "lost phone", sizeof(b.reason));
+    str_lcpy(b.blocked_by, "cf-admin", sizeof(b.blocked_by));
+    CHECK(db_cert_block_add(db, &b) == DB_OK);
+    CHECK(db_cert_block_add(db, &b) == DB_EXISTS);
+    memset(&b, 0, sizeof(b));
+    str_lcpy(b.issuer, "cn=cf ca1", sizeof(b.issuer));
+    str_lcpy(b.issuer_text, "CN=CF CA1", sizeof(b.issuer_text));
+    str_lcpy(b.serial, "1a2b", sizeof(b.serial));
+    str_lcpy(b.blocked_by, "cf-admin2", sizeof(b.blocked_by));
+    CHECK(db_cert_block_add(db, &b) == DB_OK);
+    CHECK(db_cert_block_add(db, &b) == DB_EXISTS);
+    /* Neither form: refused. */
+    memset(&b, 0, sizeof(b));
+    str_lcpy(b.serial, "1A2B", sizeof(b.serial));
+    str_lcpy(b.blocked_by, "cf-admin", sizeof(b.blocked_by));
+    CHECK(db_cert_block_add(db, &b) == DB_NOTFOUND);
+    /* Found by fingerprint in any case, or by issuer and serial in any case. */
+    CHECK(db_cert_block_find(db, "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+                             "cn=other", "99", &got) == DB_OK);
+    CHECK_STR(got.reason, "lost phone");
+    CHECK_STR(got.blocked_by, "cf-admin");
+    CHECK(got.blocked_at > 1700000000);
+    CHECK(db_cert_block_find(db, "00", "cn=cf ca1", "1A2B", &got) == DB_OK);
+    CHECK_STR(got.serial, "1A2B");
+    CHECK_STR(got.issuer_text, "CN=CF CA1");
+    CHECK(db_cert_block_find(db, "", "cn=cf ca1", "1a2b", NULL) == DB_OK);
+    /* Leading zeros do not count: CAs and tools differ on them. */
+    CHECK(db_cert_block_find(db, "", "cn=cf ca1", "001A2B", NULL) == DB_OK);
+    CHECK(db_cert_block_find(db, "", "cn=cf ca2", "1A2B", NULL) == DB_NOTFOUND);
+    CHECK(db_cert_block_find(db, NULL, NULL, NULL, NULL) == DB_NOTFOUND);
+    CHECK(db_cert_block_find(db, "", "", "", NULL) == DB_NOTFOUND);
+    CHECK(db_cert_block_list(db, on_block, &s) == DB_OK);
+    CHECK_STR(s.text, ":cn=cf ca1:1A2B::cf-admin2|abcdef01:::lost phone:cf-admin");
+    CHECK(db_cert_block_del(db, sha, NULL, NULL) == DB_OK);
+    CHECK(db_cert_block_del(db, sha, NULL, NULL) == DB_NOTFOUND);
+    CHECK(db_cert_block_del(db, NULL, "cn=cf ca1", "1a2b") == DB_OK);
+    CHECK(db_cert_block_del(db, NULL, "cn=cf ca1", "1a2b") == DB_NOTFOUND);
+    CHECK(db_cert_block_find(db, "", "cn=cf ca1", "1A2B", NULL) == DB_NOTFOUND);
+    db_close(db);
+}
+
+static int on_device(void *arg, const struct db_device *d)
+{
+    char key[800];
+
+    (void)str_fmt(key, sizeof(key), "%.4s:%s:%s:%s:%lld:%lld:%lld", d->sha256, d->user,
+                  d->issuer, d->serial, (long long)d->not_after, (long long)d->first_seen,
+                  (long long)d->last_seen);
+    return seen_add(arg, key);
+}
+
+TEST(test_devices)
+{
+    struct db *db = open_db();
+    struct seen s = { 0 };
+    struct db_device d;
+    int64_t t = 1800000000;
+
+    if (db == NULL)
+        return;
+    CHECK(db_user_add(db, "cf-d1") == DB_OK && db_user_add(db, "cf-d2") == DB_OK);
+    memset(&d, 0, sizeof(d));
+    str_lcpy(d.sha256, "aaaa000000000000000000000000000000000000000000000000000000000000",
+             sizeof(d.sha256));
+    str_lcpy(d.user, "cf-d1", sizeof(d.user));
+    str_lcpy(d.issuer, "CN=CF CA", sizeof(d.issuer));
+    str_lcpy(d.serial, "0a", sizeof(d.serial));
+    d.not_after = t + 86400;
+    CHECK(db_device_seen(db, &d, t) == DB_OK);
+    /* Within the hour: nothing written. */
+    CHECK(db_device_seen(db, &d, t + 1800) == DB_OK);
+    CHECK(db_device_list(db, "cf-d1", on_device, &s) == DB_OK);
+    CHECK_STR(s.text, "aaaa:cf-d1:CN=CF CA:A:1800086400:1800000000:1800000000");
+    /* An hour later: last_seen moves. */
+    CHECK(db_device_seen(db, &d, t + 3600) == DB_OK);
+    memset(&s, 0, sizeof(s));
+    CHECK(db_device_list(db, "cf-d1", on_device, &s) == DB_OK);
+    CHECK_STR(s.text, "aaaa:cf-d1:CN=CF CA:A:1800086400:1800000000:1800003600");
+    /* A second device, seen later, comes first. */
+    str_lcpy(d.sha256, "bbbb000000000000000000000000000000000000000000000000000000000000",
+             sizeof(d.sha256));
+    str_lcpy(d.serial, "0B", sizeof(d.serial));
+    CHECK(db_device_seen(db, &d, t + 4000) == DB_OK);
+    memset(&s, 0, sizeof(s));
+    CHECK(db_device_list(db, "cf-d1", on_device, &s) == DB_OK);
+    CHECK(s.n == 2 && strncmp(s.text, "bbbb:", 5) == 0);
+    /* A device that changes user moves at once, whatever the hour. */
+    str_lcpy(d.user, "cf-d2", sizeof(d.user));
+    CHECK(db_device_seen(db, &d, t + 4001) == DB_OK);
+    memset(&s, 0, sizeof(s));
+    CHECK(db_device_list(db, "cf-d2", on_device, &s) == DB_OK && s.n == 1);
+    memset(&s, 0, sizeof(s));
+    CHECK(db_device_list(db, "cf-d1", on_device, &s) == DB_OK && s.n == 1);
+    /* No such user; and a user's devices go with the user. */
+    str_lcpy(d.user, "cf-nobody", sizeof(d.user));
+    CHECK(db_device_seen(db, &d, t) == DB_NOTFOUND);
+    CHECK(db_user_del(db, "cf-d1") == DB_OK);
+    memset(&s, 0, sizeof(s));
+    CHECK(db_device_list(db, "cf-d1", on_device, &s) == DB_OK && s.n == 0);
+    db_close(db);
+}
+
 /* ---- rate limits -------------------------------------------------------------------- */
 
 TEST(test_rates)
@@ -891,6 +1071,9 @@ int main(void)
     RUN(test_audit_append_only_and_prune);
     RUN(test_admin_log);
     RUN(test_maps);
+    RUN(test_map_rules);
+    RUN(test_cert_blocks);
+    RUN(test_devices);
     RUN(test_rates);
     RUN(test_rates_concurrent);
     RUN(test_reconnect);
