@@ -47,6 +47,12 @@ VERSION_DEF := -DSUBMITD_VERSION='"$(VERSION)"'
 
 SSL_LIBS    := -lssl -lcrypto
 SQLITE_LIBS := -lsqlite3
+# The programs that open the database link both backends: db_open picks one by the
+# form of the name (an SQLite path, or a postgresql:// URI). Only db/postgres/ sees
+# libpq's header.
+PG_LIBS     := -lpq
+PG_CFLAGS   := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+DB_LIBS     := $(SQLITE_LIBS) $(PG_LIBS)
 PAM_LIBS    := -lpam
 THREAD_LIBS := -pthread
 SYSTEMD_LIBS := -lsystemd
@@ -55,7 +61,7 @@ SYSTEMD_LIBS := -lsystemd
 # One source list per program folder (see each folder's main file for what it owns).
 LIB_SRC    := $(wildcard submitd/lib/*.c)
 DB_SRC     := $(filter-out db/cli_db.c,$(wildcard db/*.c)) $(wildcard db/sqlite/*.c) \
-              $(O)/db/migrations.c
+              $(O)/db/migrations.c $(wildcard db/postgres/*.c) $(O)/db/pg_migrations.c
 CLI_DB_SRC := db/cli_db.c
 MASTER_SRC := $(wildcard submitd/master/*.c)
 SMTP_SRC   := $(wildcard submitd/smtp/*.c)
@@ -64,6 +70,7 @@ AUTHZ_SRC  := $(wildcard authz/authzd/*.c)
 ADMIN_SRC  := $(wildcard authz/admin/*.c) $(CLI_DB_SRC)
 CA_SRC     := $(wildcard ca-tools/*.c) $(CLI_DB_SRC)
 MIGRATIONS := $(sort $(wildcard db/sqlite/migrations/[0-9]*.sql))
+PG_MIGRATIONS := $(sort $(wildcard db/postgres/migrations/[0-9]*.sql))
 
 obj = $(patsubst %.c,$(O)/%.o,$(patsubst $(O)/%,%,$(1)))
 
@@ -87,16 +94,29 @@ $(O)/db/migrations.o: $(O)/db/migrations.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+$(O)/db/pg_migrations.o: $(O)/db/pg_migrations.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(O)/db/postgres/%.o: db/postgres/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(PG_CFLAGS) -c -o $@ $<
+
 # Migrations are embedded into every program that opens the database.
 $(O)/db/migrations.c: $(MIGRATIONS) scripts/embed-sql.sh
 	@mkdir -p $(dir $@)
 	sh scripts/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
 
+# The same schema versions for PostgreSQL (db/postgres/migrations).
+$(O)/db/pg_migrations.c: $(PG_MIGRATIONS) scripts/embed-sql.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-sql.sh -n db_pg_migrations $(PG_MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
 $(B)/lib.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-# The master and the smtp process never link SQLite or PAM: the process that parses
+# The master and the smtp process never link SQLite, libpq or PAM: the process that parses
 # untrusted bytes cannot reach the database or PAM even if it is compromised.
 $(B)/bin/submitd: $(call obj,$(MASTER_SRC)) $(B)/lib.a
 	@mkdir -p $(dir $@)
@@ -112,15 +132,15 @@ $(B)/libexec/submitd/submitd-queue: $(call obj,$(QUEUE_SRC)) $(B)/lib.a
 
 $(B)/libexec/submitd/submitd-authz: $(call obj,$(AUTHZ_SRC)) $(DB_OBJ) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(PAM_LIBS) $(SSL_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DB_LIBS) $(PAM_LIBS) $(SSL_LIBS)
 
 $(B)/bin/submit-admin: $(call obj,$(ADMIN_SRC)) $(DB_OBJ) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DB_LIBS) $(SSL_LIBS)
 
 $(B)/bin/submit-ca: $(call obj,$(CA_SRC)) $(DB_OBJ) $(B)/lib.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DB_LIBS) $(SSL_LIBS)
 
 $(B)/bin/submitd-loadgen: $(call obj,tests/bench/loadgen.c) $(B)/lib.a
 	@mkdir -p $(dir $@)
@@ -134,7 +154,7 @@ UNIT_LINK := $(call obj,submitd/smtp/smtp_parse.c ca-tools/ca_util.c authz/authz
 
 $(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SQLITE_LIBS) $(SSL_LIBS) $(THREAD_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DB_LIBS) $(SSL_LIBS) $(THREAD_LIBS)
 
 # The recorded SMTP dialogues (tests/golden) run against the session state machine
 # alone: its objects without the socket side (smtp_io.c) or the worker loop.

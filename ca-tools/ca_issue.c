@@ -288,7 +288,7 @@ int ca_issue_with_db(const struct config *cfg, const struct ca_opts *o, struct d
     for (int i = 0; i < files.n; i++)
         if (ca_stage_write(&files.st[i], files.path[i], modes[i], pem[i]) != 0)
             goto out;
-    if (issue_commit(&files, db, cfg->database, command, o, &ci) != 0)
+    if (issue_commit(&files, db, config_database_shown(cfg), command, o, &ci) != 0)
         goto out;
     issue_print(o, &files, &ci, generated ? password : NULL);
     if (serial_out != NULL)

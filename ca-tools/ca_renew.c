@@ -86,12 +86,12 @@ static int renew_address(const struct config *cfg, struct db *db, const char *us
     }
     if (mb->count != 1) {
         ca_err("%s: user %s owns %d mailbox addresses; choose one with --email",
-               cfg->database, user, mb->count);
+               config_database_shown(cfg), user, mb->count);
         return -1;
     }
     if (!ca_valid_email(mb->addr)) {
         ca_err("%s: address %s of user %s cannot go into a certificate; choose one with "
-               "--email", cfg->database, mb->addr, user);
+               "--email", config_database_shown(cfg), mb->addr, user);
         return -1;
     }
     return 0;
@@ -118,7 +118,7 @@ int ca_cmd_renew(const struct config *cfg, const struct ca_opts *o)
         return 1;
     r = db_user_get(db, o->name, NULL);
     if (r == DB_NOTFOUND) {
-        ca_err("%s: no user %s; use \"submit-ca issue\"", cfg->database, o->name);
+        ca_err("%s: no user %s; use \"submit-ca issue\"", config_database_shown(cfg), o->name);
         goto out;
     }
     if (r != DB_OK || db_cert_list(db, o->name, DB_TIME_NONE, renew_previous_cb, &prev) != DB_OK) {
@@ -127,7 +127,7 @@ int ca_cmd_renew(const struct config *cfg, const struct ca_opts *o)
     }
     if (prev.total == 0) {
         ca_err("%s: user %s has no certificate to renew; use \"submit-ca issue\"",
-               cfg->database, o->name);
+               config_database_shown(cfg), o->name);
         goto out;
     }
     if (ro.email == NULL) {
@@ -156,13 +156,13 @@ int ca_cmd_renew(const struct config *cfg, const struct ca_opts *o)
             printf("previous: %s not_after=%s\n", prev.certs[i].serial, prev.certs[i].not_after);
             continue;
         }
-        if (ca_revoke_serial(db, cfg->database, prev.certs[i].serial, o->name,
+        if (ca_revoke_serial(db, config_database_shown(cfg), prev.certs[i].serial, o->name,
                              CA_REASON_SUPERSEDED) != 0)
             goto out;
     }
     if (o->revoke_old && prev.n > 0 && ca_crl_publish(cfg, &ca, db, CA_DAYS_CRL) != 0) {
         ca_err("revoked in %s, but the CRL was not rewritten; run \"submit-ca crl\"",
-               cfg->database);
+               config_database_shown(cfg));
         goto out;
     }
     rc = 0;

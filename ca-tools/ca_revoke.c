@@ -96,7 +96,7 @@ static int revoke_in_db(const struct config *cfg, struct db *db, const struct ca
     if (o->serial[0] != '\0') {
         r = db_cert_by_serial(db, o->serial, &c);
         if (r == DB_NOTFOUND) {
-            ca_err("%s: no certificate with serial %s", cfg->database, o->serial);
+            ca_err("%s: no certificate with serial %s", config_database_shown(cfg), o->serial);
             return -1;
         }
         if (r != DB_OK) {
@@ -112,13 +112,13 @@ static int revoke_in_db(const struct config *cfg, struct db *db, const struct ca
                    c.revoke_reason[0] ? c.revoke_reason : "unspecified");
             return 0;
         }
-        return ca_revoke_serial(db, cfg->database, c.serial, c.user, o->reason);
+        return ca_revoke_serial(db, config_database_shown(cfg), c.serial, c.user, o->reason);
     }
 
     /* By name: exactly this user's certificates (names compare case-sensitively). */
     r = db_user_get(db, o->user, NULL);
     if (r == DB_NOTFOUND) {
-        ca_err("%s: no user %s", cfg->database, o->user);
+        ca_err("%s: no user %s", config_database_shown(cfg), o->user);
         return -1;
     }
     if (r != DB_OK) {
@@ -133,13 +133,13 @@ static int revoke_in_db(const struct config *cfg, struct db *db, const struct ca
     if (sl.failed)
         goto out;
     if (sl.total == 0) {
-        ca_err("%s: user %s has no certificates", cfg->database, o->user);
+        ca_err("%s: user %s has no certificates", config_database_shown(cfg), o->user);
         goto out;
     }
     if (sl.n == 0)
         printf("already revoked: every certificate of user %s\n", o->user);
     for (size_t i = 0; i < sl.n; i++)
-        if (ca_revoke_serial(db, cfg->database, sl.v[i], o->user, o->reason) != 0)
+        if (ca_revoke_serial(db, config_database_shown(cfg), sl.v[i], o->user, o->reason) != 0)
             goto out;
     rc = 0;
 out:
@@ -160,7 +160,7 @@ int ca_cmd_revoke(const struct config *cfg, const struct ca_opts *o)
         goto out;
     if (ca_crl_publish(cfg, &ca, db, CA_DAYS_CRL) != 0) {
         ca_err("revoked in %s, but the CRL was not rewritten; run \"submit-ca crl\"",
-               cfg->database);
+               config_database_shown(cfg));
         goto out;
     }
     rc = 0;

@@ -6,9 +6,9 @@
 
 /*
  * Every SQL statement of the project lives behind this interface (DESIGN §7, §10):
- * authz, submit-admin and submit-ca never see a backend's types. db/sqlite/ implements
- * it; a PostgreSQL backend would be a second implementation of the same header, and
- * both pass tests/unit/test_db_conformance.c. Rules that hold for any backend (names,
+ * authz, submit-admin and submit-ca never see a backend's types. db/sqlite/ and
+ * db/postgres/ implement it, db_backend.c hands each call to the backend that opened
+ * the handle, and both pass tests/unit/test_db_conformance.c. Rules that hold for any backend (names,
  * addresses, when a certificate is in force, the rate window) live in db/db_rules.c.
  *
  * Times are int64_t seconds since the epoch (UTC). The backend converts them to and

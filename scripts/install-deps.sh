@@ -6,14 +6,16 @@ set -eu
 PKGS="build-essential pkg-config libssl-dev libpam0g-dev libsqlite3-dev libsystemd-dev sqlite3
 libpam-modules libpam-runtime openssl curl swaks msmtp libnet-ssleay-perl libio-socket-ssl-perl
 python3 python3-pytest python3-aiosmtpd python3-cryptography postfix
-debhelper dpkg-dev fakeroot fail2ban haproxy"
+debhelper dpkg-dev fakeroot fail2ban haproxy libpq-dev postgresql-15"
 # make deb needs debhelper, dpkg-dev and fakeroot (tests/integration/test_package.py
 # builds the package). fail2ban is here for fail2ban-regex only (the filter is tested
 # against the daemon's own log): its service is kept from starting, so that it bans
 # nobody on this machine. haproxy is a test balancer in front of submitd (PROXY
 # protocol): the tests start private instances on 127.0.0.1, its service is kept from
-# starting like the others. lintian is not installed (large); the test that uses it says
-# it was skipped and why.
+# starting like the others. postgresql-15 is for the tests only: they run private
+# clusters in temporary directories (scripts/pg-test-cluster.sh); the package's own
+# cluster service is kept from starting too. lintian is not installed (large); the
+# test that uses it says it was skipped and why.
 
 missing=""
 for p in $PKGS; do

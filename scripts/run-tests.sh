@@ -48,6 +48,41 @@ for t in "$B"/tests/test_*; do
     fi
 done
 
+# The conformance suite again, on PostgreSQL: a private cluster (scripts/pg-test-cluster.sh)
+# with a new database, restarted once by the test of a lost connection.
+echo "== db conformance on PostgreSQL"
+pg_out=$(mktemp)
+if [ -x "$B/tests/test_db_conformance" ]; then
+    sh scripts/pg-test-cluster.sh start > "$pg_out" 2> "$log"
+    rc=$?
+    if [ $rc -eq 0 ]; then
+        pg_dir=$(sed -n 1p "$pg_out")
+        pg_dsn="postgresql://submitd:conformance-pw@/submitd_test?host=$pg_dir"
+        SUBMITD_TEST_DSN=$pg_dsn SUBMITD_TEST_DSN_SECRET=conformance-pw \
+            SUBMITD_TEST_RESTART="sh scripts/pg-test-cluster.sh restart $pg_dir" \
+            SUBMITD_TEST_HALT="sh scripts/pg-test-cluster.sh halt $pg_dir" \
+            SUBMITD_TEST_RESUME="sh scripts/pg-test-cluster.sh resume $pg_dir" \
+            "$B/tests/test_db_conformance" > "$log" 2>&1
+        rc=$?
+        sh scripts/pg-test-cluster.sh stop "$pg_dir"
+        grep -E '^(FAIL|  FAIL|SKIP )|passed' "$log"
+        sed -n "s|^SKIP |test_db_conformance (PostgreSQL): |p" "$log" >> "$skips"
+        add_counts
+        if [ $rc -ne 0 ] && ! grep -q 'failed' "$log"; then
+            echo "test_db_conformance (PostgreSQL): crashed (exit $rc)"; tail -n 20 "$log"
+            failed=$((failed + 1))
+        fi
+    elif [ $rc -eq 3 ]; then
+        echo "test_db_conformance (PostgreSQL): $(cat "$log")" >> "$skips"
+        skipped=$((skipped + 1))
+    else
+        echo "test_db_conformance (PostgreSQL): the private cluster did not start:"
+        cat "$log"
+        failed=$((failed + 1))
+    fi
+fi
+rm -f "$pg_out"
+
 echo "== integration tests"
 SUBMITD_BUILD=$B /usr/bin/python3 -m pytest -p no:cacheprovider -q tests/integration > "$log" 2>&1
 rc=$?

@@ -216,7 +216,7 @@ static void read_db(struct stats *s, const struct config *cfg)
     if (db_audit_decisions(db, hour_ago, &s->decisions) != DB_OK ||
         db_audit_refusals(db, hour_ago, TOP_REASONS, keep_refusal, s) != DB_OK ||
         db_cert_list(db, NULL, window_end, keep_expiring, s) != DB_OK)
-        failf(s, "database %s: %s", cfg->database, db_errmsg(db));
+        failf(s, "database %s: %s", config_database_shown(cfg), db_errmsg(db));
     else
         s->db_ok = 1;
     db_close(db);

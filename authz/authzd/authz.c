@@ -218,7 +218,7 @@ int main(int argc, char **argv)
 
     proc_signals(on_term);
 
-    log_info("authz process ready: database %s, %d channels", cfg.database, nfd);
+    log_info("authz process ready: database %s, %d channels", config_database_shown(&cfg), nfd);
     ctl_ready(ctl);
     retention_tick(time(NULL));
     while (!stopping) {

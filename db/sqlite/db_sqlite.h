@@ -5,7 +5,10 @@
  * statements, and the helpers that bind, step and convert. Nothing outside
  * db/sqlite/ includes this header.
  */
+#include "db_sqlite_names.h"
+
 #include "db.h"
+#include "db_backend.h"
 #include "db_rules.h"
 
 #include <limits.h>
@@ -46,6 +49,7 @@ enum db_stmt {
 };
 
 struct db {
+    struct db_head head;    /* first: db_backend.c finds the backend here */
     sqlite3 *h;
     char path[PATH_MAX];
     char err[PATH_MAX + 512];

@@ -147,15 +147,6 @@ static int db_migrate(struct db *db)
     }
 }
 
-/*
- * This build has one backend. A PostgreSQL URI is refused by name, without echoing
- * it: it may hold a password.
- */
-static int db_dsn_is_postgresql(const char *dsn)
-{
-    return strncmp(dsn, "postgresql://", 13) == 0 || strncmp(dsn, "postgres://", 11) == 0;
-}
-
 struct db *db_open(const char *dsn, char *err, size_t errlen)
 {
     const char *path = dsn;
@@ -166,16 +157,12 @@ struct db *db_open(const char *dsn, char *err, size_t errlen)
         (void)str_fmt(err, errlen, "no database named");
         return NULL;
     }
-    if (db_dsn_is_postgresql(dsn)) {
-        (void)str_fmt(err, errlen, "postgresql:// database: this build of submitd has no "
-                                   "PostgreSQL support (only SQLite files)");
-        return NULL;
-    }
     db = calloc(1, sizeof(*db));
     if (db == NULL) {
         (void)str_fmt(err, errlen, "%s: out of memory", path);
         return NULL;
     }
+    db->head.backend = &db_sqlite_backend;
     if (str_lcpy(db->path, path, sizeof(db->path)) >= sizeof(db->path)) {
         (void)str_fmt(err, errlen, "%.64s...: path too long", path);
         free(db);
@@ -224,3 +211,13 @@ int db_set_lock_timeout(struct db *db, int ms)
 {
     return sqlite3_busy_timeout(db->h, ms) == SQLITE_OK ? DB_OK : db_fail(db);
 }
+
+const struct db_backend db_sqlite_backend = {
+    .name = "sqlite",
+    .open = db_sqlite_open,
+    .close = db_sqlite_close,
+    .rollback = db_sqlite_rollback,
+#define DB_SQLITE_FN(ret, fn, params, args) .fn = db_sqlite_##fn,
+    DB_BACKEND_FUNCS(DB_SQLITE_FN)
+#undef DB_SQLITE_FN
+};

@@ -593,6 +593,14 @@ int config_keep_restart_keys(struct config *newcfg, const struct config *old,
     return n;
 }
 
+const char *config_database_shown(const struct config *cfg)
+{
+    static _Thread_local char shown[sizeof(cfg->database)];
+
+    config_mask_secret(cfg->database, shown, sizeof(shown));
+    return shown;
+}
+
 void config_mask_secret(const char *in, char *out, size_t outlen)
 {
     const char *scheme_end = strstr(in, "://");

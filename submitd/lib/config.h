@@ -106,6 +106,11 @@ void config_print(const struct config *cfg, FILE *out, int all);
 /* Copies a database value with the password of a postgresql:// URI (user:pass@ or
  * password=...) replaced by "****". */
 void config_mask_secret(const char *in, char *out, size_t outlen);
+/*
+ * The database as messages and logs name it: cfg->database masked as above. The
+ * buffer is the calling thread's, overwritten by its next call.
+ */
+const char *config_database_shown(const struct config *cfg);
 /* Requires the keys that have no default (upstream). Same error convention. */
 int config_check_required(const struct config *cfg, char *err, size_t errlen);
 

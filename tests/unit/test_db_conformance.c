@@ -4,6 +4,11 @@
  * unchanged. The database is the one SUBMITD_TEST_DSN names, which must be new and
  * empty; without it, each test gets a new SQLite file in a temporary directory.
  * Tests use names of their own, so that they also pass when they share a database.
+ *
+ * SUBMITD_TEST_RESTART, when set, is a command that restarts the database server,
+ * SUBMITD_TEST_HALT and SUBMITD_TEST_RESUME commands that stop it and start it again
+ * (scripts/run-tests.sh sets them for PostgreSQL); SUBMITD_TEST_DSN_SECRET is the
+ * password that SUBMITD_TEST_DSN holds, which no message may show.
  */
 #include "db.h"
 #include "db_test.h"
@@ -15,25 +20,38 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char tmpdir[PATH_MAX];
 static int db_seq;
 
-static struct db *open_db(void)
+/* The database of the next test: SUBMITD_TEST_DSN, else a new file in path. */
+static const char *next_dsn(char *path, size_t pathlen)
 {
     const char *dsn = getenv("SUBMITD_TEST_DSN");
-    char path[PATH_MAX + 32], err[1024] = "";
-    struct db *db;
 
-    if (dsn == NULL || *dsn == '\0') {
-        (void)str_fmt(path, sizeof(path), "%s/conformance-%d.db", tmpdir, ++db_seq);
-        dsn = path;
-    }
-    db = db_open(dsn, err, sizeof(err));
+    if (dsn != NULL && *dsn != '\0')
+        return dsn;
+    (void)str_fmt(path, pathlen, "%s/conformance-%d.db", tmpdir, ++db_seq);
+    return path;
+}
+
+static struct db *open_dsn(const char *dsn)
+{
+    char err[1024] = "";
+    struct db *db = db_open(dsn, err, sizeof(err));
+
     if (db == NULL)
         printf("  db_open: %s\n", err);
     return db;
+}
+
+static struct db *open_db(void)
+{
+    char path[PATH_MAX + 32];
+
+    return open_dsn(next_dsn(path, sizeof(path)));
 }
 
 static struct db_stamp stamp(int64_t sec, int msec)
@@ -894,6 +912,122 @@ TEST(test_rates)
     db_close(db);
 }
 
+/*
+ * Several processes (nodes) count into the same minute at once: no count is lost,
+ * as it would be if a backend read the row, added and wrote it back.
+ */
+#define RATE_WRITERS 4
+#define RATE_RECORDS 25
+TEST(test_rates_concurrent)
+{
+    char path[PATH_MAX + 32];
+    const char *dsn = next_dsn(path, sizeof(path));
+    struct db *db = open_dsn(dsn);
+    long long msgs = -1, rcpts = -1;
+    pid_t pids[RATE_WRITERS];
+    int64_t now = 1800000000 + 125;
+
+    if (db == NULL)
+        return;
+    for (int i = 0; i < RATE_WRITERS; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            struct db *mine = open_dsn(dsn);
+            int bad = mine == NULL;
+
+            for (int n = 0; !bad && n < RATE_RECORDS; n++)
+                bad = db_rate_record(mine, "cf-rate-nodes", now, 2) != DB_OK;
+            if (bad && mine != NULL)
+                printf("  writer %d: %s\n", i, db_errmsg(mine));
+            db_close(mine);
+            fflush(stdout);
+            _exit(bad);
+        }
+        CHECK(pids[i] > 0);
+    }
+    for (int i = 0; i < RATE_WRITERS; i++) {
+        int status = -1;
+
+        CHECK(pids[i] > 0 && waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 0);
+    }
+    CHECK(db_rate_usage(db, "cf-rate-nodes", now, &msgs, &rcpts) == DB_OK);
+    CHECK(msgs == RATE_WRITERS * RATE_RECORDS && rcpts == 2 * RATE_WRITERS * RATE_RECORDS);
+    db_close(db);
+}
+
+/* ---- a lost connection ------------------------------------------------------------ */
+
+/*
+ * A server restart between two calls: the call that finds the connection gone fails
+ * (DB_ERROR, which authz answers with TEMPFAIL, never ALLOW), without the password in
+ * its message, and the next call works on a new connection. A file database has no
+ * server to restart: both calls simply work.
+ */
+TEST(test_reconnect)
+{
+    const char *restart = getenv("SUBMITD_TEST_RESTART");
+    const char *secret = getenv("SUBMITD_TEST_DSN_SECRET");
+    struct db *db = open_db();
+    int enabled = 0, rc;
+
+    if (db == NULL)
+        return;
+    CHECK(db_user_add(db, "cf-reconnect") == DB_OK);
+    if (restart != NULL && *restart != '\0') {
+        CHECK(system(restart) == 0);
+        rc = db_user_get(db, "cf-reconnect", &enabled);
+        CHECK(rc == DB_ERROR);
+        if (rc == DB_ERROR)
+            printf("  after the restart: %s\n", db_errmsg(db));
+        CHECK(secret == NULL || *secret == '\0' || strstr(db_errmsg(db), secret) == NULL);
+        /* A transaction open when the connection goes is not carried over. */
+        CHECK(db_begin(db) == DB_OK);
+        CHECK(db_user_add(db, "cf-reconnect-tx") == DB_OK);
+        CHECK(system(restart) == 0);
+        CHECK(db_user_add(db, "cf-reconnect-tx2") == DB_ERROR);
+        CHECK(db_user_add(db, "cf-reconnect-tx3") == DB_ERROR);    /* until the rollback */
+        CHECK(db_commit(db) == DB_ERROR);
+        db_rollback(db);
+        CHECK(db_user_get(db, "cf-reconnect-tx3", NULL) == DB_NOTFOUND);
+        CHECK(db_user_get(db, "cf-reconnect-tx", NULL) == DB_NOTFOUND);
+    }
+    CHECK(db_user_get(db, "cf-reconnect", &enabled) == DB_OK && enabled == 1);
+    CHECK(db_rate_record(db, "cf-reconnect", 1800000000, 1) == DB_OK);
+    db_close(db);
+}
+
+/*
+ * A server that stays down: every call fails (the connection lost, then each attempt
+ * to connect again), none answers from a stale state, and once the server is back the
+ * calls work again within a couple of seconds.
+ */
+TEST(test_server_down)
+{
+    const char *halt = getenv("SUBMITD_TEST_HALT"), *resume = getenv("SUBMITD_TEST_RESUME");
+    struct db *db;
+    int ok = 0;
+
+    if (halt == NULL || *halt == '\0' || resume == NULL || *resume == '\0')
+        return;    /* a file database has no server */
+    db = open_db();
+    if (db == NULL)
+        return;
+    CHECK(db_user_add(db, "cf-down") == DB_OK);
+    CHECK(system(halt) == 0);
+    for (int i = 0; i < 4; i++)
+        CHECK(db_user_get(db, "cf-down", NULL) == DB_ERROR);
+    CHECK(db_rate_record(db, "cf-down", 1800000000, 1) == DB_ERROR);
+    CHECK(system(resume) == 0);
+    for (int i = 0; i < 30 && !ok; i++) {
+        ok = db_user_get(db, "cf-down", NULL) == DB_OK;
+        if (!ok)
+            usleep(200 * 1000);
+    }
+    CHECK(ok);
+    db_close(db);
+}
+
 /* ---- the temporary directory ---------------------------------------------------------- */
 
 static void remove_tmpdir(void)
@@ -941,6 +1075,9 @@ int main(void)
     RUN(test_cert_blocks);
     RUN(test_devices);
     RUN(test_rates);
+    RUN(test_rates_concurrent);
+    RUN(test_reconnect);
+    RUN(test_server_down);
     remove_tmpdir();
     return UNIT_DONE();
 }

@@ -1,0 +1,60 @@
+#ifndef SUBMITD_DB_PG_NAMES_H
+#define SUBMITD_DB_PG_NAMES_H
+/*
+ * The files of the PostgreSQL backend define the functions of db.h under their db.h
+ * names; this header, included before db.h, gives them the names of this backend,
+ * which db_pg_backend (db_pg_open.c) lists and db_backend.c calls. As
+ * db/sqlite/db_sqlite_names.h, one name per function of DB_BACKEND_FUNCS.
+ */
+#define db_open db_pg_open
+#define db_close db_pg_close
+#define db_rollback db_pg_rollback
+#define db_errmsg db_pg_errmsg
+#define db_schema_version db_pg_schema_version
+#define db_set_lock_timeout db_pg_set_lock_timeout
+#define db_begin db_pg_begin
+#define db_commit db_pg_commit
+#define db_user_add db_pg_user_add
+#define db_user_del db_pg_user_del
+#define db_user_set_enabled db_pg_user_set_enabled
+#define db_user_get db_pg_user_get
+#define db_user_list db_pg_user_list
+#define db_sender_add db_pg_sender_add
+#define db_sender_del db_pg_sender_del
+#define db_sender_owned db_pg_sender_owned
+#define db_sender_list db_pg_sender_list
+#define db_sender_other_owner db_pg_sender_other_owner
+#define db_sender_owners db_pg_sender_owners
+#define db_cert_insert db_pg_cert_insert
+#define db_cert_by_sha256 db_pg_cert_by_sha256
+#define db_cert_by_serial db_pg_cert_by_serial
+#define db_cert_list db_pg_cert_list
+#define db_cert_revoke db_pg_cert_revoke
+#define db_audit_insert db_pg_audit_insert
+#define db_audit_search db_pg_audit_search
+#define db_audit_prune db_pg_audit_prune
+#define db_audit_decisions db_pg_audit_decisions
+#define db_audit_refusals db_pg_audit_refusals
+#define db_admin_log_insert db_pg_admin_log_insert
+#define db_admin_log_list db_pg_admin_log_list
+#define db_ca_log_list db_pg_ca_log_list
+#define db_map_add_text db_pg_map_add_text
+#define db_map_del db_pg_map_del
+#define db_map_lookup db_pg_map_lookup
+#define db_map_list db_pg_map_list
+#define db_map_rule_add db_pg_map_rule_add
+#define db_map_rule_del db_pg_map_rule_del
+#define db_map_rule_get db_pg_map_rule_get
+#define db_map_rule_list db_pg_map_rule_list
+#define db_cert_block_add db_pg_cert_block_add
+#define db_cert_block_del db_pg_cert_block_del
+#define db_cert_block_find db_pg_cert_block_find
+#define db_cert_block_list db_pg_cert_block_list
+#define db_device_seen db_pg_device_seen
+#define db_device_list db_pg_device_list
+#define db_rate_record db_pg_rate_record
+#define db_rate_usage db_pg_rate_usage
+#define db_test_tamper db_pg_test_tamper
+#define db_test_audit_insert_at db_pg_test_audit_insert_at
+
+#endif
