@@ -68,6 +68,17 @@ int db_set_lock_timeout(struct db *db, int ms);
  * Groups several calls into one transaction (BEGIN IMMEDIATE ... COMMIT), e.g. a
  * user and its senders. Functions that need a transaction of their own join the
  * caller's when one is open. db_rollback() is harmless when none is open.
+ *
+ * Reads inside the transaction see its own writes. A failed call inside it undoes
+ * only that call's own changes; the transaction stays open for the next one (a
+ * backend whose errors abort the whole transaction wraps each call in a savepoint).
+ * The authz process uses this for group commit: the audit rows and rate records of
+ * one turn of its event loop are one transaction, and answers wait for db_commit.
+ *
+ * Every commit, of a transaction or of a single call outside one, is durable when
+ * it returns: it survives a crash of the process and a power loss (SQLite: WAL with
+ * synchronous = FULL; PostgreSQL: synchronous_commit on, its default). The audit row
+ * of an accepted message is committed before the 250, like the spool file.
  */
 int db_begin(struct db *db);
 int db_commit(struct db *db);
