@@ -68,6 +68,20 @@ int db_set_lock_timeout(struct db *db, int ms);
  * Groups several calls into one transaction (BEGIN IMMEDIATE ... COMMIT), e.g. a
  * user and its senders. Functions that need a transaction of their own join the
  * caller's when one is open. db_rollback() is harmless when none is open.
+ *
+ * Reads inside the transaction see its own writes. After a failed call the
+ * transaction may be unusable (SQLite undoes only that call; PostgreSQL aborts the
+ * whole transaction, and later calls fail until db_rollback): a caller that sees a
+ * call or db_commit fail treats every write of the transaction as lost and calls
+ * db_rollback. db_commit of a transaction that a failed call made unusable returns
+ * DB_ERROR, never DB_OK. The authz process uses this for group commit: the audit rows and
+ * rate records of one turn of its event loop are one transaction, and the turn's
+ * answers wait for its db_commit.
+ *
+ * Every commit, of a transaction or of a single call outside one, is durable when
+ * it returns: it survives a crash of the process and a power loss (SQLite: WAL with
+ * synchronous = FULL; PostgreSQL: synchronous_commit on, its default). The audit row
+ * of an accepted message is committed before the 250, like the spool file.
  */
 int db_begin(struct db *db);
 int db_commit(struct db *db);

@@ -55,6 +55,7 @@
 
 #define MAX_CHANNELS 65
 #define AUTHZ_BUSY_TIMEOUT_MS 1000
+#define TURN_MESSAGES 16
 
 struct config cfg;
 struct db *db;
@@ -62,14 +63,14 @@ static volatile sig_atomic_t stopping;
 
 /* ---- the channels ------------------------------------------------------------------ */
 
-/* Answers one message; returns -1 when the peer is gone during shutdown. Each
- * channel carries only its peer's message types. */
+/* Answers one message: 1 when one was read, 0 when none was waiting, -1 when the
+ * peer is gone during shutdown. Each channel carries only its peer's message types. */
 static int serve(int fd, int from_queue, struct ipc_msg *m)
 {
     struct answer a;
     int r = ipc_recv(fd, m);
 
-    if (r < 0 && errno == EAGAIN)
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return 0;
     if (r < 0)
         fatal("channel %d: %s", fd, strerror(errno));
@@ -85,13 +86,13 @@ static int serve(int fd, int from_queue, struct ipc_msg *m)
         switch (m->type) {
         case IPC_AUTHZ_GRANT_CHECK:
             handle_grant_check(fd, m);
-            return 0;
+            return 1;
         case IPC_AUTHZ_RELAY_AUDIT:
             handle_relay_audit(m);
-            return 0;
+            return 1;
         case IPC_AUTHZ_CHARGE:
             handle_charge(m);
-            return 0;
+            return 1;
         default:
             fatal("unexpected message type %u from the queue", m->type);
         }
@@ -99,10 +100,10 @@ static int serve(int fd, int from_queue, struct ipc_msg *m)
     switch (m->type) {
     case IPC_AUTHZ_IDENTITY:
         handle_identity(fd, m);
-        return 0;
+        return 1;
     case IPC_AUTHZ_PASSWORD:
         handle_password(fd, m);
-        return 0;
+        return 1;
     case IPC_AUTHZ_SENDER:
         handle_sender(m, &a);
         break;
@@ -114,15 +115,15 @@ static int serve(int fd, int from_queue, struct ipc_msg *m)
         break;
     case IPC_AUTHZ_AUDIT:
         handle_audit(fd, m);
-        return 0;
+        return 1;
     case IPC_AUTHZ_SESSION_END:
         handle_session_end(m);
-        return 0;
+        return 1;
     default:
         fatal("unexpected message type %u from the smtp process", m->type);
     }
     send_answer(fd, m->id, &a, m);
-    return 0;
+    return 1;
 }
 
 static void on_term(int sig)
@@ -244,13 +245,21 @@ int main(int argc, char **argv)
                 ctl_files_close(&files);
             }
         }
+        /* Several messages per channel and turn, a bounded number so that one busy
+         * channel does not starve the others: their rows share one commit. */
         for (int i = 0; i < nfd && n > 0; i++) {
-            if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
-                serve(pfd[i].fd, i == queue_chan, m) < 0)
-                pfd[i].fd = -pfd[i].fd - 1; /* poll ignores negative descriptors */
+            if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            for (int k = 0, r = 1; r == 1 && k < TURN_MESSAGES; k++) {
+                r = serve(pfd[i].fd, i == queue_chan, m);
+                if (r < 0)
+                    pfd[i].fd = -pfd[i].fd - 1; /* poll ignores negative descriptors */
+            }
         }
         cert_tick(time(NULL));
         refusal_flush(time(NULL), 0, write_audit);
+        /* One commit for the turn's rows, then its answers (the 250s wait for it). */
+        batch_end(m);
         retention_tick(time(NULL));
     }
     /* Write what is still queued on the channels (audit rows) before leaving. */
@@ -271,6 +280,8 @@ int main(int argc, char **argv)
         }
     }
     refusal_flush(time(NULL), 1, write_audit);
+    batch_end(m);
+    batch_free();
     identity_stop();
     db_close(db);
     grant_free_all();

@@ -8,6 +8,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 void answer_set(struct answer *a, int decision, const char *reply)
@@ -24,7 +25,7 @@ const char *decision_word(int decision)
 
 int write_audit(const struct db_audit *row)
 {
-    if (db_audit_insert(db, row) == DB_OK)
+    if (batch_join() == 0 && db_audit_insert(db, row) == DB_OK)
         return 0;
     log_err("session=%s AUDIT ROW NOT WRITTEN (event %s, decision %s): %s",
             row->session ? row->session : "-", row->event ? row->event : "-",
@@ -68,7 +69,7 @@ struct grant *grant_or_stand_in(const char *session, struct grant *stand_in)
     return stand_in;
 }
 
-void send_answer(int chan, uint64_t req, const struct answer *a, struct ipc_msg *m)
+static void send_now(int chan, uint64_t req, const struct answer *a, struct ipc_msg *m)
 {
     struct ipc_result r;
 
@@ -79,4 +80,84 @@ void send_answer(int chan, uint64_t req, const struct answer *a, struct ipc_msg 
     r.rcpt_budget = a->rcpt_budget;
     if (ipc_enc_result(m, req, &r) != 0 || ipc_send(chan, m) != 0)
         fatal("cannot answer on channel %d: %s", chan, strerror(errno));
+}
+
+/* ---- group commit ------------------------------------------------------------------
+ * The rows of one turn of the event loop are one transaction, and the answers of the
+ * turn wait for its commit: an answer never promises a row that a failed commit then
+ * loses. */
+
+struct deferred {
+    int chan;
+    uint64_t req;
+    struct answer a;
+};
+
+static struct {
+    int open;                 /* a transaction is open */
+    struct deferred *answers;
+    size_t n, cap;
+} batch;
+
+int batch_join(void)
+{
+    if (batch.open)
+        return 0;
+    if (db_begin(db) != DB_OK)
+        return -1;
+    batch.open = 1;
+    return 0;
+}
+
+void send_answer(int chan, uint64_t req, const struct answer *a, struct ipc_msg *m)
+{
+    if (batch.n == batch.cap) {
+        size_t cap = batch.cap ? batch.cap * 2 : 64;
+        struct deferred *p = reallocarray(batch.answers, cap, sizeof(*p));
+
+        if (p == NULL) {
+            /* Without room to wait, the answer goes now, after a commit of its own. */
+            batch_end(m);
+            send_now(chan, req, a, m);
+            return;
+        }
+        batch.answers = p;
+        batch.cap = cap;
+    }
+    batch.answers[batch.n].chan = chan;
+    batch.answers[batch.n].req = req;
+    batch.answers[batch.n].a = *a;
+    batch.n++;
+}
+
+void batch_end(struct ipc_msg *m)
+{
+    int failed = 0;
+
+    if (batch.open) {
+        batch.open = 0;
+        if (db_commit(db) != DB_OK) {
+            log_err("AUDIT ROWS NOT WRITTEN: the commit of a batch failed: %s; its "
+                    "decisions become temporary failures", db_errmsg(db));
+            db_rollback(db);
+            failed = 1;
+        }
+    }
+    for (size_t i = 0; i < batch.n; i++) {
+        struct answer *a = &batch.answers[i].a;
+
+        /* Any grant of the turn may rest on a row that is now lost. */
+        if (failed && a->decision == IPC_ALLOW) {
+            answer_set(a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+            memset(a->user, 0, sizeof(a->user));
+        }
+        send_now(batch.answers[i].chan, batch.answers[i].req, a, m);
+    }
+    batch.n = 0;
+}
+
+void batch_free(void)
+{
+    free(batch.answers);
+    memset(&batch, 0, sizeof(batch));
 }

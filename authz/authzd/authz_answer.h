@@ -25,10 +25,24 @@ struct answer {
 void answer_set(struct answer *a, int decision, const char *reply);
 /* "accept", "reject" or "tempfail": the audit table's word for a decision. */
 const char *decision_word(int decision);
-/* Sends the answer to request req on chan; fatal when it cannot. */
+/*
+ * Group commit. The database writes of one turn of the event loop (audit rows, rate
+ * records) are one transaction, opened by the first of them (batch_join), and the
+ * turn's answers wait in memory. batch_end commits it, one sync for the whole turn,
+ * then sends the answers in order; when the commit fails, every ALLOW among them
+ * becomes a temporary failure, since it may rest on a row that was not written (the
+ * accept row that a 250 waits for, the row of a granted identity).
+ */
+/* Opens the turn's transaction if it is not open yet. 0, or -1 (db_errmsg says). */
+int batch_join(void);
+/* Commits the turn's writes and sends its answers; m is scratch space. */
+void batch_end(struct ipc_msg *m);
+void batch_free(void);
+/* Queues the answer to request req on chan for batch_end; fatal when it cannot be
+ * sent then. */
 void send_answer(int chan, uint64_t req, const struct answer *a, struct ipc_msg *m);
 
-/* Writes one audit row. 0, or -1 (logged loudly). */
+/* Writes one audit row into the turn's transaction. 0, or -1 (logged loudly). */
 int write_audit(const struct db_audit *row);
 /* An optional text column: NULL for "" or NULL. */
 #define OPT(s) ((s) != NULL && (s)[0] ? (s) : NULL)

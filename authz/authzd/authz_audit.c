@@ -54,8 +54,9 @@ void handle_audit(int chan, struct ipc_msg *m)
     row.queue_id = OPT(v.queue_id);
     row.size = v.size;
     row.nrcpt = v.nrcpt;
-    /* A row asked for with a request id is answered once it is written: smtp sends
-     * the 250 of a queued message only then. */
+    /* A row asked for with a request id is answered once it is committed (the answer
+     * waits for the end of the turn, batch_end): smtp sends the 250 of a queued
+     * message only then. */
     if (write_audit(&row) == 0)
         answer_set(&a, IPC_ALLOW, "");
     else
@@ -166,7 +167,8 @@ void handle_charge(struct ipc_msg *m)
 
     if (ipc_dec_charge(m, &v) != 0 || v.user[0] == '\0')
         fatal("malformed charge message");
-    if (db_rate_record(db, v.user, (long long)time(NULL), (long long)v.nrcpt) != DB_OK)
+    if (batch_join() != 0 ||
+        db_rate_record(db, v.user, (long long)time(NULL), (long long)v.nrcpt) != DB_OK)
         log_err("session=%s rate usage of %s not recorded (id %s): %s", v.session, v.user,
                 v.queue_id, db_errmsg(db));
 }

@@ -23,6 +23,8 @@
 #define CRL_WARN_BEFORE (2LL * 86400)        /* warn this long before nextUpdate */
 #define CRL_WARN_EVERY 3600                  /* ... at most once per hour */
 #define CRL_EXPIRED_EVERY 60                 /* an expired CRL: once per minute */
+#define VCACHE_SLOTS 256                     /* verified chains remembered */
+#define VCACHE_MAX_AGE 3600                  /* seconds a verification is reused at most */
 
 struct crl_info {
     int count;                 /* CRLs in the store */
@@ -51,6 +53,77 @@ static struct {
     int stat_errno;
     time_t checked, warned;
 } st;
+
+/* ---- verified chains ---------------------------------------------------------------
+ * A client that comes back (a new session, resumed or not) sends the same chain: its
+ * verification against the same store gives the same answer until a certificate of
+ * the chain or a CRL expires. A chain that verified is remembered, keyed by the
+ * SHA-256 of everything sent, until the earliest notAfter of the chain built, the
+ * earliest CRL nextUpdate, or VCACHE_MAX_AGE; any change of the store (a new CRL, a
+ * reload of client_ca) forgets them all, so a revocation by CRL acts at the next
+ * session. Only the chain is remembered: the certificate's status and its user's in
+ * the database are looked up for every session (authz_identity). Refusals are not
+ * remembered: they are rare, and may depend on the time (not yet valid). */
+struct vcache_entry {
+    int used;
+    unsigned char key[32];
+    time_t until;
+    struct cert_result r;
+};
+
+static struct vcache_entry *vcache;
+
+static void vcache_clear(void)
+{
+    if (vcache != NULL)
+        for (int i = 0; i < VCACHE_SLOTS; i++)
+            vcache[i].used = 0;
+}
+
+/* The key of a chain: its length-prefixed DER, hashed. 0, or -1. */
+static int vcache_key(const unsigned char *const *der, const size_t *len, int n,
+                      unsigned char key[32])
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned int klen = 0;
+    int ok = c != NULL && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1;
+
+    for (int i = 0; ok && i < n; i++) {
+        unsigned char l[4] = { (unsigned char)(len[i] >> 24), (unsigned char)(len[i] >> 16),
+                               (unsigned char)(len[i] >> 8), (unsigned char)len[i] };
+        ok = len[i] <= 65535 && EVP_DigestUpdate(c, l, sizeof(l)) == 1 &&
+             EVP_DigestUpdate(c, der[i], len[i]) == 1;
+    }
+    ok = ok && EVP_DigestFinal_ex(c, key, &klen) == 1 && klen == 32;
+    EVP_MD_CTX_free(c);
+    ERR_clear_error();
+    return ok ? 0 : -1;
+}
+
+static struct vcache_entry *vcache_slot(const unsigned char key[32])
+{
+    if (vcache == NULL && (vcache = calloc(VCACHE_SLOTS, sizeof(*vcache))) == NULL)
+        return NULL;
+    return &vcache[((unsigned)key[0] << 8 | key[1]) % VCACHE_SLOTS];
+}
+
+/* The earliest notAfter of the chain that was built (trust anchor included). */
+static time_t chain_not_after(X509_STORE_CTX *ctx, time_t now)
+{
+    STACK_OF(X509) *built = X509_STORE_CTX_get0_chain(ctx);
+    time_t until = now + VCACHE_MAX_AGE;
+
+    for (int i = 0; built != NULL && i < sk_X509_num(built); i++) {
+        int days = 0, secs = 0;
+
+        if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(sk_X509_value(built, i))) != 1)
+            return now;
+        if (now + (time_t)days * 86400 + secs < until)
+            until = now + (time_t)days * 86400 + secs;
+    }
+    ERR_clear_error();
+    return until;
+}
 
 static void ssl_err(char *err, size_t errlen, const char *what, const char *file)
 {
@@ -282,6 +355,7 @@ void cert_tick(time_t now)
     st.file = sb;
     fresh = crl_store_build(st.crl_path, &st.info, &info, err, sizeof(err));
     if (fresh != NULL) {
+        vcache_clear();
         X509_STORE_free(st.store);
         crl_info_free(&st.info);
         st.store = fresh;
@@ -317,6 +391,7 @@ static int cert_load(const struct config *cfg, const STACK_OF(X509) *prev_cas,
     struct stat sb;
     int why;
 
+    vcache_clear();
     memset(&st, 0, sizeof(st));
     st.cas = crl_cas_load(cfg->client_ca, &why);
     if (st.cas == NULL) {
@@ -373,6 +448,7 @@ int cert_reload(const struct config *cfg, char *err, size_t errlen)
 
 void cert_free(void)
 {
+    vcache_clear();
     crl_info_free(&st.info);
     X509_STORE_free(st.store);
     sk_X509_pop_free(st.cas, X509_free);
@@ -558,7 +634,8 @@ static void leaf_facts(X509 *leaf, struct cert_result *r)
     ERR_clear_error();
 }
 
-static void chain_verify(X509 *leaf, STACK_OF(X509) *chain, struct cert_result *r)
+static void chain_verify(X509 *leaf, STACK_OF(X509) *chain, struct cert_result *r,
+                         time_t *until)
 {
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
     struct seen seen = { X509_V_OK, X509_V_OK, "" };
@@ -579,6 +656,8 @@ static void chain_verify(X509 *leaf, STACK_OF(X509) *chain, struct cert_result *
     X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
     if (X509_verify_cert(ctx) != 1 && seen.first == X509_V_OK && seen.crl == X509_V_OK)
         seen.first = X509_STORE_CTX_get_error(ctx);
+    else
+        *until = chain_not_after(ctx, *until);
     if (seen.first == X509_V_OK && seen.crl == X509_V_OK)
         issuing_ca(ctx, r);
     X509_STORE_CTX_free(ctx);
@@ -626,14 +705,21 @@ void cert_verify(const unsigned char *const *der, const size_t *len, int n,
 {
     STACK_OF(X509) *chain = NULL;
     X509 *leaf;
-    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned char md[EVP_MAX_MD_SIZE], key[32];
     unsigned int mdlen = 0;
+    struct vcache_entry *slot = NULL;
+    time_t now = time(NULL), until = now;
 
     memset(out, 0, sizeof(*out));
     if (n <= 0) {
         out->verdict = CERT_NONE;
         str_lcpy(out->reason, "none", sizeof(out->reason));
         str_lcpy(out->detail, "no client certificate", sizeof(out->detail));
+        return;
+    }
+    if (vcache_key(der, len, n, key) == 0 && (slot = vcache_slot(key)) != NULL &&
+        slot->used && slot->until > now && memcmp(slot->key, key, sizeof(key)) == 0) {
+        *out = slot->r;
         return;
     }
     leaf = decode_one(der[0], len[0]);
@@ -666,9 +752,19 @@ void cert_verify(const unsigned char *const *der, const size_t *len, int n,
         }
     /* The chain first: an untrusted certificate is "untrusted issuer", whatever
      * else is wrong with it. */
-    chain_verify(leaf, chain, out);
-    if (out->verdict == CERT_OK && leaf_checks(leaf, out) == 0)
+    chain_verify(leaf, chain, out, &until);
+    if (out->verdict == CERT_OK && leaf_checks(leaf, out) == 0) {
         leaf_facts(leaf, out);
+        /* A CRL past its nextUpdate makes every verification "status unknown". */
+        if (st.info.next_update != 0 && st.info.next_update < (long long)until)
+            until = (time_t)st.info.next_update;
+        if (slot != NULL && until > now) {
+            slot->used = 1;
+            memcpy(slot->key, key, sizeof(key));
+            slot->until = until;
+            slot->r = *out;
+        }
+    }
 done:
     sk_X509_pop_free(chain, X509_free);
     X509_free(leaf);

@@ -305,6 +305,15 @@ static struct identity *identity_new(int chan, uint64_t req, const char *event,
 /* Hands the identity to PAM (answered later by pam_collect), or answers now. */
 static void identity_pam_or_done(struct identity *id, int needs_pam, struct ipc_msg *m)
 {
+    char why[300];
+    int d;
+
+    /* An account check PAM answered lately (pam_cache): its verdict again. */
+    if (needs_pam && id->password[0] == '\0' &&
+        (d = pam_cache_get(id->a.user, cfg.pam_cache, why, sizeof(why))) >= 0) {
+        identity_pam_result(id, d, why);
+        needs_pam = 0;
+    }
     if (needs_pam) {
         /* PAM may hang (a network-backed module, a broken script): it runs in a
          * worker process with a deadline, and authz goes on serving meanwhile. */
@@ -493,8 +502,11 @@ void identity_pam_collect(struct pollfd *pfd, int npfd, struct ipc_msg *m)
                 (pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
                 ready = 1;
         if (ready) {
-            identity_pam_result(id, pam_worker_recv(&pam_pool[id->worker], why, sizeof(why)),
-                                why);
+            int d = pam_worker_recv(&pam_pool[id->worker], why, sizeof(why));
+
+            if (cfg.pam_cache > 0 && id->password[0] == '\0')
+                pam_cache_put(id->a.user, d, why);
+            identity_pam_result(id, d, why);
         } else if (now >= id->deadline) {
             if (id->worker >= 0)
                 pam_worker_kill(&pam_pool[id->worker]);

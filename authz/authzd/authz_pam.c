@@ -2,6 +2,7 @@
 #include "authz_pam.h"
 
 #include "config.h"
+#include "ipc_codec.h"
 #include "safedir.h"
 #include "util.h"
 
@@ -250,6 +251,56 @@ int pam_worker_recv(struct pam_worker *w, char *why, size_t whylen)
     buf[n] = '\0';
     str_lcpy(why, buf + 1, whylen);
     return buf[0] - '0';
+}
+
+/* ---- pam_cache ---------------------------------------------------------------------
+ * A fixed table indexed by a hash of the user name: a user whose slot another user
+ * took is simply checked by PAM again. */
+#define PAM_CACHE_SLOTS 1024
+
+struct pam_cached {
+    char user[IPC_USER_MAX];
+    int verdict;
+    uint64_t at;              /* now_ms() of the check */
+    char why[128];
+};
+
+static struct pam_cached *pam_cached;
+
+static struct pam_cached *pam_cache_slot(const char *user)
+{
+    uint32_t h = 2166136261u;
+
+    if (pam_cached == NULL && (pam_cached = calloc(PAM_CACHE_SLOTS, sizeof(*pam_cached))) == NULL)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)user; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return &pam_cached[h % PAM_CACHE_SLOTS];
+}
+
+int pam_cache_get(const char *user, int max_age, char *why, size_t whylen)
+{
+    struct pam_cached *c;
+
+    if (max_age <= 0 || (c = pam_cache_slot(user)) == NULL || c->user[0] == '\0' ||
+        strcmp(c->user, user) != 0 || now_ms() - c->at >= (uint64_t)max_age * 1000u)
+        return -1;
+    str_fmt(why, whylen, "%s (PAM result of %llu s ago)", c->why,
+            (unsigned long long)((now_ms() - c->at) / 1000u));
+    return c->verdict;
+}
+
+void pam_cache_put(const char *user, int verdict, const char *why)
+{
+    struct pam_cached *c;
+
+    if ((verdict != IPC_ALLOW && verdict != IPC_DENY) || (c = pam_cache_slot(user)) == NULL ||
+        str_lcpy(c->user, user, sizeof(c->user)) >= sizeof(c->user)) {
+        return;
+    }
+    c->verdict = verdict;
+    c->at = now_ms();
+    str_lcpy(c->why, why, sizeof(c->why));
 }
 
 void pam_worker_kill(struct pam_worker *w)

@@ -38,4 +38,12 @@ int pam_worker_recv(struct pam_worker *w, char *why, size_t whylen);
 /* Kills and reaps the worker (overdue or at shutdown). */
 void pam_worker_kill(struct pam_worker *w);
 
+/*
+ * pam_cache (DESIGN §6): the verdicts of account checks without a password, allow or
+ * deny (never a temporary failure), by user. pam_cache_get returns the verdict
+ * recorded at most max_age seconds ago, with its text in why, or -1.
+ */
+int pam_cache_get(const char *user, int max_age, char *why, size_t whylen);
+void pam_cache_put(const char *user, int verdict, const char *why);
+
 #endif

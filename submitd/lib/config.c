@@ -53,6 +53,7 @@ static const struct key_def keys[] = {
     STR(pam_confdir, K_PATH),
     BOOL(pam_account_check),
     DURATION(pam_timeout, 1, 300),
+    DURATION(pam_cache, 0, 86400),
     { "auth_password", K_AUTH_PASSWORD, offsetof(struct config, auth_password), 0, 0, 0 },
     { "max_message_size", K_SIZE, offsetof(struct config, max_message_size), 0, 1024,
       (long long)1 << 40 },

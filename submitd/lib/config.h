@@ -46,6 +46,7 @@ struct config {
     char pam_confdir[PATH_MAX];   /* empty: the system PAM directory */
     int pam_account_check;
     int pam_timeout;              /* seconds for one PAM call; then TEMPFAIL */
+    int pam_cache;                /* seconds an account check result is reused; 0: never */
     int auth_password;            /* enum auth_password_mode */
     long long max_message_size;
     long long max_header_size;    /* bytes of header section; beyond: 552 (DESIGN §8) */

@@ -2,7 +2,13 @@
 dead upstream, and the master's children never outlive it (DESIGN §2, §4)."""
 
 
-from conftest import Audit, assert_served, make_message, poll, relay_settled, send_ok
+import os
+import signal
+import smtplib
+
+from conftest import (Audit, assert_served, make_message, poll, queue_id, relay_settled, send_ok,
+                      smtp_starttls, submit)
+from daemon_procs import comm
 
 
 def test_accepted_message_survives_kill9_while_upstream_is_down(fresh_stack_factory):
@@ -23,6 +29,51 @@ def test_accepted_message_survives_kill9_while_upstream_is_down(fresh_stack_fact
     assert arrivals[0].mail_from == msg.mail_from
     Audit(s.env).wait(lambda r: r["decision"] == "accept" and r["queue_id"] == qid, 0,
                       what=f"accept row for {qid} written before the crash")
+
+
+def authz_pid(daemon):
+    """The authz process, not one of its PAM workers (forked, of the same name)."""
+    daemon._snapshot()
+    found = [pid for pid in daemon.alive_family() if comm(pid) == "submitd-authz"]
+    found = [pid for pid in found if comm(ppid(pid)) != "submitd-authz"]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def ppid(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    return int(data[data.rindex(")") + 2:].split()[1])
+
+
+def served(s):
+    try:
+        assert_served(s.env, s.alice)
+        return True
+    except (AssertionError, OSError, smtplib.SMTPException):
+        return False
+
+
+def test_accept_row_is_committed_before_the_250(fresh_stack_factory):
+    """authz commits the rows of a turn together (group commit) and answers only after
+    the commit: killing authz alone the moment the 250 arrives loses no accept row."""
+    s = fresh_stack_factory("kill9-authz")
+    for _ in range(3):
+        authz = authz_pid(s.daemon)
+        msgs = [make_message() for _ in range(3)]
+        sessions = [smtp_starttls(s.env, s.alice) for _ in msgs]
+        qids = []
+        for session, msg in zip(sessions, msgs):
+            qids.append(queue_id(submit(session, msg)))
+        os.kill(authz, signal.SIGKILL)
+        for session in sessions:
+            session.close()
+        for qid in qids:
+            rows = s.env.query("SELECT * FROM audit WHERE queue_id = ? AND decision = 'accept'",
+                               (qid,))
+            assert len(rows) == 1 and rows[0]["user"] == "alice", (qid, rows)
+        # The master restarts the set; the next round finds the new authz.
+        assert poll(lambda: served(s), 20), "not served again after authz was killed"
 
 
 def test_queue_waits_for_upstream_and_delivers_when_it_returns(fresh_stack_factory):

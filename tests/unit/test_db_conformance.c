@@ -1028,6 +1028,38 @@ TEST(test_server_down)
     db_close(db);
 }
 
+/* Group commit as the authz process does it (db.h): audit rows and rate records of a
+ * turn in one transaction, reads in it seeing its writes, all of them there after the
+ * commit, none of them after a rollback. */
+TEST(test_group_commit)
+{
+    struct db *db = open_db();
+    struct db_audit a = audit_row("cf-gc1", "identity", "accept", "cf-gc");
+    struct db_audit b = audit_row("cf-gc2", "submission", "accept", "cf-gc");
+    struct seen s;
+    int64_t now = 1800000030;
+    long long msgs = -1, rcpts = -1;
+
+    if (db == NULL)
+        return;
+    CHECK(db_begin(db) == DB_OK);
+    CHECK(db_audit_insert(db, &a) == DB_OK);
+    CHECK(db_audit_insert(db, &b) == DB_OK);
+    CHECK(db_rate_record(db, "cf-gc", now, 2) == DB_OK);
+    CHECK(db_rate_usage(db, "cf-gc", now, &msgs, &rcpts) == DB_OK && msgs == 1 && rcpts == 2);
+    CHECK(db_commit(db) == DB_OK);
+    memset(&s, 0, sizeof(s));
+    CHECK(db_audit_query(db, "cf-gc", DB_TIME_NONE, NULL, on_audit, &s) == DB_OK && s.n == 2);
+    CHECK(db_begin(db) == DB_OK);
+    CHECK(db_audit_insert(db, &a) == DB_OK);
+    CHECK(db_rate_record(db, "cf-gc", now, 5) == DB_OK);
+    db_rollback(db);
+    memset(&s, 0, sizeof(s));
+    CHECK(db_audit_query(db, "cf-gc", DB_TIME_NONE, NULL, on_audit, &s) == DB_OK && s.n == 2);
+    CHECK(db_rate_usage(db, "cf-gc", now, &msgs, &rcpts) == DB_OK && msgs == 1 && rcpts == 2);
+    db_close(db);
+}
+
 /* ---- the temporary directory ---------------------------------------------------------- */
 
 static void remove_tmpdir(void)
@@ -1078,6 +1110,7 @@ int main(void)
     RUN(test_rates_concurrent);
     RUN(test_reconnect);
     RUN(test_server_down);
+    RUN(test_group_commit);
     remove_tmpdir();
     return UNIT_DONE();
 }
