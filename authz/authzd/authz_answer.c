@@ -8,6 +8,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,20 +110,28 @@ int batch_join(void)
     return 0;
 }
 
+/* Room for one more waiting answer; -1 when memory is short. */
+static int batch_grow(void)
+{
+    size_t cap = batch.cap ? batch.cap * 2 : 64;
+    struct deferred *p;
+
+    /* realloc with its own overflow check rather than reallocarray, which GCC 12's
+     * analyzer takes for a free even when it fails. */
+    if (cap > SIZE_MAX / sizeof(*p) || (p = realloc(batch.answers, cap * sizeof(*p))) == NULL)
+        return -1;
+    batch.answers = p;
+    batch.cap = cap;
+    return 0;
+}
+
 void send_answer(int chan, uint64_t req, const struct answer *a, struct ipc_msg *m)
 {
-    if (batch.n == batch.cap) {
-        size_t cap = batch.cap ? batch.cap * 2 : 64;
-        struct deferred *p = reallocarray(batch.answers, cap, sizeof(*p));
-
-        if (p == NULL) {
-            /* Without room to wait, the answer goes now, after a commit of its own. */
-            batch_end(m);
-            send_now(chan, req, a, m);
-            return;
-        }
-        batch.answers = p;
-        batch.cap = cap;
+    if (batch.n == batch.cap && batch_grow() != 0) {
+        /* Without room to wait, the answer goes now, after a commit of its own. */
+        batch_end(m);
+        send_now(chan, req, a, m);
+        return;
     }
     batch.answers[batch.n].chan = chan;
     batch.answers[batch.n].req = req;
