@@ -159,7 +159,7 @@ $(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
 # The recorded SMTP dialogues (tests/golden) run against the session state machine
 # alone: its objects without the socket side (smtp_io.c) or the worker loop.
 SMTP_CORE := $(call obj,$(addprefix submitd/smtp/,smtp_session.c smtp_cmd.c smtp_sasl.c \
-             smtp_data.c smtp_req.c smtp_answer.c smtp_parse.c))
+             smtp_data.c smtp_req.c smtp_answer.c smtp_parse.c smtp_limits.c))
 $(B)/tests/test_golden: $(O)/tests/unit/test_golden.o $(SMTP_CORE) $(B)/lib.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)

@@ -70,6 +70,7 @@ struct smtp_tx {
     long long rcpt_budget;      /* recipients left in the hourly limit; -1: no limit */
     char queue_id[32];
     int spool_fd;               /* the queue's file for the message, or -1 */
+    int data_slot;              /* holds one of the DATA places (smtp_limits.h) */
     struct data_parser dp;
     char *hdrbuf;               /* header section collected before writing the prelude */
     size_t hdrlen, hdrcap;
@@ -165,6 +166,8 @@ struct smtp_tx *tx_begin(struct session *s, const char *addr);
 /* Ends the transaction, if any: an open queue file is given back, and the session
  * is READY again unless it has not greeted or is closing. */
 void tx_end(struct session *s);
+/* Gives back the transaction's DATA place, once its spool file is closed. */
+void tx_data_leave(struct smtp_tx *tx);
 /* Joins the recipients for an audit row; truncated with "..." if very many. */
 void tx_rcpt_list(const struct session *s, char *out, size_t outlen);
 /* Appends a copy of addr to the transaction's recipients; -1 when out of memory. */

@@ -344,7 +344,7 @@ static void set_nonblock(int fd)
  * (the operator's). When the hard limit is lower, max_sessions is lowered to fit
  * and the log says so: sessions beyond it would only fail at run time.
  */
-static void fit_descriptor_limit(int workers)
+static int fit_descriptor_limit(int workers)
 {
     struct rlimit rl;
     struct fd_budget b;
@@ -362,6 +362,7 @@ static void fit_descriptor_limit(int workers)
     rl.rlim_cur = (rlim_t)b.use;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
         fatal("cannot set the descriptor limit to %llu: %s", b.use, strerror(errno));
+    return b.data_sessions;
 }
 
 static void on_term(int sig)
@@ -375,6 +376,7 @@ int main(int argc, char **argv)
     const char *conf = CONFIG_DEFAULT_PATH;
     int foreground = 0, authz_fds[MAX_FDS], queue_fds[MAX_FDS], na = 0, nq = 0, opt, ctl = -1;
     char err[1024];
+    int data_max;
     SSL_CTX *ctx;
     struct worker *workers;
     pthread_t *threads;
@@ -416,9 +418,10 @@ int main(int argc, char **argv)
     if (na == 0 || na != nq || nlisteners == 0 || ctl < 0)
         fatal("started without its descriptors (this program is run by submitd)");
 
-    fit_descriptor_limit(na);
+    data_max = fit_descriptor_limit(na);
     if (smtp_limits_init(cfg.max_sessions, cfg.max_sessions_per_ip) != 0)
         fatal("out of memory");
+    smtp_limits_set_data_max(data_max);
 
     ctx = tls_server_ctx(&cfg, err, sizeof(err));
     if (ctx == NULL)

@@ -6,6 +6,7 @@
 #include "smtp_data.h"
 
 #include "log.h"
+#include "smtp_limits.h"
 #include "smtp_req.h"
 #include "spool.h"
 #include "util.h"
@@ -31,8 +32,21 @@ void data_cmd(struct session *s, const char *arg)
                                              : "503 5.5.1 Error: need MAIL command");
         return;
     }
-    if (req_open(s) != 0)
+    /* The spool file is one descriptor more, out of a pool of its own (DESIGN §9):
+     * when it is empty the client is told to come back, and its session stays. */
+    if (!s->tx->data_slot) {
+        if (!smtp_limits_data_enter()) {
+            /* One line for all: log.c counts repeats instead of writing each. */
+            log_warn("DATA refused: every spool descriptor is in use");
+            session_reply(s, "452 4.3.1 Insufficient system resources, try again later");
+            return;
+        }
+        s->tx->data_slot = 1;
+    }
+    if (req_open(s) != 0) {
+        tx_data_leave(s->tx);
         session_reply(s, "452 4.3.1 Insufficient system storage");
+    }
 }
 
 void data_on_opened(struct session *s, int status, const char *qid, const char *why, int fd)
@@ -43,6 +57,7 @@ void data_on_opened(struct session *s, int status, const char *qid, const char *
         log_err("session=%s client=%s queue refused the message: %s", s->id, s->client_ip, why);
         if (fd >= 0)
             close(fd);
+        tx_data_leave(tx);
         session_reply(s, "452 4.3.1 Insufficient system storage");
         return;
     }
@@ -265,6 +280,7 @@ static void data_commit(struct session *s)
 
     close(s->tx->spool_fd);
     s->tx->spool_fd = -1;
+    tx_data_leave(s->tx);
     if (req_commit(s) != 0) {
         tx_rcpt_list(s, rcpts, sizeof(rcpts));
         req_audit(s, "data", "tempfail", "queue unavailable", rcpts, s->tx->msg_size);

@@ -7,6 +7,7 @@
 #include "netaddr.h"
 #include "util.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,6 +25,9 @@ static struct ip_count *ip_table;
 static size_t ip_table_size;
 static int sessions_total;
 static int max_total, max_per_ip;
+/* Sessions holding a spool file, and how many may (fd_budget in lib/fdlimit.c):
+ * counted without the lock, since DATA is not tied to any client address. */
+static int data_total, data_max = INT_MAX;
 
 static uint32_t id_prefix;   /* random per process, set before threads start */
 static uint32_t id_counter;
@@ -37,6 +41,26 @@ int smtp_limits_init(int max_sessions, int max_sessions_per_ip)
     if (getrandom(&id_prefix, sizeof(id_prefix), 0) != sizeof(id_prefix))
         id_prefix = (uint32_t)getpid();
     return ip_table == NULL ? -1 : 0;
+}
+
+void smtp_limits_set_data_max(int max)
+{
+    data_max = max < 1 ? 1 : max;
+}
+
+int smtp_limits_data_enter(void)
+{
+    int n = __atomic_add_fetch(&data_total, 1, __ATOMIC_RELAXED);
+
+    if (n <= data_max)
+        return 1;
+    __atomic_sub_fetch(&data_total, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+void smtp_limits_data_leave(void)
+{
+    __atomic_sub_fetch(&data_total, 1, __ATOMIC_RELAXED);
 }
 
 void smtp_limits_set_per_ip(int max_sessions_per_ip)

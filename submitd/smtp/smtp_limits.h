@@ -19,6 +19,12 @@ int smtp_limits_enter(const char *ip, int *why_global);
 void smtp_limits_leave(const char *ip);
 void smtp_limits_free(void);
 
+/* The sessions that may hold a spool file at once (before the threads start). */
+void smtp_limits_set_data_max(int max);
+/* Takes one of them for a session reaching DATA, or returns 0 when none is free. */
+int smtp_limits_data_enter(void);
+void smtp_limits_data_leave(void);
+
 /* A new session id: random per process, then a counter. */
 void smtp_session_id(char *out, size_t outlen);
 

@@ -7,6 +7,7 @@
 #include "session.h"
 
 #include "log.h"
+#include "smtp_limits.h"
 #include "smtp_req.h"
 #include "util.h"
 
@@ -85,6 +86,14 @@ void session_wait(struct session *s, enum sess_wait w)
 
 /* ---- the transaction ------------------------------------------------------- */
 
+void tx_data_leave(struct smtp_tx *tx)
+{
+    if (tx->data_slot) {
+        tx->data_slot = 0;
+        smtp_limits_data_leave();
+    }
+}
+
 static void tx_free(struct session *s)
 {
     struct smtp_tx *tx = s->tx;
@@ -95,6 +104,7 @@ static void tx_free(struct session *s)
         close(tx->spool_fd);
         req_abort(s, tx->queue_id);
     }
+    tx_data_leave(tx);
     for (int i = 0; i < tx->nrcpt; i++)
         free(tx->rcpt[i]);
     free(tx->rcpt);
