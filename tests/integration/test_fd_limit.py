@@ -3,6 +3,8 @@ never polls a readable listener in a loop; repeated log lines are counted, not w
 one by one; a hard limit below what max_sessions needs is said plainly at start-up and
 by `submitd -t`, and max_sessions is lowered to fit."""
 
+import os
+import re
 import smtplib
 import socket
 import subprocess
@@ -12,14 +14,16 @@ from pathlib import Path
 import pytest
 
 import conftest
-from conftest import assert_served, poll
+from conftest import assert_served, make_message, poll, smtp_starttls
 from daemon_procs import child_pid, comm, cpu_seconds, log_since
 
 HARD_LIMIT = 64
-# smtp_workers = 1 and two listeners: (64 - 20 - 4 - 2) / 2 sessions fit (lib/fdlimit.c).
-FITTING = 19
+# smtp_workers = 1 and two listeners leave 64 - 20 - 4 - 2 = 38 descriptors: 38 / 16 for
+# the spool files of sessions in DATA, one each for the other 36 sessions (lib/fdlimit.c).
+DATA_POOL = 2
+FITTING = 36
 LOWERED = (f"descriptor limit {HARD_LIMIT} is below the 2026 that max_sessions = 1000 needs: "
-           f"max_sessions lowered to {FITTING}")
+           f"max_sessions lowered to {FITTING}, at most {DATA_POOL} of them in DATA at once")
 IDLE = 80
 
 
@@ -155,3 +159,74 @@ def test_out_of_descriptors_refuses_without_spinning(plain):
     assert_served_again(stack)
     assert comm(smtp) == "submitd-smtp" and child_pid(stack.daemon, "submitd-smtp") == smtp
     assert "restarting" not in log_since(stack.daemon, offset)
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def start_data(stack, msg):
+    """A client past RCPT that has sent DATA; returns it and the reply to DATA."""
+    s = smtp_starttls(stack.env, stack.alice)
+    assert s.mail(msg.mail_from)[0] == 250
+    assert s.rcpt(msg.rcpts[0])[0] == 250
+    code, resp = s.docmd("DATA")
+    return s, code, resp.decode()
+
+
+def finish_data(s, msg):
+    s.send(re.sub(rb"(?m)^\.", b"..", msg.data) + b".\r\n")
+    code, resp = s.getreply()
+    s.quit()
+    return code, resp.decode()
+
+
+def test_idle_sessions_cost_one_descriptor_and_data_has_a_pool(under_prlimit):
+    """More idle sessions than half the limit are served; a DATA beyond the spool pool
+    gets a temporary reply and its session stays, while the others complete; every
+    descriptor is given back."""
+    stack = under_prlimit
+    smtp = child_pid(stack.daemon, "submitd-smtp")
+    assert_served(stack.env, stack.alice)
+    time.sleep(0.5)
+    baseline = fd_count(smtp)
+    offset = stack.daemon.log_size()
+
+    idle = []
+    clients = []
+    try:
+        for _ in range(HARD_LIMIT // 2 + 1):
+            s = socket.create_connection(("127.0.0.1", stack.env.port), timeout=5)
+            idle.append(s)
+            assert s.recv(512).startswith(b"220 "), f"idle session {len(idle)} not greeted"
+
+        msgs = [make_message() for _ in range(DATA_POOL + 1)]
+        for m in msgs:
+            clients.append(start_data(stack, m))
+        codes = [c[1] for c in clients]
+        assert codes[:DATA_POOL] == [354] * DATA_POOL, clients
+        late, code, resp = clients[DATA_POOL]
+        assert code == 452 and resp.startswith("4.3.1 Insufficient system resources"), (code, resp)
+
+        # The first message frees its spool descriptor: the refused client, still in
+        # its session and transaction, is served on its next try.
+        code, resp = finish_data(clients[0][0], msgs[0])
+        assert code == 250, (code, resp)
+        code, resp = late.docmd("DATA")
+        assert code == 354, (code, resp)
+        assert finish_data(late, msgs[DATA_POOL])[0] == 250
+        for (s, _, _), m in zip(clients[1:DATA_POOL], msgs[1:DATA_POOL]):
+            assert finish_data(s, m)[0] == 250
+        for m in msgs:
+            stack.upstream.wait_for(m.marker, m.rcpts)
+        log = log_since(stack.daemon, offset)
+        assert "Too many open files" not in log, "the descriptor budget was overrun"
+        assert "DATA refused: every spool descriptor is in use" in log
+    finally:
+        for s in idle:
+            s.close()
+        for s, _, _ in clients:
+            s.close()
+    assert poll(lambda: fd_count(smtp) == baseline, 10, 0.2), \
+        f"descriptors of submitd-smtp: {fd_count(smtp)}, {baseline} before"
+    assert_served_again(stack)
