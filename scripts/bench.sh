@@ -53,9 +53,10 @@
 #   BENCH_DRAIN_TIMEOUT seconds to wait for the relay to drain a run (120)
 #   BENCH_LOADGEN_ARGS  extra submitd-loadgen options (e.g. --tls-resume)
 #   BENCH_IDLE_SESSIONS idle TLS sessions held at once (300; 0: none). submitd-smtp
-#                       budgets two descriptors a session (its socket, and a spool
-#                       file during DATA), so a hard limit of 20000 holds 9985; the
-#                       sessions beyond get "421 4.7.0 Too many sessions"
+#                       budgets one descriptor an idle session and a pool of 512 for
+#                       the spool files of sessions in DATA, so a hard limit of 20000
+#                       holds 19458 sessions with two workers; the sessions beyond
+#                       get "421 4.7.0 Too many sessions"
 #   BENCH_IDLE_ONLY=1   only the idle session measurement
 #   BENCH_POSTFIX=0     skip the Postfix comparison
 #   BENCH_POSTFIX_DURATION  upper bound in seconds on each Postfix run (30)

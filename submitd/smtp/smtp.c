@@ -342,7 +342,8 @@ static void set_nonblock(int fd)
 /*
  * Sets the soft descriptor limit to what max_sessions needs, within the hard limit
  * (the operator's). When the hard limit is lower, max_sessions is lowered to fit
- * and the log says so: sessions beyond it would only fail at run time.
+ * and the log says so: sessions beyond it would only fail at run time. Returns how
+ * many sessions may hold a spool file at once.
  */
 static int fit_descriptor_limit(int workers)
 {
