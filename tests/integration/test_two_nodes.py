@@ -58,8 +58,12 @@ frontend submission
     bind 127.0.0.1:{self.port}
     default_backend nodes
 
+# A node is up once it greets: the check opens with a PROXY header (LOCAL) and waits
+# for the 220, as docs/scale-out.md recommends.
 backend nodes
     balance roundrobin
+    option tcp-check
+    tcp-check expect string 220
 {servers}
 """)
         self.proc = None
