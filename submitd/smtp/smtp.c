@@ -480,6 +480,7 @@ int main(int argc, char **argv)
         pthread_join(threads[i], NULL);
     for (int i = 0; i < na; i++) {
         free(workers[i].slots);
+        free(workers[i].free_slots);
         free(workers[i].msg);
         close(workers[i].epfd);
     }
