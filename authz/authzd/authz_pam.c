@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /*
@@ -151,6 +152,51 @@ static int pam_confdir_trusted(const struct config *cfg, char *why, size_t whyle
     return 0;
 }
 
+/*
+ * Every check starts PAM afresh (pam_start reads the service's file, pam_end drops
+ * everything), so a changed stack applies to the next session. What need not be
+ * redone each time is loading the modules: libpam dlopens every module the file
+ * names at pam_start and dlcloses it at pam_end, about a dozen system calls and the
+ * symbol relocation of each module, per session. A handle that stays open, and is
+ * never used for a check, keeps them loaded, so a check's dlopen only finds the
+ * loaded copy. It is made anew every RESIDENT_MAX_AGE seconds, so that a module
+ * updated on disk (a security fix to pam_unix.so, say) is loaded within that time.
+ */
+#define RESIDENT_MAX_AGE 60
+
+static int refuse_all(int num_msg, const struct pam_message **msg,
+                      struct pam_response **resp, void *appdata)
+{
+    (void)num_msg;
+    (void)msg;
+    (void)appdata;
+    *resp = NULL;
+    return PAM_CONV_ERR;
+}
+
+static void keep_modules_loaded(const struct config *cfg)
+{
+    static const struct pam_conv conv = { refuse_all, NULL };
+    static pam_handle_t *resident;
+    static time_t since;
+    time_t now = time(NULL);
+
+    if (resident != NULL && now - since < RESIDENT_MAX_AGE && now >= since)
+        return;
+    if (resident != NULL)
+        pam_end(resident, PAM_SUCCESS);
+    resident = NULL;
+    since = now;
+    /* A failure here only costs speed: the check's own pam_start reports it. */
+    if (pam_start_confdir(cfg->pam_service, NULL, &conv,
+                          cfg->pam_confdir[0] ? cfg->pam_confdir : NULL, &resident) !=
+        PAM_SUCCESS) {
+        if (resident != NULL)
+            pam_end(resident, PAM_SUCCESS);
+        resident = NULL;
+    }
+}
+
 /* The worker's loop: one user name in, one verdict out, until the socket closes. */
 static void pam_worker_main(const struct config *cfg, int fd)
 {
@@ -175,6 +221,7 @@ static void pam_worker_main(const struct config *cfg, int fd)
             password = user + ul + 1;
         }
         if (trusted) {
+            keep_modules_loaded(cfg);
             d = authz_pam_check(cfg, user, password, out + 1, sizeof(out) - 1);
         } else {
             d = IPC_TEMPFAIL;

@@ -78,3 +78,22 @@ def test_without_pam_cache_every_session_runs_the_stack(request):
         assert runs(count, "alice") == 2
     finally:
         s.close(keep=request.session.testsfailed > failed_before)
+
+
+def test_without_pam_cache_a_changed_stack_applies_to_the_next_session(request):
+    """The PAM workers keep the modules loaded between checks, not the stack: an
+    edit of the service's file applies to the very next session, both ways."""
+    failed_before = request.session.testsfailed
+    s = build_stack("pamedit", start_daemon=False)
+    try:
+        service = s.env.dir / "pam.d" / "submitd"
+        service.write_text("account required pam_permit.so\n")
+        s.daemon.start()
+        assert mail_reply(s.env, s.alice, s.alice.email).startswith("250")
+        service.write_text("account required pam_deny.so\n")
+        reply = mail_reply(s.env, s.alice, s.alice.email)
+        assert reply.startswith(NOT_AUTHORIZED), reply
+        service.write_text("account required pam_permit.so\n")
+        assert mail_reply(s.env, s.alice, s.alice.email).startswith("250")
+    finally:
+        s.close(keep=request.session.testsfailed > failed_before)
