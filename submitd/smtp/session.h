@@ -35,7 +35,7 @@ enum sess_wait {
     WAIT_ACCEPT_AUDIT  /* the message is queued; the 250 waits for its audit row */
 };
 
-#define SESS_INBUF 8192
+#define SESS_INBUF 4096
 /* Replies waiting for the socket beyond which no further command is processed. */
 #define OUTBUF_PAUSE (16 * 1024)
 
