@@ -96,6 +96,26 @@ print("%.3f" % (total / os.sysconf("SC_CLK_TCK")))
 EOF
 }
 
+# CPU seconds of process PID and of its children, with the children they reaped: for
+# servers whose children leave its session, as PostgreSQL's backends do.
+children_cpu() {
+    "$PY" - "$1" <<'EOF'
+import os, sys
+top, total = int(sys.argv[1]), 0
+for name in os.listdir("/proc"):
+    if not name.isdigit():
+        continue
+    try:
+        with open("/proc/%s/stat" % name) as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        continue
+    if int(name) == top or int(fields[1]) == top:
+        total += sum(int(x) for x in fields[11:15])
+print("%.3f" % (total / os.sysconf("SC_CLK_TCK")))
+EOF
+}
+
 # CPU seconds the whole machine has spent (user, nice, system, irq, softirq, steal).
 machine_cpu() {
     awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.3f\n", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat
