@@ -40,7 +40,8 @@
 # cannot be set up the comparison is skipped with the reason, and the exit status is
 # that of the submitd part alone (failures of the Postfix runs are reported but do not
 # fail the benchmark).
-# Everything is stopped and removed on exit.
+# Everything is stopped and removed on exit. scripts/bench-scale.sh (make bench-scale)
+# measures the same shapes against PostgreSQL, HAProxy and two nodes.
 #
 # Environment (all optional):
 #   BENCH_CONCURRENCY   parallel sessions (8)
