@@ -161,9 +161,9 @@ EOF
 make_site() {
     mkdir -p "$1/users"
     write_conf "$1/site.conf" "$1" "$2" localhost 0 no
-    run_quiet ca-init "$B/bin/submit-ca" -c "$1/site.conf" init
-    run_quiet ca-server-cert "$B/bin/submit-ca" -c "$1/site.conf" server-cert localhost --ip 127.0.0.1
-    run_quiet ca-issue "$B/bin/submit-ca" -c "$1/site.conf" issue bench \
+    run_quiet "ca-init-${1##*/}" "$B/bin/submit-ca" -c "$1/site.conf" init
+    run_quiet "ca-server-cert-${1##*/}" "$B/bin/submit-ca" -c "$1/site.conf" server-cert localhost --ip 127.0.0.1
+    run_quiet "ca-issue-${1##*/}" "$B/bin/submit-ca" -c "$1/site.conf" issue bench \
         --email bench@example.com --out "$1/users" --p12-password-file "$T/p12pass"
     for f in "$1/users/bench.crt" "$1/users/bench.key" "$1/ca/ca.crt"; do
         [ -s "$f" ] || die "submit-ca did not write $f"
@@ -188,7 +188,7 @@ start_node() {
 
 # start_haproxy NAME PORT...: HAProxy in TCP mode, round robin over the nodes on PORT...
 # with send-proxy-v2, checking that each greets (docs/scale-out.md); sets LB_PID and
-# LB_PORT once it listens and every node is up.
+# LB_PORT once it listens.
 start_haproxy() {
     name=$1
     shift
