@@ -3,6 +3,7 @@
 #   make test       build and run every test (unit, integration); last line: N passed, N failed
 #   make demo       end-to-end demonstration on loopback
 #   make bench      load generator against a local daemon
+#   make bench-scale  the same against PostgreSQL, HAProxy and two nodes
 #   make test-clients  real mail clients (Thunderbird under Xvfb) against a local daemon;
 #                   not part of make test; last line: N passed, N failed, N skipped
 #   make SANITIZE=address,undefined test
@@ -272,6 +273,12 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh scripts/bench.sh $(B)
 
+# SQLite against PostgreSQL, one node direct, behind HAProxy, and two nodes behind it
+# (docs/scale-out.md, "Measured figures").
+bench-scale: deps
+	@$(MAKE) --no-print-directory all
+	@sh scripts/bench-scale.sh $(B)
+
 # Real mail clients against a real daemon (tests/clients). Not part of `make test`:
 # it installs a desktop mail client and an X server (scripts/install-client-deps.sh).
 client-deps:
@@ -336,6 +343,6 @@ deb:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all unit deps client-deps test test-clients demo bench fuzz analyze install deb clean
+.PHONY: all unit deps client-deps test test-clients demo bench bench-scale fuzz analyze install deb clean
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)

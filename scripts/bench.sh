@@ -40,7 +40,8 @@
 # cannot be set up the comparison is skipped with the reason, and the exit status is
 # that of the submitd part alone (failures of the Postfix runs are reported but do not
 # fail the benchmark).
-# Everything is stopped and removed on exit.
+# Everything is stopped and removed on exit. scripts/bench-scale.sh (make bench-scale)
+# measures the same shapes against PostgreSQL, HAProxy and two nodes.
 #
 # Environment (all optional):
 #   BENCH_CONCURRENCY   parallel sessions (8)
@@ -69,15 +70,13 @@ if [ $# -ne 1 ]; then
     exit 2
 fi
 
-die() {
-    echo "bench: $*" >&2
-    exit 1
-}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=/usr/bin/python3
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
 
 [ -d "$1" ] || die "build directory $1 does not exist (run make)"
 B=$(cd "$1" && pwd)
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PY=/usr/bin/python3
 LOADGEN=$B/bin/submitd-loadgen
 CONCURRENCY=${BENCH_CONCURRENCY:-8}
 MESSAGES=${BENCH_MESSAGES:-2000}
@@ -116,35 +115,6 @@ RESULTS=$T/results
 # One line per OpenSSL floor sample: server CPU ms per handshake.
 FLOORS=$T/floors
 : >"$FLOORS"
-
-# Stops a process we started (and, for submitd, its process group) by its id.
-# A process group is "-PGID" right after the signal: dash's kill takes no "--".
-# shellcheck disable=SC2317 # called from the exit trap
-stop_pid() {
-    pid=$1
-    group=$2
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    i=0
-    while [ "$i" -lt 100 ]; do
-        if [ "$group" = group ]; then
-            kill -0 "-$pid" 2>/dev/null || break
-        else
-            kill -0 "$pid" 2>/dev/null || break
-        fi
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if [ "$i" -ge 100 ]; then
-        echo "bench: process $pid did not stop in 10 s; killing it" >&2
-        if [ "$group" = group ]; then
-            kill -KILL "-$pid" 2>/dev/null || true
-        else
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 
 # Stops the private Postfix instance, if one was started: postfix stop waits 5 s for
 # the master, then kills its process group; the master has its own session and
@@ -191,77 +161,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-now() {
-    date +%s.%N
-}
-
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits until 127.0.0.1:PORT accepts connections; fails after SECONDS or as soon as
-# process PID has exited.
-wait_port() {
-    "$PY" - "$1" "$2" "$3" <<'EOF'
-import os, socket, sys, time
-port, limit, pid = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-end = time.time() + limit
-while time.time() < end:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        sys.exit(1)
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-EOF
-}
-
-# Prints one field (messages, first, last, ...) of the sink's statistics line.
-sink_field() {
-    sed -n "s/.*\\b$1=\\([0-9.]*\\).*/\\1/p" "$T/sink.stats"
-}
-
-# CPU seconds of every process in session SID, with the children they reaped
-# (utime, stime, cutime, cstime of /proc/PID/stat); with more arguments, of the
-# processes of those names only.
-session_cpu() {
-    "$PY" - "$@" <<'EOF'
-import os, sys
-sid, names, total = int(sys.argv[1]), sys.argv[2:], 0
-for name in os.listdir("/proc"):
-    if not name.isdigit():
-        continue
-    try:
-        with open("/proc/%s/stat" % name) as f:
-            head, _, rest = f.read().rpartition(")")
-    except OSError:
-        continue
-    fields = rest.split()
-    if int(fields[3]) == sid and (not names or head.split("(", 1)[1] in names):
-        total += sum(int(x) for x in fields[11:15])
-print("%.3f" % (total / os.sysconf("SC_CLK_TCK")))
-EOF
-}
-
-# CPU seconds the whole machine has spent (user, nice, system, irq, softirq, steal).
-machine_cpu() {
-    awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.3f\n", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat
-}
-
-# Runs a set-up command quietly; on failure shows its output and stops.
-run_quiet() {
-    name=$1
-    shift
-    if ! "$@" >"$T/$name.log" 2>&1; then
-        sed 's/^/    /' "$T/$name.log" >&2
-        die "$name failed: $*"
-    fi
-}
-
 show_submitd_log() {
     if [ -s "$T/submitd.log" ]; then
         echo "bench: last lines of the submitd log:" >&2
@@ -270,17 +169,7 @@ show_submitd_log() {
 }
 
 # --- upstream sink ---------------------------------------------------------
-"$PY" "$ROOT/tests/bench/sink.py" --port-file "$T/sink.port" --stats "$T/sink.stats" \
-    >"$T/sink.log" 2>&1 &
-SINK_PID=$!
-i=0
-while [ ! -s "$T/sink.port" ]; do
-    kill -0 "$SINK_PID" 2>/dev/null || { cat "$T/sink.log" >&2; die "the sink did not start"; }
-    [ $i -lt 100 ] || die "the sink did not write its port in 10 s"
-    sleep 0.1
-    i=$((i + 1))
-done
-SINK_PORT=$(cat "$T/sink.port")
+start_sink
 
 # --- configuration, CA, user -----------------------------------------------
 PORT=$(free_port)
@@ -342,18 +231,6 @@ fi
 echo "bench: $(nproc) cores, $(openssl version 2>/dev/null || echo 'openssl ?'), concurrency=$CONCURRENCY size=$SIZE"
 echo "bench: load average $(cut -d ' ' -f 1-3 /proc/loadavg) before the runs"
 
-# Runs a client in the background and waits for it, so that a signal to this script
-# is handled at once (and the trap stops the client). Output goes to FILE.
-run_client() {
-    out=$1
-    shift
-    "$@" >"$out" 2>&1 &
-    LOADGEN_PID=$!
-    crc=0
-    wait "$LOADGEN_PID" || crc=$?
-    LOADGEN_PID=
-    return "$crc"
-}
 
 # --- memory per idle TLS session (before any load, so that memory the load freed
 # does not hide what the sessions take) -----------------------------------------
