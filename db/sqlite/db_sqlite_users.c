@@ -92,6 +92,7 @@ int db_user_set_enabled(struct db *db, const char *name, int enabled)
     return sqlite3_changes(db->h) > 0 ? DB_OK : DB_NOTFOUND;
 }
 
+/* ctx is the int that receives the user's enabled flag (a row callback of db_one()). */
 static void enabled_row(sqlite3_stmt *st, void *ctx)
 {
     int *enabled = ctx;
