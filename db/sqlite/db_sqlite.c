@@ -237,10 +237,7 @@ int64_t column_time(sqlite3_stmt *st, int col)
 
 void column_stamp(sqlite3_stmt *st, int col, struct db_stamp *out)
 {
-    if (db_time_parse((const char *)sqlite3_column_text(st, col), out) != DB_OK) {
-        out->sec = DB_TIME_NONE;
-        out->msec = 0;
-    }
+    db_stamp_or_none((const char *)sqlite3_column_text(st, col), out);
 }
 
 /* ---- filtered listings -------------------------------------------------- */
