@@ -181,6 +181,25 @@ int db_time_parse(const char *s, struct db_stamp *out)
     return DB_OK;
 }
 
+void db_stamp_or_none(const char *s, struct db_stamp *out)
+{
+    if (out == NULL)
+        return;
+    if (db_time_parse(s, out) != DB_OK) {
+        out->sec = DB_TIME_NONE;
+        out->msec = 0;
+    }
+}
+
+int db_prune_key(int64_t before, char key[DB_ISO_LEN])
+{
+    db_time_key(before, key);
+    if (before == DB_TIME_NONE || strlen(key) != 19)
+        return DB_ERROR;
+    memcpy(key + 19, ".000Z", 6);
+    return DB_OK;
+}
+
 const char *db_time_text(int64_t t, char *out, size_t outlen)
 {
     char iso[DB_ISO_LEN] = "";

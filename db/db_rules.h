@@ -43,5 +43,16 @@ void db_time_iso(int64_t t, char out[DB_ISO_LEN]);
 void db_time_key(int64_t t, char out[DB_ISO_LEN]);
 /* Parses a stored time, milliseconds optional; DB_OK or DB_ERROR. */
 int db_time_parse(const char *s, struct db_stamp *out);
+/*
+ * A stored time into *out (out may be NULL), with sec DB_TIME_NONE and msec 0 when
+ * s is NULL, "" or not a time.
+ */
+void db_stamp_or_none(const char *s, struct db_stamp *out);
+/*
+ * The bound of an audit prune: "YYYY-MM-DDTHH:MM:SS.000Z", the first instant of the
+ * second of before, since audit rows carry milliseconds. DB_ERROR when before is
+ * DB_TIME_NONE or out of range.
+ */
+int db_prune_key(int64_t before, char key[DB_ISO_LEN]);
 
 #endif

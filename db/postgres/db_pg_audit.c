@@ -223,38 +223,24 @@ static int prune_rows(struct db *db, const char *key, const struct db_admin_log 
     return pg_run(db, "DELETE FROM audit_prune_permit", 0, NULL, NULL);
 }
 
-/* The stamp of a stored ts, or DB_TIME_NONE for "". */
-static void stamp_of(const char *ts, struct db_stamp *out)
-{
-    if (out == NULL)
-        return;
-    if (db_time_parse(ts, out) != DB_OK) {
-        out->sec = DB_TIME_NONE;
-        out->msec = 0;
-    }
-}
-
 int db_audit_prune(struct db *db, int64_t before, const struct db_admin_log *who,
                    long long *count, struct db_stamp *oldest, struct db_stamp *newest)
 {
     char key[DB_ISO_LEN], first[DB_ISO_LEN] = "", last[DB_ISO_LEN] = "";
     int own, rc;
 
-    /* Rows carry milliseconds: "...:SS.000Z" is the first instant of that second. */
-    db_time_key(before, key);
-    if (before == DB_TIME_NONE || strlen(key) != 19) {
+    if (db_prune_key(before, key) != DB_OK) {
         pg_set_err(db, "audit prune: time out of range");
         return DB_ERROR;
     }
-    memcpy(key + 19, ".000Z", 6);
     *count = 0;
     if (pg_tx_begin(db, &own) != DB_OK)
         return DB_ERROR;
     rc = prune_rows(db, key, who, count, first, last);
     rc = pg_tx_end(db, own, rc);
     if (rc == DB_OK) {
-        stamp_of(first, oldest);
-        stamp_of(last, newest);
+        db_stamp_or_none(first, oldest);
+        db_stamp_or_none(last, newest);
     }
     return rc;
 }

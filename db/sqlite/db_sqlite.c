@@ -84,6 +84,44 @@ int db_each(struct db *db, sqlite3_stmt *st, int (*row)(sqlite3_stmt *st, void *
     return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
 }
 
+int db_one(struct db *db, sqlite3_stmt *st, void (*row)(sqlite3_stmt *st, void *ctx), void *ctx)
+{
+    int rc = sqlite3_step(st);
+    int result;
+
+    if (rc == SQLITE_ROW) {
+        if (row != NULL)
+            row(st, ctx);
+        result = DB_OK;
+    } else if (rc == SQLITE_DONE) {
+        result = DB_NOTFOUND;
+    } else {
+        result = db_fail(db);
+    }
+    db_stmt_done(st);
+    return result;
+}
+
+int db_one_key(struct db *db, sqlite3_stmt *st, const char *key,
+               void (*row)(sqlite3_stmt *st, void *ctx), void *ctx)
+{
+    if (st == NULL)
+        return DB_ERROR;
+    if (bind_text(st, 1, key) != SQLITE_OK) {
+        db_fail(db);
+        db_stmt_done(st);
+        return DB_ERROR;
+    }
+    return db_one(db, st, row, ctx);
+}
+
+void db_row_text(sqlite3_stmt *st, void *ctx)
+{
+    struct db_text_out *out = ctx;
+
+    column_text(st, 0, out->buf, out->len);
+}
+
 int db_run(struct db *db, sqlite3_stmt *st, int cached)
 {
     int rc = sqlite3_step(st);
@@ -199,10 +237,7 @@ int64_t column_time(sqlite3_stmt *st, int col)
 
 void column_stamp(sqlite3_stmt *st, int col, struct db_stamp *out)
 {
-    if (db_time_parse((const char *)sqlite3_column_text(st, col), out) != DB_OK) {
-        out->sec = DB_TIME_NONE;
-        out->msec = 0;
-    }
+    db_stamp_or_none((const char *)sqlite3_column_text(st, col), out);
 }
 
 /* ---- filtered listings -------------------------------------------------- */

@@ -76,6 +76,27 @@ void db_stmt_done(sqlite3_stmt *st);
 int db_each(struct db *db, sqlite3_stmt *st, int (*row)(sqlite3_stmt *st, void *ctx),
             void *ctx);
 /*
+ * Steps a statement, already bound, that returns at most one row of interest, and
+ * hands that row to row() (NULL when the question is only whether a row exists).
+ * DB_OK on a row, DB_NOTFOUND on none, DB_ERROR with the error recorded. Resets st
+ * (db_stmt_done) whatever happens: a cached statement is ready for its next use, a
+ * one-off one is still the caller's to finalize.
+ */
+int db_one(struct db *db, sqlite3_stmt *st, void (*row)(sqlite3_stmt *st, void *ctx),
+           void *ctx);
+/*
+ * db_one() after binding key to the first parameter. st may be NULL, so that the
+ * result of db_stmt() can be passed straight in: that is DB_ERROR, already recorded.
+ */
+int db_one_key(struct db *db, sqlite3_stmt *st, const char *key,
+               void (*row)(sqlite3_stmt *st, void *ctx), void *ctx);
+/* A row callback of db_one() that copies the first column as text into a buffer. */
+struct db_text_out {
+    char *buf;
+    size_t len;
+};
+void db_row_text(sqlite3_stmt *st, void *ctx);
+/*
  * Steps a statement that returns no rows and resets it when it is cached (cached
  * non-zero) or finalizes it. Returns the extended SQLite result code, SQLITE_DONE
  * on success, with the error recorded otherwise.

@@ -28,10 +28,12 @@
 /*
  * A status the table should never hold (its CHECK allows the two words) reads as
  * revoked, and a time that does not parse as DB_TIME_NONE, which is long past: a
- * damaged row never makes a certificate acceptable.
+ * damaged row never makes a certificate acceptable. ctx is the struct db_cert to
+ * fill, so that this is also a row callback of db_one().
  */
-static void cert_from_row(sqlite3_stmt *st, struct db_cert *c)
+static void cert_from_row(sqlite3_stmt *st, void *ctx)
 {
+    struct db_cert *c = ctx;
     char status[16];
 
     memset(c, 0, sizeof(*c));
@@ -97,27 +99,7 @@ int db_cert_insert(struct db *db, const struct db_cert *c)
 static int db_cert_get(struct db *db, enum db_stmt id, const char *sql, const char *key,
                        struct db_cert *out)
 {
-    sqlite3_stmt *st = db_stmt(db, id, sql);
-    int rc, result;
-
-    if (st == NULL)
-        return DB_ERROR;
-    if (bind_text(st, 1, key) != SQLITE_OK) {
-        db_fail(db);
-        db_stmt_done(st);
-        return DB_ERROR;
-    }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        cert_from_row(st, out);
-        result = DB_OK;
-    } else if (rc == SQLITE_DONE) {
-        result = DB_NOTFOUND;
-    } else {
-        result = db_fail(db);
-    }
-    db_stmt_done(st);
-    return result;
+    return db_one_key(db, db_stmt(db, id, sql), key, cert_from_row, out);
 }
 
 int db_cert_by_sha256(struct db *db, const char *sha256, struct db_cert *out)

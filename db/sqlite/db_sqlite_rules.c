@@ -37,8 +37,10 @@
 
 /* ---- rule maps ---------------------------------------------------------------- */
 
-static void rule_from_row(sqlite3_stmt *st, struct db_map_rule *r)
+/* ctx is the struct db_map_rule to fill (a row callback of db_one()). */
+static void rule_from_row(sqlite3_stmt *st, void *ctx)
 {
+    struct db_map_rule *r = ctx;
     char field[16];
 
     memset(r, 0, sizeof(*r));
@@ -92,27 +94,7 @@ int db_map_rule_del(struct db *db, const char *issuer)
 
 int db_map_rule_get(struct db *db, const char *issuer, struct db_map_rule *out)
 {
-    sqlite3_stmt *st = db_stmt(db, ST_RULE_GET, SQL_RULE_GET);
-    int rc, result;
-
-    if (st == NULL)
-        return DB_ERROR;
-    if (bind_text(st, 1, issuer) != SQLITE_OK) {
-        db_fail(db);
-        db_stmt_done(st);
-        return DB_ERROR;
-    }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        rule_from_row(st, out);
-        result = DB_OK;
-    } else if (rc == SQLITE_DONE) {
-        result = DB_NOTFOUND;
-    } else {
-        result = db_fail(db);
-    }
-    db_stmt_done(st);
-    return result;
+    return db_one_key(db, db_stmt(db, ST_RULE_GET, SQL_RULE_GET), issuer, rule_from_row, out);
 }
 
 struct rule_iter {
@@ -142,8 +124,11 @@ int db_map_rule_list(struct db *db, db_map_rule_cb cb, void *arg)
 
 /* ---- blocked certificates ------------------------------------------------------ */
 
-static void block_from_row(sqlite3_stmt *st, struct db_cert_block *b)
+/* ctx is the struct db_cert_block to fill (a row callback of db_one()). */
+static void block_from_row(sqlite3_stmt *st, void *ctx)
 {
+    struct db_cert_block *b = ctx;
+
     memset(b, 0, sizeof(*b));
     column_text(st, 0, b->sha256, sizeof(b->sha256));
     column_text(st, 1, b->issuer, sizeof(b->issuer));
@@ -230,7 +215,6 @@ int db_cert_block_find(struct db *db, const char *sha256, const char *issuer, co
 {
     char sha[65], ser[80];
     sqlite3_stmt *st = db_stmt(db, ST_BLOCK_FIND, SQL_BLOCK_FIND);
-    int rc, result;
 
     if (st == NULL)
         return DB_ERROR;
@@ -242,18 +226,7 @@ int db_cert_block_find(struct db *db, const char *sha256, const char *issuer, co
         db_stmt_done(st);
         return DB_ERROR;
     }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        if (out != NULL)
-            block_from_row(st, out);
-        result = DB_OK;
-    } else if (rc == SQLITE_DONE) {
-        result = DB_NOTFOUND;
-    } else {
-        result = db_fail(db);
-    }
-    db_stmt_done(st);
-    return result;
+    return db_one(db, st, out != NULL ? block_from_row : NULL, out);
 }
 
 struct block_iter {
@@ -291,7 +264,7 @@ int db_cert_block_list(struct db *db, db_cert_block_cb cb, void *arg)
 static int device_current(struct db *db, const char *sha, const char *user, const char *before)
 {
     sqlite3_stmt *st = db_stmt(db, ST_DEVICE_GET, SQL_DEVICE_CURRENT);
-    int rc, result;
+    int rc;
 
     if (st == NULL)
         return DB_ERROR;
@@ -301,10 +274,8 @@ static int device_current(struct db *db, const char *sha, const char *user, cons
         db_stmt_done(st);
         return DB_ERROR;
     }
-    rc = sqlite3_step(st);
-    result = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_fail(db);
-    db_stmt_done(st);
-    return result;
+    rc = db_one(db, st, NULL, NULL);
+    return rc == DB_OK ? 1 : rc == DB_NOTFOUND ? 0 : DB_ERROR;
 }
 
 int db_device_seen(struct db *db, const struct db_device *d, int64_t now)

@@ -92,30 +92,18 @@ int db_user_set_enabled(struct db *db, const char *name, int enabled)
     return sqlite3_changes(db->h) > 0 ? DB_OK : DB_NOTFOUND;
 }
 
+/* ctx is the int that receives the user's enabled flag (a row callback of db_one()). */
+static void enabled_row(sqlite3_stmt *st, void *ctx)
+{
+    int *enabled = ctx;
+
+    *enabled = sqlite3_column_int(st, 0) != 0;
+}
+
 int db_user_get(struct db *db, const char *name, int *enabled)
 {
-    sqlite3_stmt *st = db_stmt(db, ST_USER_GET, SQL_USER_GET);
-    int rc, result;
-
-    if (st == NULL)
-        return DB_ERROR;
-    if (bind_text(st, 1, name) != SQLITE_OK) {
-        db_fail(db);
-        db_stmt_done(st);
-        return DB_ERROR;
-    }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        if (enabled != NULL)
-            *enabled = sqlite3_column_int(st, 0) != 0;
-        result = DB_OK;
-    } else if (rc == SQLITE_DONE) {
-        result = DB_NOTFOUND;
-    } else {
-        result = db_fail(db);
-    }
-    db_stmt_done(st);
-    return result;
+    return db_one_key(db, db_stmt(db, ST_USER_GET, SQL_USER_GET), name,
+                      enabled != NULL ? enabled_row : NULL, enabled);
 }
 
 /* Copies a comma-separated list, ending it with "..." when it does not fit. */
@@ -209,7 +197,6 @@ int db_sender_owned(struct db *db, const char *user, const char *address)
     char addr[DB_ADDRESS_MAX + 1];
     const char *domain;
     sqlite3_stmt *st;
-    int rc, result;
 
     /* An address too long to be stored cannot be owned. */
     if (user == NULL || db_lower_address(address, addr, sizeof(addr)) != 0)
@@ -227,15 +214,7 @@ int db_sender_owned(struct db *db, const char *user, const char *address)
         db_stmt_done(st);
         return DB_ERROR;
     }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        result = DB_OK;
-    else if (rc == SQLITE_DONE)
-        result = DB_NOTFOUND;
-    else
-        result = db_fail(db);
-    db_stmt_done(st);
-    return result;
+    return db_one(db, st, NULL, NULL);
 }
 
 struct sender_iter {
@@ -274,6 +253,7 @@ int db_sender_other_owner(struct db *db, const char *user, const char *address, 
                           size_t ownerlen)
 {
     char addr[DB_ADDRESS_MAX + 1];
+    struct db_text_out out = { owner, ownerlen };
     sqlite3_stmt *st;
     int rc;
 
@@ -286,18 +266,12 @@ int db_sender_other_owner(struct db *db, const char *user, const char *address, 
                         " ORDER BY user LIMIT 1");
     if (st == NULL)
         return DB_ERROR;
-    if (bind_text(st, 1, addr) != SQLITE_OK || bind_text(st, 2, user) != SQLITE_OK) {
-        db_fail(db);
-        sqlite3_finalize(st);
-        return DB_ERROR;
-    }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        column_text(st, 0, owner, ownerlen);
-    else if (rc != SQLITE_DONE)
-        db_fail(db);
+    if (bind_text(st, 1, addr) != SQLITE_OK || bind_text(st, 2, user) != SQLITE_OK)
+        rc = db_fail(db);
+    else
+        rc = db_one(db, st, db_row_text, &out);
     sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? DB_OK : rc == SQLITE_DONE ? DB_NOTFOUND : DB_ERROR;
+    return rc;
 }
 
 struct owner_iter {
@@ -385,7 +359,7 @@ int db_map_lookup(struct db *db, const char *subject, const char *issuer, char *
                   size_t userlen)
 {
     sqlite3_stmt *st = db_stmt(db, ST_MAP_LOOKUP, SQL_MAP_LOOKUP);
-    int rc, result;
+    struct db_text_out out = { user, userlen };
 
     if (st == NULL)
         return DB_ERROR;
@@ -394,17 +368,7 @@ int db_map_lookup(struct db *db, const char *subject, const char *issuer, char *
         db_stmt_done(st);
         return DB_ERROR;
     }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        column_text(st, 0, user, userlen);
-        result = DB_OK;
-    } else if (rc == SQLITE_DONE) {
-        result = DB_NOTFOUND;
-    } else {
-        result = db_fail(db);
-    }
-    db_stmt_done(st);
-    return result;
+    return db_one(db, st, db_row_text, &out);
 }
 
 struct map_iter {

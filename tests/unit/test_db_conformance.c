@@ -614,6 +614,9 @@ TEST(test_audit_append_only_and_prune)
     /* Nothing before: a prune of nothing is recorded too. */
     CHECK(db_audit_prune(db, T0 - 86400 * 365, &who, &count, &oldest, NULL) == DB_OK);
     CHECK(count == 0 && oldest.sec == DB_TIME_NONE);
+    /* A bound that is no time is refused before anything is written. */
+    CHECK(db_audit_prune(db, DB_TIME_NONE, &who, &count, &oldest, NULL) == DB_ERROR);
+    CHECK(strstr(db_errmsg(db), "time out of range") != NULL);
     db_close(db);
 }
 
