@@ -210,8 +210,11 @@ static PGresult *pg_pipeline(struct db *db, const char *sql, int n, const char *
         return pg_fail(db, NULL), NULL;
     }
     sent = send_steps(db, &p, sql, n, params, st, prepare) == 0;
-    /* After a failed send, what went out is still read, so that the pipeline ends. */
-    if (PQstatus(db->conn) == CONNECTION_OK)
+    /*
+     * After a failed send, what went out is still read, so that the pipeline ends;
+     * that needs the sync, without which the server keeps its answers to itself.
+     */
+    if (PQstatus(db->conn) == CONNECTION_OK && (sent || PQpipelineSync(db->conn)))
         read_steps(db, &p);
     if ((!PQexitPipelineMode(db->conn) || !p.synced) && PQstatus(db->conn) == CONNECTION_OK)
         db->need_reset = 1;
