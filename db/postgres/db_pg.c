@@ -3,10 +3,10 @@
  * reconnecting after a lost connection, converting values, the builder of filtered
  * listings, and transactions.
  *
- * The other files, by subject: db_pg_exec.c (running statements), db_pg_open.c (open,
- * migrate, close),
- * db_pg_users.c (users, senders, subject maps), db_pg_certs.c, db_pg_audit.c (audit
- * rows, figures, prune), db_pg_log.c (admin and CA log, rate counters, test hooks).
+ * The other files, by subject: db_pg_exec.c (running statements: prepared once per
+ * connection, one round trip each), db_pg_open.c (open, migrate, close), db_pg_users.c
+ * (users, senders, subject maps), db_pg_certs.c, db_pg_audit.c (audit rows, figures,
+ * prune), db_pg_log.c (admin and CA log, rate counters, test hooks).
  *
  * A lost connection makes the call that finds it fail (DB_ERROR, which callers treat
  * as TEMPFAIL); the next call reconnects. A transaction open on the lost connection

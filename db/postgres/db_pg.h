@@ -26,7 +26,7 @@
  * bound simply runs unprepared, so nothing is ever evicted.
  */
 #define PG_STMT_MAX 128
-#define PG_STMT_NAME_LEN 24
+#define PG_STMT_NAME_LEN 48
 
 /* A statement prepared on the current connection, under a name of our own. */
 struct pg_stmt {
@@ -54,6 +54,9 @@ struct db {
     /* Names are never reused on a connection: one left behind on the server after
      * an error cannot collide with a new one. */
     unsigned long long stmt_seq;
+    /* Random, in every name: the names of two clients differ should a pooler hand
+     * them the same server session. */
+    unsigned long long stmt_tag;
 };
 
 /* ---- errors (db_pg.c) ------------------------------------------------------------ */

@@ -21,6 +21,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 /* SQLSTATEs after which a statement prepared earlier is run again, prepared afresh. */
 #define PG_INVALID_STATEMENT_NAME "26000"     /* the server does not know the name */
@@ -57,10 +60,20 @@ static struct pg_stmt *stmt_add(struct db *db, const char *sql, uint32_t hash)
     copy = strdup(sql);
     if (copy == NULL)
         return NULL;
+    if (db->stmt_tag == 0 &&
+        getrandom(&db->stmt_tag, sizeof(db->stmt_tag), GRND_NONBLOCK) != sizeof(db->stmt_tag)) {
+        struct timespec now;
+
+        /* Only a clash between clients is at stake: the time and pid tell them apart. */
+        (void)clock_gettime(CLOCK_REALTIME, &now);
+        db->stmt_tag = ((unsigned long long)now.tv_sec << 32) ^ (unsigned long long)now.tv_nsec ^
+                       ((unsigned long long)getpid() << 16);
+    }
     st = &db->stmts[db->nstmts++];
     st->sql = copy;
     st->hash = hash;
-    (void)str_fmt(st->name, sizeof(st->name), "submitd_%llu", ++db->stmt_seq);
+    (void)str_fmt(st->name, sizeof(st->name), "submitd_%016llx_%llu", db->stmt_tag,
+                  ++db->stmt_seq);
     return st;
 }
 
