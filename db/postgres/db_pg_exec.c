@@ -8,7 +8,8 @@
  * libpq's pipeline mode: inside a transaction "SAVEPOINT; [prepare;] execute;
  * RELEASE" is one round trip instead of three. A statement that fails makes the
  * server skip the rest of the pipeline; the ROLLBACK TO SAVEPOINT that keeps the
- * transaction usable is then a round trip of its own, which only failures pay.
+ * transaction usable is then a round trip of its own, which only failures pay. The
+ * texts built at run time (the filtered listings) are not kept: they run unprepared.
  *
  * The server forgets prepared statements when the session ends: the list is emptied
  * whenever the connection is made again (pg_ready), and a statement the server says it
@@ -220,7 +221,8 @@ static PGresult *pg_pipeline(struct db *db, const char *sql, int n, const char *
     if (!PQenterPipelineMode(db->conn)) {
         if (prepare)
             stmt_drop(db, st);
-        return pg_fail(db, NULL), NULL;
+        pg_fail(db, NULL);
+        return NULL;
     }
     sent = send_steps(db, &p, sql, n, params, st, prepare) == 0;
     /*
