@@ -103,6 +103,7 @@
        long long *recipients),                                                                  \
       (db, user, now, messages, recipients))                                                    \
     X(int, test_tamper, (struct db * db, enum db_tamper what), (db, what))                      \
+    X(int, test_forget_prepared, (struct db * db), (db))                                        \
     X(int, test_audit_insert_at,                                                                \
       (struct db * db, const struct db_audit *a, const struct db_stamp *at), (db, a, at))
 

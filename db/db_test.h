@@ -20,6 +20,13 @@ enum db_tamper {
 /* DB_ERROR when the database refused (as it must); DB_OK when the change went through. */
 int db_test_tamper(struct db *db, enum db_tamper what);
 
+/*
+ * Makes the server forget the statements this connection prepared, without the
+ * connection noticing, as a connection pooler or an administrator may: the next calls
+ * must work all the same. DB_OK; nothing to do for a file database.
+ */
+int db_test_forget_prepared(struct db *db);
+
 /* Appends an audit row stamped at.sec/at.msec instead of now. */
 int db_test_audit_insert_at(struct db *db, const struct db_audit *a, const struct db_stamp *at);
 

@@ -1,12 +1,12 @@
 /*
  * The PostgreSQL implementation of db.h: what its files share (db_pg.h). Errors,
- * running statements with bound parameters (PQexecParams: values never enter the SQL
- * text), reconnecting after a lost connection, converting values, the builder of
- * filtered listings, and transactions.
+ * reconnecting after a lost connection, converting values, the builder of filtered
+ * listings, and transactions.
  *
- * The other files, by subject: db_pg_open.c (open, migrate, close),
- * db_pg_users.c (users, senders, subject maps), db_pg_certs.c, db_pg_audit.c (audit
- * rows, figures, prune), db_pg_log.c (admin and CA log, rate counters, test hooks).
+ * The other files, by subject: db_pg_exec.c (running statements: prepared once per
+ * connection, one round trip each), db_pg_open.c (open, migrate, close), db_pg_users.c
+ * (users, senders, subject maps), db_pg_certs.c, db_pg_audit.c (audit rows, figures,
+ * prune), db_pg_log.c (admin and CA log, rate counters, test hooks).
  *
  * A lost connection makes the call that finds it fail (DB_ERROR, which callers treat
  * as TEMPFAIL); the next call reconnects. A transaction open on the lost connection
@@ -83,8 +83,7 @@ int pg_session_setup(struct db *db)
     return DB_OK;
 }
 
-/* Makes the connection usable: DB_OK, or DB_ERROR with the reason recorded. */
-static int pg_ready(struct db *db)
+int pg_ready(struct db *db)
 {
     struct timespec now;
 
@@ -93,7 +92,7 @@ static int pg_ready(struct db *db)
         db->sqlstate[0] = '\0';
         return DB_ERROR;
     }
-    if (PQstatus(db->conn) == CONNECTION_OK)
+    if (PQstatus(db->conn) == CONNECTION_OK && !db->need_reset)
         return DB_OK;
     /*
      * authz answers sessions one after another: while the server is unreachable, one
@@ -102,6 +101,9 @@ static int pg_ready(struct db *db)
      */
     if (clock_gettime(CLOCK_MONOTONIC, &now) == 0 && now.tv_sec < db->retry_after)
         return DB_ERROR;
+    /* The server forgets a session's prepared statements with the session. */
+    pg_stmt_forget(db);
+    db->need_reset = 0;
     PQreset(db->conn);
     if (PQstatus(db->conn) != CONNECTION_OK) {
         pg_fail(db, NULL);
@@ -111,104 +113,6 @@ static int pg_ready(struct db *db)
     }
     db->retry_after = 0;
     return pg_session_setup(db);
-}
-
-/* ---- statements --------------------------------------------------------- */
-
-static PGresult *pg_exec_raw(struct db *db, const char *sql, int n, const char *const *params)
-{
-    PGresult *res = PQexecParams(db->conn, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(res);
-
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-        db->sqlstate[0] = '\0';
-        return res;
-    }
-    pg_fail(db, res);
-    PQclear(res);
-    if (PQstatus(db->conn) != CONNECTION_OK && db->in_tx)
-        db->lost_in_tx = 1;
-    return NULL;
-}
-
-/* Runs a statement of our own that returns nothing; DB_OK or DB_ERROR. */
-static int pg_simple(struct db *db, const char *sql)
-{
-    PGresult *res = pg_exec_raw(db, sql, 0, NULL);
-
-    PQclear(res);
-    return res != NULL ? DB_OK : DB_ERROR;
-}
-
-PGresult *pg_exec(struct db *db, const char *sql, int n, const char *const *params)
-{
-    PGresult *res;
-    char err[sizeof(db->err)], state[sizeof(db->sqlstate)];
-
-    if (pg_ready(db) != DB_OK)
-        return NULL;
-    if (PQtransactionStatus(db->conn) != PQTRANS_INTRANS)
-        return pg_exec_raw(db, sql, n, params);
-    if (pg_simple(db, "SAVEPOINT submitd_stmt") != DB_OK)
-        return NULL;
-    res = pg_exec_raw(db, sql, n, params);
-    if (res != NULL) {
-        if (pg_simple(db, "RELEASE SAVEPOINT submitd_stmt") != DB_OK) {
-            PQclear(res);
-            return NULL;
-        }
-        return res;
-    }
-    /* Keep the statement's own error, not that of the rollback to the savepoint. */
-    str_lcpy(err, db->err, sizeof(err));
-    str_lcpy(state, db->sqlstate, sizeof(state));
-    (void)pg_simple(db, "ROLLBACK TO SAVEPOINT submitd_stmt");
-    str_lcpy(db->err, err, sizeof(db->err));
-    str_lcpy(db->sqlstate, state, sizeof(db->sqlstate));
-    return NULL;
-}
-
-int pg_run(struct db *db, const char *sql, int n, const char *const *params, long long *changed)
-{
-    PGresult *res = pg_exec(db, sql, n, params);
-
-    if (res == NULL)
-        return DB_ERROR;
-    if (changed != NULL) {
-        const char *t = PQcmdTuples(res);
-
-        *changed = t != NULL && *t != '\0' ? strtoll(t, NULL, 10) : 0;
-    }
-    PQclear(res);
-    return DB_OK;
-}
-
-int pg_insert(struct db *db, const char *sql, int n, const char *const *params)
-{
-    if (pg_run(db, sql, n, params, NULL) == DB_OK)
-        return DB_OK;
-    if (strcmp(db->sqlstate, "23505") == 0)      /* unique_violation */
-        return DB_EXISTS;
-    if (strcmp(db->sqlstate, "23503") == 0)      /* foreign_key_violation */
-        return DB_NOTFOUND;
-    return DB_ERROR;
-}
-
-int pg_each(struct db *db, const char *sql, int n, const char *const *params,
-            int (*row)(const PGresult *res, int i, void *ctx), void *ctx)
-{
-    PGresult *res = pg_exec(db, sql, n, params);
-    int rows;
-
-    if (res == NULL)
-        return DB_ERROR;
-    /* The whole result is in memory: a callback may use the database. */
-    rows = PQntuples(res);
-    for (int i = 0; i < rows; i++)
-        if (row(res, i, ctx) != 0)
-            break;
-    PQclear(res);
-    return DB_OK;
 }
 
 /* ---- values ------------------------------------------------------------- */
@@ -315,7 +219,8 @@ int pg_select_each(struct db *db, const char *select, const struct pg_cond *cond
         pg_set_err(db, "internal error: query too long");
         return DB_ERROR;
     }
-    return pg_each(db, sql, np, params, row, ctx);
+    /* The text depends on the filters in use: not worth a prepared statement. */
+    return pg_each_dynamic(db, sql, np, params, row, ctx);
 }
 
 /* ---- transactions ------------------------------------------------------- */

@@ -20,6 +20,20 @@
 
 #define DB_ADDRESS_MAX 320
 #define PG_DSN_MAX 1024
+/*
+ * Prepared statements kept per connection. Every statement text of the backend is a
+ * constant of its own (fewer than a hundred): they all fit, and a text beyond the
+ * bound simply runs unprepared, so nothing is ever evicted.
+ */
+#define PG_STMT_MAX 128
+#define PG_STMT_NAME_LEN 48
+
+/* A statement prepared on the current connection, under a name of our own. */
+struct pg_stmt {
+    char *sql;              /* a copy of the text, the key */
+    uint32_t hash;          /* of the text, to skip most comparisons */
+    char name[PG_STMT_NAME_LEN];
+};
 
 struct db {
     struct db_head head;    /* first: db_backend.c finds the backend here */
@@ -33,6 +47,16 @@ struct db {
     int lock_timeout_ms;
     /* After a failed reconnect, calls before this monotonic second fail at once. */
     int64_t retry_after;
+    /* The connection is in a state of libpq we could not bring back: reconnect. */
+    int need_reset;
+    struct pg_stmt stmts[PG_STMT_MAX];
+    int nstmts;
+    /* Names are never reused on a connection: one left behind on the server after
+     * an error cannot collide with a new one. */
+    unsigned long long stmt_seq;
+    /* Random, in every name: the names of two clients differ should a pooler hand
+     * them the same server session. */
+    unsigned long long stmt_tag;
 };
 
 /* ---- errors (db_pg.c) ------------------------------------------------------------ */
@@ -43,17 +67,31 @@ int pg_fail(struct db *db, const PGresult *res);
 
 /* Settings of every new connection (db_pg.c): notices, the lock timeout. */
 int pg_session_setup(struct db *db);
+/*
+ * Makes the connection usable (db_pg.c): DB_OK, or DB_ERROR with the reason recorded.
+ * Reconnects when the connection was lost, unless a transaction was open on it.
+ */
+int pg_ready(struct db *db);
+/* Forgets the prepared statements, as the server does when the session ends
+ * (db_pg_exec.c). */
+void pg_stmt_forget(struct db *db);
 
-/* ---- statements ---------------------------------------------------------------- */
+/* ---- statements (db_pg_exec.c) ------------------------------------------------------ */
 /*
  * Runs sql with n text parameters ($1..$n; a NULL pointer is SQL NULL). Returns the
  * result, which the caller clears, or NULL with the error (and its SQLSTATE in
  * db->sqlstate) recorded. Reconnects first when the connection was lost, unless
  * a transaction of the caller was open on it. Inside a transaction the statement runs
  * under a savepoint, so that a refused statement leaves the transaction usable, as
- * a failed statement does in SQLite.
+ * a failed statement does in SQLite. The text is prepared once per connection, so sql
+ * must be one of a bounded set of texts (pg_each_dynamic for the others).
  */
 PGresult *pg_exec(struct db *db, const char *sql, int n, const char *const *params);
+/* A statement of our own without parameters and rows (BEGIN, ROLLBACK TO ...), run
+ * as it is: DB_OK, or DB_ERROR. */
+int pg_simple(struct db *db, const char *sql);
+/* pg_simple's result, for a caller that reads the command status (COMMIT). */
+PGresult *pg_exec_raw(struct db *db, const char *sql, int n, const char *const *params);
 /* pg_exec for a statement without rows: DB_OK, or DB_ERROR. *changed (may be NULL) is
  * the number of rows it changed. */
 int pg_run(struct db *db, const char *sql, int n, const char *const *params, long long *changed);
@@ -62,6 +100,9 @@ int pg_insert(struct db *db, const char *sql, int n, const char *const *params);
 /* Calls row() for every row of a query; non-zero from row() stops (not an error). */
 int pg_each(struct db *db, const char *sql, int n, const char *const *params,
             int (*row)(const PGresult *res, int i, void *ctx), void *ctx);
+/* pg_each for a text built at run time, which is not kept prepared. */
+int pg_each_dynamic(struct db *db, const char *sql, int n, const char *const *params,
+                    int (*row)(const PGresult *res, int i, void *ctx), void *ctx);
 
 /* ---- values ------------------------------------------------------------------- */
 #define PG_NUM_LEN 24

@@ -173,6 +173,16 @@ int db_test_tamper(struct db *db, enum db_tamper what)
     return pg_run(db, sql[what], 0, NULL, NULL);
 }
 
+int db_test_forget_prepared(struct db *db)
+{
+    /* Past pg_exec, which would prepare the statement: the list of db_pg_exec.c stays. */
+    PGresult *res = PQexec(db->conn, "DEALLOCATE ALL");
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? DB_OK : pg_fail(db, res);
+
+    PQclear(res);
+    return rc;
+}
+
 int db_test_audit_insert_at(struct db *db, const struct db_audit *a, const struct db_stamp *at)
 {
     char ts[DB_ISO_LEN];

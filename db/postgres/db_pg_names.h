@@ -55,6 +55,7 @@
 #define db_rate_record db_pg_rate_record
 #define db_rate_usage db_pg_rate_usage
 #define db_test_tamper db_pg_test_tamper
+#define db_test_forget_prepared db_pg_test_forget_prepared
 #define db_test_audit_insert_at db_pg_test_audit_insert_at
 
 #endif

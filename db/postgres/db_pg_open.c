@@ -160,6 +160,7 @@ void db_close(struct db *db)
 {
     if (db == NULL)
         return;
+    pg_stmt_forget(db);
     PQfinish(db->conn);
     free(db);
 }

@@ -55,6 +55,7 @@
 #define db_rate_record db_sqlite_rate_record
 #define db_rate_usage db_sqlite_rate_usage
 #define db_test_tamper db_sqlite_test_tamper
+#define db_test_forget_prepared db_sqlite_test_forget_prepared
 #define db_test_audit_insert_at db_sqlite_test_audit_insert_at
 
 #endif

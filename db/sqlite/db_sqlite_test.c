@@ -32,6 +32,12 @@ int db_test_tamper(struct db *db, enum db_tamper what)
     return db_exec(db, sql[what]);
 }
 
+int db_test_forget_prepared(struct db *db)
+{
+    (void)db;    /* SQLite's prepared statements live in this process, not a server */
+    return DB_OK;
+}
+
 int db_test_audit_insert_at(struct db *db, const struct db_audit *a, const struct db_stamp *at)
 {
     char ts[DB_ISO_LEN];

@@ -306,6 +306,64 @@ TEST(test_transactions)
     db_close(db);
 }
 
+/*
+ * Refused statements inside a transaction leave it usable, as often as the same
+ * statement is refused (a backend may keep it prepared), with the refusal's own
+ * result; the statements around them are committed.
+ */
+TEST(test_refused_in_transaction)
+{
+    struct db *db = open_db();
+
+    if (db == NULL)
+        return;
+    CHECK(db_user_add(db, "cf-rt1") == DB_OK);
+    CHECK(db_begin(db) == DB_OK);
+    for (int i = 0; i < 3; i++) {
+        CHECK(db_user_add(db, "cf-rt1") == DB_EXISTS);
+        CHECK(db_sender_add(db, "cf-rt-nobody", "rt@example.com") == DB_NOTFOUND);
+        CHECK(db_sender_add(db, "cf-rt1", "not an address") == DB_ERROR);
+    }
+    CHECK(db_user_add(db, "cf-rt2") == DB_OK);
+    CHECK(db_sender_add(db, "cf-rt2", "rt2@example.com") == DB_OK);
+    CHECK(db_sender_add(db, "cf-rt2", "rt2@example.com") == DB_EXISTS);
+    CHECK(db_user_add(db, "cf-rt3") == DB_OK);
+    CHECK(db_commit(db) == DB_OK);
+    CHECK(db_user_get(db, "cf-rt2", NULL) == DB_OK);
+    CHECK(db_user_get(db, "cf-rt3", NULL) == DB_OK);
+    CHECK(db_sender_owned(db, "cf-rt2", "rt2@example.com") == DB_OK);
+    CHECK(db_sender_owned(db, "cf-rt-nobody", "rt@example.com") == DB_NOTFOUND);
+    db_close(db);
+}
+
+/*
+ * A server that forgot the statements the connection prepared (a pooler or an
+ * administrator may do that unseen): the same calls work, outside and inside a
+ * transaction, which stays usable after a refused statement.
+ */
+TEST(test_forgotten_statements)
+{
+    struct db *db = open_db();
+    int enabled = 0;
+
+    if (db == NULL)
+        return;
+    CHECK(db_user_add(db, "cf-fs1") == DB_OK);
+    CHECK(db_user_get(db, "cf-fs1", &enabled) == DB_OK && enabled == 1);
+    CHECK(db_test_forget_prepared(db) == DB_OK);
+    CHECK(db_user_get(db, "cf-fs1", &enabled) == DB_OK && enabled == 1);
+    CHECK(db_user_add(db, "cf-fs1") == DB_EXISTS);
+    CHECK(db_begin(db) == DB_OK);
+    CHECK(db_test_forget_prepared(db) == DB_OK);
+    CHECK(db_user_add(db, "cf-fs1") == DB_EXISTS);
+    CHECK(db_test_forget_prepared(db) == DB_OK);
+    CHECK(db_user_add(db, "cf-fs2") == DB_OK);
+    CHECK(db_user_get(db, "cf-fs2", NULL) == DB_OK);
+    CHECK(db_commit(db) == DB_OK);
+    CHECK(db_user_get(db, "cf-fs2", NULL) == DB_OK);
+    db_close(db);
+}
+
 /* ---- certificates ----------------------------------------------------------------- */
 
 static void make_cert(struct db_cert *c, const char *serial, const char *user, const char *sha,
@@ -1099,6 +1157,8 @@ int main(void)
     RUN(test_user_created_at);
     RUN(test_senders);
     RUN(test_transactions);
+    RUN(test_refused_in_transaction);
+    RUN(test_forgotten_statements);
     RUN(test_certs);
     RUN(test_audit_insert_and_read);
     RUN(test_audit_filters);
