@@ -342,12 +342,6 @@ static int update_events(struct conn *c)
 /* Reads, answers and writes until the socket has nothing more or the buffers are full. */
 static void conn_event(struct conn *c, unsigned events)
 {
-    if (events & EPOLLOUT) {
-        if (flush_out(c) != 0)
-            goto gone;
-        /* Replies drained: lines that waited for room can be answered now. */
-        process(c);
-    }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         for (;;) {
             if (c->quitting || c->in_len == sizeof(c->in) ||
@@ -368,8 +362,18 @@ static void conn_event(struct conn *c, unsigned events)
             goto gone;
         }
     }
-    if (flush_out(c) != 0)
-        goto gone;
+    /* Lines that waited for room in the reply buffer are answered once it has drained:
+     * the client may have sent everything already, and no new input would wake us. */
+    for (;;) {
+        if (flush_out(c) != 0)
+            goto gone;
+        if (c->out_len > 0 || c->in_len == 0 || c->quitting)
+            break;
+        size_t before = c->in_len;
+        process(c);
+        if (c->in_len == before && c->out_len == 0)
+            break;
+    }
     if (c->quitting && c->out_len == 0)
         goto gone;
     if (update_events(c) != 0)

@@ -8,7 +8,9 @@ arrives in two reads, dot-unstuffing, and a command line that is too long.
 import os
 import signal
 import smtplib
+import socket
 import subprocess
+import threading
 import time
 
 from conftest import binary
@@ -28,14 +30,21 @@ def wait_for(predicate, limit=5.0):
     return predicate()
 
 
-def test_sink_counts_pipelined_and_dot_stuffed_messages(tmp_path):
+def start_sink(tmp_path):
     port_file = tmp_path / "sink.port"
     stats_file = tmp_path / "sink.stats"
     proc = subprocess.Popen([str(binary("submitd-sink")), "--port-file", str(port_file),
                              "--stats", str(stats_file)])
+    if not wait_for(lambda: port_file.exists() and port_file.read_text().strip()):
+        proc.kill()
+        proc.wait()
+        raise AssertionError("the sink did not write its port")
+    return proc, int(port_file.read_text()), stats_file
+
+
+def test_sink_counts_pipelined_and_dot_stuffed_messages(tmp_path):
+    proc, port, stats_file = start_sink(tmp_path)
     try:
-        assert wait_for(lambda: port_file.exists() and port_file.read_text().strip())
-        port = int(port_file.read_text())
         assert read_stats(stats_file)["messages"] == "0"
 
         # An interrupt at the terminal must not stop it: only SIGTERM does.
@@ -89,3 +98,29 @@ def test_sink_counts_pipelined_and_dot_stuffed_messages(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     assert read_stats(stats_file)["messages"] == "2"
+
+
+def test_sink_answers_a_burst_larger_than_its_buffers(tmp_path):
+    """Far more pipelined commands than its reply buffer holds, sent in one go by a
+    client that reads only afterwards: every command is answered, in order."""
+    proc, port, stats_file = start_sink(tmp_path)
+    try:
+        transaction = (b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n"
+                       b"Subject: burst\r\n\r\n..x\r\n.\r\n")
+        noops = 5000
+        burst = b"EHLO client.test\r\n" + transaction * 20 + b"NOOP\r\n" * noops + b"QUIT\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            sender = threading.Thread(target=s.sendall, args=(burst,))
+            sender.start()
+            replies = s.makefile("rb").read().split(b"\r\n")
+            sender.join()
+        codes = [line[:4] for line in replies if line]
+        assert codes[0] == b"220 "
+        assert codes[-1] == b"221 "
+        assert codes.count(b"354 ") == 20
+        assert codes.count(b"250 ") == 1 + 20 * 3 + noops
+        assert wait_for(lambda: read_stats(stats_file)["messages"] == "20")
+        assert read_stats(stats_file)["bytes"] == str(20 * len(b"Subject: burst\r\n\r\n.x\r\n"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
