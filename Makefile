@@ -81,7 +81,7 @@ DB_OBJ  := $(call obj,$(DB_SRC))
 BINS    := $(B)/bin/submitd $(B)/bin/submit-ca $(B)/bin/submit-admin
 LIBEXEC := $(B)/libexec/submitd/submitd-smtp $(B)/libexec/submitd/submitd-authz \
            $(B)/libexec/submitd/submitd-queue
-TOOLS   := $(B)/bin/submitd-loadgen
+TOOLS   := $(B)/bin/submitd-loadgen $(B)/bin/submitd-sink
 
 all: $(BINS) $(LIBEXEC) $(TOOLS)
 
@@ -146,6 +146,11 @@ $(B)/bin/submit-ca: $(call obj,$(CA_SRC)) $(DB_OBJ) $(B)/lib.a
 $(B)/bin/submitd-loadgen: $(call obj,tests/bench/loadgen.c) $(B)/lib.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS) $(THREAD_LIBS)
+
+# The benchmark's upstream: a counting SMTP sink (make bench).
+$(B)/bin/submitd-sink: $(call obj,tests/bench/sink.c) $(B)/lib.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 # --- unit tests: one binary per tests/unit/test_*.c ----------------------
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -243,7 +248,7 @@ fuzz:
 # Objects go to a scratch folder ($(O)/analyze) and are never linked; only sources
 # that changed since the last clean run are analysed again.
 ANALYZE_SRC := $(sort $(LIB_SRC) $(DB_SRC) $(MASTER_SRC) $(SMTP_SRC) $(QUEUE_SRC) $(AUTHZ_SRC) \
-               $(ADMIN_SRC) $(CA_SRC) tests/bench/loadgen.c)
+               $(ADMIN_SRC) $(CA_SRC) tests/bench/loadgen.c tests/bench/sink.c)
 ANALYZE_OBJ := $(patsubst %.c,$(O)/analyze/%.o,$(patsubst $(O)/%,%,$(ANALYZE_SRC)))
 
 $(O)/analyze/%.o: %.c

@@ -116,6 +116,11 @@ print("%.3f" % (total / os.sysconf("SC_CLK_TCK")))
 EOF
 }
 
+# CPU seconds process PID has spent (utime and stime of /proc/PID/stat).
+pid_cpu() {
+    sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($12 + $13) / hz }'
+}
+
 # CPU seconds the whole machine has spent (user, nice, system, irq, softirq, steal).
 machine_cpu() {
     awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.3f\n", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat
@@ -131,10 +136,10 @@ run_quiet() {
     fi
 }
 
-# Starts the counting SMTP sink (tests/bench/sink.py) as the upstream; sets SINK_PID and
-# SINK_PORT. sink_field reads its statistics.
+# Starts the counting SMTP sink (tests/bench/sink.c, built as $B/bin/submitd-sink) as
+# the upstream; sets SINK_PID and SINK_PORT. sink_field reads its statistics.
 start_sink() {
-    "$PY" "$ROOT/tests/bench/sink.py" --port-file "$T/sink.port" --stats "$T/sink.stats" \
+    "$B/bin/submitd-sink" --port-file "$T/sink.port" --stats "$T/sink.stats" \
         >"$T/sink.log" 2>&1 &
     SINK_PID=$!
     i=0

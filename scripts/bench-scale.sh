@@ -16,7 +16,7 @@
 #
 # The PostgreSQL cluster is the one of the tests (scripts/pg-test-cluster.sh: Unix
 # socket only, fsync off). Each setup has its own CA, user "bench" and client
-# certificate in its database. One counting SMTP sink (tests/bench/sink.py) is the
+# certificate in its database. One counting SMTP sink (tests/bench/sink.c) is the
 # upstream of every node. Each run sends BENCH_MESSAGES messages with submitd-loadgen
 # and waits until the sink has all of them; a message that is not relayed fails the
 # benchmark. The runs go round the setups and shapes BENCH_REPEAT times, so that a
@@ -73,8 +73,7 @@ for f in "$B/bin/submitd" "$B/bin/submit-ca" "$LOADGEN"; do
     [ -x "$f" ] || die "missing $f (run make)"
 done
 [ -x "$HAPROXY" ] || die "$HAPROXY not found (install haproxy: make deps)"
-"$PY" -c 'import aiosmtpd' 2>/dev/null ||
-    die "$PY cannot import aiosmtpd (install python3-aiosmtpd: make deps)"
+[ -x "$B/bin/submitd-sink" ] || die "missing $B/bin/submitd-sink (run make)"
 command -v setsid >/dev/null 2>&1 || die "setsid (util-linux) is required"
 [ "$(id -u)" -eq 0 ] || die "run as root: the nodes drop to user nobody"
 

@@ -6,7 +6,7 @@
 # Builds a throw-away installation in a temporary directory: a CA, a server
 # certificate, one user "bench" with a client certificate, a configuration and a PAM
 # stack that permits the account. Starts a counting SMTP sink as the upstream
-# (tests/bench/sink.py) and submitd in the foreground, then runs submitd-loadgen in
+# (tests/bench/sink.c) and submitd in the foreground, then runs submitd-loadgen in
 # the three shapes of DESIGN section 9: a new TLS session with a client certificate per
 # message (full handshake), the same with TLS session resumption (the load generator
 # keeps each connection's session once its replies, and so the TLS 1.3 ticket, have
@@ -21,7 +21,8 @@
 # server's own processes alone (every process in its session, and the children it
 # reaped, from /proc/PID/stat), "client" the load generator's; for submitd,
 # "smtp+queue" is the part of "daemon" its smtp and queue processes spent, "smtp" that of
-# the smtp process alone (the TLS handshakes and SMTP dialogues). OpenSSL's floor is the
+# the smtp process alone (the TLS handshakes and SMTP dialogues). "sink" is the
+# upstream sink's own CPU, a part of "server" for both targets. OpenSSL's floor is the
 # server-side CPU of a full mutual-TLS handshake with the same PKI (openssl s_server
 # -Verify 1 driven by openssl s_time -new, the s_server process's CPU divided by the
 # handshakes), sampled before the submitd runs, after them, and after the Postfix runs:
@@ -94,8 +95,7 @@ POSTFIX_DURATION=${BENCH_POSTFIX_DURATION:-30}
 for f in "$B/bin/submitd" "$B/bin/submit-ca" "$LOADGEN"; do
     [ -x "$f" ] || die "missing $f (run make)"
 done
-"$PY" -c 'import aiosmtpd' 2>/dev/null ||
-    die "$PY cannot import aiosmtpd (install python3-aiosmtpd: make deps)"
+[ -x "$B/bin/submitd-sink" ] || die "missing $B/bin/submitd-sink (run make)"
 command -v setsid >/dev/null 2>&1 || die "setsid (util-linux) is required"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/submitd-bench.XXXXXX")
@@ -332,6 +332,7 @@ run_shape() {
     # The smtp process alone: the TLS handshake and the SMTP dialogue, what OpenSSL's
     # floor compares with.
     sm0=$(session_cpu "$sid" submitd-smtp)
+    s0=$(pid_cpu "$SINK_PID")
     # A broken or stuck daemon must not keep the benchmark running for hours: every
     # run is bounded in time, each reply waits at most 10 s, and a run gives up after
     # 100 failures.
@@ -398,11 +399,13 @@ run_shape() {
     d1=$(session_cpu "$sid")
     io1=$(session_cpu "$sid" submitd-smtp submitd-queue)
     sm1=$(session_cpu "$sid" submitd-smtp)
+    s1=$(pid_cpu "$SINK_PID")
     last=$(sink_field last)
     relayed=$((seen - before))
     awk -v per="$per" -v ok="$ok" -v relayed="$relayed" -v t0="$t0" -v t1="$t1" \
         -v shape="$shape" -v m0="$m0" -v m1="$m1" -v d0="$d0" -v d1="$d1" \
         -v io0="$io0" -v io1="$io1" -v sm0="$sm0" -v sm1="$sm1" \
+        -v io0="$io0" -v io1="$io1" -v s0="$s0" -v s1="$s1" \
         -v last="$last" -v prefix="$prefix" -v target="$target" -v results="$RESULTS" \
         -v lg="$(sed -n 's/^loadgen: shape=/shape=/p' "$T/loadgen.out")" 'BEGIN {
         accept = t1 - t0
@@ -422,12 +425,14 @@ run_shape() {
         client = lcpu * 1000 / n
         io = (io1 - io0) * 1000 / n
         sm = (sm1 - sm0) * 1000 / n
+        sink = (s1 - s0) * 1000 / n
         printf "bench: %sshape=%s accepted=%d relayed=%d accept_elapsed=%.2fs " \
                "relay_elapsed=%.2fs drain_after_accept=%.2fs accept_rate=%.1f msg/s " \
-               "relay_rate=%.1f msg/s cpu_per_msg server=%.2fms daemon=%.2fms client=%.2fms%s\n",
+               "relay_rate=%.1f msg/s cpu_per_msg server=%.2fms daemon=%.2fms client=%.2fms%s " \
+               "sink=%.2fms\n",
                prefix, shape, ok, relayed, accept, relay, drain, arate, rate, server,
                daemon, client,
-               (target == "submitd") ? sprintf(" smtp+queue=%.2fms smtp=%.2fms", io, sm) : ""
+               (target == "submitd") ? sprintf(" smtp+queue=%.2fms smtp=%.2fms", io, sm) : "", sink
         printf "%s %s %s %s %s %.1f %d %.3f %.3f %.3f %.2f %.3f %.3f\n", target, shape, lrate,
                p50, p99, rate, ok, server, daemon, client, drain, io, sm >> results
     }'
