@@ -11,6 +11,7 @@
 #include "spool.h"
 #include "util.h"
 
+#include <openssl/ssl.h>
 #include <limits.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +26,11 @@ static void on_identity(struct session *s, const struct ipc_result *r)
     } else {
         str_lcpy(s->identity_reply, r->reply, sizeof(s->identity_reply));
         log_info("session=%s client=%s no identity: %s", s->id, s->client_ip, r->reply);
+        /* A refused client's TLS session leaves the resumption cache at once: its
+         * entries, with whatever certificates it sent, would otherwise fill the cache
+         * for their lifetime and push out the sessions of honest clients. */
+        if (s->ssl != NULL)
+            SSL_CTX_remove_session(SSL_get_SSL_CTX(s->ssl), SSL_get0_session(s->ssl));
     }
 }
 

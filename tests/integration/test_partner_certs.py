@@ -1,7 +1,8 @@
 """Certificates of a trusted partner CA that must still be refused (DESIGN §3.4):
 no extendedKeyUsage at all, a NUL byte in the CN, an RSA-1024 key. The authz
 process verifies every chain itself, so a resumed TLS session (1.2 and 1.3) is
-judged exactly like a full handshake; a good partner certificate is the control."""
+judged exactly like a full handshake, and the session of a refused certificate is not
+kept for resumption; a good partner certificate is the control."""
 
 import datetime
 import socket
@@ -135,7 +136,26 @@ def test_refused_partner_certificate_full_and_resumed(partner, version, name, re
     assert got == REJECTED + reason, got
     row = audit.wait(lambda r: r["event"] == "identity", mark)
     assert row["decision"] == "reject" and row["user"] is None, row
+    # A refused session is dropped from the server's resumption cache: the attempt to
+    # resume it makes a full handshake, and is refused the same.
     got, _, reused = mail_from(s.env, ctx, session)
-    assert reused, "the session was not resumed"
-    assert got == REJECTED + reason, f"resumed session: {got}"
+    assert not reused, "the session of a refused certificate was resumed"
+    assert got == REJECTED + reason, f"second session: {got}"
     assert_served(s.env, s.alice)
+
+
+def test_oversized_certificate_chain_is_refused_in_the_handshake(partner):
+    """Whatever a client sends as its certificate is held in memory before authz can
+    judge it: a Certificate message over 32 KiB ends the handshake, and the next
+    honest client is served."""
+    s, idents = partner
+    ca, ca_key = make_ca("Partner Organisation CA")
+    names = [f"host-{i:05d}.padding.example" for i in range(1500)]   # about 45 KiB
+    cert, key = make_leaf(ca, ca_key, partner_name("huge"), dns=names)
+    assert len(cert.public_bytes(serialization.Encoding.DER)) > 40 * 1024
+    huge = Identity("huge", *write_cert_and_key(s.env.dir / "partner", "huge", cert, key),
+                    email=ALICE_ADDR)
+    ctx = context(s.env, huge, ssl.TLSVersion.TLSv1_3)
+    with pytest.raises((ssl.SSLError, ConnectionError, AssertionError)):
+        mail_from(s.env, ctx)
+    assert_served(s.env, idents["good"])
