@@ -160,7 +160,8 @@ static int pam_confdir_trusted(const struct config *cfg, char *why, size_t whyle
  * symbol relocation of each module, per session. A handle that stays open, and is
  * never used for a check, keeps them loaded, so a check's dlopen only finds the
  * loaded copy. It is made anew every RESIDENT_MAX_AGE seconds, so that a module
- * updated on disk (a security fix to pam_unix.so, say) is loaded within that time.
+ * updated on disk (a security fix to pam_unix.so, say) is loaded within that time;
+ * the ownership of pam_confdir is checked again then too.
  */
 #define RESIDENT_MAX_AGE 60
 
@@ -174,34 +175,41 @@ static int refuse_all(int num_msg, const struct pam_message **msg,
     return PAM_CONV_ERR;
 }
 
-static void keep_modules_loaded(const struct config *cfg)
+/*
+ * Whether checks may run, decided again every RESIDENT_MAX_AGE seconds: pam_confdir
+ * must still be root's alone (why says what is wrong when it is not), and the resident
+ * handle is made anew from it.
+ */
+static int ready_to_check(const struct config *cfg, char *why, size_t whylen)
 {
     static const struct pam_conv conv = { refuse_all, NULL };
     static pam_handle_t *resident;
     static time_t since;
+    static int trusted;
     time_t now = time(NULL);
 
-    if (resident != NULL && now - since < RESIDENT_MAX_AGE && now >= since)
-        return;
+    if (since != 0 && now - since < RESIDENT_MAX_AGE && now >= since)
+        return trusted;
     if (resident != NULL)
         pam_end(resident, PAM_SUCCESS);
     resident = NULL;
     since = now;
-    /* A failure here only costs speed: the check's own pam_start reports it. */
-    if (pam_start_confdir(cfg->pam_service, NULL, &conv,
-                          cfg->pam_confdir[0] ? cfg->pam_confdir : NULL, &resident) !=
-        PAM_SUCCESS) {
+    trusted = pam_confdir_trusted(cfg, why, whylen) == 0;
+    /* A failure to start only costs speed: the check's own pam_start reports it. */
+    if (trusted && pam_start_confdir(cfg->pam_service, NULL, &conv,
+                                     cfg->pam_confdir[0] ? cfg->pam_confdir : NULL,
+                                     &resident) != PAM_SUCCESS) {
         if (resident != NULL)
             pam_end(resident, PAM_SUCCESS);
         resident = NULL;
     }
+    return trusted;
 }
 
 /* The worker's loop: one user name in, one verdict out, until the socket closes. */
 static void pam_worker_main(const struct config *cfg, int fd)
 {
-    char req[1024], out[300], untrusted[300];
-    int trusted = pam_confdir_trusted(cfg, untrusted, sizeof(untrusted)) == 0;
+    char req[1024], out[300], untrusted[300] = "";
 
     for (;;) {
         ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
@@ -220,8 +228,7 @@ static void pam_worker_main(const struct config *cfg, int fd)
                 _exit(1);
             password = user + ul + 1;
         }
-        if (trusted) {
-            keep_modules_loaded(cfg);
+        if (ready_to_check(cfg, untrusted, sizeof(untrusted))) {
             d = authz_pam_check(cfg, user, password, out + 1, sizeof(out) - 1);
         } else {
             d = IPC_TEMPFAIL;
