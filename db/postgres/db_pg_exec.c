@@ -100,6 +100,9 @@ enum { STEP_SAVEPOINT, STEP_PREPARE, STEP_STMT, STEP_RELEASE, STEP_COUNT };
 struct pipeline {
     int sent[STEP_COUNT];
     PGresult *res[STEP_COUNT];
+    /* An error after the last command's result: outside a transaction, that of the
+     * implicit commit at the end of the pipeline (a serialization failure, say). */
+    PGresult *tail;
     int synced;             /* the end of the pipeline was read */
 };
 
@@ -162,6 +165,8 @@ static void read_steps(struct db *db, struct pipeline *p)
         }
         if (step < STEP_COUNT && p->res[step] == NULL)
             p->res[step] = res;
+        else if (p->tail == NULL && !res_ok(res))
+            p->tail = res;
         else
             PQclear(res);
     }
@@ -174,7 +179,7 @@ static const PGresult *first_error(const struct pipeline *p)
         if (p->sent[i] && p->res[i] != NULL && !res_ok(p->res[i]) &&
             PQresultStatus(p->res[i]) != PGRES_PIPELINE_ABORTED)
             return p->res[i];
-    return NULL;
+    return p->tail;
 }
 
 /*
@@ -238,7 +243,9 @@ static PGresult *pg_pipeline(struct db *db, const char *sql, int n, const char *
         st = NULL;
     }
 
-    if (sent && !db->need_reset && res_ok(p.res[STEP_STMT]) &&
+    /* Success is the statement's result and the end of the pipeline with no error in
+     * between: only then has an implicit transaction committed. */
+    if (sent && p.synced && p.tail == NULL && !db->need_reset && res_ok(p.res[STEP_STMT]) &&
         (!p.sent[STEP_RELEASE] || res_ok(p.res[STEP_RELEASE]))) {
         db->sqlstate[0] = '\0';
         out = p.res[STEP_STMT];
@@ -251,11 +258,16 @@ static PGresult *pg_pipeline(struct db *db, const char *sql, int n, const char *
         /* A transaction open on a connection that is gone, or to be made again, is lost. */
         if (db->in_tx)
             db->lost_in_tx = 1;
+        /* Whatever the statement's own error, the caller must not take it for an
+         * expected outcome (a duplicate, say): the call failed. */
+        db->sqlstate[0] = '\0';
         goto done;
     }
     /* The statement (or its preparation) failed after the savepoint: undo just it. */
     if (p.sent[STEP_SAVEPOINT] && res_ok(p.res[STEP_SAVEPOINT]) && !res_ok(p.res[STEP_STMT]))
         usable = rollback_to_savepoint(db) == DB_OK;
+    if (!usable)
+        db->sqlstate[0] = '\0';  /* the transaction is lost, not just this statement */
     if (usable && st != NULL && !prepare && err != NULL && err == p.res[STEP_STMT]) {
         if (strcmp(db->sqlstate, PG_INVALID_STATEMENT_NAME) == 0) {
             pg_stmt_forget(db);    /* the server may have lost them all */
@@ -268,6 +280,7 @@ static PGresult *pg_pipeline(struct db *db, const char *sql, int n, const char *
 done:
     for (int i = 0; i < STEP_COUNT; i++)
         PQclear(p.res[i]);
+    PQclear(p.tail);
     return out;
 }
 
