@@ -49,6 +49,9 @@
 #   BENCH_CONCURRENCY   parallel sessions (8)
 #   BENCH_MESSAGES      messages per run (2000)
 #   BENCH_REPEAT        runs per shape and target; the summary takes medians (3)
+#   BENCH_SHAPES        the shapes to run, of "full resumed ten" (all three): one
+#                       message per session with a full handshake, the same resumed,
+#                       ten messages per session; fewer shapes for profiling one
 #   BENCH_FLOOR_SECONDS seconds of each OpenSSL floor sample (5; 0: none)
 #   BENCH_DURATION      seconds per run instead of a message count
 #   BENCH_MAX_SECONDS   upper bound on a run that counts messages (120)
@@ -83,6 +86,13 @@ LOADGEN=$B/bin/submitd-loadgen
 CONCURRENCY=${BENCH_CONCURRENCY:-8}
 MESSAGES=${BENCH_MESSAGES:-2000}
 REPEAT=${BENCH_REPEAT:-3}
+SHAPES=${BENCH_SHAPES:-full resumed ten}
+for shape in $SHAPES; do
+    case $shape in
+    full | resumed | ten) ;;
+    *) die "BENCH_SHAPES: unknown shape \"$shape\" (use full, resumed, ten)" ;;
+    esac
+done
 FLOOR_SECONDS=${BENCH_FLOOR_SECONDS:-5}
 DURATION=${BENCH_DURATION:-}
 MAX_SECONDS=${BENCH_MAX_SECONDS:-120}
@@ -447,9 +457,13 @@ run_shape() {
 run_shapes() {
     r=1
     while [ "$r" -le "$REPEAT" ]; do
-        run_shape "$1" "$2" 1 full
-        run_shape "$1" "$2" 1 resume
-        run_shape "$1" "$2" 10 full
+        for shape in $SHAPES; do
+            case $shape in
+            full) run_shape "$1" "$2" 1 full ;;
+            resumed) run_shape "$1" "$2" 1 resume ;;
+            ten) run_shape "$1" "$2" 10 full ;;
+            esac
+        done
         r=$((r + 1))
     done
 }
