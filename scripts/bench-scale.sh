@@ -121,6 +121,7 @@ trap 'exit 143' TERM
 start_sink
 mkdir -p "$T/pam.d"
 echo "account required pam_permit.so" >"$T/pam.d/submitd"
+echo "account required pam_deny.so" >"$T/pam.d/other"
 echo "benchpass" >"$T/p12pass"
 chmod 600 "$T/p12pass"
 

@@ -193,6 +193,7 @@ PER_IP=1000
 [ "$IDLE_SESSIONS" -le 900 ] || PER_IP=$((IDLE_SESSIONS + CONCURRENCY + 100))
 mkdir -p "$T/pam.d" "$T/users"
 echo "account required pam_permit.so" >"$T/pam.d/submitd"
+echo "account required pam_deny.so" >"$T/pam.d/other"
 cat >"$CONF" <<EOF
 # submitd benchmark configuration (temporary)
 hostname = localhost

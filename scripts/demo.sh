@@ -65,6 +65,7 @@ log_level = info
 CONF
 # PAM account check: this demo stack permits every account.
 printf 'account required pam_permit.so\nauth required pam_deny.so\n' > "$D/pam.d/submitd"
+printf 'account required pam_deny.so\nauth required pam_deny.so\n' > "$D/pam.d/other"
 cat "$D/submitd.conf"
 
 step "Creating the CA, the server certificate and alice's certificate"

@@ -255,10 +255,22 @@ static void check_pam(int *problems)
         return;
     if (cfg.pam_confdir[0] != '\0') {
         str_fmt(path, sizeof(path), "%s/%s", cfg.pam_confdir, cfg.pam_service);
-        if (access(path, R_OK) == 0)
+        if (access(path, R_OK) != 0) {
+            fprintf(stderr, "submitd: pam_service: %s: %s\n", path, strerror(errno));
+            (*problems)++;
             return;
-        fprintf(stderr, "submitd: pam_service: %s: %s\n", path, strerror(errno));
-        (*problems)++;
+        }
+        /* libpam reads "other" next to the service at every pam_start and, when it is
+         * missing, sends "no default config other" to syslog: one error line per
+         * account check, that is per session. */
+        str_fmt(path, sizeof(path), "%s/other", cfg.pam_confdir);
+        if (access(path, R_OK) != 0 && errno == ENOENT) {
+            fprintf(stderr, "submitd: warning: pam_confdir: %s does not exist: libpam logs "
+                    "\"no default config other\" to syslog at every account check (one "
+                    "line per session); a file with \"account required pam_deny.so\" "
+                    "silences it\n", path);
+            check_warnings++;
+        }
         return;
     }
     str_fmt(path, sizeof(path), "/etc/pam.d/%s", cfg.pam_service);

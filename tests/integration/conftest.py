@@ -255,8 +255,11 @@ class Env:
         pam = self.dir / "pam.d"
         pam.mkdir()
         (pam / "submitd").write_text("account required pam_permit.so\nauth required pam_deny.so\n")
+        # What /etc/pam.d has too: without it libpam logs an error at every pam_start.
+        (pam / "other").write_text("account required pam_deny.so\nauth required pam_deny.so\n")
         os.chmod(pam, 0o755)
         os.chmod(pam / "submitd", 0o644)
+        os.chmod(pam / "other", 0o644)
         self.settings = {
             "hostname": HOSTNAME,
             "listen": f"127.0.0.1:{self.port}",

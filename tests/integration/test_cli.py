@@ -228,3 +228,28 @@ def test_config_check_names_an_unknown_key_and_its_line(env):
     err = proc.stderr
     assert "bogus_setting" in err, err
     assert ":4" in err or "line 4" in err, f"line number 4 not named: {err}"
+
+
+def test_config_check_warns_when_pam_confdir_has_no_other_file(env):
+    """libpam logs an error to syslog at every pam_start without "other": one line per
+    session. submitd -t says so, and still accepts the configuration."""
+    def check(pam_dir):
+        conf = env.dir / "pam-other.conf"
+        lines = [l for l in env.conf.read_text().splitlines()
+                 if not l.strip().startswith("pam_confdir")]
+        conf.write_text("\n".join(lines + [f"pam_confdir = {pam_dir}"]) + "\n")
+        return subprocess.run([str(binary("submitd")), "-c", str(conf), "-t"],
+                              capture_output=True, text=True, timeout=30)
+
+    pam = env.dir / "pam-without-other"
+    pam.mkdir(mode=0o755)
+    (pam / "submitd").write_text((env.dir / "pam.d" / "submitd").read_text())
+    proc = check(pam)
+    assert proc.returncode == 0, proc
+    assert f"pam_confdir: {pam}/other does not exist" in proc.stderr, proc.stderr
+    assert "no default config other" in proc.stderr, proc.stderr
+
+    (pam / "other").write_text("account required pam_deny.so\n")
+    proc = check(pam)
+    assert proc.returncode == 0, proc
+    assert "other does not exist" not in proc.stderr, proc.stderr
