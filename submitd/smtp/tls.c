@@ -170,6 +170,12 @@ SSL_CTX *tls_server_ctx_fds(const struct config *cfg, int cert_fd, int key_fd, i
     /* Idle sessions should cost little memory: free the I/O buffers between reads. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* One read(2) takes what the socket holds instead of one for each record's header
+     * and one for its body. Bytes read ahead wait inside OpenSSL where epoll cannot see
+     * them; session_pump reads until SSL_read wants more from the socket, and every
+     * wait it ends for another reason (an answer from authz or the queue, a full
+     * output buffer) resumes through session_pump, so none is left behind. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if ((cert = bio_from_fd(cert_fd, "tls_cert", cfg->tls_cert, err, errlen)) == NULL ||
         (key = bio_from_fd(key_fd, "tls_key", cfg->tls_key, err, errlen)) == NULL ||
         (ca = bio_from_fd(ca_fd, "client_ca", cfg->client_ca, err, errlen)) == NULL)

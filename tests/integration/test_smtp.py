@@ -372,3 +372,67 @@ def test_large_header_section_is_relayed_exactly(stack):
     send_ok(stack.env, stack.alice, msg)
     arrival = stack.upstream.wait_for(msg.marker, msg.rcpts)[0]
     assert [n.lower() for n, _ in added_headers(arrival, msg.data)] == ["received"]
+
+
+def test_pipelined_records_in_one_segment_are_all_answered(stack):
+    """Each pipelined command in a TLS record of its own, all records in one TCP segment.
+    The server reads the socket ahead of the record it needs, so the records after MAIL
+    wait inside the TLS layer, where no readiness event announces them, while authz
+    answers MAIL: each must still be answered, and the message relayed."""
+    env = stack.env
+    msg = make_message(rcpts=[unique_rcpt("records")])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context(env, stack.alice).wrap_bio(incoming, outgoing,
+                                                     server_hostname="localhost")
+    sock = socket.create_connection(("127.0.0.1", env.tls_port), timeout=15)
+    buf = b""
+
+    def pump():
+        pending = outgoing.read()
+        if pending:
+            sock.sendall(pending)
+        data = sock.recv(65536)
+        assert data, "connection closed by the server"
+        incoming.write(data)
+
+    def replies(n):
+        """The next n replies (last lines), reading as much as needed."""
+        nonlocal buf
+        out = []
+        while len(out) < n:
+            m = re.match(rb"((?:\d{3}-[^\r\n]*\r\n)*)(\d{3}) [^\r\n]*\r\n", buf)
+            if m:
+                out.append(int(m.group(2)))
+                buf = buf[m.end():]
+                continue
+            try:
+                buf += tls.read(65536)
+            except ssl.SSLWantReadError:
+                pump()
+        return out
+
+    def send_records(*lines):
+        for line in lines:
+            tls.write(line)            # one TLS record each
+        sock.sendall(outgoing.read())  # all of them in one write
+
+    try:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pump()
+        sock.sendall(outgoing.read())
+        assert replies(1) == [220]
+        send_records(b"EHLO client.test\r\n")
+        assert replies(1) == [250]
+        send_records(f"MAIL FROM:<{msg.mail_from}>\r\n".encode(),
+                     f"RCPT TO:<{msg.rcpts[0]}>\r\n".encode(), b"DATA\r\n")
+        assert replies(3) == [250, 250, 354]
+        body = msg.data.replace(b"\r\n.", b"\r\n..")
+        send_records(body, b".\r\n", b"QUIT\r\n")
+        assert replies(2) == [250, 221]
+    finally:
+        sock.close()
+    stack.upstream.wait_for(msg.marker, msg.rcpts)
