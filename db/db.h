@@ -76,7 +76,7 @@ int db_set_lock_timeout(struct db *db, int ms);
  * db_rollback. db_commit of a transaction that a failed call made unusable returns
  * DB_ERROR, never DB_OK. The authz process uses this for group commit: the audit rows and
  * rate records of one turn of its event loop are one transaction, and the turn's
- * answers wait for its db_commit.
+ * answers wait for its commit.
  *
  * db_commit, and every single call outside a transaction, is durable when it
  * returns: it survives a crash of the process and a power loss (SQLite: WAL, synced

@@ -342,6 +342,7 @@ int db_log_sync(struct db *db)
         (void)str_fmt(msg, sizeof(msg), "cannot sync the write-ahead log: %s",
                       sqlite3_errstr(rc));
         db_set_err(db, msg);
+        db->unsynced = 1;    /* what was committed is still owed to the disk */
         return DB_ERROR;
     }
     db->unsynced = 0;

@@ -204,6 +204,11 @@ TEST(test_failed_sync_is_a_tempfail)
     CHECK(sync_count.log == 1);
     CHECK(answer_to(51) == IPC_TEMPFAIL);
     sync_count.fail = 0;
+    /* The row was committed all the same: it is still owed to the disk. */
+    CHECK(batch_tick() > 0);
+    batch_sync();
+    CHECK(sync_count.log == 2);
+    CHECK(batch_tick() == -1);
 }
 
 TEST(test_shutdown_syncs)
