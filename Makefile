@@ -162,6 +162,12 @@ $(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DB_LIBS) $(SSL_LIBS) $(THREAD_LIBS)
 
+# The authz process's group commit and audit handlers (tests/unit/test_authz_batch.c).
+AUTHZ_BATCH := $(call obj,$(addprefix authz/authzd/,authz_answer.c authz_audit.c authz_grant.c))
+$(B)/tests/test_authz_batch: $(O)/tests/unit/test_authz_batch.o $(AUTHZ_BATCH) $(UNIT_LINK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DB_LIBS) $(SSL_LIBS) $(THREAD_LIBS)
+
 # The recorded SMTP dialogues (tests/golden) run against the session state machine
 # alone: its objects without the socket side (smtp_io.c) or the worker loop.
 SMTP_CORE := $(call obj,$(addprefix submitd/smtp/,smtp_session.c smtp_cmd.c smtp_sasl.c \

@@ -76,15 +76,33 @@ int db_set_lock_timeout(struct db *db, int ms);
  * db_rollback. db_commit of a transaction that a failed call made unusable returns
  * DB_ERROR, never DB_OK. The authz process uses this for group commit: the audit rows and
  * rate records of one turn of its event loop are one transaction, and the turn's
- * answers wait for its db_commit.
+ * answers wait for its commit.
  *
- * Every commit, of a transaction or of a single call outside one, is durable when
- * it returns: it survives a crash of the process and a power loss (SQLite: WAL with
- * synchronous = FULL; PostgreSQL: synchronous_commit on, its default). The audit row
- * of an accepted message is committed before the 250, like the spool file.
+ * db_commit, and every single call outside a transaction, is durable when it
+ * returns: it survives a crash of the process and a power loss (SQLite: WAL, synced
+ * at the commit; PostgreSQL: synchronous_commit on, its default). The audit row of an
+ * accepted message is committed so before the 250, like the spool file.
+ *
+ * db_commit_lazy ends the transaction like db_commit, with the same results and the
+ * same failures, and its writes are visible to every reader (another connection,
+ * another process) when it returns and survive a crash of the process; but they may
+ * wait to reach the disk until the next db_commit or db_sync of this connection,
+ * whichever comes first, and a power loss before then may lose them (never part of
+ * one: a transaction is there whole or not at all). SQLite: the log is written
+ * without a sync; PostgreSQL: the transaction commits with synchronous_commit off,
+ * and the server itself flushes it within three wal_writer_delay.
+ *
+ * db_sync makes every earlier commit of this connection durable: DB_OK when they
+ * are, DB_ERROR when the sync failed (their rows stay visible, but a power loss may
+ * take them). Called outside a transaction; without a lazy commit since the last
+ * durable one it has nothing to do. The authz process commits the rows of a turn
+ * lazily unless one of them is the accept row of a queued message, and syncs what
+ * is left within a second.
  */
 int db_begin(struct db *db);
 int db_commit(struct db *db);
+int db_commit_lazy(struct db *db);
+int db_sync(struct db *db);
 void db_rollback(struct db *db);
 
 /*

@@ -20,6 +20,8 @@
     X(int, set_lock_timeout, (struct db * db, int ms), (db, ms))                                \
     X(int, begin, (struct db * db), (db))                                                       \
     X(int, commit, (struct db * db), (db))                                                      \
+    X(int, commit_lazy, (struct db * db), (db))                                                 \
+    X(int, sync, (struct db * db), (db))                                                        \
     X(int, user_add, (struct db * db, const char *name), (db, name))                            \
     X(int, user_del, (struct db * db, const char *name), (db, name))                            \
     X(int, user_set_enabled, (struct db * db, const char *name, int enabled),                   \

@@ -160,7 +160,7 @@ int main(int argc, char **argv)
 {
     const char *conf = CONFIG_DEFAULT_PATH;
     struct pollfd pfd[MAX_CHANNELS + 1 + PAM_WORKERS];
-    int nfd = 0, foreground = 0, opt, queue_chan = -1, ctl = -1;
+    int nfd = 0, foreground = 0, opt, queue_chan = -1, ctl = -1, sync_in = -1;
     struct ctl_files files;
     char err[1024];
     struct ipc_msg *m;
@@ -223,14 +223,17 @@ int main(int argc, char **argv)
     ctl_ready(ctl);
     retention_tick(time(NULL));
     while (!stopping) {
-        int n, npfd = nfd + 1;
+        int n, npfd = nfd + 1, timeout;
 
         /* The control channel, after the channels and before the PAM workers. */
         pfd[nfd].fd = ctl;
         pfd[nfd].events = POLLIN;
         pfd[nfd].revents = 0;
         npfd += identity_pam_fds(pfd + npfd);
-        n = poll(pfd, (nfds_t)npfd, identity_pending() ? 200 : 1000);
+        timeout = identity_pending() ? 200 : 1000;
+        if (sync_in >= 0 && sync_in < timeout)
+            timeout = sync_in;
+        n = poll(pfd, (nfds_t)npfd, timeout);
         if (n < 0 && errno != EINTR)
             fatal("poll: %s", strerror(errno));
         if (identity_pending())
@@ -260,6 +263,7 @@ int main(int argc, char **argv)
         refusal_flush(time(NULL), 0, write_audit);
         /* One commit for the turn's rows, then its answers (the 250s wait for it). */
         batch_end(m);
+        sync_in = batch_tick();
         retention_tick(time(NULL));
     }
     /* Write what is still queued on the channels (audit rows) before leaving. */
@@ -281,6 +285,7 @@ int main(int argc, char **argv)
     }
     refusal_flush(time(NULL), 1, write_audit);
     batch_end(m);
+    batch_sync();
     batch_free();
     identity_stop();
     db_close(db);

@@ -24,10 +24,21 @@ const char *decision_word(int decision)
     return decision == IPC_ALLOW ? "accept" : decision == IPC_DENY ? "reject" : "tempfail";
 }
 
+/* The accept row of a queued message: smtp sends the 250 once it is answered. */
+static int row_is_queued_accept(const struct db_audit *row)
+{
+    return row->decision != NULL && strcmp(row->decision, "accept") == 0 &&
+           row->queue_id != NULL && row->queue_id[0] != '\0';
+}
+
 int write_audit(const struct db_audit *row)
 {
-    if (batch_join() == 0 && db_audit_insert(db, row) == DB_OK)
-        return 0;
+    if (batch_join() == 0) {
+        if (row_is_queued_accept(row))
+            batch_need_durable();
+        if (db_audit_insert(db, row) == DB_OK)
+            return 0;
+    }
     log_err("session=%s AUDIT ROW NOT WRITTEN (event %s, decision %s): %s",
             row->session ? row->session : "-", row->event ? row->event : "-",
             row->decision ? row->decision : "-", db_errmsg(db));
@@ -86,7 +97,23 @@ static void send_now(int chan, uint64_t req, const struct answer *a, struct ipc_
 /* ---- group commit ------------------------------------------------------------------
  * The rows of one turn of the event loop are one transaction, and the answers of the
  * turn wait for its commit: an answer never promises a row that a failed commit then
- * loses. */
+ * loses.
+ *
+ * Only the accept row of a queued message must be durable before its answer (DESIGN
+ * §3 step 9, §9: the 250 waits for it). A turn that holds one commits durably (one
+ * sync); any other turn commits lazily: its rows are committed, visible and safe from
+ * a crash of the process before its answers go, and reach the disk with the next
+ * durable commit or sync. That comes within BATCH_SYNC_MS of the oldest lazy commit:
+ * the first turn after that commits durably, and an idle loop syncs (batch_tick), so
+ * that a power loss takes at most about a second of the other rows and rate counts.
+ */
+
+#define BATCH_SYNC_MS 1000
+
+static struct {
+    int pending;              /* lazy commits not yet durable */
+    uint64_t since;           /* now_ms() of the oldest of them */
+} lazy;
 
 struct deferred {
     int chan;
@@ -96,6 +123,7 @@ struct deferred {
 
 static struct {
     int open;                 /* a transaction is open */
+    int durable;              /* it holds a row that must be durable before its answer */
     struct deferred *answers;
     size_t n, cap;
 } batch;
@@ -139,18 +167,48 @@ void send_answer(int chan, uint64_t req, const struct answer *a, struct ipc_msg 
     batch.n++;
 }
 
+void batch_need_durable(void)
+{
+    batch.durable = 1;
+}
+
+/* Whether lazy commits have waited long enough to be made durable now. */
+static int lazy_due(uint64_t now)
+{
+    return lazy.pending && now - lazy.since >= BATCH_SYNC_MS;
+}
+
+/* Commits the open transaction, durably when it must be or when lazy commits are due. */
+static int batch_commit(void)
+{
+    uint64_t now = now_ms();
+    int durable = batch.durable || lazy_due(now), rc;
+
+    batch.open = 0;
+    batch.durable = 0;
+    rc = durable ? db_commit(db) : db_commit_lazy(db);
+    if (rc == DB_OK && durable) {
+        lazy.pending = 0;
+        return 0;
+    }
+    /* Lazy, or failed: a commit whose sync failed is there but owed to the disk,
+     * and the loop's tick tries db_sync again. */
+    if (!lazy.pending) {
+        lazy.pending = 1;
+        lazy.since = now;
+    }
+    return rc == DB_OK ? 0 : -1;
+}
+
 void batch_end(struct ipc_msg *m)
 {
     int failed = 0;
 
-    if (batch.open) {
-        batch.open = 0;
-        if (db_commit(db) != DB_OK) {
-            log_err("AUDIT ROWS NOT WRITTEN: the commit of a batch failed: %s; its "
-                    "decisions become temporary failures", db_errmsg(db));
-            db_rollback(db);
-            failed = 1;
-        }
+    if (batch.open && batch_commit() != 0) {
+        log_err("AUDIT ROWS NOT WRITTEN: the commit of a batch failed: %s; its "
+                "decisions become temporary failures", db_errmsg(db));
+        db_rollback(db);
+        failed = 1;
     }
     for (size_t i = 0; i < batch.n; i++) {
         struct answer *a = &batch.answers[i].a;
@@ -163,6 +221,33 @@ void batch_end(struct ipc_msg *m)
         send_now(batch.answers[i].chan, batch.answers[i].req, a, m);
     }
     batch.n = 0;
+}
+
+void batch_sync(void)
+{
+    if (!lazy.pending || batch.open)
+        return;
+    if (db_sync(db) != DB_OK) {
+        log_err("audit rows and rate counts of the last commits may not be on disk: %s",
+                db_errmsg(db));
+        lazy.since = now_ms();    /* try again in a while */
+        return;
+    }
+    lazy.pending = 0;
+}
+
+int batch_tick(void)
+{
+    uint64_t now = now_ms();
+
+    if (lazy_due(now)) {
+        batch_sync();
+        now = now_ms();
+    }
+    if (!lazy.pending)
+        return -1;
+    /* At least a millisecond: the loop must never spin. */
+    return now - lazy.since >= BATCH_SYNC_MS ? 1 : (int)(BATCH_SYNC_MS - (now - lazy.since));
 }
 
 void batch_free(void)

@@ -28,15 +28,26 @@ const char *decision_word(int decision);
 /*
  * Group commit. The database writes of one turn of the event loop (audit rows, rate
  * records) are one transaction, opened by the first of them (batch_join), and the
- * turn's answers wait in memory. batch_end commits it, one sync for the whole turn,
- * then sends the answers in order; when the commit fails, every ALLOW among them
+ * turn's answers wait in memory. batch_end commits it, at most one sync for the whole
+ * turn, then sends the answers in order; when the commit fails, every ALLOW among them
  * becomes a temporary failure, since it may rest on a row that was not written (the
  * accept row that a 250 waits for, the row of a granted identity).
  */
 /* Opens the turn's transaction if it is not open yet. 0, or -1 (db_errmsg says). */
 int batch_join(void);
+/* The turn holds the accept row of a queued message: its commit must be durable
+ * (db_commit) before its answers go. Other turns commit lazily (db_commit_lazy). */
+void batch_need_durable(void);
 /* Commits the turn's writes and sends its answers; m is scratch space. */
 void batch_end(struct ipc_msg *m);
+/*
+ * Makes the lazy commits durable (db_sync) once the oldest has waited a second;
+ * called once per turn of the loop, which waits at most the returned number of
+ * milliseconds before the next call (-1: no limit, nothing waits to be synced).
+ */
+int batch_tick(void);
+/* Makes the lazy commits durable now (on the way out). */
+void batch_sync(void);
 void batch_free(void);
 /* Queues the answer to request req on chan for batch_end; fatal when it cannot be
  * sent then. */

@@ -235,16 +235,19 @@ int db_begin(struct db *db)
     return DB_OK;
 }
 
-int db_commit(struct db *db)
+/*
+ * Ends the caller's transaction with sql, whose last command is COMMIT (the only
+ * result read). A COMMIT of a transaction that failed is a ROLLBACK, which
+ * PostgreSQL reports as a success of its own.
+ */
+static int pg_commit(struct db *db, const char *sql)
 {
     PGresult *res;
     int rc;
 
     if (db->lost_in_tx)
         return pg_ready(db);
-    /* A COMMIT of a transaction that failed is a ROLLBACK, which PostgreSQL reports
-     * as a success of its own. */
-    res = pg_exec_raw(db, "COMMIT", 0, NULL);
+    res = pg_exec_text(db, sql);
     rc = res != NULL && strcmp(PQcmdStatus(res), "COMMIT") == 0 ? DB_OK : DB_ERROR;
     if (res != NULL && rc != DB_OK)
         pg_set_err(db, "the transaction failed and was rolled back");
@@ -255,6 +258,61 @@ int db_commit(struct db *db)
     if (rc == DB_OK && db->in_tx)
         rc = DB_ERROR;
     return rc;
+}
+
+/*
+ * A synchronous commit flushes the log up to its own commit record, and so every lazy
+ * commit before it; but a transaction that wrote nothing has no such record and
+ * flushes nothing. After a lazy commit, the transaction takes a transaction id, which
+ * gives it one.
+ */
+int db_commit(struct db *db)
+{
+    int rc = pg_commit(db, db->unsynced ? "SELECT txid_current(); COMMIT" : "COMMIT");
+
+    if (rc == DB_OK)
+        db->unsynced = 0;
+    return rc;
+}
+
+/*
+ * One round trip: a command that fails (the transaction is aborted, say) ends the
+ * string there, leaving the transaction open for the caller's db_rollback. The
+ * server flushes the commit record within three wal_writer_delay, and any later
+ * synchronous commit of any session flushes it with its own.
+ */
+int db_commit_lazy(struct db *db)
+{
+    int rc = pg_commit(db, "SET LOCAL synchronous_commit TO off; COMMIT");
+
+    if (rc == DB_OK)
+        db->unsynced = 1;
+    return rc;
+}
+
+/*
+ * A transaction that takes a transaction id writes a commit record, and commits
+ * synchronously (the session's setting): the server flushes the log up to it, and
+ * so every commit before it.
+ */
+int db_sync(struct db *db)
+{
+    PGresult *res;
+
+    if (!db->unsynced)
+        return DB_OK;
+    if (db->in_tx) {
+        pg_set_err(db, "db_sync inside a transaction");
+        return DB_ERROR;
+    }
+    if (pg_ready(db) != DB_OK)
+        return DB_ERROR;
+    res = pg_exec_raw(db, "SELECT txid_current()", 0, NULL);
+    if (res == NULL)
+        return DB_ERROR;
+    PQclear(res);
+    db->unsynced = 0;
+    return DB_OK;
 }
 
 void db_rollback(struct db *db)

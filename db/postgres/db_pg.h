@@ -45,6 +45,7 @@ struct db {
     int in_tx;              /* a db_begin of the caller is open */
     int lost_in_tx;         /* the connection was lost inside it: refuse until rollback */
     int lock_timeout_ms;
+    int unsynced;           /* a lazy commit since the last synchronous one */
     /* After a failed reconnect, calls before this monotonic second fail at once. */
     int64_t retry_after;
     /* The connection is in a state of libpq we could not bring back: reconnect. */
@@ -92,6 +93,9 @@ PGresult *pg_exec(struct db *db, const char *sql, int n, const char *const *para
 int pg_simple(struct db *db, const char *sql);
 /* pg_simple's result, for a caller that reads the command status (COMMIT). */
 PGresult *pg_exec_raw(struct db *db, const char *sql, int n, const char *const *params);
+/* Commands of our own, several separated by ';', as one string and one round trip;
+ * the last command's result, or NULL after the first that failed. */
+PGresult *pg_exec_text(struct db *db, const char *sql);
 /* pg_exec for a statement without rows: DB_OK, or DB_ERROR. *changed (may be NULL) is
  * the number of rows it changed. */
 int pg_run(struct db *db, const char *sql, int n, const char *const *params, long long *changed);

@@ -302,6 +302,22 @@ PGresult *pg_exec_raw(struct db *db, const char *sql, int n, const char *const *
     return NULL;
 }
 
+PGresult *pg_exec_text(struct db *db, const char *sql)
+{
+    PGresult *res = PQexec(db->conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        db->sqlstate[0] = '\0';
+        return res;
+    }
+    pg_fail(db, res);
+    PQclear(res);
+    if (PQstatus(db->conn) != CONNECTION_OK && db->in_tx)
+        db->lost_in_tx = 1;
+    return NULL;
+}
+
 int pg_simple(struct db *db, const char *sql)
 {
     PGresult *res = pg_exec_raw(db, sql, 0, NULL);

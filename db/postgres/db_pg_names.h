@@ -14,6 +14,8 @@
 #define db_set_lock_timeout db_pg_set_lock_timeout
 #define db_begin db_pg_begin
 #define db_commit db_pg_commit
+#define db_commit_lazy db_pg_commit_lazy
+#define db_sync db_pg_sync
 #define db_user_add db_pg_user_add
 #define db_user_del db_pg_user_del
 #define db_user_set_enabled db_pg_user_set_enabled

@@ -124,6 +124,7 @@ void db_row_text(sqlite3_stmt *st, void *ctx)
 
 int db_run(struct db *db, sqlite3_stmt *st, int cached)
 {
+    int writes = !sqlite3_stmt_readonly(st);
     int rc = sqlite3_step(st);
 
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
@@ -132,7 +133,12 @@ int db_run(struct db *db, sqlite3_stmt *st, int cached)
         db_stmt_done(st);
     else
         sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? SQLITE_DONE : rc;
+    if (rc == SQLITE_ROW)
+        rc = SQLITE_DONE;
+    /* A write outside a transaction committed when it ended: durable like db_commit. */
+    if (rc == SQLITE_DONE && writes && sqlite3_get_autocommit(db->h) && db_log_sync(db) != DB_OK)
+        rc = SQLITE_IOERR_FSYNC;
+    return rc;
 }
 
 int db_insert_result(int rc)
@@ -303,9 +309,64 @@ int db_begin(struct db *db)
     return db_exec(db, "BEGIN IMMEDIATE");
 }
 
+/*
+ * The connection runs with synchronous = NORMAL (db_sqlite_open.c): in WAL mode a
+ * COMMIT writes the transaction's frames to the log without a sync, and SQLite syncs
+ * the log only before a checkpoint copies it into the database file, and once after
+ * it starts the log afresh (its header). A durable commit syncs the log itself, as
+ * synchronous = FULL would at every commit: the same one fdatasync of the -wal file,
+ * with the same flags, which also carries every lazy commit before it. SQLite's unix
+ * VFS declares powersafe overwrite, so frames written after a synced commit cannot
+ * damage it, and it syncs the directory after it created the log.
+ */
+int db_log_sync(struct db *db)
+{
+    sqlite3_file *log = NULL;
+    int rc;
+
+    if (!db->wal) {
+        db->unsynced = 0;
+        return DB_OK;
+    }
+    if (sqlite3_file_control(db->h, "main", SQLITE_FCNTL_JOURNAL_POINTER, &log) != SQLITE_OK)
+        return db_fail(db);
+    /* No log open: nothing was written to it since the last checkpoint closed it. */
+    if (log == NULL || log->pMethods == NULL) {
+        db->unsynced = 0;
+        return DB_OK;
+    }
+    rc = log->pMethods->xSync(log, SQLITE_SYNC_NORMAL);
+    if (rc != SQLITE_OK) {
+        char msg[160];
+
+        (void)str_fmt(msg, sizeof(msg), "cannot sync the write-ahead log: %s",
+                      sqlite3_errstr(rc));
+        db_set_err(db, msg);
+        db->unsynced = 1;    /* what was committed is still owed to the disk */
+        return DB_ERROR;
+    }
+    db->unsynced = 0;
+    return DB_OK;
+}
+
 int db_commit(struct db *db)
 {
-    return db_exec(db, "COMMIT");
+    if (db_exec(db, "COMMIT") != DB_OK)
+        return DB_ERROR;
+    return db_log_sync(db);
+}
+
+int db_commit_lazy(struct db *db)
+{
+    if (db_exec(db, "COMMIT") != DB_OK)
+        return DB_ERROR;
+    db->unsynced = db->wal;
+    return DB_OK;
+}
+
+int db_sync(struct db *db)
+{
+    return db->unsynced ? db_log_sync(db) : DB_OK;
 }
 
 void db_rollback(struct db *db)

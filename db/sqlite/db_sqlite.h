@@ -54,6 +54,8 @@ struct db {
     char path[PATH_MAX];
     char err[PATH_MAX + 512];
     sqlite3_stmt *st[ST_COUNT];
+    int wal;                /* the database is in WAL mode (a file, not ":memory:") */
+    int unsynced;           /* a lazy commit since the last sync of the log */
 };
 
 /* ---- errors (db_sqlite.c) ---------------------------------------------------- */
@@ -138,6 +140,12 @@ sqlite3_stmt *db_select(struct db *db, const char *select, const struct db_cond 
                         size_t nconds, const char *order, long long limit);
 
 /* ---- transactions ------------------------------------------------------------ */
+/*
+ * Syncs the write-ahead log, which holds every commit not yet checkpointed, to the
+ * disk: DB_OK, or DB_ERROR with the error recorded. Nothing to do outside WAL mode,
+ * where every commit syncs by itself.
+ */
+int db_log_sync(struct db *db);
 /* Opens a transaction unless the caller has one; *own says whether tx_end ends it. */
 int tx_begin(struct db *db, int *own);
 /* Commits an own transaction unless result is DB_ERROR; returns result or DB_ERROR. */

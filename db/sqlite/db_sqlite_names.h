@@ -14,6 +14,8 @@
 #define db_set_lock_timeout db_sqlite_set_lock_timeout
 #define db_begin db_sqlite_begin
 #define db_commit db_sqlite_commit
+#define db_commit_lazy db_sqlite_commit_lazy
+#define db_sync db_sqlite_sync
 #define db_user_add db_sqlite_user_add
 #define db_user_del db_sqlite_user_del
 #define db_user_set_enabled db_sqlite_user_set_enabled

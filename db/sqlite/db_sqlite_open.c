@@ -82,13 +82,18 @@ static int db_set_pragmas(struct db *db)
         sqlite3_finalize(st);
         return DB_ERROR;
     }
+    db->wal = sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
     sqlite3_finalize(st);
-    /* A commit is durable when it returns (db.h): in WAL mode FULL syncs the log at
-     * every commit, NORMAL only at checkpoints, so that a power loss could take the
-     * last commits with it, the accept row of a message already answered with 250
-     * among them. The authz process commits once per turn of its event loop (group
-     * commit), which keeps this to one sync per batch of rows. */
-    if (db_exec(db, "PRAGMA synchronous = FULL") != DB_OK ||
+    /*
+     * db_commit is durable when it returns, db_commit_lazy at the next db_commit or
+     * db_sync (db.h). In WAL mode NORMAL writes the log at a commit without syncing
+     * it, and db_commit syncs it itself (db_log_sync), as FULL would at every commit;
+     * SQLite refuses to change this setting inside a transaction, so the choice
+     * cannot be made per commit by the pragma. Outside WAL mode FULL keeps every
+     * commit durable (and lazy ones too).
+     */
+    if (db_exec(db, db->wal ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL") !=
+            DB_OK ||
         db_exec(db, "PRAGMA foreign_keys = ON") != DB_OK)
         return DB_ERROR;
     /* A SQLite built without foreign keys accepts the pragma and ignores it. */

@@ -1121,6 +1121,78 @@ TEST(test_group_commit)
     db_close(db);
 }
 
+/*
+ * A lazy commit (db.h) ends the transaction like db_commit: its rows are visible at
+ * once to another connection, as after a durable commit; db_sync after it, and again
+ * with nothing left to sync, succeeds; a durable commit after lazy ones works, and a
+ * lazy commit of a transaction that a failed call made unusable is refused like
+ * db_commit's. (When the rows reach the disk is the backend's: test_db_sync.c counts
+ * the syncs of SQLite.)
+ */
+TEST(test_lazy_commit)
+{
+    char path[PATH_MAX + 32];
+    const char *dsn = next_dsn(path, sizeof(path));
+    struct db *db = open_dsn(dsn), *other;
+    struct db_audit a = audit_row("cf-lz1", "identity", "accept", "cf-lz");
+    struct seen s;
+    int64_t now = 1800000090;
+    long long msgs = -1, rcpts = -1;
+
+    if (db == NULL)
+        return;
+    other = open_dsn(dsn);
+    if (other == NULL) {
+        db_close(db);
+        return;
+    }
+    CHECK(db_sync(db) == DB_OK);    /* nothing to sync yet */
+    CHECK(db_begin(db) == DB_OK);
+    CHECK(db_audit_insert(db, &a) == DB_OK);
+    CHECK(db_rate_record(db, "cf-lz", now, 3) == DB_OK);
+    CHECK(db_commit_lazy(db) == DB_OK);
+    /* Visible to every reader now. */
+    memset(&s, 0, sizeof(s));
+    CHECK(db_audit_query(other, "cf-lz", DB_TIME_NONE, NULL, on_audit, &s) == DB_OK &&
+          s.n == 1);
+    CHECK(db_rate_usage(other, "cf-lz", now, &msgs, &rcpts) == DB_OK && msgs == 1 &&
+          rcpts == 3);
+    /* A single call after it, outside a transaction, works as ever. */
+    CHECK(db_user_add(db, "cf-lz-user") == DB_OK);
+    CHECK(db_user_get(other, "cf-lz-user", NULL) == DB_OK);
+    CHECK(db_sync(db) == DB_OK);
+    CHECK(db_sync(db) == DB_OK);
+    /* Lazy, lazy, durable: all three there. */
+    for (int i = 0; i < 2; i++) {
+        CHECK(db_begin(db) == DB_OK);
+        CHECK(db_audit_insert(db, &a) == DB_OK);
+        CHECK(db_commit_lazy(db) == DB_OK);
+    }
+    CHECK(db_begin(db) == DB_OK);
+    CHECK(db_audit_insert(db, &a) == DB_OK);
+    CHECK(db_commit(db) == DB_OK);
+    memset(&s, 0, sizeof(s));
+    CHECK(db_audit_query(other, "cf-lz", DB_TIME_NONE, NULL, on_audit, &s) == DB_OK &&
+          s.n == 4);
+    /* A lazy commit that another connection's sync follows, then a rollback: the
+     * rolled back rows never appear. */
+    CHECK(db_begin(db) == DB_OK);
+    CHECK(db_audit_insert(db, &a) == DB_OK);
+    CHECK(db_commit_lazy(db) == DB_OK);
+    CHECK(db_sync(other) == DB_OK);
+    CHECK(db_begin(db) == DB_OK);
+    CHECK(db_rate_record(db, "cf-lz", now, 7) == DB_OK);
+    db_rollback(db);
+    CHECK(db_sync(db) == DB_OK);
+    memset(&s, 0, sizeof(s));
+    CHECK(db_audit_query(other, "cf-lz", DB_TIME_NONE, NULL, on_audit, &s) == DB_OK &&
+          s.n == 5);
+    CHECK(db_rate_usage(other, "cf-lz", now, &msgs, &rcpts) == DB_OK && msgs == 1 &&
+          rcpts == 3);
+    db_close(other);
+    db_close(db);
+}
+
 /* ---- the temporary directory ---------------------------------------------------------- */
 
 static void remove_tmpdir(void)
@@ -1174,6 +1246,7 @@ int main(void)
     RUN(test_reconnect);
     RUN(test_server_down);
     RUN(test_group_commit);
+    RUN(test_lazy_commit);
     remove_tmpdir();
     return UNIT_DONE();
 }

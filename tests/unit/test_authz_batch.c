@@ -1,0 +1,271 @@
+/*
+ * The authz process's group commit (authz_answer.c) with its handlers of audit rows
+ * and rate charges (authz_audit.c), against an SQLite file whose syncs are counted
+ * (sync_count.h): the turn that holds the accept row of a queued message is synced
+ * before its answer goes (the 250 waits for that answer, DESIGN §9); other turns are
+ * committed, visible to another connection, but not synced; the lazy commits are
+ * synced within a second, by the next turn or by the idle loop's tick; and a sync
+ * that fails turns the answers into temporary failures.
+ */
+#include "../../authz/authzd/authz.h"
+#include "../../authz/authzd/authz_answer.h"
+#include "../../authz/authzd/authz_audit.h"
+#include "db.h"
+#include "ipc.h"
+#include "ipc_codec.h"
+#include "log.h"
+#include "sync_count.h"
+#include "unit.h"
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct config cfg;
+struct db *db;
+
+static char tmpdir[PATH_MAX];
+static char dbpath[PATH_MAX + 32];
+static struct db *reader;       /* a second connection, as submit-admin's */
+static int chan[2];             /* [0] authz's end, [1] smtp's */
+static struct ipc_msg msg;
+static int answer_before_sync;  /* an answer was on its way when the log was synced */
+
+/* Runs before each sync of the log: has smtp got an answer already? */
+static void at_log_sync(void)
+{
+    char b;
+
+    if (recv(chan[1], &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+        answer_before_sync = 1;
+}
+
+/* smtp sends an audit row (req 0: no answer wanted); authz reads and handles it. */
+static void audit_from_smtp(uint64_t req, const char *session, const char *event,
+                            const char *decision, const char *queue_id)
+{
+    struct ipc_audit v;
+
+    memset(&v, 0, sizeof(v));
+    str_lcpy(v.session, session, sizeof(v.session));
+    str_lcpy(v.client_ip, "192.0.2.1", sizeof(v.client_ip));
+    str_lcpy(v.event, event, sizeof(v.event));
+    str_lcpy(v.decision, decision, sizeof(v.decision));
+    str_lcpy(v.queue_id, queue_id, sizeof(v.queue_id));
+    v.size = 100;
+    if (ipc_enc_audit(&msg, req, &v) != 0 || ipc_send(chan[1], &msg) != 0 ||
+        ipc_recv(chan[0], &msg) <= 0) {
+        printf("  cannot pass the audit message: %s\n", strerror(errno));
+        return;
+    }
+    handle_audit(chan[0], &msg);
+}
+
+/* The queue charges a message against its user's limits. */
+static void charge_from_queue(const char *user)
+{
+    struct ipc_charge v;
+
+    memset(&v, 0, sizeof(v));
+    str_lcpy(v.session, "batch-charge", sizeof(v.session));
+    str_lcpy(v.user, user, sizeof(v.user));
+    str_lcpy(v.queue_id, "QCHARGE", sizeof(v.queue_id));
+    v.nrcpt = 2;
+    if (ipc_enc_charge(&msg, &v) != 0 || ipc_send(chan[1], &msg) != 0 ||
+        ipc_recv(chan[0], &msg) <= 0) {
+        printf("  cannot pass the charge message: %s\n", strerror(errno));
+        return;
+    }
+    handle_charge(&msg);
+}
+
+/* The answer smtp got for request req: IPC_ALLOW, IPC_TEMPFAIL..., or -1 for none. */
+static int answer_to(uint64_t req)
+{
+    struct ipc_result r;
+    struct ipc_msg m;
+
+    if (recv(chan[1], &r, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
+        return -1;
+    if (ipc_recv(chan[1], &m) <= 0 || m.id != req || ipc_dec_result(&m, &r) != 0)
+        return -2;
+    return r.decision;
+}
+
+struct count {
+    const char *session;
+    int n;
+};
+
+static int count_row(void *arg, const struct db_audit_row *r)
+{
+    struct count *c = arg;
+
+    c->n += strcmp(r->session, c->session) == 0;
+    return 0;
+}
+
+/* The rows of session that the second connection sees. */
+static int rows_of(const char *session)
+{
+    struct db_audit_filter f;
+    struct count c = { session, 0 };
+
+    db_audit_filter_init(&f);
+    return db_audit_search(reader, &f, count_row, &c) == DB_OK ? c.n : -1;
+}
+
+/* Ends a turn as the main loop does. */
+static void turn_end(void)
+{
+    batch_end(&msg);
+}
+
+/* Leaves nothing owed from an earlier test. */
+static void settle(void)
+{
+    batch_sync();
+    sync_count_reset();
+    sync_count.fail = 0;
+    answer_before_sync = 0;
+}
+
+TEST(test_accept_row_is_synced_before_its_answer)
+{
+    settle();
+    audit_from_smtp(11, "batch-acc", "submission", "accept", "QACCEPT1");
+    CHECK(answer_to(11) == -1);            /* waits for the end of the turn */
+    turn_end();
+    CHECK(sync_count.log == 1);
+    CHECK(!answer_before_sync);
+    CHECK(answer_to(11) == IPC_ALLOW);
+    CHECK(batch_tick() == -1);             /* nothing owed */
+}
+
+TEST(test_other_rows_are_committed_lazily)
+{
+    settle();
+    audit_from_smtp(21, "batch-rej", "rcpt", "reject", "");
+    audit_from_smtp(0, "batch-rej", "mail", "accept", "");    /* accepted, not queued */
+    charge_from_queue("batch-user");
+    turn_end();
+    CHECK(sync_count.log == 0);
+    CHECK(answer_to(21) == IPC_ALLOW);
+    /* Committed: another connection sees the rows. */
+    CHECK(rows_of("batch-rej") == 2);
+    /* Owed within a second: the loop waits no longer than that for its tick. */
+    {
+        int in = batch_tick();
+
+        CHECK(in > 0 && in <= 1000);
+    }
+    CHECK(sync_count.log == 0);
+}
+
+TEST(test_idle_tick_syncs_within_a_second)
+{
+    settle();
+    audit_from_smtp(31, "batch-idle", "rcpt", "reject", "");
+    turn_end();
+    CHECK(sync_count.log == 0);
+    CHECK(answer_to(31) == IPC_ALLOW);
+    usleep(1100 * 1000);
+    CHECK(batch_tick() == -1);
+    CHECK(sync_count.log == 1);
+    CHECK(batch_tick() == -1);
+    CHECK(sync_count.log == 1);
+}
+
+TEST(test_turn_after_a_second_is_durable)
+{
+    settle();
+    audit_from_smtp(41, "batch-late", "rcpt", "reject", "");
+    turn_end();
+    CHECK(sync_count.log == 0);
+    CHECK(answer_to(41) == IPC_ALLOW);
+    usleep(1100 * 1000);
+    audit_from_smtp(42, "batch-late", "rcpt", "reject", "");
+    turn_end();
+    CHECK(sync_count.log == 1);
+    CHECK(!answer_before_sync);
+    CHECK(answer_to(42) == IPC_ALLOW);
+    CHECK(batch_tick() == -1);
+}
+
+TEST(test_failed_sync_is_a_tempfail)
+{
+    settle();
+    sync_count.fail = 1;
+    audit_from_smtp(51, "batch-fail", "submission", "accept", "QFAIL1");
+    turn_end();
+    CHECK(sync_count.log == 1);
+    CHECK(answer_to(51) == IPC_TEMPFAIL);
+    sync_count.fail = 0;
+    /* The row was committed all the same: it is still owed to the disk. */
+    CHECK(batch_tick() > 0);
+    batch_sync();
+    CHECK(sync_count.log == 2);
+    CHECK(batch_tick() == -1);
+}
+
+TEST(test_shutdown_syncs)
+{
+    settle();
+    audit_from_smtp(0, "batch-stop", "rcpt", "reject", "");
+    turn_end();
+    CHECK(sync_count.log == 0);
+    batch_sync();
+    CHECK(sync_count.log == 1);
+    CHECK(rows_of("batch-stop") == 1);
+}
+
+static void remove_tmp(void)
+{
+    static const char *const suffix[] = { "", "-wal", "-shm" };
+
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        char path[PATH_MAX + 40];
+
+        (void)str_fmt(path, sizeof(path), "%s%s", dbpath, suffix[i]);
+        (void)unlink(path);
+    }
+    (void)rmdir(tmpdir);
+}
+
+int main(void)
+{
+    const char *base = getenv("TMPDIR");
+    char err[1024] = "";
+
+    log_init("test_authz_batch", 1, LOG_LVL_ERR);
+    if (sync_count_install() != 0 || ipc_socketpair(chan) != 0 ||
+        str_fmt(tmpdir, sizeof(tmpdir), "%s/test_authz_batch.XXXXXX",
+                base != NULL && *base != '\0' ? base : "/tmp") != 0 ||
+        mkdtemp(tmpdir) == NULL) {
+        printf("set-up failed: %s\n", strerror(errno));
+        return 1;
+    }
+    (void)str_fmt(dbpath, sizeof(dbpath), "%s/authz.db", tmpdir);
+    db = db_open(dbpath, err, sizeof(err));
+    reader = db != NULL ? db_open(dbpath, err, sizeof(err)) : NULL;
+    if (reader == NULL || grant_init(16) != 0) {
+        printf("set-up failed: %s\n", err);
+        return 1;
+    }
+    sync_count.hook = at_log_sync;
+    RUN(test_accept_row_is_synced_before_its_answer);
+    RUN(test_other_rows_are_committed_lazily);
+    RUN(test_idle_tick_syncs_within_a_second);
+    RUN(test_turn_after_a_second_is_durable);
+    RUN(test_failed_sync_is_a_tempfail);
+    RUN(test_shutdown_syncs);
+    batch_free();
+    grant_free_all();
+    db_close(reader);
+    db_close(db);
+    remove_tmp();
+    return UNIT_DONE();
+}
