@@ -239,31 +239,32 @@ static int valid_state(unsigned char c)
 }
 
 /*
- * The one parser behind spool_load() and spool_load_envelope(). Records are read
- * with pread(); the file size bounds every length before anything is allocated.
+ * The one parser behind every spool_load*(): the file open as fd, which it leaves
+ * open. Records are read with pread(); the file size bounds every length before
+ * anything is allocated. linked: a file no longer in any directory is refused.
  */
-static int load(int dirfd, const char *path, struct spool_msg *msg, int with_body, char *err,
-                size_t errlen)
+static int load_fd(int fd, struct spool_msg *msg, int with_body, int linked, char *err,
+                   size_t errlen)
 {
     unsigned char *rec = NULL;
     struct spool_src src = { -1, NULL, 0 };
     struct stat st;
     size_t len, pos = 0;
-    int fd, ended = 0, have_rstate = 0;
+    int ended = 0, have_rstate = 0;
 
     memset(msg, 0, sizeof(*msg));
-    fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0 || fstat(fd, &st) != 0) {
+    if (fstat(fd, &st) != 0) {
         str_fmt(err, errlen, "cannot read: %s", strerror(errno));
-        if (fd >= 0)
-            close(fd);
         return -1;
     }
     /* O_NONBLOCK and this check: a FIFO put in the spool must not hang the reader. */
     if (!S_ISREG(st.st_mode) || st.st_size > (off_t)1 << 34) {
         str_fmt(err, errlen, "cannot read: %s", S_ISREG(st.st_mode) ? strerror(EFBIG)
                                                                      : "not a regular file");
-        close(fd);
+        return -1;
+    }
+    if (linked && st.st_nlink == 0) {
+        str_fmt(err, errlen, "cannot read: %s", strerror(ENOENT));
         return -1;
     }
     len = (size_t)st.st_size;
@@ -428,7 +429,6 @@ static int load(int dirfd, const char *path, struct spool_msg *msg, int with_bod
     }
     free(rec);
     free(src.all);
-    close(fd);
     return 0;
 bad:
     str_fmt(err, errlen, "malformed envelope record before offset %zu", pos);
@@ -441,14 +441,39 @@ oom:
 fail:
     free(rec);
     free(src.all);
-    close(fd);
     spool_msg_free(msg);
     return -1;
+}
+
+static int load(int dirfd, const char *path, struct spool_msg *msg, int with_body, char *err,
+                size_t errlen)
+{
+    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    int rc;
+
+    if (fd < 0) {
+        memset(msg, 0, sizeof(*msg));
+        str_fmt(err, errlen, "cannot read: %s", strerror(errno));
+        return -1;
+    }
+    rc = load_fd(fd, msg, with_body, 0, err, errlen);
+    close(fd);
+    return rc;
 }
 
 int spool_load(const char *path, struct spool_msg *msg, char *err, size_t errlen)
 {
     return load(AT_FDCWD, path, msg, 1, err, errlen);
+}
+
+int spool_load_at(int dirfd, const char *name, struct spool_msg *msg, char *err, size_t errlen)
+{
+    return load(dirfd, name, msg, 1, err, errlen);
+}
+
+int spool_load_fd(int fd, struct spool_msg *msg, char *err, size_t errlen)
+{
+    return load_fd(fd, msg, 1, 1, err, errlen);
 }
 
 int spool_load_envelope(const char *path, struct spool_msg *msg, char *err, size_t errlen)

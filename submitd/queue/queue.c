@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -174,8 +175,11 @@ static int report_failures(struct spool_msg *msg, const char *upstream)
     return 0;
 }
 
-/* One relay attempt for queue/ID, and everything that follows from its outcome. */
-static void deliver_one(struct relay_conn *conn, const char *id)
+/*
+ * One relay attempt for queue/ID, and everything that follows from its outcome. fd:
+ * the file as its commit left it open, or -1 (it is opened by name); closed here.
+ */
+static void deliver_one(struct relay_conn *conn, const char *id, int fd)
 {
     struct spool_msg msg;
     char path[PATH_MAX], why[1024], summary[1024], rcpts[2048];
@@ -186,8 +190,13 @@ static void deliver_one(struct relay_conn *conn, const char *id)
     time_t now;
 
     str_fmt(path, sizeof(path), "%s/%s", qdirs.queue, id);
-    if (spool_load(path, &msg, why, sizeof(why)) != 0) {
-        if (access(path, F_OK) != 0)
+    if (fd >= 0) {
+        rc = spool_load_fd(fd, &msg, why, sizeof(why));
+        close(fd);
+    } else
+        rc = spool_load_at(qdirs.queue_fd, id, &msg, why, sizeof(why));
+    if (rc != 0) {
+        if (faccessat(qdirs.queue_fd, id, F_OK, 0) != 0)
             sched_done(id, 1, 0, 0); /* deleted meanwhile */
         else if (strncmp(why, "cannot read", 11) == 0 || strcmp(why, "out of memory") == 0) {
             log_err("id=%s %s; retrying in %d s", id, why, cfg.retry_min);
@@ -308,16 +317,43 @@ static void *relay_thread(void *arg)
 {
     struct relay_conn conn;
     char id[SPOOL_ID_LEN + 1];
+    int fd;
 
     (void)arg;
     relay_conn_init(&conn);
-    while (sched_take(id))
-        deliver_one(&conn, id);
+    while (sched_take(id, &fd))
+        deliver_one(&conn, id, fd);
     relay_conn_close(&conn);
     return NULL;
 }
 
 /* ---- start-up ------------------------------------------------------------------ */
+
+/*
+ * Descriptors the queue process needs besides the spool files it keeps open from
+ * OPEN to COMMIT: the channels (MAX_CHANNELS), authz, the master, the log, the
+ * spool directories, per relay thread a connection and the file it reads, the
+ * files handed to the relay (SCHED_FDS_MAX), and room for the rest (a notification
+ * being written, a reload's configuration files).
+ */
+#define FD_RESERVE (MAX_CHANNELS + 2 * RELAY_THREADS + SCHED_FDS_MAX + 64)
+
+/* How many spool files the queue may keep open between OPEN and COMMIT: what its
+ * descriptor limit leaves after FD_RESERVE. Beyond that a COMMIT opens the file
+ * again, as it did before it kept them. */
+static int held_files_max(void)
+{
+    struct rlimit rl;
+    unsigned long long n;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    n = rl.rlim_cur == RLIM_INFINITY ? INT32_MAX : (unsigned long long)rl.rlim_cur;
+    if (n <= FD_RESERVE)
+        return 0;
+    n -= FD_RESERVE;
+    return n > INT32_MAX ? INT32_MAX : (int)n;
+}
 
 static void recover(void)
 {
@@ -494,9 +530,10 @@ int main(int argc, char **argv)
         fatal("%s", err);
     store_init(cfg.spool);
     queue_authz_init(authz_fd);
-    accept_init(cfg.max_sessions + 16);
+    accept_init(cfg.max_sessions + 16, held_files_max());
     sched_init(cfg.retry_min < PROBE_MAX ? cfg.retry_min : PROBE_MAX);
     privdrop(cfg.user);
+    store_open_dirs();
 
     proc_signals(on_term);
     memset(&sa, 0, sizeof(sa));
@@ -584,16 +621,16 @@ int main(int argc, char **argv)
         if (nbatch == 0)
             continue;
         accept_sync(batch, nbatch);
-        if (fsync_dir(qdirs.queue) != 0) {
+        if (store_sync_queue_dir() != 0) {
             /* Without the directory fsync nothing is durable: refuse the batch and
              * take the files back, so the clients retry and nothing is sent twice. */
             log_err("fsync %s: %s", qdirs.queue, strerror(errno));
             for (int i = 0; i < nbatch; i++) {
-                char path[PATH_MAX];
                 if (!batch[i].ok)
                     continue;
-                str_fmt(path, sizeof(path), "%s/%s", qdirs.queue, batch[i].id);
-                unlink(path);
+                unlinkat(qdirs.queue_fd, batch[i].id, 0);
+                close(batch[i].fd);
+                batch[i].fd = -1;
                 batch[i].ok = 0;
                 str_fmt(batch[i].why, sizeof(batch[i].why), "fsync of the queue directory failed");
             }
@@ -601,9 +638,11 @@ int main(int argc, char **argv)
         for (int i = 0; i < nbatch; i++) {
             accept_answer(&batch[i], m);
             if (batch[i].ok) {
-                if (sched_add(batch[i].id, 0) != 0)
+                /* The relay reads the file through the descriptor the commit used. */
+                if (sched_add_fd(batch[i].id, 0, batch[i].fd) != 0)
                     log_err("out of memory scheduling %s; it is sent after a restart",
                             batch[i].id);
+                batch[i].fd = -1;
             } else
                 log_err("id=%s not queued: %s", batch[i].id, batch[i].why);
         }

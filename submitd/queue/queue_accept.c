@@ -17,6 +17,7 @@
 
 #define GRANT_TIMEOUT_MS 5000
 #define REC_HDR 5                  /* type, 4-byte big-endian length */
+#define CHECK_WHOLE_MAX (256 * 1024) /* files up to this size are checked from one read */
 
 /* A spool file handed to smtp and not yet committed or aborted. */
 struct open_file {
@@ -27,23 +28,40 @@ struct open_file {
     uint64_t nrcpt;
     unsigned char *env;            /* the envelope records as written */
     size_t env_len;
+    int fd;                        /* the queue's own read-write descriptor, or -1 */
 };
 
 static struct open_file *files;
-static int nfiles, max_files;
+static int nfiles, max_files, nheld, max_held;
 
-void accept_init(int max_open)
+void accept_init(int max_open, int max_held_fds)
 {
     max_files = max_open;
+    max_held = max_held_fds < max_open ? max_held_fds : max_open;
     files = calloc((size_t)max_files, sizeof(*files));
     if (files == NULL)
         fatal("out of memory");
 }
 
+/* The queue's descriptor of f, now the caller's (-1 when it was not kept). */
+static int take_fd(struct open_file *f)
+{
+    int fd = f->fd;
+
+    if (fd >= 0)
+        nheld--;
+    f->fd = -1;
+    return fd;
+}
+
 void accept_free(void)
 {
-    for (int i = 0; i < nfiles; i++)
+    for (int i = 0; i < nfiles; i++) {
+        int fd = take_fd(&files[i]);
+        if (fd >= 0)
+            close(fd);
         free(files[i].env);
+    }
     free(files);
     files = NULL;
     nfiles = 0;
@@ -59,6 +77,10 @@ static struct open_file *find_open(int chan, const char *id)
 
 static void forget_open(struct open_file *f)
 {
+    int fd = take_fd(f);
+
+    if (fd >= 0)
+        close(fd);
     free(f->env);
     *f = files[--nfiles];
 }
@@ -156,11 +178,12 @@ void accept_open(int chan, struct ipc_msg *m)
     char id[SPOOL_ID_LEN + 1], path[PATH_MAX], why[300];
     uint64_t req = m->id;
     const char *unsafe;
-    int sfd;
+    int sfd, wfd;
 
     if (ipc_dec_envelope(m, &v) != 0)
         fatal("malformed open request");
     memset(&f, 0, sizeof(f));
+    f.fd = -1;
     if ((unsafe = envelope_unsafe(&v)) != NULL) {
         log_warn("session=%s open refused: %s", v.session, unsafe);
         ipc_envelope_free(&v);
@@ -180,13 +203,14 @@ void accept_open(int chan, struct ipc_msg *m)
     }
     spool_new_id(id);
     str_fmt(path, sizeof(path), "%s/%s", qdirs.incoming, id);
-    sfd = open(path, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    sfd = openat(qdirs.incoming_fd, id,
+                 O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (sfd < 0 || write_envelope(sfd, id, &v, &g, &f) != 0) {
         str_fmt(why, sizeof(why), "cannot write %s: %s", path, strerror(errno));
         log_err("%s", why);
         if (sfd >= 0) {
             close(sfd);
-            unlink(path);
+            unlinkat(qdirs.incoming_fd, id, 0);
         }
         free(f.env);
         ipc_envelope_free(&v);
@@ -198,23 +222,28 @@ void accept_open(int chan, struct ipc_msg *m)
     str_lcpy(f.session, v.session, sizeof(f.session));
     str_lcpy(f.user, g.user, sizeof(f.user));
     f.nrcpt = (uint64_t)v.nrcpt;
-    files[nfiles++] = f;
     ipc_envelope_free(&v);
     /* smtp gets a write-only descriptor: it cannot read other files, and what it
      * writes is checked at COMMIT. */
-    {
-        int wfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    wfd = openat(qdirs.incoming_fd, id, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    if (wfd < 0) {
+        str_fmt(why, sizeof(why), "cannot reopen %s: %s", path, strerror(errno));
         close(sfd);
-        if (wfd < 0) {
-            str_fmt(why, sizeof(why), "cannot reopen %s: %s", path, strerror(errno));
-            forget_open(&files[nfiles - 1]);
-            unlink(path);
-            answer(chan, IPC_QUEUE_OPENED, req, 1, "", why, -1, m);
-            return;
-        }
-        answer(chan, IPC_QUEUE_OPENED, req, 0, id, "", wfd, m);
-        close(wfd);
+        free(f.env);
+        unlinkat(qdirs.incoming_fd, id, 0);
+        answer(chan, IPC_QUEUE_OPENED, req, 1, "", why, -1, m);
+        return;
     }
+    /* The queue keeps its own descriptor for the COMMIT, which then opens nothing;
+     * past max_held (the queue's descriptor limit) the file is opened again there. */
+    if (nheld < max_held) {
+        f.fd = sfd;
+        nheld++;
+    } else
+        close(sfd);
+    files[nfiles++] = f;
+    answer(chan, IPC_QUEUE_OPENED, req, 0, id, "", wfd, m);
+    close(wfd);
 }
 
 /* ---- ABORT --------------------------------------------------------------------- */
@@ -223,7 +252,6 @@ void accept_abort(int chan, struct ipc_msg *m)
 {
     struct ipc_abort v;
     struct open_file *f;
-    char path[PATH_MAX];
 
     if (ipc_dec_abort(m, &v) != 0 || !spool_id_valid(v.queue_id))
         fatal("malformed abort request");
@@ -233,9 +261,8 @@ void accept_abort(int chan, struct ipc_msg *m)
         return;
     }
     forget_open(f);
-    str_fmt(path, sizeof(path), "%s/%s", qdirs.incoming, v.queue_id);
-    if (unlink(path) != 0 && errno != ENOENT)
-        log_warn("cannot remove aborted %s: %s", path, strerror(errno));
+    if (unlinkat(qdirs.incoming_fd, v.queue_id, 0) != 0 && errno != ENOENT)
+        log_warn("cannot remove aborted %s/%s: %s", qdirs.incoming, v.queue_id, strerror(errno));
 }
 
 /* ---- COMMIT -------------------------------------------------------------------- */
@@ -264,49 +291,81 @@ static int sole_opener(int fd, char *why, size_t whylen)
     return 0;
 }
 
+/* n bytes at off: from all (the whole file, when it was read in one go) or the file. */
+static int read_part(int fd, const unsigned char *all, uint64_t off, void *dst, size_t n)
+{
+    if (all != NULL) {
+        memcpy(dst, all + off, n);
+        return 0;
+    }
+    return pread(fd, dst, n, (off_t)off) == (ssize_t)n ? 0 : -1;
+}
+
 /* The envelope is what the queue wrote; after it only BODY records whose lengths
  * add up to size, ending exactly at the end of the file. */
 static int records_valid(int fd, const struct open_file *f, uint64_t size, char *why,
                          size_t whylen)
 {
-    unsigned char *buf = malloc(f->env_len), hdr[REC_HDR];
+    unsigned char *buf = NULL, *all = NULL, hdr[REC_HDR];
     struct stat sb;
-    uint64_t off = f->env_len, body = 0;
+    uint64_t off = f->env_len, body = 0, fsize;
     int same;
 
-    if (buf == NULL || fstat(fd, &sb) != 0) {
-        free(buf);
+    if (fstat(fd, &sb) != 0) {
         str_fmt(why, whylen, "cannot check: %s", strerror(errno));
         return -1;
     }
-    same = pread(fd, buf, f->env_len, 0) == (ssize_t)f->env_len &&
-           memcmp(buf, f->env, f->env_len) == 0;
+    fsize = (uint64_t)sb.st_size;
+    /* A file of a few KiB is read once: the envelope and every record header come
+     * from that copy. A larger one is read in parts, as the record headers say. */
+    if (fsize >= f->env_len && fsize <= CHECK_WHOLE_MAX) {
+        ssize_t r = 0;
+
+        all = malloc(fsize > 0 ? fsize : 1);
+        if (all != NULL && (r = pread(fd, all, fsize, 0)) != (ssize_t)fsize) {
+            str_fmt(why, whylen, "cannot check: %s", r < 0 ? strerror(errno) : "short read");
+            free(all);
+            return -1;
+        }
+    }
+    if (all == NULL && (buf = malloc(f->env_len)) == NULL) {
+        str_fmt(why, whylen, "cannot check: %s", strerror(errno));
+        return -1;
+    }
+    same = fsize >= f->env_len &&
+           read_part(fd, all, 0, all != NULL ? all : buf, f->env_len) == 0 &&
+           memcmp(all != NULL ? all : buf, f->env, f->env_len) == 0;
     free(buf);
     if (!same) {
+        free(all);
         str_lcpy(why, "envelope records were changed after the queue wrote them", whylen);
         return -1;
     }
-    while (off < (uint64_t)sb.st_size) {
+    while (off < fsize) {
         uint64_t len;
 
-        if (pread(fd, hdr, REC_HDR, (off_t)off) != REC_HDR) {
+        if (fsize - off < REC_HDR || read_part(fd, all, off, hdr, REC_HDR) != 0) {
+            free(all);
             str_lcpy(why, "torn record after the envelope", whylen);
             return -1;
         }
         len = ((uint64_t)hdr[1] << 24) | ((uint64_t)hdr[2] << 16) | ((uint64_t)hdr[3] << 8) |
               hdr[4];
         if (hdr[0] != SPOOL_BODY) {
+            free(all);
             str_fmt(why, whylen, "record type 0x%02x after the envelope (only BODY may follow)",
                     hdr[0]);
             return -1;
         }
-        if (len > SPOOL_REC_MAX || off + REC_HDR + len > (uint64_t)sb.st_size) {
+        if (len > SPOOL_REC_MAX || off + REC_HDR + len > fsize) {
+            free(all);
             str_lcpy(why, "BODY record longer than the file or the limit", whylen);
             return -1;
         }
         body += len;
         off += REC_HDR + len;
     }
+    free(all);
     if (body != size) {
         str_fmt(why, whylen, "BODY records hold %llu bytes, COMMIT announced %llu",
                 (unsigned long long)body, (unsigned long long)size);
@@ -338,7 +397,11 @@ void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc)
     str_lcpy(pc->user, f->user, sizeof(pc->user));
     pc->nrcpt = f->nrcpt;
     str_fmt(src, sizeof(src), "%s/%s", qdirs.incoming, pc->id);
-    fd = open(src, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    /* The descriptor the queue created the file with, kept since OPEN; the file
+     * opened again only when it was not kept. */
+    fd = take_fd(f);
+    if (fd < 0)
+        fd = openat(qdirs.incoming_fd, pc->id, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         str_fmt(pc->why, sizeof(pc->why), "cannot reopen %s: %s", src, strerror(errno));
         forget_open(f);
@@ -361,7 +424,7 @@ void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc)
 refuse:
     close(fd);
     forget_open(f);
-    unlink(src);
+    unlinkat(qdirs.incoming_fd, pc->id, 0);
 }
 
 /*
@@ -377,23 +440,26 @@ void accept_sync(struct pending_commit *pc, int n)
         if (pc[i].ok && n > 1)
             (void)sync_file_range(pc[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     for (int i = 0; i < n; i++) {
-        char src[PATH_MAX], dst[PATH_MAX];
+        const char *id = pc[i].id;
 
         if (!pc[i].ok)
             continue;
-        str_fmt(src, sizeof(src), "%s/%s", qdirs.incoming, pc[i].id);
-        str_fmt(dst, sizeof(dst), "%s/%s", qdirs.queue, pc[i].id);
         if (fsync(pc[i].fd) != 0) {
-            str_fmt(pc[i].why, sizeof(pc[i].why), "cannot write %s: %s", src, strerror(errno));
+            str_fmt(pc[i].why, sizeof(pc[i].why), "cannot write %s/%s: %s", qdirs.incoming, id,
+                    strerror(errno));
             pc[i].ok = 0;
-            unlink(src);
-        } else if (rename(src, dst) != 0) {
-            str_fmt(pc[i].why, sizeof(pc[i].why), "cannot rename %s: %s", src, strerror(errno));
+            unlinkat(qdirs.incoming_fd, id, 0);
+        } else if (renameat(qdirs.incoming_fd, id, qdirs.queue_fd, id) != 0) {
+            str_fmt(pc[i].why, sizeof(pc[i].why), "cannot rename %s/%s: %s", qdirs.incoming, id,
+                    strerror(errno));
             pc[i].ok = 0;
-            unlink(src);
+            unlinkat(qdirs.incoming_fd, id, 0);
         }
-        close(pc[i].fd);
-        pc[i].fd = -1;
+        /* A queued file's descriptor stays open for its first relay attempt. */
+        if (!pc[i].ok) {
+            close(pc[i].fd);
+            pc[i].fd = -1;
+        }
     }
 }
 
