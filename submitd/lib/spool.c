@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -70,11 +71,48 @@ int spool_put_str(int fd, enum spool_rec type, const char *s)
     return spool_put(fd, type, s, strlen(s));
 }
 
+/*
+ * Random bytes for ids, taken from the kernel ID_POOL_IDS ids' worth at a time
+ * instead of one getrandom() per id. Per thread; a child process starts with an
+ * empty pool, so parent and child never draw the same bytes.
+ */
+#define ID_RANDOM 12
+#define ID_POOL_IDS 32
+static __thread unsigned char id_pool[ID_RANDOM * ID_POOL_IDS];
+static __thread size_t id_pool_left;
+static pthread_once_t id_pool_once = PTHREAD_ONCE_INIT;
+
+static void id_pool_forget(void)
+{
+    id_pool_left = 0;
+}
+
+static void id_pool_init(void)
+{
+    (void)pthread_atfork(NULL, NULL, id_pool_forget);
+}
+
+/* ID_RANDOM random bytes; 0, or -1 when the kernel gave none. */
+static int id_random(unsigned char rnd[ID_RANDOM])
+{
+    (void)pthread_once(&id_pool_once, id_pool_init);
+    if (id_pool_left < ID_RANDOM) {
+        if (getrandom(id_pool, sizeof(id_pool), 0) != (ssize_t)sizeof(id_pool))
+            return -1;
+        id_pool_left = sizeof(id_pool);
+    }
+    id_pool_left -= ID_RANDOM;
+    memcpy(rnd, id_pool + id_pool_left, ID_RANDOM);
+    /* Bytes handed out are not kept. */
+    memset(id_pool + id_pool_left, 0, ID_RANDOM);
+    return 0;
+}
+
 void spool_new_id(char out[SPOOL_ID_LEN + 1])
 {
     static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     struct timespec ts;
-    unsigned char rnd[12];
+    unsigned char rnd[ID_RANDOM];
     uint64_t t;
     int i;
 
@@ -86,13 +124,13 @@ void spool_new_id(char out[SPOOL_ID_LEN + 1])
         out[i] = alphabet[t % 36];
         t /= 36;
     }
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        /* getrandom on Linux does not fail for 12 bytes once the pool is ready;
-         * fall back to the clock rather than to a constant. */
-        for (i = 0; i < 12; i++)
+    if (id_random(rnd) != 0) {
+        /* getrandom on Linux does not fail for a few hundred bytes once the pool is
+         * ready; fall back to the clock rather than to a constant. */
+        for (i = 0; i < ID_RANDOM; i++)
             rnd[i] = (unsigned char)(ts.tv_nsec >> (i % 4 * 8)) ^ (unsigned char)i;
     }
-    for (i = 0; i < 12; i++)
+    for (i = 0; i < ID_RANDOM; i++)
         out[8 + i] = alphabet[rnd[i] % 36];
     out[SPOOL_ID_LEN] = '\0';
 }
