@@ -13,15 +13,17 @@
  * checks, relay audit rows, rate charges), the master (control channel, -m), and
  * the upstream MTA over verified TLS (relay).
  *
- * The main thread answers the smtp workers: it creates spool files in incoming/
- * and passes their descriptors to smtp, which writes the message; on commit it
- * appends the END record; the files of every commit that arrived together are
+ * The main thread answers the smtp workers: it creates spool files in incoming/,
+ * keeps the descriptor it created each with, and passes smtp a second, write-only
+ * one, with which smtp writes the message; on commit it checks and appends the END
+ * record through its own; the files of every commit that arrived together are
  * then fsynced, renamed into queue/, and the directory fsynced once for all of them
- * (group commit), before any is answered. Relay threads deliver queued files to the upstream and keep each
- * recipient's state in the file: delivered recipients are never sent again,
- * refused ones (and those still pending when queue_lifetime runs out) are reported
- * to the sender in a delivery status notification, the rest wait with exponential
- * backoff. SIGUSR1 (submit-admin queue flush, via spool/queue.pid) makes every
+ * (group commit), before any is answered; the first relay attempt reads a file
+ * through that same descriptor. Relay threads deliver queued files to the upstream
+ * and keep each recipient's state in the file: delivered recipients are never sent
+ * again, refused ones (and those still pending when queue_lifetime runs out) are
+ * reported to the sender in a delivery status notification, the rest wait with
+ * exponential backoff. SIGUSR1 (submit-admin queue flush, via spool/queue.pid) makes every
  * message due at once.
  */
 #include "config.h"
@@ -332,11 +334,12 @@ static void *relay_thread(void *arg)
 /*
  * Descriptors the queue process needs besides the spool files it keeps open from
  * OPEN to COMMIT: the channels (MAX_CHANNELS), authz, the master, the log, the
- * spool directories, per relay thread a connection and the file it reads, the
- * files handed to the relay (SCHED_FDS_MAX), and room for the rest (a notification
- * being written, a reload's configuration files).
+ * spool directories, the files of a batch of commits (MAX_BATCH), per relay thread
+ * a connection and the file it reads, the files handed to the relay
+ * (SCHED_FDS_MAX), and room for the rest (a notification being written, a reload's
+ * configuration files).
  */
-#define FD_RESERVE (MAX_CHANNELS + 2 * RELAY_THREADS + SCHED_FDS_MAX + 64)
+#define FD_RESERVE (MAX_CHANNELS + MAX_BATCH + 2 * RELAY_THREADS + SCHED_FDS_MAX + 64)
 
 /* How many spool files the queue may keep open between OPEN and COMMIT: what its
  * descriptor limit leaves after FD_RESERVE. Beyond that a COMMIT opens the file
