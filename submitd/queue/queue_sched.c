@@ -55,8 +55,9 @@ int sched_add_fd(const char *id, time_t next, int fd)
     entries[count].fd = fd;
     nfds += fd >= 0;
     count++;
-    pthread_cond_signal(&cond);
     pthread_mutex_unlock(&lock);
+    /* After the unlock: the thread woken does not find the lock still held. */
+    pthread_cond_signal(&cond);
     return 0;
 }
 
