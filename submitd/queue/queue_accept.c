@@ -17,7 +17,6 @@
 
 #define GRANT_TIMEOUT_MS 5000
 #define REC_HDR 5                  /* type, 4-byte big-endian length */
-#define CHECK_WHOLE_MAX (256 * 1024) /* files up to this size are checked from one read */
 
 /* A spool file handed to smtp and not yet committed or aborted. */
 struct open_file {
@@ -291,81 +290,60 @@ static int sole_opener(int fd, char *why, size_t whylen)
     return 0;
 }
 
-/* n bytes at off: from all (the whole file, when it was read in one go) or the file. */
-static int read_part(int fd, const unsigned char *all, uint64_t off, void *dst, size_t n)
-{
-    if (all != NULL) {
-        memcpy(dst, all + off, n);
-        return 0;
-    }
-    return pread(fd, dst, n, (off_t)off) == (ssize_t)n ? 0 : -1;
-}
-
 /* The envelope is what the queue wrote; after it only BODY records whose lengths
  * add up to size, ending exactly at the end of the file. */
 static int records_valid(int fd, const struct open_file *f, uint64_t size, char *why,
                          size_t whylen)
 {
-    unsigned char *buf = NULL, *all = NULL, hdr[REC_HDR];
+    /* The envelope and the record header after it come in one read: for a message
+     * that smtp wrote as one BODY record (up to 64 KiB) that is every header. */
+    size_t head = f->env_len + REC_HDR;
+    unsigned char *buf = malloc(head), hdr[REC_HDR];
     struct stat sb;
     uint64_t off = f->env_len, body = 0, fsize;
+    ssize_t got;
     int same;
 
-    if (fstat(fd, &sb) != 0) {
+    if (buf == NULL || fstat(fd, &sb) != 0) {
+        free(buf);
         str_fmt(why, whylen, "cannot check: %s", strerror(errno));
         return -1;
     }
     fsize = (uint64_t)sb.st_size;
-    /* A file of a few KiB is read once: the envelope and every record header come
-     * from that copy. A larger one is read in parts, as the record headers say. */
-    if (fsize >= f->env_len && fsize <= CHECK_WHOLE_MAX) {
-        ssize_t r = 0;
-
-        all = malloc(fsize > 0 ? fsize : 1);
-        if (all != NULL && (r = pread(fd, all, fsize, 0)) != (ssize_t)fsize) {
-            str_fmt(why, whylen, "cannot check: %s", r < 0 ? strerror(errno) : "short read");
-            free(all);
-            return -1;
-        }
-    }
-    if (all == NULL && (buf = malloc(f->env_len)) == NULL) {
-        str_fmt(why, whylen, "cannot check: %s", strerror(errno));
-        return -1;
-    }
-    same = fsize >= f->env_len &&
-           read_part(fd, all, 0, all != NULL ? all : buf, f->env_len) == 0 &&
-           memcmp(all != NULL ? all : buf, f->env, f->env_len) == 0;
-    free(buf);
+    got = pread(fd, buf, fsize < head ? (size_t)fsize : head, 0);
+    same = got >= (ssize_t)f->env_len && memcmp(buf, f->env, f->env_len) == 0;
     if (!same) {
-        free(all);
+        free(buf);
         str_lcpy(why, "envelope records were changed after the queue wrote them", whylen);
         return -1;
     }
     while (off < fsize) {
         uint64_t len;
 
-        if (fsize - off < REC_HDR || read_part(fd, all, off, hdr, REC_HDR) != 0) {
-            free(all);
+        if (off == f->env_len && got == (ssize_t)head)
+            memcpy(hdr, buf + f->env_len, REC_HDR);
+        else if (pread(fd, hdr, REC_HDR, (off_t)off) != REC_HDR) {
+            free(buf);
             str_lcpy(why, "torn record after the envelope", whylen);
             return -1;
         }
         len = ((uint64_t)hdr[1] << 24) | ((uint64_t)hdr[2] << 16) | ((uint64_t)hdr[3] << 8) |
               hdr[4];
         if (hdr[0] != SPOOL_BODY) {
-            free(all);
+            free(buf);
             str_fmt(why, whylen, "record type 0x%02x after the envelope (only BODY may follow)",
                     hdr[0]);
             return -1;
         }
         if (len > SPOOL_REC_MAX || off + REC_HDR + len > fsize) {
-            free(all);
+            free(buf);
             str_lcpy(why, "BODY record longer than the file or the limit", whylen);
             return -1;
         }
         body += len;
         off += REC_HDR + len;
     }
-    free(all);
+    free(buf);
     if (body != size) {
         str_fmt(why, whylen, "BODY records hold %llu bytes, COMMIT announced %llu",
                 (unsigned long long)body, (unsigned long long)size);

@@ -144,3 +144,25 @@ def test_without_room_the_commit_opens_the_file_again(under_prlimit):
     relay_settled(stack.env)
     time.sleep(0.2)
     assert spool_files_open(queue, spool) == []
+
+
+def test_a_message_of_many_body_records_is_checked_and_relayed_whole(fresh_stack_factory):
+    """smtp writes the body in 64 KiB BODY records: the commit check reads the header
+    of each one, and the relay reads the file whole through the kept descriptor."""
+    stack = fresh_stack_factory("queue-fds-big", max_message_size=1000000)
+    queue = child_pid(stack.daemon, "submitd-queue")
+    spool = str((stack.env.dir / "spool").resolve())
+    lines = [f"line {i:06d} " + "x" * 60 for i in range(4000)]       # about 300 KB
+    msg = make_message(body="\r\n".join(lines) + "\r\n")
+    s = start_data(stack, msg)
+    try:
+        code, resp = finish_data(s, msg)
+        assert code == 250, (code, resp)
+    finally:
+        s.close()
+    arrival = stack.upstream.wait_for(msg.marker, msg.rcpts)[0]
+    content = arrival.content if isinstance(arrival.content, bytes) else arrival.content.encode()
+    assert lines[0].encode() in content and lines[-1].encode() in content
+    assert content.count(b"\r\nline ") + content.count(b"\nline ") >= len(lines) - 1
+    relay_settled(stack.env)
+    assert poll(lambda: spool_files_open(queue, spool) == [], 5), spool_files_open(queue, spool)
