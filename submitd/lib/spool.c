@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -70,11 +71,48 @@ int spool_put_str(int fd, enum spool_rec type, const char *s)
     return spool_put(fd, type, s, strlen(s));
 }
 
+/*
+ * Random bytes for ids, taken from the kernel ID_POOL_IDS ids' worth at a time
+ * instead of one getrandom() per id. Per thread; a child process starts with an
+ * empty pool, so parent and child never draw the same bytes.
+ */
+#define ID_RANDOM 12
+#define ID_POOL_IDS 32
+static __thread unsigned char id_pool[ID_RANDOM * ID_POOL_IDS];
+static __thread size_t id_pool_left;
+static pthread_once_t id_pool_once = PTHREAD_ONCE_INIT;
+
+static void id_pool_forget(void)
+{
+    id_pool_left = 0;
+}
+
+static void id_pool_init(void)
+{
+    (void)pthread_atfork(NULL, NULL, id_pool_forget);
+}
+
+/* ID_RANDOM random bytes; 0, or -1 when the kernel gave none. */
+static int id_random(unsigned char rnd[ID_RANDOM])
+{
+    (void)pthread_once(&id_pool_once, id_pool_init);
+    if (id_pool_left < ID_RANDOM) {
+        if (getrandom(id_pool, sizeof(id_pool), 0) != (ssize_t)sizeof(id_pool))
+            return -1;
+        id_pool_left = sizeof(id_pool);
+    }
+    id_pool_left -= ID_RANDOM;
+    memcpy(rnd, id_pool + id_pool_left, ID_RANDOM);
+    /* Bytes handed out are not kept. */
+    memset(id_pool + id_pool_left, 0, ID_RANDOM);
+    return 0;
+}
+
 void spool_new_id(char out[SPOOL_ID_LEN + 1])
 {
     static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     struct timespec ts;
-    unsigned char rnd[12];
+    unsigned char rnd[ID_RANDOM];
     uint64_t t;
     int i;
 
@@ -86,13 +124,13 @@ void spool_new_id(char out[SPOOL_ID_LEN + 1])
         out[i] = alphabet[t % 36];
         t /= 36;
     }
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        /* getrandom on Linux does not fail for 12 bytes once the pool is ready;
-         * fall back to the clock rather than to a constant. */
-        for (i = 0; i < 12; i++)
+    if (id_random(rnd) != 0) {
+        /* getrandom on Linux does not fail for a few hundred bytes once the pool is
+         * ready; fall back to the clock rather than to a constant. */
+        for (i = 0; i < ID_RANDOM; i++)
             rnd[i] = (unsigned char)(ts.tv_nsec >> (i % 4 * 8)) ^ (unsigned char)i;
     }
-    for (i = 0; i < 12; i++)
+    for (i = 0; i < ID_RANDOM; i++)
         out[8 + i] = alphabet[rnd[i] % 36];
     out[SPOOL_ID_LEN] = '\0';
 }
@@ -239,31 +277,32 @@ static int valid_state(unsigned char c)
 }
 
 /*
- * The one parser behind spool_load() and spool_load_envelope(). Records are read
- * with pread(); the file size bounds every length before anything is allocated.
+ * The one parser behind every spool_load*(): the file open as fd, which it leaves
+ * open. Records are read with pread(); the file size bounds every length before
+ * anything is allocated. linked: a file no longer in any directory is refused.
  */
-static int load(int dirfd, const char *path, struct spool_msg *msg, int with_body, char *err,
-                size_t errlen)
+static int load_fd(int fd, struct spool_msg *msg, int with_body, int linked, char *err,
+                   size_t errlen)
 {
     unsigned char *rec = NULL;
     struct spool_src src = { -1, NULL, 0 };
     struct stat st;
     size_t len, pos = 0;
-    int fd, ended = 0, have_rstate = 0;
+    int ended = 0, have_rstate = 0;
 
     memset(msg, 0, sizeof(*msg));
-    fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0 || fstat(fd, &st) != 0) {
+    if (fstat(fd, &st) != 0) {
         str_fmt(err, errlen, "cannot read: %s", strerror(errno));
-        if (fd >= 0)
-            close(fd);
         return -1;
     }
     /* O_NONBLOCK and this check: a FIFO put in the spool must not hang the reader. */
     if (!S_ISREG(st.st_mode) || st.st_size > (off_t)1 << 34) {
         str_fmt(err, errlen, "cannot read: %s", S_ISREG(st.st_mode) ? strerror(EFBIG)
                                                                      : "not a regular file");
-        close(fd);
+        return -1;
+    }
+    if (linked && st.st_nlink == 0) {
+        str_fmt(err, errlen, "cannot read: %s", strerror(ENOENT));
         return -1;
     }
     len = (size_t)st.st_size;
@@ -428,7 +467,6 @@ static int load(int dirfd, const char *path, struct spool_msg *msg, int with_bod
     }
     free(rec);
     free(src.all);
-    close(fd);
     return 0;
 bad:
     str_fmt(err, errlen, "malformed envelope record before offset %zu", pos);
@@ -441,14 +479,39 @@ oom:
 fail:
     free(rec);
     free(src.all);
-    close(fd);
     spool_msg_free(msg);
     return -1;
+}
+
+static int load(int dirfd, const char *path, struct spool_msg *msg, int with_body, char *err,
+                size_t errlen)
+{
+    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    int rc;
+
+    if (fd < 0) {
+        memset(msg, 0, sizeof(*msg));
+        str_fmt(err, errlen, "cannot read: %s", strerror(errno));
+        return -1;
+    }
+    rc = load_fd(fd, msg, with_body, 0, err, errlen);
+    close(fd);
+    return rc;
 }
 
 int spool_load(const char *path, struct spool_msg *msg, char *err, size_t errlen)
 {
     return load(AT_FDCWD, path, msg, 1, err, errlen);
+}
+
+int spool_load_at(int dirfd, const char *name, struct spool_msg *msg, char *err, size_t errlen)
+{
+    return load(dirfd, name, msg, 1, err, errlen);
+}
+
+int spool_load_fd(int fd, struct spool_msg *msg, char *err, size_t errlen)
+{
+    return load_fd(fd, msg, 1, 1, err, errlen);
 }
 
 int spool_load_envelope(const char *path, struct spool_msg *msg, char *err, size_t errlen)

@@ -86,6 +86,14 @@ struct spool_msg {
  * no END record", "bad record type 0x.."...). The caller frees with spool_msg_free().
  */
 int spool_load(const char *path, struct spool_msg *msg, char *err, size_t errlen);
+/* The same for the file name in the directory dirfd. */
+int spool_load_at(int dirfd, const char *name, struct spool_msg *msg, char *err, size_t errlen);
+/*
+ * The same for a file already open as fd (read access), which stays open. A file
+ * that no directory holds any more (removed meanwhile) is refused with "cannot
+ * read: No such file or directory".
+ */
+int spool_load_fd(int fd, struct spool_msg *msg, char *err, size_t errlen);
 /*
  * The same validation without keeping the message: body is NULL and body_len its
  * length. For listings and start-up, which need only the envelope and the state.

@@ -13,15 +13,17 @@
  * checks, relay audit rows, rate charges), the master (control channel, -m), and
  * the upstream MTA over verified TLS (relay).
  *
- * The main thread answers the smtp workers: it creates spool files in incoming/
- * and passes their descriptors to smtp, which writes the message; on commit it
- * appends the END record; the files of every commit that arrived together are
+ * The main thread answers the smtp workers: it creates spool files in incoming/,
+ * keeps the descriptor it created each with, and passes smtp a second, write-only
+ * one, with which smtp writes the message; on commit it checks and appends the END
+ * record through its own; the files of every commit that arrived together are
  * then fsynced, renamed into queue/, and the directory fsynced once for all of them
- * (group commit), before any is answered. Relay threads deliver queued files to the upstream and keep each
- * recipient's state in the file: delivered recipients are never sent again,
- * refused ones (and those still pending when queue_lifetime runs out) are reported
- * to the sender in a delivery status notification, the rest wait with exponential
- * backoff. SIGUSR1 (submit-admin queue flush, via spool/queue.pid) makes every
+ * (group commit), before any is answered; the first relay attempt reads a file
+ * through that same descriptor. Relay threads deliver queued files to the upstream
+ * and keep each recipient's state in the file: delivered recipients are never sent
+ * again, refused ones (and those still pending when queue_lifetime runs out) are
+ * reported to the sender in a delivery status notification, the rest wait with
+ * exponential backoff. SIGUSR1 (submit-admin queue flush, via spool/queue.pid) makes every
  * message due at once.
  */
 #include "config.h"
@@ -50,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -174,8 +177,11 @@ static int report_failures(struct spool_msg *msg, const char *upstream)
     return 0;
 }
 
-/* One relay attempt for queue/ID, and everything that follows from its outcome. */
-static void deliver_one(struct relay_conn *conn, const char *id)
+/*
+ * One relay attempt for queue/ID, and everything that follows from its outcome. fd:
+ * the file as its commit left it open, or -1 (it is opened by name); closed here.
+ */
+static void deliver_one(struct relay_conn *conn, const char *id, int fd)
 {
     struct spool_msg msg;
     char path[PATH_MAX], why[1024], summary[1024], rcpts[2048];
@@ -186,8 +192,13 @@ static void deliver_one(struct relay_conn *conn, const char *id)
     time_t now;
 
     str_fmt(path, sizeof(path), "%s/%s", qdirs.queue, id);
-    if (spool_load(path, &msg, why, sizeof(why)) != 0) {
-        if (access(path, F_OK) != 0)
+    if (fd >= 0) {
+        rc = spool_load_fd(fd, &msg, why, sizeof(why));
+        close(fd);
+    } else
+        rc = spool_load_at(qdirs.queue_fd, id, &msg, why, sizeof(why));
+    if (rc != 0) {
+        if (faccessat(qdirs.queue_fd, id, F_OK, 0) != 0)
             sched_done(id, 1, 0, 0); /* deleted meanwhile */
         else if (strncmp(why, "cannot read", 11) == 0 || strcmp(why, "out of memory") == 0) {
             log_err("id=%s %s; retrying in %d s", id, why, cfg.retry_min);
@@ -308,16 +319,44 @@ static void *relay_thread(void *arg)
 {
     struct relay_conn conn;
     char id[SPOOL_ID_LEN + 1];
+    int fd;
 
     (void)arg;
     relay_conn_init(&conn);
-    while (sched_take(id))
-        deliver_one(&conn, id);
+    while (sched_take(id, &fd))
+        deliver_one(&conn, id, fd);
     relay_conn_close(&conn);
     return NULL;
 }
 
 /* ---- start-up ------------------------------------------------------------------ */
+
+/*
+ * Descriptors the queue process needs besides the spool files it keeps open from
+ * OPEN to COMMIT: the channels (MAX_CHANNELS), authz, the master, the log, the
+ * spool directories, the files of a batch of commits (MAX_BATCH), per relay thread
+ * a connection and the file it reads, the files handed to the relay
+ * (SCHED_FDS_MAX), and room for the rest (a notification being written, a reload's
+ * configuration files).
+ */
+#define FD_RESERVE (MAX_CHANNELS + MAX_BATCH + 2 * RELAY_THREADS + SCHED_FDS_MAX + 64)
+
+/* How many spool files the queue may keep open between OPEN and COMMIT: what its
+ * descriptor limit leaves after FD_RESERVE. Beyond that a COMMIT opens the file
+ * again, as it did before it kept them. */
+static int held_files_max(void)
+{
+    struct rlimit rl;
+    unsigned long long n;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    n = rl.rlim_cur == RLIM_INFINITY ? INT32_MAX : (unsigned long long)rl.rlim_cur;
+    if (n <= FD_RESERVE)
+        return 0;
+    n -= FD_RESERVE;
+    return n > INT32_MAX ? INT32_MAX : (int)n;
+}
 
 static void recover(void)
 {
@@ -494,9 +533,10 @@ int main(int argc, char **argv)
         fatal("%s", err);
     store_init(cfg.spool);
     queue_authz_init(authz_fd);
-    accept_init(cfg.max_sessions + 16);
+    accept_init(cfg.max_sessions + 16, held_files_max());
     sched_init(cfg.retry_min < PROBE_MAX ? cfg.retry_min : PROBE_MAX);
     privdrop(cfg.user);
+    store_open_dirs();
 
     proc_signals(on_term);
     memset(&sa, 0, sizeof(sa));
@@ -584,16 +624,16 @@ int main(int argc, char **argv)
         if (nbatch == 0)
             continue;
         accept_sync(batch, nbatch);
-        if (fsync_dir(qdirs.queue) != 0) {
+        if (store_sync_queue_dir() != 0) {
             /* Without the directory fsync nothing is durable: refuse the batch and
              * take the files back, so the clients retry and nothing is sent twice. */
             log_err("fsync %s: %s", qdirs.queue, strerror(errno));
             for (int i = 0; i < nbatch; i++) {
-                char path[PATH_MAX];
                 if (!batch[i].ok)
                     continue;
-                str_fmt(path, sizeof(path), "%s/%s", qdirs.queue, batch[i].id);
-                unlink(path);
+                unlinkat(qdirs.queue_fd, batch[i].id, 0);
+                close(batch[i].fd);
+                batch[i].fd = -1;
                 batch[i].ok = 0;
                 str_fmt(batch[i].why, sizeof(batch[i].why), "fsync of the queue directory failed");
             }
@@ -601,9 +641,11 @@ int main(int argc, char **argv)
         for (int i = 0; i < nbatch; i++) {
             accept_answer(&batch[i], m);
             if (batch[i].ok) {
-                if (sched_add(batch[i].id, 0) != 0)
+                /* The relay reads the file through the descriptor the commit used. */
+                if (sched_add_fd(batch[i].id, 0, batch[i].fd) != 0)
                     log_err("out of memory scheduling %s; it is sent after a restart",
                             batch[i].id);
+                batch[i].fd = -1;
             } else
                 log_err("id=%s not queued: %s", batch[i].id, batch[i].why);
         }

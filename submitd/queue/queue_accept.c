@@ -27,23 +27,40 @@ struct open_file {
     uint64_t nrcpt;
     unsigned char *env;            /* the envelope records as written */
     size_t env_len;
+    int fd;                        /* the queue's own read-write descriptor, or -1 */
 };
 
 static struct open_file *files;
-static int nfiles, max_files;
+static int nfiles, max_files, nheld, max_held;
 
-void accept_init(int max_open)
+void accept_init(int max_open, int max_held_fds)
 {
     max_files = max_open;
+    max_held = max_held_fds < max_open ? max_held_fds : max_open;
     files = calloc((size_t)max_files, sizeof(*files));
     if (files == NULL)
         fatal("out of memory");
 }
 
+/* The queue's descriptor of f, now the caller's (-1 when it was not kept). */
+static int take_fd(struct open_file *f)
+{
+    int fd = f->fd;
+
+    if (fd >= 0)
+        nheld--;
+    f->fd = -1;
+    return fd;
+}
+
 void accept_free(void)
 {
-    for (int i = 0; i < nfiles; i++)
+    for (int i = 0; i < nfiles; i++) {
+        int fd = take_fd(&files[i]);
+        if (fd >= 0)
+            close(fd);
         free(files[i].env);
+    }
     free(files);
     files = NULL;
     nfiles = 0;
@@ -59,6 +76,10 @@ static struct open_file *find_open(int chan, const char *id)
 
 static void forget_open(struct open_file *f)
 {
+    int fd = take_fd(f);
+
+    if (fd >= 0)
+        close(fd);
     free(f->env);
     *f = files[--nfiles];
 }
@@ -156,11 +177,12 @@ void accept_open(int chan, struct ipc_msg *m)
     char id[SPOOL_ID_LEN + 1], path[PATH_MAX], why[300];
     uint64_t req = m->id;
     const char *unsafe;
-    int sfd;
+    int sfd, wfd;
 
     if (ipc_dec_envelope(m, &v) != 0)
         fatal("malformed open request");
     memset(&f, 0, sizeof(f));
+    f.fd = -1;
     if ((unsafe = envelope_unsafe(&v)) != NULL) {
         log_warn("session=%s open refused: %s", v.session, unsafe);
         ipc_envelope_free(&v);
@@ -180,13 +202,14 @@ void accept_open(int chan, struct ipc_msg *m)
     }
     spool_new_id(id);
     str_fmt(path, sizeof(path), "%s/%s", qdirs.incoming, id);
-    sfd = open(path, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    sfd = openat(qdirs.incoming_fd, id,
+                 O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (sfd < 0 || write_envelope(sfd, id, &v, &g, &f) != 0) {
         str_fmt(why, sizeof(why), "cannot write %s: %s", path, strerror(errno));
         log_err("%s", why);
         if (sfd >= 0) {
             close(sfd);
-            unlink(path);
+            unlinkat(qdirs.incoming_fd, id, 0);
         }
         free(f.env);
         ipc_envelope_free(&v);
@@ -198,23 +221,28 @@ void accept_open(int chan, struct ipc_msg *m)
     str_lcpy(f.session, v.session, sizeof(f.session));
     str_lcpy(f.user, g.user, sizeof(f.user));
     f.nrcpt = (uint64_t)v.nrcpt;
-    files[nfiles++] = f;
     ipc_envelope_free(&v);
     /* smtp gets a write-only descriptor: it cannot read other files, and what it
      * writes is checked at COMMIT. */
-    {
-        int wfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    wfd = openat(qdirs.incoming_fd, id, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    if (wfd < 0) {
+        str_fmt(why, sizeof(why), "cannot reopen %s: %s", path, strerror(errno));
         close(sfd);
-        if (wfd < 0) {
-            str_fmt(why, sizeof(why), "cannot reopen %s: %s", path, strerror(errno));
-            forget_open(&files[nfiles - 1]);
-            unlink(path);
-            answer(chan, IPC_QUEUE_OPENED, req, 1, "", why, -1, m);
-            return;
-        }
-        answer(chan, IPC_QUEUE_OPENED, req, 0, id, "", wfd, m);
-        close(wfd);
+        free(f.env);
+        unlinkat(qdirs.incoming_fd, id, 0);
+        answer(chan, IPC_QUEUE_OPENED, req, 1, "", why, -1, m);
+        return;
     }
+    /* The queue keeps its own descriptor for the COMMIT, which then opens nothing;
+     * past max_held (the queue's descriptor limit) the file is opened again there. */
+    if (nheld < max_held) {
+        f.fd = sfd;
+        nheld++;
+    } else
+        close(sfd);
+    files[nfiles++] = f;
+    answer(chan, IPC_QUEUE_OPENED, req, 0, id, "", wfd, m);
+    close(wfd);
 }
 
 /* ---- ABORT --------------------------------------------------------------------- */
@@ -223,7 +251,6 @@ void accept_abort(int chan, struct ipc_msg *m)
 {
     struct ipc_abort v;
     struct open_file *f;
-    char path[PATH_MAX];
 
     if (ipc_dec_abort(m, &v) != 0 || !spool_id_valid(v.queue_id))
         fatal("malformed abort request");
@@ -233,9 +260,8 @@ void accept_abort(int chan, struct ipc_msg *m)
         return;
     }
     forget_open(f);
-    str_fmt(path, sizeof(path), "%s/%s", qdirs.incoming, v.queue_id);
-    if (unlink(path) != 0 && errno != ENOENT)
-        log_warn("cannot remove aborted %s: %s", path, strerror(errno));
+    if (unlinkat(qdirs.incoming_fd, v.queue_id, 0) != 0 && errno != ENOENT)
+        log_warn("cannot remove aborted %s/%s: %s", qdirs.incoming, v.queue_id, strerror(errno));
 }
 
 /* ---- COMMIT -------------------------------------------------------------------- */
@@ -269,9 +295,13 @@ static int sole_opener(int fd, char *why, size_t whylen)
 static int records_valid(int fd, const struct open_file *f, uint64_t size, char *why,
                          size_t whylen)
 {
-    unsigned char *buf = malloc(f->env_len), hdr[REC_HDR];
+    /* The envelope and the record header after it come in one read: for a message
+     * that smtp wrote as one BODY record (up to 64 KiB) that is every header. */
+    size_t head = f->env_len + REC_HDR;
+    unsigned char *buf = malloc(head), hdr[REC_HDR];
     struct stat sb;
-    uint64_t off = f->env_len, body = 0;
+    uint64_t off = f->env_len, body = 0, fsize;
+    ssize_t got;
     int same;
 
     if (buf == NULL || fstat(fd, &sb) != 0) {
@@ -279,34 +309,41 @@ static int records_valid(int fd, const struct open_file *f, uint64_t size, char 
         str_fmt(why, whylen, "cannot check: %s", strerror(errno));
         return -1;
     }
-    same = pread(fd, buf, f->env_len, 0) == (ssize_t)f->env_len &&
-           memcmp(buf, f->env, f->env_len) == 0;
-    free(buf);
+    fsize = (uint64_t)sb.st_size;
+    got = pread(fd, buf, fsize < head ? (size_t)fsize : head, 0);
+    same = got >= (ssize_t)f->env_len && memcmp(buf, f->env, f->env_len) == 0;
     if (!same) {
+        free(buf);
         str_lcpy(why, "envelope records were changed after the queue wrote them", whylen);
         return -1;
     }
-    while (off < (uint64_t)sb.st_size) {
+    while (off < fsize) {
         uint64_t len;
 
-        if (pread(fd, hdr, REC_HDR, (off_t)off) != REC_HDR) {
+        if (off == f->env_len && got == (ssize_t)head)
+            memcpy(hdr, buf + f->env_len, REC_HDR);
+        else if (pread(fd, hdr, REC_HDR, (off_t)off) != REC_HDR) {
+            free(buf);
             str_lcpy(why, "torn record after the envelope", whylen);
             return -1;
         }
         len = ((uint64_t)hdr[1] << 24) | ((uint64_t)hdr[2] << 16) | ((uint64_t)hdr[3] << 8) |
               hdr[4];
         if (hdr[0] != SPOOL_BODY) {
+            free(buf);
             str_fmt(why, whylen, "record type 0x%02x after the envelope (only BODY may follow)",
                     hdr[0]);
             return -1;
         }
-        if (len > SPOOL_REC_MAX || off + REC_HDR + len > (uint64_t)sb.st_size) {
+        if (len > SPOOL_REC_MAX || off + REC_HDR + len > fsize) {
+            free(buf);
             str_lcpy(why, "BODY record longer than the file or the limit", whylen);
             return -1;
         }
         body += len;
         off += REC_HDR + len;
     }
+    free(buf);
     if (body != size) {
         str_fmt(why, whylen, "BODY records hold %llu bytes, COMMIT announced %llu",
                 (unsigned long long)body, (unsigned long long)size);
@@ -338,7 +375,11 @@ void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc)
     str_lcpy(pc->user, f->user, sizeof(pc->user));
     pc->nrcpt = f->nrcpt;
     str_fmt(src, sizeof(src), "%s/%s", qdirs.incoming, pc->id);
-    fd = open(src, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    /* The descriptor the queue created the file with, kept since OPEN; the file
+     * opened again only when it was not kept. */
+    fd = take_fd(f);
+    if (fd < 0)
+        fd = openat(qdirs.incoming_fd, pc->id, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         str_fmt(pc->why, sizeof(pc->why), "cannot reopen %s: %s", src, strerror(errno));
         forget_open(f);
@@ -361,7 +402,7 @@ void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc)
 refuse:
     close(fd);
     forget_open(f);
-    unlink(src);
+    unlinkat(qdirs.incoming_fd, pc->id, 0);
 }
 
 /*
@@ -377,23 +418,26 @@ void accept_sync(struct pending_commit *pc, int n)
         if (pc[i].ok && n > 1)
             (void)sync_file_range(pc[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     for (int i = 0; i < n; i++) {
-        char src[PATH_MAX], dst[PATH_MAX];
+        const char *id = pc[i].id;
 
         if (!pc[i].ok)
             continue;
-        str_fmt(src, sizeof(src), "%s/%s", qdirs.incoming, pc[i].id);
-        str_fmt(dst, sizeof(dst), "%s/%s", qdirs.queue, pc[i].id);
         if (fsync(pc[i].fd) != 0) {
-            str_fmt(pc[i].why, sizeof(pc[i].why), "cannot write %s: %s", src, strerror(errno));
+            str_fmt(pc[i].why, sizeof(pc[i].why), "cannot write %s/%s: %s", qdirs.incoming, id,
+                    strerror(errno));
             pc[i].ok = 0;
-            unlink(src);
-        } else if (rename(src, dst) != 0) {
-            str_fmt(pc[i].why, sizeof(pc[i].why), "cannot rename %s: %s", src, strerror(errno));
+            unlinkat(qdirs.incoming_fd, id, 0);
+        } else if (renameat(qdirs.incoming_fd, id, qdirs.queue_fd, id) != 0) {
+            str_fmt(pc[i].why, sizeof(pc[i].why), "cannot rename %s/%s: %s", qdirs.incoming, id,
+                    strerror(errno));
             pc[i].ok = 0;
-            unlink(src);
+            unlinkat(qdirs.incoming_fd, id, 0);
         }
-        close(pc[i].fd);
-        pc[i].fd = -1;
+        /* A queued file's descriptor stays open for its first relay attempt. */
+        if (!pc[i].ok) {
+            close(pc[i].fd);
+            pc[i].fd = -1;
+        }
     }
 }
 

@@ -31,18 +31,24 @@ struct pending_commit {
     char session[IPC_SESSION_MAX];
     char user[IPC_USER_MAX];
     uint64_t nrcpt;
-    int fd;                         /* the file, ended, until accept_sync() */
+    int fd;                         /* the file, ended; still open after accept_sync()
+                                       when ok (the caller's to hand on or close) */
     int ok;
     char why[256];
 };
 
-/* max_open: spool files that may be open (between OPEN and COMMIT) at once. */
-void accept_init(int max_open);
+/*
+ * max_open: spool files that may be open (between OPEN and COMMIT) at once; of
+ * those, the queue keeps its own descriptor (from the creation to the COMMIT) for
+ * at most max_held, and opens the others again at COMMIT.
+ */
+void accept_init(int max_open, int max_held);
 void accept_open(int chan, struct ipc_msg *m);
 void accept_abort(int chan, struct ipc_msg *m);
 /* Validates and ends the file; the result is in pc. */
 void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc);
-/* Fsyncs the files of a batch of commits and renames them into queue/. */
+/* Fsyncs the files of a batch of commits and renames them into queue/; the
+ * descriptor of a file that failed is closed. */
 void accept_sync(struct pending_commit *pc, int n);
 /* After the directory fsync: charges the user (authz) and answers smtp. */
 void accept_answer(const struct pending_commit *pc, struct ipc_msg *m);

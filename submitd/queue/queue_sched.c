@@ -8,18 +8,20 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct entry {
     char id[SPOOL_ID_LEN + 1];
     time_t next;
     int busy;
     int conn_fail;
+    int fd;                 /* from sched_add_fd() until taken, else -1 */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static struct entry *entries;
-static size_t count, cap;
+static size_t count, cap, nfds;
 static int stopping, upstream_down, probe_every = 30;
 static time_t last_probe;
 
@@ -28,7 +30,7 @@ void sched_init(int probe_interval)
     probe_every = probe_interval > 0 ? probe_interval : 1;
 }
 
-int sched_add(const char *id, time_t next)
+int sched_add_fd(const char *id, time_t next, int fd)
 {
     pthread_mutex_lock(&lock);
     if (count == cap) {
@@ -36,18 +38,32 @@ int sched_add(const char *id, time_t next)
         struct entry *p = realloc(entries, ncap * sizeof(*p));
         if (p == NULL) {
             pthread_mutex_unlock(&lock);
+            if (fd >= 0)
+                close(fd);
             return -1;
         }
         entries = p;
         cap = ncap;
     }
+    if (fd >= 0 && nfds >= SCHED_FDS_MAX) {
+        close(fd);
+        fd = -1;
+    }
     memset(&entries[count], 0, sizeof(entries[count]));
     str_lcpy(entries[count].id, id, sizeof(entries[count].id));
     entries[count].next = next;
+    entries[count].fd = fd;
+    nfds += fd >= 0;
     count++;
-    pthread_cond_signal(&cond);
     pthread_mutex_unlock(&lock);
+    /* After the unlock: the thread woken does not find the lock still held. */
+    pthread_cond_signal(&cond);
     return 0;
+}
+
+int sched_add(const char *id, time_t next)
+{
+    return sched_add_fd(id, next, -1);
 }
 
 /* While the upstream is down, one waiting message is let through per interval. */
@@ -69,7 +85,7 @@ static void maybe_probe(time_t now)
     }
 }
 
-int sched_take(char *id)
+int sched_take(char *id, int *fd)
 {
     pthread_mutex_lock(&lock);
     while (!stopping) {
@@ -87,6 +103,9 @@ int sched_take(char *id)
         if (best != SIZE_MAX && entries[best].next <= now) {
             entries[best].busy = 1;
             str_lcpy(id, entries[best].id, SPOOL_ID_LEN + 1);
+            *fd = entries[best].fd;
+            entries[best].fd = -1;
+            nfds -= *fd >= 0;
             pthread_mutex_unlock(&lock);
             return 1;
         }
@@ -178,8 +197,11 @@ size_t sched_count(void)
 void sched_free(void)
 {
     pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count; i++)
+        if (entries[i].fd >= 0)
+            close(entries[i].fd);
     free(entries);
     entries = NULL;
-    count = cap = 0;
+    count = cap = nfds = 0;
     pthread_mutex_unlock(&lock);
 }

@@ -19,10 +19,19 @@ void sched_init(int probe_interval);
 /* Adds id due at next (0: now). Returns 0, or -1 when out of memory. */
 int sched_add(const char *id, time_t next);
 /*
- * Waits for a due entry, marks it busy and copies its id into id (SPOOL_ID_LEN + 1
- * bytes). Returns 1, or 0 when the schedule is stopping.
+ * The same for a file just committed, with a descriptor of it (read access), which
+ * the schedule owns from now on in every case: the first relay attempt reads the
+ * file through it instead of opening it again. At most SCHED_FDS_MAX descriptors
+ * are kept at once; past that, and when out of memory, fd is closed.
  */
-int sched_take(char *id);
+#define SCHED_FDS_MAX 128
+int sched_add_fd(const char *id, time_t next, int fd);
+/*
+ * Waits for a due entry, marks it busy and copies its id into id (SPOOL_ID_LEN + 1
+ * bytes) and into *fd the descriptor sched_add_fd() kept for it, or -1 (the caller
+ * closes it). Returns 1, or 0 when the schedule is stopping.
+ */
+int sched_take(char *id, int *fd);
 /* Releases a busy entry: removed, or due again at next (conn_fail: the upstream
  * could not be reached). */
 void sched_done(const char *id, int remove, time_t next, int conn_fail);

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-struct queue_dirs qdirs;
+struct queue_dirs qdirs = { .incoming_fd = -1, .queue_fd = -1 };
 
 void store_init(const char *spool)
 {
@@ -20,29 +20,45 @@ void store_init(const char *spool)
     str_fmt(qdirs.corrupt, sizeof(qdirs.corrupt), "%s/corrupt", spool);
 }
 
-/* Writes msg to path (created exclusively) and fsyncs it. */
-static int write_file(const char *path, const struct spool_msg *msg, char *err, size_t errlen)
+void store_open_dirs(void)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    qdirs.incoming_fd = open(qdirs.incoming, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (qdirs.incoming_fd < 0)
+        fatal("%s: %s", qdirs.incoming, strerror(errno));
+    qdirs.queue_fd = open(qdirs.queue, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (qdirs.queue_fd < 0)
+        fatal("%s: %s", qdirs.queue, strerror(errno));
+}
+
+int store_sync_queue_dir(void)
+{
+    return fsync(qdirs.queue_fd);
+}
+
+/* Writes msg to incoming/NAME (created exclusively) and fsyncs it. */
+static int write_file(const char *name, const struct spool_msg *msg, char *err, size_t errlen)
+{
+    int dir = qdirs.incoming_fd;
+    int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 
     if (fd < 0 && errno == EEXIST) {
         /* A leftover of an interrupted rewrite of the same message. */
-        (void)unlink(path);
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        (void)unlinkat(dir, name, 0);
+        fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     }
     if (fd < 0) {
-        str_fmt(err, errlen, "cannot create %s: %s", path, strerror(errno));
+        str_fmt(err, errlen, "cannot create %s/%s: %s", qdirs.incoming, name, strerror(errno));
         return -1;
     }
     if (spool_write(fd, msg) != 0 || fsync(fd) != 0) {
-        str_fmt(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        str_fmt(err, errlen, "cannot write %s/%s: %s", qdirs.incoming, name, strerror(errno));
         close(fd);
-        unlink(path);
+        unlinkat(dir, name, 0);
         return -1;
     }
     if (close(fd) != 0) {
-        str_fmt(err, errlen, "cannot write %s: %s", path, strerror(errno));
-        unlink(path);
+        str_fmt(err, errlen, "cannot write %s/%s: %s", qdirs.incoming, name, strerror(errno));
+        unlinkat(dir, name, 0);
         return -1;
     }
     return 0;
@@ -50,41 +66,43 @@ static int write_file(const char *path, const struct spool_msg *msg, char *err, 
 
 int store_save(const struct spool_msg *msg, char *err, size_t errlen)
 {
-    char tmp[PATH_MAX], dst[PATH_MAX];
+    char tmp[SPOOL_ID_LEN + 8];
+    int in = qdirs.incoming_fd, q = qdirs.queue_fd;
 
-    str_fmt(tmp, sizeof(tmp), "%s/%s.state", qdirs.incoming, msg->id);
-    str_fmt(dst, sizeof(dst), "%s/%s", qdirs.queue, msg->id);
+    str_fmt(tmp, sizeof(tmp), "%s.state", msg->id);
     if (write_file(tmp, msg, err, errlen) != 0)
         return -1;
     /*
      * An exchange, not a rename: when an administrator deleted the message meanwhile
      * it fails with ENOENT instead of bringing the message back.
      */
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) != 0) {
+    if (renameat2(in, tmp, q, msg->id, RENAME_EXCHANGE) != 0) {
         if (errno == ENOENT) {
-            unlink(tmp);
+            unlinkat(in, tmp, 0);
             return 1;
         }
         if (errno != EINVAL && errno != ENOSYS) {
-            str_fmt(err, errlen, "cannot replace %s: %s", dst, strerror(errno));
-            unlink(tmp);
+            str_fmt(err, errlen, "cannot replace %s/%s: %s", qdirs.queue, msg->id,
+                    strerror(errno));
+            unlinkat(in, tmp, 0);
             return -1;
         }
         /* A file system without RENAME_EXCHANGE: a plain rename, checked first. */
-        if (access(dst, F_OK) != 0) {
-            unlink(tmp);
+        if (faccessat(q, msg->id, F_OK, 0) != 0) {
+            unlinkat(in, tmp, 0);
             return 1;
         }
-        if (rename(tmp, dst) != 0) {
-            str_fmt(err, errlen, "cannot replace %s: %s", dst, strerror(errno));
-            unlink(tmp);
+        if (renameat(in, tmp, q, msg->id) != 0) {
+            str_fmt(err, errlen, "cannot replace %s/%s: %s", qdirs.queue, msg->id,
+                    strerror(errno));
+            unlinkat(in, tmp, 0);
             return -1;
         }
     } else {
         /* tmp now holds the old version. */
-        (void)unlink(tmp);
+        (void)unlinkat(in, tmp, 0);
     }
-    if (fsync_dir(qdirs.queue) != 0) {
+    if (store_sync_queue_dir() != 0) {
         str_fmt(err, errlen, "fsync %s: %s", qdirs.queue, strerror(errno));
         return -1;
     }
@@ -93,18 +111,15 @@ int store_save(const struct spool_msg *msg, char *err, size_t errlen)
 
 int store_create(const struct spool_msg *msg, char *err, size_t errlen)
 {
-    char tmp[PATH_MAX], dst[PATH_MAX];
-
-    str_fmt(tmp, sizeof(tmp), "%s/%s", qdirs.incoming, msg->id);
-    str_fmt(dst, sizeof(dst), "%s/%s", qdirs.queue, msg->id);
-    if (write_file(tmp, msg, err, errlen) != 0)
+    if (write_file(msg->id, msg, err, errlen) != 0)
         return -1;
-    if (rename(tmp, dst) != 0) {
-        str_fmt(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
-        unlink(tmp);
+    if (renameat(qdirs.incoming_fd, msg->id, qdirs.queue_fd, msg->id) != 0) {
+        str_fmt(err, errlen, "cannot rename %s/%s: %s", qdirs.incoming, msg->id,
+                strerror(errno));
+        unlinkat(qdirs.incoming_fd, msg->id, 0);
         return -1;
     }
-    if (fsync_dir(qdirs.queue) != 0) {
+    if (store_sync_queue_dir() != 0) {
         str_fmt(err, errlen, "fsync %s: %s", qdirs.queue, strerror(errno));
         return -1;
     }
@@ -113,11 +128,8 @@ int store_create(const struct spool_msg *msg, char *err, size_t errlen)
 
 int store_remove(const char *id)
 {
-    char path[PATH_MAX];
-
-    str_fmt(path, sizeof(path), "%s/%s", qdirs.queue, id);
-    if (unlink(path) != 0 && errno != ENOENT) {
-        log_err("id=%s done but cannot remove %s: %s", id, path, strerror(errno));
+    if (unlinkat(qdirs.queue_fd, id, 0) != 0 && errno != ENOENT) {
+        log_err("id=%s done but cannot remove %s/%s: %s", id, qdirs.queue, id, strerror(errno));
         return -1;
     }
     /*

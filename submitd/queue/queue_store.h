@@ -17,11 +17,20 @@ struct queue_dirs {
     char incoming[PATH_MAX];
     char queue[PATH_MAX];
     char corrupt[PATH_MAX];
+    /* incoming/ and queue/, held open from store_open_dirs() on: files are named
+     * relative to them (no walk of the spool path per call), and queue/ is
+     * fsynced through its descriptor. The paths above are for messages. */
+    int incoming_fd;
+    int queue_fd;
 };
 
 extern struct queue_dirs qdirs;
 
 void store_init(const char *spool);
+/* Opens incoming/ and queue/ (as the user the process runs as); fatal when it cannot. */
+void store_open_dirs(void);
+/* Fsyncs queue/ (a rename into it, or a removal, becomes durable). 0 or -1 (errno). */
+int store_sync_queue_dir(void);
 /*
  * Replaces queue/ID with msg (its state). Returns 0, 1 when queue/ID no longer
  * exists (deleted by an administrator: nothing is written), or -1 with err.

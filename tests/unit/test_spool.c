@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char tmpdir[PATH_MAX];
@@ -536,6 +537,75 @@ TEST(test_ids)
     CHECK(!spool_id_valid("0123456789ABCDEFGHI "));
 }
 
+/* Ids drawn from the pooled random bytes stay distinct, within a process and
+ * between a parent and the child it forks with a half-used pool. */
+TEST(test_ids_pooled)
+{
+    enum { N = 200 };
+    static char ids[N][SPOOL_ID_LEN + 1];
+    char child_id[SPOOL_ID_LEN + 1], parent_id[SPOOL_ID_LEN + 1];
+    int p[2], dup_found = 0, status;
+    pid_t pid;
+
+    for (int i = 0; i < N; i++) {
+        spool_new_id(ids[i]);
+        CHECK(spool_id_valid(ids[i]));
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < N; j++)
+            dup_found |= memcmp(ids[i] + 8, ids[j] + 8, SPOOL_ID_LEN - 8) == 0;
+    CHECK(!dup_found);
+
+    CHECK(pipe(p) == 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        spool_new_id(child_id);
+        _exit(write(p[1], child_id, SPOOL_ID_LEN) == SPOOL_ID_LEN ? 0 : 1);
+    }
+    close(p[1]);
+    spool_new_id(parent_id);
+    memset(child_id, 0, sizeof(child_id));
+    CHECK(read(p[0], child_id, SPOOL_ID_LEN) == SPOOL_ID_LEN);
+    close(p[0]);
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(spool_id_valid(child_id));
+    /* The random part: a child that kept the parent's pool would repeat it. */
+    CHECK(memcmp(child_id + 8, parent_id + 8, SPOOL_ID_LEN - 8) != 0);
+}
+
+/* spool_load_fd() reads through an open descriptor, which it leaves open, and
+ * refuses a file that was removed meanwhile. */
+TEST(test_load_fd)
+{
+    struct spool_msg msg;
+    char path[PATH_MAX], err[256];
+    int fd;
+
+    CHECK(make_good("byfd") == 0);
+    tmp_path(path, sizeof(path), "byfd");
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    err[0] = '\0';
+    CHECK(spool_load_fd(fd, &msg, err, sizeof(err)) == 0);
+    CHECK_STR(err, "");
+    CHECK_STR(msg.id, good_id);
+    CHECK(msg.nrcpt == 2);
+    CHECK(msg.body_len == strlen(BODY1 BODY2));
+    CHECK(msg.body != NULL && memcmp(msg.body, BODY1 BODY2, msg.body_len) == 0);
+    spool_msg_free(&msg);
+    /* Still open: it reads the same again. */
+    CHECK(fcntl(fd, F_GETFD) >= 0);
+    CHECK(spool_load_fd(fd, &msg, err, sizeof(err)) == 0);
+    spool_msg_free(&msg);
+    /* Removed (an administrator deleted the message): not loaded. */
+    CHECK(unlink(path) == 0);
+    CHECK(spool_load_fd(fd, &msg, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "cannot read: ") == err);
+    CHECK(msg.body == NULL && msg.nrcpt == 0);
+    close(fd);
+}
+
 /* The queue's rewrite: state records survive spool_write() and spool_load(). */
 TEST(test_state_round_trip)
 {
@@ -720,6 +790,8 @@ int main(void)
     RUN(test_incomplete_envelope);
     RUN(test_missing_file);
     RUN(test_ids);
+    RUN(test_ids_pooled);
+    RUN(test_load_fd);
     RUN(test_state_round_trip);
     RUN(test_state_file_truncations_fail);
     RUN(test_rstate_validation);
