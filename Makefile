@@ -261,7 +261,11 @@ $(O)/analyze/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(VERSION_DEF) -fanalyzer -c -o $@ $<
 
-$(O)/analyze/db/migrations.o: $(O)/db/migrations.c
+$(O)/analyze/db/postgres/%.o: db/postgres/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(PG_CFLAGS) -fanalyzer -c -o $@ $<
+
+$(O)/analyze/db/%.o: $(O)/db/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fanalyzer -c -o $@ $<
 

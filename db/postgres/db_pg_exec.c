@@ -286,9 +286,9 @@ done:
 
 /* ---- the statements of the backend ------------------------------------------------------ */
 
-PGresult *pg_exec_raw(struct db *db, const char *sql, int n, const char *const *params)
+/* res when it is a success; otherwise NULL, with the error recorded and res freed. */
+static PGresult *pg_checked(struct db *db, PGresult *res)
 {
-    PGresult *res = PQexecParams(db->conn, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);
 
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
@@ -302,20 +302,14 @@ PGresult *pg_exec_raw(struct db *db, const char *sql, int n, const char *const *
     return NULL;
 }
 
+PGresult *pg_exec_raw(struct db *db, const char *sql, int n, const char *const *params)
+{
+    return pg_checked(db, PQexecParams(db->conn, sql, n, NULL, params, NULL, NULL, 0));
+}
+
 PGresult *pg_exec_text(struct db *db, const char *sql)
 {
-    PGresult *res = PQexec(db->conn, sql);
-    ExecStatusType st = PQresultStatus(res);
-
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-        db->sqlstate[0] = '\0';
-        return res;
-    }
-    pg_fail(db, res);
-    PQclear(res);
-    if (PQstatus(db->conn) != CONNECTION_OK && db->in_tx)
-        db->lost_in_tx = 1;
-    return NULL;
+    return pg_checked(db, PQexec(db->conn, sql));
 }
 
 int pg_simple(struct db *db, const char *sql)

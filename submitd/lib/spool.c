@@ -315,8 +315,10 @@ static int load_fd(int fd, struct spool_msg *msg, int with_body, int linked, cha
         if (src.all != NULL && read_at(fd, 0, src.all, len) != 0)
             goto ioerr;
     }
-    /* Envelope records are short; the buffer grows only for a long one. */
-    rec = malloc(4096);
+    /* Envelope records are short; the buffer grows only for a long one. Zeroed,
+     * although every byte read is first written by src_read(): GCC 12's analyzer
+     * does not see pread() fill it. */
+    rec = calloc(1, 4096);
     if (rec == NULL)
         goto oom;
     while (pos < len && !ended) {

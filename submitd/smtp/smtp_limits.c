@@ -117,7 +117,16 @@ static void ip_table_compact(void)
     }
     for (size_t i = 0; i < ip_table_size; i++)
         if (old[i].n > 0) {
-            *ip_slot(old[i].ip, 1) = old[i];
+            /* The new table has room for every live entry of the old one, so a slot
+             * is always found; if not, the old table stays, counts intact. */
+            struct ip_count *slot = ip_slot(old[i].ip, 1);
+
+            if (slot == NULL) {
+                free(ip_table);
+                ip_table = old;
+                return;
+            }
+            *slot = old[i];
             live++;
         }
     free(old);

@@ -65,3 +65,23 @@ def reset(sock):
 
 def log_since(daemon, offset):
     return daemon.log.read_bytes()[offset:].decode("utf-8", "replace")
+
+
+def run_daemon_under_nofile(monkeypatch, tmp_path, limit):
+    """From now on in this test, stacks start submitd (master and children) with
+    RLIMIT_NOFILE limit:limit, through a prlimit wrapper."""
+    import conftest
+
+    real_binary = conftest.binary
+
+    def binary(name):
+        path = real_binary(name)
+        if name != "submitd":
+            return path
+        wrapper = tmp_path / "submitd-under-prlimit"
+        wrapper.write_text("#!/bin/sh\n"
+                           f'exec prlimit --nofile={limit}:{limit} "{path}" "$@"\n')
+        wrapper.chmod(0o755)
+        return wrapper
+
+    monkeypatch.setattr(conftest, "binary", binary)

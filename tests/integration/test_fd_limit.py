@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-import conftest
 from conftest import assert_served, make_message, poll, smtp_starttls
-from daemon_procs import child_pid, comm, cpu_seconds, log_since
+from daemon_procs import child_pid, comm, cpu_seconds, log_since, run_daemon_under_nofile
 
 HARD_LIMIT = 64
 # smtp_workers = 1 and two listeners leave 64 - 20 - 4 - 2 = 38 descriptors: 38 / 16 for
@@ -30,19 +29,7 @@ IDLE = 80
 @pytest.fixture
 def under_prlimit(fresh_stack_factory, monkeypatch, tmp_path):
     """A stack whose daemon (master and children) runs with RLIMIT_NOFILE 64:64."""
-    real_binary = conftest.binary
-
-    def binary(name):
-        path = real_binary(name)
-        if name != "submitd":
-            return path
-        wrapper = tmp_path / "submitd-under-prlimit"
-        wrapper.write_text("#!/bin/sh\n"
-                           f'exec prlimit --nofile={HARD_LIMIT}:{HARD_LIMIT} "{path}" "$@"\n')
-        wrapper.chmod(0o755)
-        return wrapper
-
-    monkeypatch.setattr(conftest, "binary", binary)
+    run_daemon_under_nofile(monkeypatch, tmp_path, HARD_LIMIT)
     return fresh_stack_factory("fd-limit", max_sessions=1000, max_sessions_per_ip=1000,
                                smtp_workers=1, log_level="info")
 

@@ -10,9 +10,8 @@ import time
 
 import pytest
 
-import conftest
 from conftest import make_message, poll, relay_settled, smtp_starttls
-from daemon_procs import child_pid
+from daemon_procs import child_pid, run_daemon_under_nofile
 
 HARD_LIMIT = 64
 
@@ -111,19 +110,7 @@ def test_an_aborted_message_leaves_no_descriptor(stack):
 def under_prlimit(fresh_stack_factory, monkeypatch, tmp_path):
     """A stack whose daemon runs with RLIMIT_NOFILE 64:64: below the queue's reserve,
     so it keeps no spool file open between OPEN and COMMIT."""
-    real_binary = conftest.binary
-
-    def binary(name):
-        path = real_binary(name)
-        if name != "submitd":
-            return path
-        wrapper = tmp_path / "submitd-under-prlimit"
-        wrapper.write_text("#!/bin/sh\n"
-                           f'exec prlimit --nofile={HARD_LIMIT}:{HARD_LIMIT} "{path}" "$@"\n')
-        wrapper.chmod(0o755)
-        return wrapper
-
-    monkeypatch.setattr(conftest, "binary", binary)
+    run_daemon_under_nofile(monkeypatch, tmp_path, HARD_LIMIT)
     return fresh_stack_factory("queue-fds-low", max_sessions=20, smtp_workers=1)
 
 
