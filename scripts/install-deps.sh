@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential pkg-config libssl-dev libpam0g-dev libsqlite3-dev libsystemd-dev sqlite3
 libpam-modules libpam-runtime openssl curl swaks msmtp libnet-ssleay-perl libio-socket-ssl-perl
 python3 python3-pytest python3-aiosmtpd python3-cryptography postfix
-debhelper dpkg-dev fakeroot fail2ban haproxy libpq-dev postgresql-15"
+debhelper dpkg-dev fakeroot fail2ban haproxy libpq-dev postgresql-15 strace"
 # make deb needs debhelper, dpkg-dev and fakeroot (tests/integration/test_package.py
 # builds the package). fail2ban is here for fail2ban-regex only (the filter is tested
 # against the daemon's own log): its service is kept from starting, so that it bans
@@ -15,7 +15,8 @@ debhelper dpkg-dev fakeroot fail2ban haproxy libpq-dev postgresql-15"
 # starting like the others. postgresql-15 is for the tests only: they run private
 # clusters in temporary directories (scripts/pg-test-cluster.sh); the package's own
 # cluster service is kept from starting too. lintian is not installed (large); the
-# test that uses it says it was skipped and why.
+# test that uses it says it was skipped and why. strace counts the system calls of
+# the benchmark's durable-write floor in a test (tests/integration/test_bench_floor.py).
 
 missing=""
 for p in $PKGS; do
