@@ -41,7 +41,7 @@
 #   BENCH_SCALE_SETUPS   setups to run ("sqlite-direct pg-direct pg-haproxy-1 pg-haproxy-2")
 #   BENCH_SCALE_SHAPES   messages per session of each shape, a "r" suffix for TLS
 #                        session resumption ("1 10"; e.g. "1 1r 10")
-#   BENCH_LOG_LEVEL      the nodes' log_level (warning)
+#   BENCH_LOG_LEVEL      the nodes' log_level (info, the default of submitd.conf)
 #   BENCH_KEEP=1         keep the temporary directory for inspection
 # Everything started here is stopped, and the cluster removed, on exit.
 set -eu
@@ -146,7 +146,7 @@ pam_confdir = $T/pam.d
 rate_messages_per_hour = 0
 rate_recipients_per_hour = 0
 max_sessions_per_ip = 1000
-log_level = ${BENCH_LOG_LEVEL:-warning}
+log_level = ${BENCH_LOG_LEVEL:-info}
 EOF
     if [ "$6" = v2 ]; then
         cat >>"$1" <<EOF

@@ -72,7 +72,7 @@
 #   BENCH_IDLE_ONLY=1   only the idle session measurement
 #   BENCH_POSTFIX=0     skip the Postfix comparison
 #   BENCH_POSTFIX_DURATION  upper bound in seconds on each Postfix run (30)
-#   BENCH_LOG_LEVEL     the daemon's log_level (warning)
+#   BENCH_LOG_LEVEL     the daemon's log_level (info, the default of submitd.conf)
 #   BENCH_KEEP=1        keep the temporary directory for inspection
 set -eu
 
@@ -216,7 +216,7 @@ crl =
 rate_messages_per_hour = 0
 rate_recipients_per_hour = 0
 max_sessions_per_ip = $PER_IP
-log_level = ${BENCH_LOG_LEVEL:-warning}
+log_level = ${BENCH_LOG_LEVEL:-info}
 EOF
 if [ "$IDLE_SESSIONS" -gt 900 ]; then
     # Room for every idle session, the honest client and the load runs, and idle
