@@ -5,6 +5,7 @@
 #include "ipc.h"
 #include "smtp_parse.h"
 #include "tls.h"
+#include "tls_out.h"
 
 #include <stdint.h>
 #include <time.h>
@@ -106,6 +107,8 @@ struct session {
     int detached;               /* the client left while the commit was pending */
     int ssl_want_write;         /* OpenSSL needs the socket writable to progress */
     int ssl_write_wants_read;   /* a reply waits for a record from the client */
+    struct tls_out tls_out;     /* records OpenSSL wrote, not sent yet (tls_out.h) */
+    int tls_shut;               /* the close_notify is written */
     uint32_t ev_mask;           /* the epoll events registered now */
     time_t tls_deadline;        /* handshake + first command due; 0: done or not started */
     time_t tls_checked;         /* last look at it: time spent waiting for us is added */

@@ -7,6 +7,12 @@
  * Reading is paused whenever the session waits for an answer (identity, sender,
  * queue file, commit) or for the STARTTLS 220 to leave; pipelined input stays in
  * inbuf meanwhile and is processed when the answer arrives.
+ *
+ * With TLS, OpenSSL's records gather in s->tls_out and leave at the end of a pump
+ * (session_send), together: replies always, other records (a session ticket, a key
+ * update) too unless the session waits for authz or the queue. Then they stay and
+ * leave with the replies that follow the answer. So the ticket goes with the first
+ * reply after the handshake, and the close_notify with the last reply.
  */
 #include "smtp_io.h"
 
@@ -61,6 +67,7 @@ static int session_flush(struct session *s)
                 return -1;
             }
             n = r;
+            s->tls_out.replies = 1;
         } else if (s->ssl == NULL) {
             n = write(s->fd, s->outbuf, s->outlen);
             if (n < 0) {
@@ -85,7 +92,7 @@ static void update_interest(struct session *s)
     /* A client that does not read its replies is not read either: its commands
      * would only pile up more replies (and memory) behind the blocked socket. */
     int reading = s->wait == WAIT_NONE && s->state != SS_CLOSING && s->outlen == 0 &&
-                  s->inlen < sizeof(s->inbuf);
+                  !s->tls_out.blocked && s->inlen < sizeof(s->inbuf);
 
     if (s->closed)
         return;
@@ -94,7 +101,7 @@ static void update_interest(struct session *s)
      * peer would wake this worker in a loop while the session waits. */
     if (reading || s->handshaking || s->ssl_write_wants_read)
         ev.events |= EPOLLIN | EPOLLRDHUP;
-    if ((s->outlen > 0 && !s->ssl_write_wants_read) || s->ssl_want_write)
+    if ((s->outlen > 0 && !s->ssl_write_wants_read) || s->ssl_want_write || s->tls_out.blocked)
         ev.events |= EPOLLOUT;
     /* Most turns leave the interest as it was: no system call then. */
     if (ev.events == s->ev_mask)
@@ -110,12 +117,19 @@ static void update_interest(struct session *s)
 
 static int tls_begin(struct session *s)
 {
+    BIO *rbio = NULL, *wbio = NULL;
+
     s->ssl = SSL_new(s->set->ssl_ctx);
-    if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1) {
+    s->tls_out.fd = s->fd;
+    /* Records come straight from the socket and go out through s->tls_out. */
+    if (s->ssl == NULL || (rbio = BIO_new_socket(s->fd, BIO_NOCLOSE)) == NULL ||
+        (wbio = tls_out_bio(&s->tls_out)) == NULL) {
         log_err("session=%s client=%s cannot create TLS session", s->id, s->client_ip);
+        BIO_free(rbio);
         ERR_clear_error();
         return -1;
     }
+    SSL_set_bio(s->ssl, rbio, wbio);
     s->handshaking = 1;
     /* The handshake and the first command after it get tls_handshake_timeout, not
      * the whole idle timeout: a slot is cheap to hold before anyone is known. */
@@ -214,6 +228,28 @@ static int session_read(struct session *s)
     return 1;
 }
 
+/*
+ * Sends the records that wait. Only records without a reply among them stay, while
+ * the session waits for authz or the queue: the client does not wait for them, and
+ * the replies that follow the answer take them along. A session that is closing
+ * writes its close_notify first, to leave with the last reply. Returns -1 when the
+ * connection failed.
+ */
+static int session_send(struct session *s)
+{
+    if (s->ssl == NULL ||
+        (s->wait != WAIT_NONE && !s->handshaking && !s->tls_out.replies))
+        return 0;
+    if (s->state == SS_CLOSING && s->outlen == 0 && !s->handshaking && !s->tls_shut) {
+        (void)SSL_shutdown(s->ssl);
+        ERR_clear_error();
+        s->tls_shut = 1;
+    }
+    if (s->tls_out.len == 0)
+        return 0;
+    return tls_out_send(&s->tls_out) < 0 ? -1 : 0;
+}
+
 /* Moves the session as far as it can go now: handshake, commands, replies, reads. */
 static void session_pump(struct session *s)
 {
@@ -266,7 +302,7 @@ static void session_pump(struct session *s)
             session_close(s);
             return;
         }
-        if (s->outlen > 0)
+        if (s->outlen > 0 || s->tls_out.blocked)
             break;
         if (held_back)
             continue; /* the replies have left: the commands they held back are next */
@@ -279,11 +315,12 @@ static void session_pump(struct session *s)
         if (r == 0)
             break;
     }
-    if (session_flush(s) != 0) {
+    if (session_flush(s) != 0 || session_send(s) != 0) {
         session_close(s);
         return;
     }
-    if (s->state == SS_CLOSING && s->outlen == 0 && s->wait == WAIT_NONE) {
+    if (s->state == SS_CLOSING && s->outlen == 0 && !s->tls_out.blocked &&
+        s->wait == WAIT_NONE) {
         session_close(s);
         return;
     }
@@ -456,12 +493,16 @@ static void release_connection(struct session *s)
 {
     epoll_ctl(s->w->epfd, EPOLL_CTL_DEL, s->fd, NULL);
     if (s->ssl != NULL) {
-        if (!s->handshaking)
+        if (!s->handshaking && !s->tls_shut)
             (void)SSL_shutdown(s->ssl);
+        /* The last reply, the close_notify or an alert: what the socket takes now. */
+        if (s->tls_out.len > 0)
+            (void)tls_out_send(&s->tls_out);
         SSL_free(s->ssl);
         s->ssl = NULL;
         ERR_clear_error();
     }
+    tls_out_free(&s->tls_out);
     close(s->fd);
     s->fd = -1;
     if (s->counted)

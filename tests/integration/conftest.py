@@ -758,6 +758,98 @@ def client_context(env, identity=None, min_version=ssl.TLSVersion.TLSv1_2):
     return ctx
 
 
+class BioTLS:
+    """A TLS client over ssl.MemoryBIO on a plain socket: the test decides which records
+    go out in which write, and sees what each read of the socket brought (chunks)."""
+
+    REPLY_RE = re.compile(rb"((?:\d{3}-[^\r\n]*\r\n)*)(\d{3}) [^\r\n]*\r\n")
+
+    def __init__(self, ctx, sock, server_hostname=None):
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
+        self.sock = sock
+        self.buf = b""
+        self.chunks = []
+
+    def flush(self):
+        pending = self.outgoing.read()
+        if pending:
+            self.sock.sendall(pending)
+
+    def recv(self):
+        """One read of the socket, handed to the TLS layer."""
+        data = self.sock.recv(65536)
+        assert data, "connection closed by the server"
+        self.chunks.append(data)
+        self.incoming.write(data)
+        return data
+
+    def handshake(self, first=b""):
+        """The handshake; first goes out ahead of the ClientHello in the same write.
+        The client's last flight stays in outgoing, for the caller to send."""
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        else:
+            return
+        self.sock.sendall(first + self.outgoing.read())
+        while True:
+            self.recv()
+            try:
+                self.tls.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                self.flush()
+
+    def send_records(self, *lines):
+        """Each line in a TLS record of its own, all of them (and whatever else waits,
+        such as the client's Finished) in one write."""
+        for line in lines:
+            self.tls.write(line)
+        self.flush()
+
+    def read_available(self):
+        """Decrypts what has arrived, without reading the socket. True when it ended
+        with the server's close_notify."""
+        while True:
+            try:
+                data = self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                return False
+            except ssl.SSLZeroReturnError:
+                return True
+            if not data:
+                return True
+            self.buf += data
+
+    def replies(self, n):
+        """The codes of the next n replies, reading the socket as much as needed."""
+        out = []
+        while len(out) < n:
+            m = self.REPLY_RE.match(self.buf)
+            if m:
+                out.append(int(m.group(2)))
+                self.buf = self.buf[m.end():]
+                continue
+            try:
+                self.buf += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                self.flush()
+                self.recv()
+        return out
+
+
+def tls_records(data):
+    """The content types of the TLS records that data (whole records) holds."""
+    types = []
+    while data:
+        assert len(data) >= 5, data
+        types.append(data[0])
+        data = data[5 + int.from_bytes(data[3:5], "big"):]
+    return types
+
+
 def reply_text(code, msg):
     """smtplib's (code, msg) as the last reply line, e.g. '250 2.0.0 Ok: queued as X'."""
     if isinstance(msg, bytes):

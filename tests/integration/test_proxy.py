@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import (ALICE_ADDR, build_stack, client_context, free_port, make_message,
+from conftest import (ALICE_ADDR, BioTLS, build_stack, client_context, free_port, make_message,
                       added_headers, poll, port_accepts, queue_id, reply_text, submit,
                       unique_rcpt)
 
@@ -270,38 +270,14 @@ def test_implicit_tls_right_after_header_in_one_write(stack):
     """On the implicit-TLS port the ClientHello follows the header in the same segment:
     only the header may be consumed before the handshake."""
     env = stack.env
-    ctx = client_context(env, stack.alice)
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx.wrap_bio(incoming, outgoing)
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
     sock = connect(env, env.tls_port)
-    sock.sendall(v2_header("192.0.2.52", dport=465) + outgoing.read())
-    while True:
-        try:
-            tls.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            pending = outgoing.read()
-            if pending:
-                sock.sendall(pending)
-            data = sock.recv(65536)
-            assert data, "closed during the TLS handshake"
-            incoming.write(data)
-    sock.sendall(outgoing.read())
-    buf = b""
-    while b"\r\n" not in buf:
-        try:
-            buf += tls.read(4096)
-        except ssl.SSLWantReadError:
-            pending = outgoing.read()
-            if pending:
-                sock.sendall(pending)
-            data = sock.recv(65536)
-            assert data, "closed before the greeting"
-            incoming.write(data)
-    assert buf.startswith(b"220 "), buf
-    sock.close()
+    c = BioTLS(client_context(env, stack.alice), sock)
+    try:
+        c.handshake(first=v2_header("192.0.2.52", dport=465))
+        c.flush()
+        assert c.replies(1) == [220], c.buf
+    finally:
+        sock.close()
 
 
 def test_implicit_tls_session_carries_the_header_address(stack):

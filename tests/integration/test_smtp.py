@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from conftest import (ALICE, ALICE_ADDR, HOSTNAME, Message, RawSMTP, added_headers, client_context,
+from conftest import (ALICE, ALICE_ADDR, HOSTNAME, BioTLS, Message, RawSMTP, added_headers,
+                      client_context, tls_records,
                       contains, make_message, queue_id, send_ok, smtp_implicit_tls,
                       smtp_starttls, submit, unique_rcpt)
 
@@ -381,58 +382,74 @@ def test_pipelined_records_in_one_segment_are_all_answered(stack):
     answers MAIL: each must still be answered, and the message relayed."""
     env = stack.env
     msg = make_message(rcpts=[unique_rcpt("records")])
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = client_context(env, stack.alice).wrap_bio(incoming, outgoing,
-                                                     server_hostname="localhost")
     sock = socket.create_connection(("127.0.0.1", env.tls_port), timeout=15)
-    buf = b""
-
-    def pump():
-        pending = outgoing.read()
-        if pending:
-            sock.sendall(pending)
-        data = sock.recv(65536)
-        assert data, "connection closed by the server"
-        incoming.write(data)
-
-    def replies(n):
-        """The next n replies (last lines), reading as much as needed."""
-        nonlocal buf
-        out = []
-        while len(out) < n:
-            m = re.match(rb"((?:\d{3}-[^\r\n]*\r\n)*)(\d{3}) [^\r\n]*\r\n", buf)
-            if m:
-                out.append(int(m.group(2)))
-                buf = buf[m.end():]
-                continue
-            try:
-                buf += tls.read(65536)
-            except ssl.SSLWantReadError:
-                pump()
-        return out
-
-    def send_records(*lines):
-        for line in lines:
-            tls.write(line)            # one TLS record each
-        sock.sendall(outgoing.read())  # all of them in one write
-
+    c = BioTLS(client_context(env, stack.alice), sock, server_hostname="localhost")
     try:
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                pump()
-        sock.sendall(outgoing.read())
-        assert replies(1) == [220]
-        send_records(b"EHLO client.test\r\n")
-        assert replies(1) == [250]
-        send_records(f"MAIL FROM:<{msg.mail_from}>\r\n".encode(),
-                     f"RCPT TO:<{msg.rcpts[0]}>\r\n".encode(), b"DATA\r\n")
-        assert replies(3) == [250, 250, 354]
+        c.handshake()
+        c.flush()
+        assert c.replies(1) == [220]
+        c.send_records(b"EHLO client.test\r\n")
+        assert c.replies(1) == [250]
+        c.send_records(f"MAIL FROM:<{msg.mail_from}>\r\n".encode(),
+                       f"RCPT TO:<{msg.rcpts[0]}>\r\n".encode(), b"DATA\r\n")
+        assert c.replies(3) == [250, 250, 354]
         body = msg.data.replace(b"\r\n.", b"\r\n..")
-        send_records(body, b".\r\n", b"QUIT\r\n")
-        assert replies(2) == [250, 221]
+        c.send_records(body, b".\r\n", b"QUIT\r\n")
+        assert c.replies(2) == [250, 221]
     finally:
         sock.close()
     stack.upstream.wait_for(msg.marker, msg.rcpts)
+
+
+def starttls_bio(stack):
+    """A BioTLS session on the STARTTLS port, its handshake done; the client's Finished
+    still waits in its outgoing buffer."""
+    env = stack.env
+    sock = socket.create_connection(("127.0.0.1", env.port), timeout=15)
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    sock.sendall(b"EHLO client.test\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    sock.sendall(b"STARTTLS\r\n")
+    assert f.readline().startswith(b"220 ")
+    c = BioTLS(client_context(env, stack.alice), sock, server_hostname="localhost")
+    c.handshake()
+    return c
+
+
+def test_session_ticket_leaves_with_the_first_reply(stack):
+    """TLS 1.3 sends the session ticket after the handshake. The server keeps it while
+    authz checks the certificate and sends it with the reply to the EHLO that came
+    with the client's Finished: one segment, so the client's first read after the
+    handshake holds the ticket and the reply, and the client resumes with that ticket."""
+    c = starttls_bio(stack)
+    try:
+        assert c.tls.version() == "TLSv1.3"
+        c.send_records(b"EHLO client.test\r\n")    # with the client's Finished
+        first = c.recv()
+        assert len(tls_records(first)) >= 2, tls_records(first)
+        assert not c.read_available()
+        assert re.search(rb"^250 ", c.buf, re.M), c.buf
+        assert c.tls.session is not None and c.tls.session.has_ticket
+        c.buf = b""
+        c.send_records(b"QUIT\r\n")
+        assert c.replies(1) == [221]
+    finally:
+        c.sock.close()
+
+
+def test_last_reply_and_close_notify_leave_together(stack):
+    """After QUIT the 221 and the TLS close_notify go in one segment: the client's
+    next read holds both, and the session ends cleanly at the TLS layer."""
+    c = starttls_bio(stack)
+    try:
+        c.send_records(b"EHLO client.test\r\n")
+        assert c.replies(1) == [250]
+        c.send_records(b"QUIT\r\n")
+        first = c.recv()
+        assert len(tls_records(first)) == 2, tls_records(first)
+        assert c.read_available(), "no close_notify with the 221"
+        assert c.buf.startswith(b"221 "), c.buf
+    finally:
+        c.sock.close()
