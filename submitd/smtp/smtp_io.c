@@ -228,31 +228,46 @@ static int session_read(struct session *s)
     return 1;
 }
 
+/* Whether the records that wait may stay while the session waits for authz or the
+ * queue: only TLS 1.3 records after the handshake that hold no reply (the ticket, a
+ * key update), which the client does not wait for. A TLS 1.2 handshake ends with the
+ * server's Finished, which the client does wait for. Nothing stays while part of it
+ * could not leave: the session asked to hear when the socket is writable. */
+static int send_may_wait(const struct session *s)
+{
+    return s->wait != WAIT_NONE && !s->handshaking && !s->tls_out.replies &&
+           !s->tls_out.blocked && SSL_version(s->ssl) == TLS1_3_VERSION;
+}
+
 /*
- * Sends the records that wait. Only records without a reply among them stay, while
- * the session waits for authz or the queue: the client does not wait for them, and
- * the replies that follow the answer take them along. A session that is closing
- * writes its close_notify first, to leave with the last reply. Returns -1 when the
- * connection failed.
+ * Sends the records that wait, unless they may wait for the replies that follow an
+ * answer of authz or the queue (send_may_wait). A session that is closing writes its
+ * close_notify first, to leave with the last reply. Returns -1 when the connection
+ * failed.
  */
 static int session_send(struct session *s)
 {
-    if (s->ssl == NULL ||
-        (s->wait != WAIT_NONE && !s->handshaking && !s->tls_out.replies))
+    if (s->ssl == NULL || send_may_wait(s))
         return 0;
+    /* Written, or else tried again in release_connection. */
     if (s->state == SS_CLOSING && s->outlen == 0 && !s->handshaking && !s->tls_shut) {
-        (void)SSL_shutdown(s->ssl);
+        s->tls_shut = SSL_shutdown(s->ssl) >= 0;
         ERR_clear_error();
-        s->tls_shut = 1;
     }
     if (s->tls_out.len == 0)
         return 0;
     return tls_out_send(&s->tls_out) < 0 ? -1 : 0;
 }
 
+/* How often one pump starts over for input that waits inside OpenSSL; the session
+ * is pumped again at its next event anyway, so this only needs to be enough. */
+#define PUMP_ROUNDS 4
+
 /* Moves the session as far as it can go now: handshake, commands, replies, reads. */
 static void session_pump(struct session *s)
 {
+    int rounds = 0;
+
     if (s->closed)
         return;
     if (s->proxy_pending) {
@@ -268,6 +283,7 @@ static void session_pump(struct session *s)
             return;
         }
     }
+again:
     for (;;) {
         int held_back;
 
@@ -297,8 +313,11 @@ static void session_pump(struct session *s)
         }
         if (s->wait != WAIT_NONE || s->state == SS_CLOSING)
             break;
-        /* Replies first: while they cannot leave, nothing more is read. */
-        if (session_flush(s) != 0) {
+        /* Replies first: while they cannot leave, nothing more is read. They leave
+         * before the read, too: the client's next command may come back meanwhile.
+         * Other records wait for the end of the pump, and for a reply to go with. */
+        if (session_flush(s) != 0 ||
+            ((s->tls_out.replies || s->tls_out.blocked) && session_send(s) != 0)) {
             session_close(s);
             return;
         }
@@ -324,6 +343,12 @@ static void session_pump(struct session *s)
         session_close(s);
         return;
     }
+    /* The replies left only now, and commands the client pipelined wait inside
+     * OpenSSL, read ahead from the socket: no readiness event will announce them. */
+    if (s->ssl != NULL && !s->handshaking && s->wait == WAIT_NONE && s->outlen == 0 &&
+        !s->tls_out.blocked && s->inlen < sizeof(s->inbuf) && SSL_has_pending(s->ssl) &&
+        rounds++ < PUMP_ROUNDS)
+        goto again;
     update_interest(s);
 }
 

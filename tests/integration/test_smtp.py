@@ -6,11 +6,12 @@ import re
 import socket
 import ssl
 import threading
+import time
 import uuid
 
 import pytest
 
-from conftest import (ALICE, ALICE_ADDR, HOSTNAME, BioTLS, Message, RawSMTP, added_headers,
+from conftest import (ALICE, ALICE_ADDR, HOSTNAME, SESSION_TIMEOUT, BioTLS, Message, RawSMTP, added_headers,
                       client_context, tls_records,
                       contains, make_message, queue_id, send_ok, smtp_implicit_tls,
                       smtp_starttls, submit, unique_rcpt)
@@ -375,6 +376,18 @@ def test_large_header_section_is_relayed_exactly(stack):
     assert [n.lower() for n, _ in added_headers(arrival, msg.data)] == ["received"]
 
 
+def implicit_bio_after_ehlo(stack, sock):
+    """A BioTLS session on sock, connected to the implicit-TLS port, greeted and past
+    its EHLO."""
+    c = BioTLS(client_context(stack.env, stack.alice), sock, server_hostname="localhost")
+    c.handshake()
+    c.flush()
+    assert c.replies(1) == [220]
+    c.send_records(b"EHLO client.test\r\n")
+    assert c.replies(1) == [250]
+    return c
+
+
 def test_pipelined_records_in_one_segment_are_all_answered(stack):
     """Each pipelined command in a TLS record of its own, all records in one TCP segment.
     The server reads the socket ahead of the record it needs, so the records after MAIL
@@ -383,13 +396,8 @@ def test_pipelined_records_in_one_segment_are_all_answered(stack):
     env = stack.env
     msg = make_message(rcpts=[unique_rcpt("records")])
     sock = socket.create_connection(("127.0.0.1", env.tls_port), timeout=15)
-    c = BioTLS(client_context(env, stack.alice), sock, server_hostname="localhost")
     try:
-        c.handshake()
-        c.flush()
-        assert c.replies(1) == [220]
-        c.send_records(b"EHLO client.test\r\n")
-        assert c.replies(1) == [250]
+        c = implicit_bio_after_ehlo(stack, sock)
         c.send_records(f"MAIL FROM:<{msg.mail_from}>\r\n".encode(),
                        f"RCPT TO:<{msg.rcpts[0]}>\r\n".encode(), b"DATA\r\n")
         assert c.replies(3) == [250, 250, 354]
@@ -453,3 +461,33 @@ def test_last_reply_and_close_notify_leave_together(stack):
         assert c.buf.startswith(b"221 "), c.buf
     finally:
         c.sock.close()
+
+
+def test_slow_reader_pipelining_many_records_is_answered_throughout(stack):
+    """A client pipelines thousands of commands in full-size TLS records and reads the
+    replies slowly through a small receive buffer. The replies back up into
+    the socket and the server stops reading; commands it had read ahead wait inside
+    OpenSSL, where no readiness event announces them. Each time the replies drain the
+    server must go on with those: every command is answered long before the idle
+    timeout, and the next client is served."""
+    env = stack.env
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.settimeout(15)
+    sock.connect(("127.0.0.1", env.tls_port))
+    n = 1000
+    try:
+        c = implicit_bio_after_ehlo(stack, sock)
+        start = time.monotonic()
+        c.send_records(b"NOOP\r\n" * n + f"MAIL FROM:<{ALICE_ADDR}>\r\n".encode() +
+                       b"NOOP\r\n" * n + b"QUIT\r\n")
+        codes = []
+        while len(codes) < 2 * n + 2:
+            time.sleep(0.002)
+            codes += c.replies(1)
+        assert codes == [250] * (2 * n + 1) + [221], codes[-5:]
+        assert time.monotonic() - start < SESSION_TIMEOUT / 2
+    finally:
+        sock.close()
+    with smtp_starttls(env, stack.alice) as s:
+        assert s.noop()[0] == 250
