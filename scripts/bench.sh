@@ -665,7 +665,7 @@ awk -v floors="$FLOORS" '
             s = shapes[i]; k = "submitd" SUBSEP s; p = "postfix" SUBSEP s
             if (!(k in seen)) continue
             if (s == "per-session-1" && floor > 0)
-                printf "bench: target shape=%s server CPU %.2f ms = %.2fx the openssl floor " \
+                printf "bench: target shape=%s server CPU %.2f ms = %.3fx the openssl floor " \
                        "(bound 1.3x): %s\n", s, med[k, "server"], med[k, "server"] / floor,
                        (med[k, "server"] <= 1.3 * floor) ? "met" : "MISSED"
             # Not a bound of DESIGN: how far the process that makes the handshakes is
