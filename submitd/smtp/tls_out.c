@@ -122,8 +122,13 @@ static int out_create(BIO *b)
 
 static void out_method_init(void)
 {
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "submitd TLS out");
+    int index = BIO_get_new_index();
+    BIO_METHOD *m;
 
+    /* Without a type of its own no session can start TLS: tls_begin says so. */
+    if (index == -1)
+        return;
+    m = BIO_meth_new(index | BIO_TYPE_SOURCE_SINK, "submitd TLS out");
     if (m == NULL || BIO_meth_set_write(m, out_write) != 1 ||
         BIO_meth_set_ctrl(m, out_ctrl) != 1 || BIO_meth_set_create(m, out_create) != 1) {
         BIO_meth_free(m);
