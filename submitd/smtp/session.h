@@ -147,7 +147,9 @@ struct session {
     char accepted_id[32];       /* the queue id the pending 250 will name */
 
     /* Buffers. */
-    char inbuf[SESS_INBUF];
+    char *inbuf;                /* SESS_INBUF bytes while it holds input or a read is
+                                   under way, else NULL: an idle session has none
+                                   (smtp_io.c, inbuf_take and inbuf_give) */
     size_t inlen;
     char *outbuf;
     size_t outlen, outcap;

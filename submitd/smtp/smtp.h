@@ -51,6 +51,7 @@ struct worker {
     uint64_t paused;            /* listeners (bit k) taken out of this worker's epoll set */
     time_t paused_at;
     struct ipc_msg *msg;        /* scratch message, 64 KiB: not on the stack */
+    char *spare_inbuf;          /* an input buffer an emptied session gave back */
 };
 
 #endif

@@ -92,7 +92,7 @@ static void update_interest(struct session *s)
     /* A client that does not read its replies is not read either: its commands
      * would only pile up more replies (and memory) behind the blocked socket. */
     int reading = s->wait == WAIT_NONE && s->state != SS_CLOSING && s->outlen == 0 &&
-                  !s->tls_out.blocked && s->inlen < sizeof(s->inbuf);
+                  !s->tls_out.blocked && s->inlen < SESS_INBUF;
 
     if (s->closed)
         return;
@@ -193,15 +193,53 @@ static int tls_continue(struct session *s)
 
 /* ---- input ----------------------------------------------------------------- */
 
+/*
+ * A session holds an input buffer only while there is input in it: thousands of
+ * idle sessions would otherwise keep 4 KiB each for nothing (an eighth of what an
+ * idle TLS session costs). An emptied buffer goes back to the worker, which keeps one
+ * for the next read, so a busy session does not allocate for every command.
+ */
+int inbuf_take(struct session *s)
+{
+    if (s->inbuf != NULL)
+        return 0;
+    if (s->w != NULL && s->w->spare_inbuf != NULL) {
+        s->inbuf = s->w->spare_inbuf;
+        s->w->spare_inbuf = NULL;
+        return 0;
+    }
+    s->inbuf = malloc(SESS_INBUF);
+    if (s->inbuf != NULL)
+        return 0;
+    log_err("session=%s client=%s out of memory for its input", s->id, s->client_ip);
+    return -1;
+}
+
+/* Gives the buffer back once it is empty (or the session is over: force). */
+static void inbuf_give(struct session *s, int force)
+{
+    if (s->inbuf == NULL || (s->inlen > 0 && !force))
+        return;
+    if (s->w != NULL && s->w->spare_inbuf == NULL)
+        s->w->spare_inbuf = s->inbuf;
+    else
+        free(s->inbuf);
+    s->inbuf = NULL;
+    s->inlen = 0;
+}
+
 /* Reads what the socket has. Returns 1 when bytes arrived, 0 when nothing more
- * is available now, -1 when the session is over (EOF or error). */
+ * is available now, -1 when the session is over (EOF or error), -2 when there is
+ * no memory to read into. */
 static int session_read(struct session *s)
 {
-    size_t room = sizeof(s->inbuf) - s->inlen;
+    size_t room = SESS_INBUF - s->inlen;
     ssize_t n;
 
     if (room == 0)
         return 0;
+    if (inbuf_take(s) != 0)
+        return -2;
     if (s->ssl != NULL) {
         int r = SSL_read(s->ssl, s->inbuf + s->inlen, (int)room);
         if (r <= 0) {
@@ -278,8 +316,10 @@ static void session_pump(struct session *s)
             return;
         }
         if (r == 0 || session_begin(s) != 0) {
-            if (!s->closed)
+            if (!s->closed) {
+                inbuf_give(s, 0);
                 update_interest(s);
+            }
             return;
         }
     }
@@ -327,7 +367,9 @@ again:
             continue; /* the replies have left: the commands they held back are next */
         int r = session_read(s);
         if (r < 0) {
-            log_info("session=%s client=%s connection closed by client", s->id, s->client_ip);
+            if (r == -1)
+                log_info("session=%s client=%s connection closed by client", s->id,
+                         s->client_ip);
             session_close(s);
             return;
         }
@@ -346,9 +388,10 @@ again:
     /* The replies left only now, and commands the client pipelined wait inside
      * OpenSSL, read ahead from the socket: no readiness event will announce them. */
     if (s->ssl != NULL && !s->handshaking && s->wait == WAIT_NONE && s->outlen == 0 &&
-        !s->tls_out.blocked && s->inlen < sizeof(s->inbuf) && SSL_has_pending(s->ssl) &&
+        !s->tls_out.blocked && s->inlen < SESS_INBUF && SSL_has_pending(s->ssl) &&
         rounds++ < PUMP_ROUNDS)
         goto again;
+    inbuf_give(s, 0);
     update_interest(s);
 }
 
@@ -528,6 +571,7 @@ static void release_connection(struct session *s)
         ERR_clear_error();
     }
     tls_out_free(&s->tls_out);
+    inbuf_give(s, 1);
     close(s->fd);
     s->fd = -1;
     if (s->counted)

@@ -25,6 +25,10 @@ void session_shutdown(struct session *s);
  * event of the batch can refer to them any more. Returns how many were freed. */
 int session_reap(struct worker *w);
 
+/* Gives the session its input buffer, if it has none (the PROXY header is read into
+ * it too). Returns -1, logged, when memory is short. */
+int inbuf_take(struct session *s);
+
 /* The client's address as text ("unknown" for other families). */
 void sockaddr_text(const struct sockaddr_storage *ss, char *ip, size_t iplen);
 

@@ -9,6 +9,7 @@
 #include "netaddr.h"
 #include "proxy_proto.h"
 #include "session.h"
+#include "smtp_io.h"
 #include "util.h"
 
 #include <errno.h>
@@ -53,6 +54,8 @@ static void proxy_apply(struct session *s, const struct proxy_result *pr)
 
 int session_proxy_read(struct session *s)
 {
+    if (inbuf_take(s) != 0)
+        return -1;
     for (;;) {
         unsigned char *have = (unsigned char *)s->inbuf;
         size_t room = PROXY_HEADER_MAX - s->inlen, take;

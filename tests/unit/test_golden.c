@@ -235,7 +235,7 @@ static void feed(const char *p, size_t n)
     if (g.closed)
         return;
     while (n > 0) {
-        size_t room = sizeof(s->inbuf) - s->inlen, c = n < room ? n : room;
+        size_t room = SESS_INBUF - s->inlen, c = n < room ? n : room;
 
         if (c == 0) {
             out("!! the session reads no more input");
@@ -267,7 +267,7 @@ static void start_session(void)
     if (fd >= 0)
         close(fd);
     s = calloc(1, sizeof(*s));
-    if (s == NULL)
+    if (s == NULL || (s->inbuf = malloc(SESS_INBUF)) == NULL)
         abort();
     s->port = &golden_port;
     s->msg = &req;
@@ -509,6 +509,7 @@ static char *replay(const char *path)
         start_session();
     end_session("-- client left");
     free(g.s->outbuf);
+    free(g.s->inbuf);
     free(g.s);
     return g.out;
 }
