@@ -167,9 +167,12 @@ SSL_CTX *tls_server_ctx_fds(const struct config *cfg, int cert_fd, int key_fd, i
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_NO_COMPRESSION);
-    /* Idle sessions should cost little memory: free the I/O buffers between reads. */
+    /* Idle sessions should cost little memory: free the I/O buffers between reads.
+     * The chain sent with the server certificate is the one tls_cert holds
+     * (use_chain); without NO_AUTO_CHAIN OpenSSL would also try to build one from the
+     * context's store, which is empty here, at every handshake. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
     /* One read(2) takes what the socket holds instead of one for each record's header
      * and one for its body. Bytes read ahead wait inside OpenSSL where epoll cannot see
      * them; session_pump reads until SSL_read wants more from the socket, and every

@@ -148,24 +148,27 @@ def _aki_for(issuer_cert, issuer_key):
     return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key())
 
 
-def make_ca(common_name):
-    """A self-signed CA; returns (cert, key)."""
+def make_ca(common_name, issuer=None):
+    """A CA, self-signed, or an intermediate when issuer is (cert, key); returns
+    (cert, key)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    signer_name, signer_key = (issuer[0].subject, issuer[1]) if issuer else (name, key)
     now = datetime.datetime.utcnow()
     cert = (x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name)
+            .subject_name(name).issuer_name(signer_name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0 if issuer else None),
+                           critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                          content_commitment=False, key_encipherment=False,
                                          data_encipherment=False, key_agreement=False,
                                          encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
+            .sign(signer_key, hashes.SHA256()))
     return cert, key
 
 

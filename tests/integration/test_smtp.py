@@ -3,8 +3,10 @@ exact bytes, the headers submitd adds, and the audit rows (DESIGN §3, §7, §8)
 
 import email.utils
 import re
+import smtplib
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import uuid
@@ -306,6 +308,67 @@ def _starttls_handshake(stack, ctx):
         return tls.version(), tls.cipher(), data
     finally:
         c.close()
+
+
+def test_the_chain_in_tls_cert_is_sent_and_nothing_else(fresh_stack_factory):
+    """tls_cert holds the server certificate and its intermediate: a client that
+    trusts only the root verifies the server through it, over STARTTLS and implicit
+    TLS, and the server sends exactly that chain, nothing it built itself."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from conftest import make_ca, make_leaf, write_cert_and_key
+
+    s = fresh_stack_factory("server-chain", start_daemon=False)
+    root, root_key = make_ca("server chain root")
+    inter, ikey = make_ca("server chain intermediate", issuer=(root, root_key))
+    leaf, key = make_leaf(inter, ikey, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]),
+                          dns=["localhost"], ips=["127.0.0.1"], eku=(ExtendedKeyUsageOID.SERVER_AUTH,))
+    crt, _ = write_cert_and_key(s.env.dir, "server", leaf, key)
+    crt.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) +
+                    inter.public_bytes(serialization.Encoding.PEM))
+    root_file = s.env.dir / "server-root.crt"
+    root_file.write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    s.daemon.start()
+
+    def ctx():
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        c.check_hostname = False
+        c.verify_mode = ssl.CERT_REQUIRED
+        c.load_verify_locations(cafile=str(root_file))
+        c.load_cert_chain(str(s.alice.crt), str(s.alice.key))
+        return c
+
+    def sent_chain():
+        """The subjects of the certificates the server sends, as s_client shows them."""
+        out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{s.env.tls_port}",
+                              "-showcerts", "-cert", str(s.alice.crt), "-key", str(s.alice.key),
+                              "-CAfile", str(root_file), "-verify_return_error"],
+                             input=b"QUIT\r\n", capture_output=True, timeout=30)
+        text = out.stdout.decode(errors="replace")
+        assert "Verify return code: 0 (ok)" in text, text[-2000:]
+        pems = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S)
+        return [x509.load_pem_x509_certificate(p.encode()).subject for p in pems]
+
+    c = smtplib.SMTP("127.0.0.1", s.env.port, local_hostname="client.test", timeout=15)
+    try:
+        c.ehlo()
+        # The client trusts only the root: the handshake verifies through the
+        # intermediate the server sent.
+        assert c.starttls(context=ctx())[0] == 220
+        c.ehlo()
+        assert c.mail(ALICE_ADDR)[0] == 250
+    finally:
+        c.close()
+    c = smtplib.SMTP_SSL("127.0.0.1", s.env.tls_port, local_hostname="client.test", timeout=15,
+                         context=ctx())
+    try:
+        assert c.ehlo()[0] == 250
+        assert c.mail(ALICE_ADDR)[0] == 250
+    finally:
+        c.close()
+    assert sent_chain() == [leaf.subject, inter.subject]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
