@@ -228,6 +228,38 @@ static void inbuf_give(struct session *s, int force)
     s->inlen = 0;
 }
 
+/*
+ * A client's TLS 1.3 KeyUpdate that asks for ours is answered now. OpenSSL would
+ * send our KeyUpdate only before the next reply (RFC 8446 4.6.3 allows that), so a
+ * client that waits for the new keys before it writes again would wait for nothing.
+ * SSL_key_update() puts the connection into the state that writes it, and
+ * SSL_do_handshake() writes it; it leaves with the other records of the pump.
+ * Returns -1 when the connection failed.
+ */
+static int key_update_answer(struct session *s)
+{
+    int r;
+
+    if (SSL_get_key_update_type(s->ssl) == SSL_KEY_UPDATE_NONE ||
+        SSL_key_update(s->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1) {
+        ERR_clear_error();
+        return 0;
+    }
+    r = SSL_do_handshake(s->ssl);
+    if (r == 1)
+        return 0;
+    switch (SSL_get_error(s->ssl, r)) {
+    case SSL_ERROR_WANT_WRITE:
+        s->ssl_want_write = 1;
+        return 0;
+    case SSL_ERROR_WANT_READ:
+        return 0;
+    default:
+        ERR_clear_error();
+        return -1;
+    }
+}
+
 /* Reads what the socket has. Returns 1 when bytes arrived, 0 when nothing more
  * is available now, -1 when the session is over (EOF or error), -2 when there is
  * no memory to read into. */
@@ -243,9 +275,11 @@ static int session_read(struct session *s)
     if (s->ssl != NULL) {
         int r = SSL_read(s->ssl, s->inbuf + s->inlen, (int)room);
         if (r <= 0) {
+            /* Asked before anything else is done with the connection: the answer
+             * describes the last call. */
             int e = SSL_get_error(s->ssl, r);
             if (e == SSL_ERROR_WANT_READ)
-                return 0;
+                return key_update_answer(s);
             if (e == SSL_ERROR_WANT_WRITE) {
                 s->ssl_want_write = 1;
                 return 0;
@@ -253,6 +287,8 @@ static int session_read(struct session *s)
             ERR_clear_error();
             return -1;
         }
+        if (key_update_answer(s) != 0)
+            return -1;
         n = r;
     } else {
         n = read(s->fd, s->inbuf + s->inlen, room);

@@ -2,9 +2,11 @@
 exact bytes, the headers submitd adds, and the audit rows (DESIGN §3, §7, §8)."""
 
 import email.utils
+import os
 import re
 import smtplib
 import socket
+import select
 import ssl
 import subprocess
 import threading
@@ -14,6 +16,7 @@ import uuid
 import pytest
 
 from conftest import (ALICE, ALICE_ADDR, HOSTNAME, SESSION_TIMEOUT, BioTLS, Message, RawSMTP, added_headers,
+                      assert_served,
                       client_context, tls_records,
                       contains, make_message, queue_id, send_ok, smtp_implicit_tls,
                       smtp_starttls, submit, unique_rcpt)
@@ -554,3 +557,88 @@ def test_slow_reader_pipelining_many_records_is_answered_throughout(stack):
         sock.close()
     with smtp_starttls(env, stack.alice) as s:
         assert s.noop()[0] == 250
+
+
+# ---- TLS 1.3 KeyUpdate ----------------------------------------------------------------------------
+
+class SClient:
+    """openssl s_client on the implicit TLS port with -msg: its "K" command sends a
+    KeyUpdate that asks for ours, and -msg shows each handshake message both ways."""
+
+    SERVER_KEY_UPDATE = "<<< TLS 1.3, Handshake [length 0005], KeyUpdate"
+    CLIENT_KEY_UPDATE = ">>> TLS 1.3, Handshake [length 0005], KeyUpdate"
+
+    def __init__(self, stack):
+        self.p = subprocess.Popen(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{stack.env.tls_port}", "-msg",
+             "-cert", str(stack.alice.crt), "-key", str(stack.alice.key),
+             "-CAfile", str(stack.env.ca_cert_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        os.set_blocking(self.p.stdout.fileno(), False)
+        self.out = ""
+
+    def line(self, text):
+        self.p.stdin.write(text.encode() + b"\n")
+        self.p.stdin.flush()
+
+    def wait_for(self, pred, timeout):
+        """Reads until pred(output) holds; returns whether it did within timeout."""
+        end = time.monotonic() + timeout
+        while not pred(self.out):
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            r, _, _ = select.select([self.p.stdout], [], [], left)
+            if r:
+                data = self.p.stdout.read()
+                if not data:
+                    return pred(self.out)
+                self.out += data.decode(errors="replace")
+        return True
+
+    def close(self):
+        self.p.kill()
+        self.p.wait(10)
+
+
+def test_a_key_update_that_asks_for_ours_is_answered_at_once(stack):
+    """RFC 8446 4.6.3: the server's KeyUpdate must come before its next data; it comes
+    at once, not with the next reply, and the session goes on under the new keys."""
+    c = SClient(stack)
+    try:
+        c.line("EHLO client.test")
+        assert c.wait_for(lambda o: "250 " in o, 10), c.out[-2000:]
+        start = len(c.out)
+        c.line("K")
+        # Nothing else is sent: the answer must not wait for the next command.
+        assert c.wait_for(lambda o: SClient.SERVER_KEY_UPDATE in o[start:], 5), \
+            "no KeyUpdate from the server before the next command:\n" + c.out[start:]
+        c.line("NOOP")
+        assert c.wait_for(lambda o: "250 2.0.0" in o[start:], 10), c.out[start:]
+        assert c.out[start:].count(SClient.SERVER_KEY_UPDATE) == 1, c.out[start:]
+    finally:
+        c.close()
+    assert_served(stack.env, stack.alice)
+
+
+def test_a_flood_of_key_updates_is_answered_one_for_one_and_the_session_goes_on(stack):
+    c = SClient(stack)
+    try:
+        c.line("EHLO client.test")
+        assert c.wait_for(lambda o: "250 " in o, 10), c.out[-2000:]
+        start = len(c.out)
+        # s_client takes one command per read of its input: one line at a time.
+        for _ in range(40):
+            c.line("K")
+            time.sleep(0.02)
+        assert c.wait_for(lambda o: o[start:].count(SClient.CLIENT_KEY_UPDATE) >= 20, 10), \
+            c.out[-2000:]
+        sent = c.out[start:].count(SClient.CLIENT_KEY_UPDATE)
+        assert c.wait_for(lambda o: o[start:].count(SClient.SERVER_KEY_UPDATE) >= sent, 10), \
+            f"{c.out[start:].count(SClient.SERVER_KEY_UPDATE)} KeyUpdates answered of {sent}"
+        c.line("NOOP")
+        assert c.wait_for(lambda o: "250 2.0.0" in o[start:], 10), c.out[-2000:]
+        assert c.out[start:].count(SClient.SERVER_KEY_UPDATE) == sent
+    finally:
+        c.close()
+    assert_served(stack.env, stack.alice)
