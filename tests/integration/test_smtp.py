@@ -621,7 +621,10 @@ def test_a_key_update_that_asks_for_ours_is_answered_at_once(stack):
     assert_served(stack.env, stack.alice)
 
 
-def test_a_flood_of_key_updates_is_answered_one_for_one_and_the_session_goes_on(stack):
+def test_a_flood_of_key_updates_is_answered_and_the_session_goes_on(stack):
+    """RFC 8446 4.6.3 lets a silent receiver answer several requests with one update:
+    the last request is followed by an answer, never more answers than requests, and
+    the session goes on under the new keys."""
     c = SClient(stack)
     try:
         c.line("EHLO client.test")
@@ -633,12 +636,13 @@ def test_a_flood_of_key_updates_is_answered_one_for_one_and_the_session_goes_on(
             time.sleep(0.02)
         assert c.wait_for(lambda o: o[start:].count(SClient.CLIENT_KEY_UPDATE) >= 20, 10), \
             c.out[-2000:]
+        assert c.wait_for(lambda o: o.rfind(SClient.SERVER_KEY_UPDATE) >
+                          o.rfind(SClient.CLIENT_KEY_UPDATE), 10), \
+            "the last KeyUpdate that asked for ours got no answer:\n" + c.out[-2000:]
         sent = c.out[start:].count(SClient.CLIENT_KEY_UPDATE)
-        assert c.wait_for(lambda o: o[start:].count(SClient.SERVER_KEY_UPDATE) >= sent, 10), \
-            f"{c.out[start:].count(SClient.SERVER_KEY_UPDATE)} KeyUpdates answered of {sent}"
         c.line("NOOP")
         assert c.wait_for(lambda o: "250 2.0.0" in o[start:], 10), c.out[-2000:]
-        assert c.out[start:].count(SClient.SERVER_KEY_UPDATE) == sent
+        assert 1 <= c.out[start:].count(SClient.SERVER_KEY_UPDATE) <= sent
     finally:
         c.close()
     assert_served(stack.env, stack.alice)
