@@ -486,6 +486,7 @@ int main(int argc, char **argv)
         free(workers[i].slots);
         free(workers[i].free_slots);
         free(workers[i].msg);
+        free(workers[i].spare_inbuf);
         close(workers[i].epfd);
     }
     free(workers);
