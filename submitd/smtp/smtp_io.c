@@ -215,11 +215,14 @@ int inbuf_take(struct session *s)
     return -1;
 }
 
-/* Gives the buffer back once it is empty (or the session is over: force). */
+/* Gives the buffer back once it is empty (or the session is over: force). It is
+ * wiped first: the next session to use it must not find this one's bytes (an AUTH
+ * PLAIN line, a message) past its own. */
 static void inbuf_give(struct session *s, int force)
 {
     if (s->inbuf == NULL || (s->inlen > 0 && !force))
         return;
+    explicit_bzero(s->inbuf, SESS_INBUF);
     if (s->w != NULL && s->w->spare_inbuf == NULL)
         s->w->spare_inbuf = s->inbuf;
     else
@@ -233,8 +236,9 @@ static void inbuf_give(struct session *s, int force)
  * send our KeyUpdate only before the next reply (RFC 8446 4.6.3 allows that), so a
  * client that waits for the new keys before it writes again would wait for nothing.
  * SSL_key_update() puts the connection into the state that writes it, and
- * SSL_do_handshake() writes it; it leaves with the other records of the pump.
- * Returns -1 when the connection failed.
+ * SSL_do_handshake() writes it; it leaves with the other records of the pump (or,
+ * when the output buffer was full, session_send moves it on once there is room).
+ * Returns -1, logged, when the connection failed.
  */
 static int key_update_answer(struct session *s)
 {
@@ -256,13 +260,15 @@ static int key_update_answer(struct session *s)
         return 0;
     default:
         ERR_clear_error();
+        log_info("session=%s client=%s connection failed while answering a TLS key update",
+                 s->id, s->client_ip);
         return -1;
     }
 }
 
 /* Reads what the socket has. Returns 1 when bytes arrived, 0 when nothing more
- * is available now, -1 when the session is over (EOF or error), -2 when there is
- * no memory to read into. */
+ * is available now, -1 when the client closed the connection or it failed, -2 when
+ * the session is over for a reason already logged. */
 static int session_read(struct session *s)
 {
     size_t room = SESS_INBUF - s->inlen;
@@ -271,7 +277,7 @@ static int session_read(struct session *s)
     if (room == 0)
         return 0;
     if (inbuf_take(s) != 0)
-        return -2;
+        return -2;    /* logged */
     if (s->ssl != NULL) {
         int r = SSL_read(s->ssl, s->inbuf + s->inlen, (int)room);
         if (r <= 0) {
@@ -279,7 +285,7 @@ static int session_read(struct session *s)
              * describes the last call. */
             int e = SSL_get_error(s->ssl, r);
             if (e == SSL_ERROR_WANT_READ)
-                return key_update_answer(s);
+                return key_update_answer(s) == 0 ? 0 : -2;
             if (e == SSL_ERROR_WANT_WRITE) {
                 s->ssl_want_write = 1;
                 return 0;
@@ -287,8 +293,9 @@ static int session_read(struct session *s)
             ERR_clear_error();
             return -1;
         }
-        if (key_update_answer(s) != 0)
-            return -1;
+        /* The bytes read are the client's either way: when the answer failed, the
+         * connection is dead and the next write says so, after they were handled. */
+        (void)key_update_answer(s);
         n = r;
     } else {
         n = read(s->fd, s->inbuf + s->inlen, room);
@@ -328,9 +335,26 @@ static int session_send(struct session *s)
         s->tls_shut = SSL_shutdown(s->ssl) >= 0;
         ERR_clear_error();
     }
-    if (s->tls_out.len == 0)
-        return 0;
-    return tls_out_send(&s->tls_out) < 0 ? -1 : 0;
+    if (s->tls_out.len > 0 && tls_out_send(&s->tls_out) < 0)
+        return -1;
+    /* A post-handshake message (our KeyUpdate) that OpenSSL wrote while the buffer
+     * was full is still inside OpenSSL, and only another handshake step hands it
+     * over: take it now that the buffer is empty, or a client waiting for our new
+     * keys would wait for nothing. */
+    if (s->tls_out.len == 0 && !s->handshaking && !s->tls_shut && SSL_in_init(s->ssl)) {
+        int r = SSL_do_handshake(s->ssl);
+
+        if (r <= 0) {
+            int e = SSL_get_error(s->ssl, r);
+
+            ERR_clear_error();
+            if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ)
+                return -1;
+        }
+        if (s->tls_out.len > 0 && tls_out_send(&s->tls_out) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* How often one pump starts over for input that waits inside OpenSSL; the session
