@@ -231,25 +231,12 @@ static void inbuf_give(struct session *s, int force)
     s->inlen = 0;
 }
 
-/*
- * A client's TLS 1.3 KeyUpdate that asks for ours is answered now. OpenSSL would
- * send our KeyUpdate only before the next reply (RFC 8446 4.6.3 allows that), so a
- * client that waits for the new keys before it writes again would wait for nothing.
- * SSL_key_update() puts the connection into the state that writes it, and
- * SSL_do_handshake() writes it; it leaves with the other records of the pump (or,
- * when the output buffer was full, session_send moves it on once there is room).
- * Returns -1, logged, when the connection failed.
- */
-static int key_update_answer(struct session *s)
+/* Writes a post-handshake message (our KeyUpdate) as far as it goes now. Returns -1,
+ * logged, when the connection failed. */
+static int post_handshake_step(struct session *s)
 {
-    int r;
+    int r = SSL_do_handshake(s->ssl);
 
-    if (SSL_get_key_update_type(s->ssl) == SSL_KEY_UPDATE_NONE ||
-        SSL_key_update(s->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1) {
-        ERR_clear_error();
-        return 0;
-    }
-    r = SSL_do_handshake(s->ssl);
     if (r == 1)
         return 0;
     switch (SSL_get_error(s->ssl, r)) {
@@ -260,10 +247,28 @@ static int key_update_answer(struct session *s)
         return 0;
     default:
         ERR_clear_error();
-        log_info("session=%s client=%s connection failed while answering a TLS key update",
+        log_info("session=%s client=%s connection failed while sending a TLS key update",
                  s->id, s->client_ip);
         return -1;
     }
+}
+
+/*
+ * A client's TLS 1.3 KeyUpdate that asks for ours is answered now. OpenSSL would
+ * send our KeyUpdate only before the next reply (RFC 8446 4.6.3 allows that), so a
+ * client that waits for the new keys before it writes again would wait for nothing.
+ * SSL_key_update() puts the connection into the state that writes it, and the
+ * handshake step writes it; it leaves with the other records of the pump (or, when
+ * the output buffer was full, session_send moves it on once there is room).
+ */
+static int key_update_answer(struct session *s)
+{
+    if (SSL_get_key_update_type(s->ssl) == SSL_KEY_UPDATE_NONE ||
+        SSL_key_update(s->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1) {
+        ERR_clear_error();
+        return 0;
+    }
+    return post_handshake_step(s);
 }
 
 /* Reads what the socket has. Returns 1 when bytes arrived, 0 when nothing more
@@ -342,15 +347,8 @@ static int session_send(struct session *s)
      * over: take it now that the buffer is empty, or a client waiting for our new
      * keys would wait for nothing. */
     if (s->tls_out.len == 0 && !s->handshaking && !s->tls_shut && SSL_in_init(s->ssl)) {
-        int r = SSL_do_handshake(s->ssl);
-
-        if (r <= 0) {
-            int e = SSL_get_error(s->ssl, r);
-
-            ERR_clear_error();
-            if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ)
-                return -1;
-        }
+        if (post_handshake_step(s) != 0)
+            return -1;
         if (s->tls_out.len > 0 && tls_out_send(&s->tls_out) < 0)
             return -1;
     }
