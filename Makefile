@@ -81,7 +81,8 @@ DB_OBJ  := $(call obj,$(DB_SRC))
 BINS    := $(B)/bin/submitd $(B)/bin/submit-ca $(B)/bin/submit-admin
 LIBEXEC := $(B)/libexec/submitd/submitd-smtp $(B)/libexec/submitd/submitd-authz \
            $(B)/libexec/submitd/submitd-queue
-TOOLS   := $(B)/bin/submitd-loadgen $(B)/bin/submitd-sink $(B)/bin/submitd-durable-floor
+TOOLS   := $(B)/bin/submitd-loadgen $(B)/bin/submitd-sink $(B)/bin/submitd-durable-floor \
+           $(B)/bin/submitd-crossing-floor
 
 all: $(BINS) $(LIBEXEC) $(TOOLS)
 
@@ -155,6 +156,12 @@ $(B)/bin/submitd-sink: $(call obj,tests/bench/sink.c) $(B)/lib.a
 # The file-system work DESIGN requires per message, alone: the floor under the CPU per
 # message that make bench compares with.
 $(B)/bin/submitd-durable-floor: $(call obj,tests/bench/durable_floor.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+# One question and its answer between two processes, alone: the floor under what the
+# process split of DESIGN section 2 costs per message (make bench).
+$(B)/bin/submitd-crossing-floor: $(call obj,tests/bench/crossing_floor.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
@@ -261,7 +268,7 @@ fuzz:
 # that changed since the last clean run are analysed again.
 ANALYZE_SRC := $(sort $(LIB_SRC) $(DB_SRC) $(MASTER_SRC) $(SMTP_SRC) $(QUEUE_SRC) $(AUTHZ_SRC) \
                $(ADMIN_SRC) $(CA_SRC) tests/bench/loadgen.c tests/bench/sink.c \
-               tests/bench/durable_floor.c)
+               tests/bench/durable_floor.c tests/bench/crossing_floor.c)
 ANALYZE_OBJ := $(patsubst %.c,$(O)/analyze/%.o,$(patsubst $(O)/%,%,$(ANALYZE_SRC)))
 
 $(O)/analyze/%.o: %.c

@@ -31,26 +31,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "floor_args.h"
+
 #define PAGE 4096
 
 static void die(const char *what, const char *name)
 {
     fprintf(stderr, "submitd-durable-floor: %s %s: %s\n", what, name, strerror(errno));
     exit(1);
-}
-
-static long number(const char *text, long max)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v <= 0 || v > max) {
-        fprintf(stderr, "submitd-durable-floor: not a number from 1 to %ld: %s\n", max, text);
-        exit(2);
-    }
-    return v;
 }
 
 static int open_dir(const char *dir, const char *sub)
@@ -105,9 +93,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: submitd-durable-floor DIR MESSAGES SIZE BATCH\n");
         return 2;
     }
-    messages = number(argv[2], 10000000);
-    size = number(argv[3], 64L * 1024 * 1024);
-    batch = number(argv[4], 1024);
+    messages = floor_number("submitd-durable-floor", argv[2], 10000000);
+    size = floor_number("submitd-durable-floor", argv[3], 64L * 1024 * 1024);
+    batch = floor_number("submitd-durable-floor", argv[4], 1024);
     if ((body = malloc((size_t)size)) == NULL)
         die("cannot allocate", "the message");
     memset(body, 'x', (size_t)size);
