@@ -82,7 +82,7 @@ BINS    := $(B)/bin/submitd $(B)/bin/submit-ca $(B)/bin/submit-admin
 LIBEXEC := $(B)/libexec/submitd/submitd-smtp $(B)/libexec/submitd/submitd-authz \
            $(B)/libexec/submitd/submitd-queue
 TOOLS   := $(B)/bin/submitd-loadgen $(B)/bin/submitd-sink $(B)/bin/submitd-durable-floor \
-           $(B)/bin/submitd-crossing-floor
+           $(B)/bin/submitd-crossing-floor $(B)/bin/submitd-dialogue-floor
 
 all: $(BINS) $(LIBEXEC) $(TOOLS)
 
@@ -164,6 +164,12 @@ $(B)/bin/submitd-durable-floor: $(call obj,tests/bench/durable_floor.c)
 $(B)/bin/submitd-crossing-floor: $(call obj,tests/bench/crossing_floor.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+# A server that does only the STARTTLS, the handshake and the SMTP dialogue: the floor
+# under what the TLS and SMTP of each shape cost (make bench).
+$(B)/bin/submitd-dialogue-floor: $(call obj,tests/bench/dialogue_floor.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 # --- unit tests: one binary per tests/unit/test_*.c ----------------------
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -268,7 +274,8 @@ fuzz:
 # that changed since the last clean run are analysed again.
 ANALYZE_SRC := $(sort $(LIB_SRC) $(DB_SRC) $(MASTER_SRC) $(SMTP_SRC) $(QUEUE_SRC) $(AUTHZ_SRC) \
                $(ADMIN_SRC) $(CA_SRC) tests/bench/loadgen.c tests/bench/sink.c \
-               tests/bench/durable_floor.c tests/bench/crossing_floor.c)
+               tests/bench/durable_floor.c tests/bench/crossing_floor.c \
+               tests/bench/dialogue_floor.c)
 ANALYZE_OBJ := $(patsubst %.c,$(O)/analyze/%.o,$(patsubst $(O)/%,%,$(ANALYZE_SRC)))
 
 $(O)/analyze/%.o: %.c

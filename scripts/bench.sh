@@ -33,11 +33,13 @@
 # OpenSSL's resumed floor (s_time -reuse, fetching a one-byte file so that the TLS 1.3
 # ticket arrives), the durable-write floor (tests/bench/durable_floor.c: the spool
 # file and audit page writes and syncs of a message, alone, in batches of
-# BENCH_CONCURRENCY) and the process-crossing floor (tests/bench/crossing_floor.c: one
-# question and its answer between two processes, alone). Every shape is compared with
-# the sum of its floors: its handshake (a full one, a resumed one, or a tenth of a full
-# one), the durable writes, and the process round trips the split of DESIGN section 2
-# makes per message; the summary says what the bound of the shape leaves beyond them.
+# BENCH_CONCURRENCY), the process-crossing floor (tests/bench/crossing_floor.c: one
+# question and its answer between two processes, alone) and, for each shape, its
+# dialogue floor (tests/bench/dialogue_floor.c: the load generator in that shape against
+# a server that does the STARTTLS, the handshake and the SMTP dialogue and nothing
+# else). Every shape is compared with the sum of its floors: its dialogue, the durable
+# writes, and the process round trips the split of DESIGN section 2 makes per message;
+# the summary says what the bound of the shape leaves beyond them.
 #
 # Before those runs it holds BENCH_IDLE_SESSIONS idle TLS sessions from four loopback
 # addresses (tests/bench/idle.py) and reports the memory per idle session, the slowest
@@ -82,6 +84,7 @@
 #   BENCH_CONF          more submitd.conf lines for the runs (e.g. "pam_cache = 60"),
 #                       to measure what a setting costs
 #   BENCH_CROSSING_ROUNDS round trips per process-crossing floor sample (50000)
+#   BENCH_DIALOGUE_MESSAGES messages per dialogue floor sample (1000)
 #   BENCH_KEEP=1        keep the temporary directory for inspection
 set -eu
 
@@ -429,12 +432,75 @@ crossing_floor_sample() {
     }'
 }
 
+# One sample of the dialogue floor of SHAPE (full, resumed or ten): the load generator,
+# with the options of that shape, against submitd-dialogue-floor
+# (tests/bench/dialogue_floor.c), a server that does the STARTTLS, the handshake
+# (chain verified against the CA, TLS as lean as submitd's) and the SMTP dialogue and
+# nothing else. The machine's CPU per message less the load generator's own, the same
+# measure as the server CPU of the runs.
+dialogue_floor_sample() {
+    dshape=$1
+    when=$2
+    n=${BENCH_DIALOGUE_MESSAGES:-1000}
+    case $dshape in
+    full) dper=1 dopt= ;;
+    resumed) dper=1 dopt=--tls-resume ;;
+    *) dper=10 dopt= ;;
+    esac
+    rm -f "$T/dialogue.port"
+    "$B/bin/submitd-dialogue-floor" --cert "$T/server.crt" --key "$T/server.key" \
+        --ca "$T/ca/ca.crt" --port-file "$T/dialogue.port" >"$T/dialogue.log" 2>&1 &
+    FLOOR_PID=$!
+    i=0
+    while [ ! -s "$T/dialogue.port" ]; do
+        if ! kill -0 "$FLOOR_PID" 2>/dev/null || [ "$i" -ge 100 ]; then
+            echo "bench: submitd-dialogue-floor did not start; no $dshape dialogue floor sample" >&2
+            sed 's/^/    /' "$T/dialogue.log" >&2
+            stop_pid "$FLOOR_PID" single
+            FLOOR_PID=
+            return 0
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    m0=$(machine_cpu)
+    drc=0
+    # shellcheck disable=SC2086 # dopt is one option or none
+    run_client "$T/dialogue-loadgen.out" "$LOADGEN" --host 127.0.0.1 \
+        --port "$(cat "$T/dialogue.port")" --cert "$T/users/bench.crt" \
+        --key "$T/users/bench.key" --cafile "$T/ca/ca.crt" --from bench@example.com \
+        --to rcpt@example.net --concurrency "$CONCURRENCY" --per-session "$dper" \
+        --size "$SIZE" --messages "$n" --duration "$MAX_SECONDS" --timeout 10 \
+        --max-failures 10 $dopt || drc=$?
+    m1=$(machine_cpu)
+    stop_pid "$FLOOR_PID" single
+    FLOOR_PID=
+    ok=$(sed -n 's/^loadgen: shape=.* ok=\([0-9]*\) .*/\1/p' "$T/dialogue-loadgen.out")
+    lcpu=$(sed -n 's/^loadgen: shape=.* cpu=\([0-9.]*\)s.*/\1/p' "$T/dialogue-loadgen.out")
+    if [ "$drc" -ne 0 ] || [ -z "$ok" ] || [ "$ok" -eq 0 ] || [ -z "$lcpu" ]; then
+        echo "bench: the load generator failed against submitd-dialogue-floor; no $dshape" \
+            "dialogue floor sample" >&2
+        sed 's/^/    /' "$T/dialogue-loadgen.out" | tail -n 5 >&2
+        return 0
+    fi
+    awk -v m0="$m0" -v m1="$m1" -v l="$lcpu" -v n="$ok" -v when="$when" -v s="$dshape" \
+        -v floors="$FLOORS" 'BEGIN {
+        ms = (m1 - m0 - l) * 1000 / n
+        printf "bench: dialogue floor (%s) shape=%s machine CPU per message less the load " \
+               "generator %.2f ms over %d messages\n", when, s, ms, n
+        printf "dialogue-%s %.4f\n", s, ms >> floors
+    }'
+}
+
 openssl_floor() {
     [ "$FLOOR_SECONDS" -gt 0 ] || return 0
     openssl_floor_sample full "$1"
     openssl_floor_sample resumed "$1"
     durable_floor_sample "$1"
     crossing_floor_sample "$1"
+    for fshape in $SHAPES; do
+        dialogue_floor_sample "$fshape" "$1"
+    done
 }
 
 # --- runs --------------------------------------------------------------------
@@ -701,12 +767,21 @@ awk -v floors="$FLOORS" -v xfull="$CROSSINGS_FULL" -v xten="$CROSSINGS_TEN" '
             else if (fl[1] == "durable") dlist = dlist (dlist == "" ? "" : " ") fl[2]
             else if (fl[1] == "around") alist = alist (alist == "" ? "" : " ") fl[2]
             else if (fl[1] == "crossing") clist = clist (clist == "" ? "" : " ") fl[2] * 1000
+            else if (fl[1] ~ /^dialogue-/) {
+                ds = substr(fl[1], 10)
+                if (ds in glist) glist[ds] = glist[ds] " " fl[2]
+                else glist[ds] = fl[2]
+            }
         }
         floor = (flist == "") ? -1 : median(flist)
         rfloor = (rlist == "") ? -1 : median(rlist)
         dfloor = (dlist == "") ? -1 : median(dlist)
         around = (alist == "") ? -1 : median(alist)
         cfloor = (clist == "") ? -1 : median(clist) / 1000
+        # The dialogue floors, by the name of the shape in the results.
+        split("full per-session-1 resumed per-session-1-resumed ten per-session-10", dn, " ")
+        for (i = 1; i < 6; i += 2)
+            if (dn[i] in glist) gfloor[dn[i + 1]] = median(glist[dn[i]])
         if (floor > 0)
             printf "bench: openssl floor median %.2f ms per full handshake (samples: %s)\n", floor, flist
         if (rfloor > 0)
@@ -716,6 +791,10 @@ awk -v floors="$FLOORS" -v xfull="$CROSSINGS_FULL" -v xten="$CROSSINGS_TEN" '
         if (cfloor > 0)
             printf "bench: process-crossing floor median %.1f us per round trip (samples: %s)\n", \
                    cfloor * 1000, clist
+        for (i = 1; i < 6; i += 2)
+            if (dn[i + 1] in gfloor)
+                printf "bench: dialogue floor median %.2f ms per message in shape=%s " \
+                       "(samples: %s)\n", gfloor[dn[i + 1]], dn[i + 1], glist[dn[i]]
         ns = split("per-session-1 per-session-1-resumed per-session-10", shapes, " ")
         nt = split("submitd postfix", targets, " ")
         for (i = 1; i <= ns; i++) for (j = 1; j <= nt; j++) {
@@ -759,32 +838,29 @@ awk -v floors="$FLOORS" -v xfull="$CROSSINGS_FULL" -v xten="$CROSSINGS_TEN" '
                        med[p, "server"] / (med[k, "server"] > 0 ? med[k, "server"] : 0.001),
                        med[p, "server"], (med[k, "server"] * 8 <= med[p, "server"]) ? "met" : "MISSED"
             # Not a bound of DESIGN either: the least the messages of the shape cost
-            # under the rules of DESIGN before any SMTP, audit row, PAM check or relay: the
-            # handshake (a full one, a resumed one, or a tenth of a full one), the
+            # under the rules of DESIGN before any audit row, PAM check, queue or relay:
+            # its TLS and SMTP dialogue alone (the dialogue floor of the shape), the
             # durable writes, and the process crossings of the split (section 2). Then
             # what the bound of the shape leaves beyond those floors, and what submitd
             # spends there.
             lo = -1; bound = -1
+            x = (s == "per-session-10") ? xten : xfull
+            if (s in gfloor) lo = gfloor[s]
             if (s == "per-session-1" && floor > 0) {
-                lo = floor; hs = "the full floor"; x = xfull
                 bound = 1.3 * floor; bname = "1.3x the openssl floor"
-            } else if (s == "per-session-1-resumed" && rfloor > 0) {
-                lo = rfloor; hs = "the resumed floor"; x = xfull
-            } else if (s == "per-session-10" && floor > 0) {
-                lo = floor / 10; hs = "a tenth of the full floor"; x = xten
-            }
-            if (s != "per-session-1" && (p in seen) && med[p, "server"] > 0) {
+            } else if ((p in seen) && med[p, "server"] > 0) {
                 bound = med[p, "server"] / 8; bname = "1/8 of postfix"
             }
             if (lo > 0 && dfloor > 0 && cfloor > 0) {
+                printf "bench: shape=%s floors %.2f ms = the dialogue floor %.2f + the " \
+                       "durable-write floor %.2f + %s process crossings %.2f; server CPU " \
+                       "%.2f ms = %.2fx the floors\n", s, lo + dfloor + x * cfloor, lo, dfloor,
+                       x, x * cfloor, med[k, "server"], med[k, "server"] / (lo + dfloor + x * cfloor)
                 lo += dfloor + x * cfloor
-                printf "bench: shape=%s floors %.2f ms (%s + the durable-write floor + %s " \
-                       "process crossings); server CPU %.2f ms = %.2fx the floors\n", s, lo, hs,
-                       x, med[k, "server"], med[k, "server"] / lo
                 if (bound > 0 && bound >= lo)
                     printf "bench: shape=%s %s = %.2f ms leaves %.2f ms beyond the floors for " \
-                           "the SMTP dialogue, audit rows, PAM, relay and sink; submitd spends " \
-                           "%.2f ms there\n", s, bname, bound, bound - lo, med[k, "server"] - lo
+                           "the audit rows, PAM, the queue, the relay and the sink; submitd " \
+                           "spends %.2f ms there\n", s, bname, bound, bound - lo, med[k, "server"] - lo
                 else if (bound > 0)
                     printf "bench: shape=%s %s = %.2f ms is %.2f ms below the floors\n", s,
                            bname, bound, lo - bound

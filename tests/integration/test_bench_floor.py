@@ -1,18 +1,27 @@
 """The benchmark's floors of its own: the durable-write floor (submitd-durable-floor,
-tests/bench/durable_floor.c) and the process-crossing floor (submitd-crossing-floor,
-tests/bench/crossing_floor.c).
+tests/bench/durable_floor.c), the process-crossing floor (submitd-crossing-floor,
+tests/bench/crossing_floor.c) and the dialogue floor (submitd-dialogue-floor,
+tests/bench/dialogue_floor.c).
 
 make bench compares every shape with the CPU these programs make the machine spend,
 so each must do all the work it claims (every file written, synced, renamed and
 removed, one audit page a message; every question answered by another process woken
-from epoll) and leave nothing behind.
+from epoll; every message taken over STARTTLS from a client whose certificate chain
+was verified) and leave nothing behind.
 """
 
 import os
 import re
+import signal
+import socket
+import ssl
 import subprocess
 
-from conftest import binary
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from conftest import binary, make_ca, make_leaf, poll, write_cert_and_key
 
 
 def run_floor(*args):
@@ -120,3 +129,100 @@ def test_crossing_floor_refuses_bad_arguments():
     r = run_crossing()
     assert r.returncode == 2
     assert "usage: submitd-crossing-floor ROUNDS" in r.stderr
+
+
+@pytest.fixture
+def dialogue_floor(tmp_path):
+    """submitd-dialogue-floor on a free port with a fresh CA, its server certificate
+    and a client certificate; yields (port, paths, process); stopped with SIGTERM."""
+    ca, ca_key = make_ca("floor test CA")
+    server, server_key = make_leaf(ca, ca_key, x509.Name([x509.NameAttribute(
+        NameOID.COMMON_NAME, "localhost")]), dns=("localhost",), ips=("127.0.0.1",), eku=())
+    client, client_key = make_leaf(ca, ca_key, x509.Name([x509.NameAttribute(
+        NameOID.COMMON_NAME, "bench")]))
+    paths = {"ca": write_cert_and_key(tmp_path, "ca", ca, ca_key)[0]}
+    paths["server"], paths["server_key"] = write_cert_and_key(tmp_path, "server", server, server_key)
+    paths["client"], paths["client_key"] = write_cert_and_key(tmp_path, "client", client, client_key)
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen([str(binary("submitd-dialogue-floor")), "--cert", str(paths["server"]),
+                             "--key", str(paths["server_key"]), "--ca", str(paths["ca"]),
+                             "--port-file", str(port_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert poll(lambda: port_file.exists() and port_file.read_text().strip(), 10), \
+            "submitd-dialogue-floor wrote no port"
+        yield int(port_file.read_text()), paths, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+
+
+def stop_floor(proc):
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    m = re.fullmatch(r"dialogue-floor: sessions=(\d+) messages=(\d+)\n", out)
+    assert m, out
+    return int(m.group(1)), int(m.group(2))
+
+
+def loadgen(port, paths, *args):
+    return subprocess.run([str(binary("submitd-loadgen")), "--host", "127.0.0.1", "--port",
+                           str(port), "--cert", str(paths["client"]), "--key",
+                           str(paths["client_key"]), "--cafile", str(paths["ca"]),
+                           "--from", "bench@example.com", "--to", "rcpt@example.net",
+                           "--size", "3000", "--timeout", "10", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_dialogue_floor_takes_every_message_of_every_shape(dialogue_floor):
+    port, paths, proc = dialogue_floor
+    for args, conc, sessions in (((), 4, 12), (("--tls-resume",), 4, 12),
+                                 (("--per-session", 10), 1, 2)):
+        r = loadgen(port, paths, "--concurrency", conc, "--messages", 12, *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert " ok=12 failed=0 " in r.stdout, r.stdout
+        assert f" sessions={sessions} " in r.stdout, r.stdout
+        if args == ("--tls-resume",):
+            # Every session after the first of each client thread resumes.
+            resumed = int(re.search(r" resumed=(\d+)", r.stdout).group(1))
+            assert resumed >= 12 - 4, r.stdout
+    assert stop_floor(proc) == (26, 36)
+
+
+def test_dialogue_floor_verifies_the_client_chain_and_serves_the_next_client(dialogue_floor, tmp_path):
+    """A client without a certificate, and one whose certificate another CA signed, get
+    no session; the next honest client sends its message."""
+    port, paths, proc = dialogue_floor
+    other_ca, other_key = make_ca("some other CA")
+    foreign, foreign_key = make_leaf(other_ca, other_key, x509.Name([x509.NameAttribute(
+        NameOID.COMMON_NAME, "bench")]))
+    fcrt, fkey = write_cert_and_key(tmp_path / "foreign", "client", foreign, foreign_key)
+    for cert in (None, (fcrt, fkey)):
+        ctx = ssl.create_default_context(cafile=str(paths["ca"]))
+        if cert:
+            ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            f = sock.makefile("rb")
+            assert f.readline().startswith(b"220 ")
+            sock.sendall(b"EHLO attacker.test\r\nSTARTTLS\r\n")
+            while not f.readline().startswith(b"250 "):
+                pass
+            assert f.readline().startswith(b"220 ")
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                with ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+                    # TLS 1.3: the server's refusal arrives with the first read.
+                    tls.sendall(b"EHLO attacker.test\r\n")
+                    if not tls.recv(100):
+                        raise ConnectionError("closed")
+    r = loadgen(port, paths, "--concurrency", 1, "--messages", 1)
+    assert " ok=1 failed=0 " in r.stdout, r.stdout + r.stderr
+    assert stop_floor(proc) == (3, 1)
+
+
+def test_dialogue_floor_refuses_bad_arguments():
+    r = subprocess.run([str(binary("submitd-dialogue-floor")), "--cert", "x"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2
+    assert "usage: submitd-dialogue-floor --cert FILE --key FILE --ca FILE --port-file FILE" in r.stderr
