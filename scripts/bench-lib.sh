@@ -138,17 +138,27 @@ run_quiet() {
 
 # Starts the counting SMTP sink (tests/bench/sink.c, built as $B/bin/submitd-sink) as
 # the upstream; sets SINK_PID and SINK_PORT. sink_field reads its statistics.
+# Waits until FILE holds the port that process PID listens on; fails after 10 s or as
+# soon as PID has exited.
+wait_port_file() {
+    waited=0
+    while [ ! -s "$1" ]; do
+        if ! kill -0 "$2" 2>/dev/null || [ "$waited" -ge 100 ]; then
+            return 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+}
+
 start_sink() {
     "$B/bin/submitd-sink" --port-file "$T/sink.port" --stats "$T/sink.stats" \
         >"$T/sink.log" 2>&1 &
     SINK_PID=$!
-    i=0
-    while [ ! -s "$T/sink.port" ]; do
-        kill -0 "$SINK_PID" 2>/dev/null || { cat "$T/sink.log" >&2; die "the sink did not start"; }
-        [ $i -lt 100 ] || die "the sink did not write its port in 10 s"
-        sleep 0.1
-        i=$((i + 1))
-    done
+    if ! wait_port_file "$T/sink.port" "$SINK_PID"; then
+        cat "$T/sink.log" >&2
+        die "the sink did not write its port within 10 s"
+    fi
     SINK_PORT=$(cat "$T/sink.port")
 }
 

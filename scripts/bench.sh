@@ -451,18 +451,13 @@ dialogue_floor_sample() {
     "$B/bin/submitd-dialogue-floor" --cert "$T/server.crt" --key "$T/server.key" \
         --ca "$T/ca/ca.crt" --port-file "$T/dialogue.port" >"$T/dialogue.log" 2>&1 &
     FLOOR_PID=$!
-    i=0
-    while [ ! -s "$T/dialogue.port" ]; do
-        if ! kill -0 "$FLOOR_PID" 2>/dev/null || [ "$i" -ge 100 ]; then
-            echo "bench: submitd-dialogue-floor did not start; no $dshape dialogue floor sample" >&2
-            sed 's/^/    /' "$T/dialogue.log" >&2
-            stop_pid "$FLOOR_PID" single
-            FLOOR_PID=
-            return 0
-        fi
-        sleep 0.1
-        i=$((i + 1))
-    done
+    if ! wait_port_file "$T/dialogue.port" "$FLOOR_PID"; then
+        echo "bench: submitd-dialogue-floor did not start; no $dshape dialogue floor sample" >&2
+        sed 's/^/    /' "$T/dialogue.log" >&2
+        stop_pid "$FLOOR_PID" single
+        FLOOR_PID=
+        return 0
+    fi
     m0=$(machine_cpu)
     drc=0
     # shellcheck disable=SC2086 # dopt is one option or none
@@ -852,18 +847,18 @@ awk -v floors="$FLOORS" -v xfull="$CROSSINGS_FULL" -v xten="$CROSSINGS_TEN" '
                 bound = med[p, "server"] / 8; bname = "1/8 of postfix"
             }
             if (lo > 0 && dfloor > 0 && cfloor > 0) {
+                sum = lo + dfloor + x * cfloor
                 printf "bench: shape=%s floors %.2f ms = the dialogue floor %.2f + the " \
                        "durable-write floor %.2f + %s process crossings %.2f; server CPU " \
-                       "%.2f ms = %.2fx the floors\n", s, lo + dfloor + x * cfloor, lo, dfloor,
-                       x, x * cfloor, med[k, "server"], med[k, "server"] / (lo + dfloor + x * cfloor)
-                lo += dfloor + x * cfloor
-                if (bound > 0 && bound >= lo)
+                       "%.2f ms = %.2fx the floors\n", s, sum, lo, dfloor, x, x * cfloor,
+                       med[k, "server"], med[k, "server"] / sum
+                if (bound > 0 && bound >= sum)
                     printf "bench: shape=%s %s = %.2f ms leaves %.2f ms beyond the floors for " \
                            "the audit rows, PAM, the queue, the relay and the sink; submitd " \
-                           "spends %.2f ms there\n", s, bname, bound, bound - lo, med[k, "server"] - lo
+                           "spends %.2f ms there\n", s, bname, bound, bound - sum, med[k, "server"] - sum
                 else if (bound > 0)
                     printf "bench: shape=%s %s = %.2f ms is %.2f ms below the floors\n", s,
-                           bname, bound, lo - bound
+                           bname, bound, sum - bound
             }
             if ((p in seen) && med[k, "p99"] > 0)
                 printf "bench: target shape=%s p99 %.1f ms = 1/%.1f of postfix %.1f ms " \
