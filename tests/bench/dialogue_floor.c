@@ -40,9 +40,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define LINE_MAX_LEN 1000 /* an SMTP text line, CRLF included (RFC 5321 4.5.3.1.6) */
+#define IDLE_SECONDS 10   /* the longest wait for a client (SO_RCVTIMEO, SO_SNDTIMEO) */
 
 struct conn {
     int fd;
@@ -316,8 +318,14 @@ int main(int argc, char **argv)
         int fd = accept(lfd, NULL, NULL);
 
         if (fd >= 0) {
+            /* One connection at a time: a client silent for IDLE_SECONDS is dropped, so
+             * that it cannot hold up the ones queued behind it. */
+            struct timeval idle = { IDLE_SECONDS, 0 };
+
             /* Replies go out at once, as submitd's do: no wait for the client's ACK. */
             (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &idle, sizeof(idle));
+            (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &idle, sizeof(idle));
             serve(ctx, fd);
         }
         else if (errno != EINTR && errno != ECONNABORTED)

@@ -16,6 +16,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 from cryptography import x509
@@ -219,6 +220,23 @@ def test_dialogue_floor_verifies_the_client_chain_and_serves_the_next_client(dia
     r = loadgen(port, paths, "--concurrency", 1, "--messages", 1)
     assert " ok=1 failed=0 " in r.stdout, r.stdout + r.stderr
     assert stop_floor(proc) == (3, 1)
+
+
+def test_dialogue_floor_drops_a_silent_client_and_serves_the_next(dialogue_floor):
+    """It serves one connection at a time: a client that connects and says nothing must
+    not hold up the benchmark for longer than the 10 s the floor waits."""
+    port, paths, proc = dialogue_floor
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as silent:
+        start = time.monotonic()
+        # A later --timeout wins: the load generator waits longer than the floor does.
+        r = loadgen(port, paths, "--concurrency", 1, "--messages", 1, "--timeout", 20)
+        waited = time.monotonic() - start
+        assert " ok=1 failed=0 " in r.stdout, r.stdout + r.stderr
+        assert 8 < waited < 25, waited
+        # The silent client got the greeting, then the end of its connection.
+        assert silent.recv(100).startswith(b"220 ")
+        assert silent.recv(100) == b""
+    assert stop_floor(proc) == (2, 1)
 
 
 def test_dialogue_floor_refuses_bad_arguments():
