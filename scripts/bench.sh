@@ -21,7 +21,10 @@
 # server's own processes alone (every process in its session, and the children it
 # reaped, from /proc/PID/stat), "client" the load generator's; for submitd,
 # "smtp+queue" is the part of "daemon" its smtp and queue processes spent, "smtp" that of
-# the smtp process alone (the TLS handshakes and SMTP dialogues). "sink" is the
+# the smtp process alone (the TLS handshakes and SMTP dialogues). A child that started
+# before a run and was reaped during it counts whole in "daemon": Postfix's smtpd
+# processes end after max_use sessions, so its "daemon" can exceed its "server";
+# submitd's processes live as long as the daemon. "sink" is the
 # upstream sink's own CPU, a part of "server" for both targets. OpenSSL's floor is the
 # server-side CPU of a full mutual-TLS handshake with the same PKI (openssl s_server
 # -Verify 1 driven by openssl s_time -new, the s_server process's CPU divided by the
