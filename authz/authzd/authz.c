@@ -21,7 +21,7 @@
  * authz.c            the channels and their dispatch, reload, the main loop
  * authz_identity     certificate, database, PAM; AUTH PLAIN
  * authz_address      sender, header From, AUTH EXTERNAL authzid
- * authz_audit        audit rows, session ends, the queue's grant checks and charges
+ * authz_audit        audit rows, session ends, the queue's grant checks and accepts
  * authz_retention    audit_retention        authz_answer   answers, audit row helpers
  */
 #include "authz.h"
@@ -56,6 +56,9 @@
 #define MAX_CHANNELS 65
 #define AUTHZ_BUSY_TIMEOUT_MS 1000
 #define TURN_MESSAGES 16
+/* The queue sends the accept rows of a batch of commits together and waits for all
+ * of them: read them in one turn, so that they share one durable commit. */
+#define QUEUE_TURN_MESSAGES 256
 
 struct config cfg;
 struct db *db;
@@ -90,8 +93,8 @@ static int serve(int fd, int from_queue, struct ipc_msg *m)
         case IPC_AUTHZ_RELAY_AUDIT:
             handle_relay_audit(m);
             return 1;
-        case IPC_AUTHZ_CHARGE:
-            handle_charge(m);
+        case IPC_AUTHZ_ACCEPT:
+            handle_accept(fd, m);
             return 1;
         default:
             fatal("unexpected message type %u from the queue", m->type);
@@ -253,7 +256,9 @@ int main(int argc, char **argv)
         for (int i = 0; i < nfd && n > 0; i++) {
             if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
-            for (int k = 0, r = 1; r == 1 && k < TURN_MESSAGES; k++) {
+            int most = i == queue_chan ? QUEUE_TURN_MESSAGES : TURN_MESSAGES;
+
+            for (int k = 0, r = 1; r == 1 && k < most; k++) {
                 r = serve(pfd[i].fd, i == queue_chan, m);
                 if (r < 0)
                     pfd[i].fd = -pfd[i].fd - 1; /* poll ignores negative descriptors */
@@ -279,8 +284,8 @@ int main(int argc, char **argv)
                 handle_audit(-1, m);   /* rows only: nobody waits for an answer now */
             else if (m->type == IPC_AUTHZ_RELAY_AUDIT && i == queue_chan)
                 handle_relay_audit(m);
-            else if (m->type == IPC_AUTHZ_CHARGE && i == queue_chan)
-                handle_charge(m);
+            /* An ACCEPT is left unanswered: the queue, stopping too, does not queue
+             * that message, and no row may claim it was. */
         }
     }
     refusal_flush(time(NULL), 1, write_audit);

@@ -14,7 +14,7 @@
 
 /*
  * rate_messages_per_hour, rate_recipients_per_hour: committed submissions are
- * counted by minute in the database (handle_charge), so the limits hold across
+ * counted by minute in the database (handle_accept), so the limits hold across
  * restarts and for every smtp worker.
  */
 static int rate_check(const char *user, uint64_t *rcpt_budget, char *reason, size_t rlen)

@@ -14,9 +14,29 @@
 #include <string.h>
 #include <time.h>
 
+#define FORGED_ACCEPT "accept row from the smtp process refused: only the queue reports " \
+                      "accepted messages"
+
 static int audit_decision_valid(const char *d)
 {
     return strcmp(d, "accept") == 0 || strcmp(d, "reject") == 0 || strcmp(d, "tempfail") == 0;
+}
+
+/* The identity columns of a row about session: its grant's while it has one (authz's
+ * own knowledge), else what the sender of the row says. */
+static void row_who(struct db_audit *row, const char *session, const char *user,
+                    const char *client_ip, const char *tls)
+{
+    const struct grant *g = grant_find(session);
+
+    if (g != NULL) {
+        row_identity(row, g);
+        return;
+    }
+    row->session = OPT(session);
+    row->user = OPT(user);
+    row->client_ip = OPT(client_ip);
+    row->tls = OPT(tls);
 }
 
 /*
@@ -30,22 +50,25 @@ void handle_audit(int chan, struct ipc_msg *m)
     struct ipc_audit v;
     struct db_audit row;
     struct answer a;
-    struct grant *g;
     uint64_t req = m->id;
+    int forged;
 
     if (ipc_dec_audit(m, &v) != 0)
         fatal("malformed audit message");
     if (v.event[0] == '\0' || !ipc_text_clean(v.event) || !audit_decision_valid(v.decision))
         fatal("audit message with bad event/decision");
-    memset(&row, 0, sizeof(row));
-    g = grant_find(v.session);
-    if (g != NULL) {
-        row_identity(&row, g);
-    } else {
-        row.session = OPT(v.session);
-        row.client_ip = OPT(v.client_ip);
-        row.tls = OPT(v.tls);
+    /* What was accepted is the queue's word (ACCEPT), which holds the message: an
+     * accept row from smtp could only be a forgery. It is recorded as what it is, and
+     * refused; the set keeps serving. */
+    forged = strcmp(v.decision, "accept") == 0;
+    if (forged) {
+        log_warn("session=%s accept row from the smtp process refused (event %s, id %s): "
+                 "only the queue reports accepted messages", v.session, v.event, v.queue_id);
+        str_lcpy(v.decision, "reject", sizeof(v.decision));
+        str_lcpy(v.reason, FORGED_ACCEPT, sizeof(v.reason));
     }
+    memset(&row, 0, sizeof(row));
+    row_who(&row, v.session, NULL, v.client_ip, v.tls);
     row.event = v.event;
     row.decision = v.decision;
     row.reason = OPT(v.reason);
@@ -55,12 +78,13 @@ void handle_audit(int chan, struct ipc_msg *m)
     row.size = v.size;
     row.nrcpt = v.nrcpt;
     /* A row asked for with a request id is answered once it is committed (the answer
-     * waits for the end of the turn, batch_end): smtp sends the 250 of a queued
-     * message only then. */
-    if (write_audit(&row) == 0)
-        answer_set(&a, IPC_ALLOW, "");
-    else
+     * waits for the end of the turn, batch_end). */
+    if (write_audit(&row) != 0)
         answer_set(&a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+    else if (forged)
+        answer_set(&a, IPC_DENY, "554 5.7.0 " FORGED_ACCEPT);
+    else
+        answer_set(&a, IPC_ALLOW, "");
     if (req != 0 && chan >= 0) {
         memset(a.user, 0, sizeof(a.user));
         send_answer(chan, req, &a, m);
@@ -160,15 +184,45 @@ void handle_relay_audit(struct ipc_msg *m)
     write_audit(&row);
 }
 
-/* A message committed durably: it counts against the user's hourly limits. */
-void handle_charge(struct ipc_msg *m)
+/*
+ * ACCEPT: the queue holds the message fsynced and makes it relayable only once this
+ * is answered ALLOW, which batch_end sends after a durable commit of the turn. The
+ * charge comes first: when it fails, no accept row is written and the message is
+ * not queued (its client sends it again), so nobody outruns a rate limit through a
+ * database error. A row that fails after its charge leaves the user charged for a
+ * message that was refused, the safe side of a limit.
+ */
+void handle_accept(int chan, struct ipc_msg *m)
 {
-    struct ipc_charge v;
+    struct ipc_accept v;
+    struct db_audit row;
+    struct answer a;
+    uint64_t req = m->id;
 
-    if (ipc_dec_charge(m, &v) != 0 || v.user[0] == '\0')
-        fatal("malformed charge message");
+    if (ipc_dec_accept(m, &v) != 0 || v.session[0] == '\0' || v.user[0] == '\0' ||
+        v.queue_id[0] == '\0')
+        fatal("malformed accept message from the queue");
+    memset(&row, 0, sizeof(row));
+    /* Without a grant (the session ended meanwhile): the user and address authz
+     * confirmed to the queue at OPEN. */
+    row_who(&row, v.session, v.user, v.client_ip, NULL);
+    row.event = "submission";
+    row.decision = "accept";
+    row.mail_from = OPT(v.mail_from);
+    row.rcpt = OPT(v.rcpt);
+    row.queue_id = v.queue_id;
+    row.size = (long long)v.size;
+    row.nrcpt = (long long)v.nrcpt;
     if (batch_join() != 0 ||
-        db_rate_record(db, v.user, (long long)time(NULL), (long long)v.nrcpt) != DB_OK)
-        log_err("session=%s rate usage of %s not recorded (id %s): %s", v.session, v.user,
-                v.queue_id, db_errmsg(db));
+        db_rate_record(db, v.user, (long long)time(NULL), (long long)v.nrcpt) != DB_OK) {
+        log_err("session=%s id=%s not queued: rate usage of %s not recorded: %s", v.session,
+                v.queue_id, v.user, db_errmsg(db));
+        answer_set(&a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+    } else if (write_audit(&row) != 0) {
+        answer_set(&a, IPC_TEMPFAIL, TEMPFAIL_REPLY);
+    } else {
+        answer_set(&a, IPC_ALLOW, "");
+    }
+    if (chan >= 0)
+        send_answer(chan, req, &a, m);
 }

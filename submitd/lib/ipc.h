@@ -33,7 +33,7 @@ enum ipc_type {
     IPC_AUTHZ_GRANT_CHECK,   /* queue -> authz, answered by GRANT */
     IPC_AUTHZ_GRANT,         /* authz -> queue */
     IPC_AUTHZ_RELAY_AUDIT,   /* queue -> authz, no answer */
-    IPC_AUTHZ_CHARGE,        /* queue -> authz, no answer */
+    IPC_AUTHZ_ACCEPT,        /* queue -> authz, answered by RESULT */
     IPC_AUTHZ_AUTHZID,       /* smtp -> authz */
     IPC_CTL_READY,           /* worker -> master: set up, serving */
     IPC_CTL_FILE,            /* master -> worker: one file for the next reload (+ fd) */

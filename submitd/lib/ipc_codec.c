@@ -348,10 +348,11 @@ int ipc_enc_queue_answer(struct ipc_msg *m, enum ipc_type type, uint64_t id,
 {
     int bad = 0;
 
-    if (type != IPC_QUEUE_OPENED && type != IPC_QUEUE_COMMITTED)
+    if ((type != IPC_QUEUE_OPENED && type != IPC_QUEUE_COMMITTED) || v->status < 0 ||
+        v->status > IPC_QUEUE_NOT_RECORDED)
         return -1;
     ipc_init(m, type, id);
-    bad |= ipc_put_u64(m, (uint64_t)(v->status != 0));
+    bad |= ipc_put_u64(m, (uint64_t)v->status);
     PUT_STR(queue_id);
     PUT_STR(reason);
     return bad ? -1 : 0;
@@ -362,7 +363,7 @@ int ipc_dec_queue_answer(struct ipc_msg *m, struct ipc_queue_answer *v)
     int bad = 0;
 
     memset(v, 0, sizeof(*v));
-    bad |= get_count(m, 0, 1, &v->status);
+    bad |= get_count(m, 0, IPC_QUEUE_NOT_RECORDED, &v->status);
     GET_STR(queue_id);
     GET_STR(reason);
     return finish(m, bad);
@@ -442,28 +443,36 @@ int ipc_dec_relay_audit(struct ipc_msg *m, struct ipc_relay_audit *v)
     return finish(m, bad);
 }
 
-int ipc_enc_charge(struct ipc_msg *m, const struct ipc_charge *v)
+int ipc_enc_accept(struct ipc_msg *m, uint64_t id, const struct ipc_accept *v)
 {
     int bad = 0;
 
-    ipc_init(m, IPC_AUTHZ_CHARGE, 0);
+    ipc_init(m, IPC_AUTHZ_ACCEPT, id);
     PUT_STR(session);
     PUT_STR(user);
+    PUT_STR(client_ip);
     PUT_STR(queue_id);
+    PUT_STR(mail_from);
+    PUT_STR(rcpt);
     bad |= ipc_put_u64(m, v->nrcpt);
+    bad |= ipc_put_u64(m, v->size);
     return bad ? -1 : 0;
 }
 
-int ipc_dec_charge(struct ipc_msg *m, struct ipc_charge *v)
+int ipc_dec_accept(struct ipc_msg *m, struct ipc_accept *v)
 {
     int bad = 0;
 
     memset(v, 0, sizeof(*v));
     GET_STR(session);
     GET_STR(user);
+    GET_STR(client_ip);
     GET_STR(queue_id);
+    GET_STR(mail_from);
+    GET_STR(rcpt);
     bad |= ipc_get_u64(m, &v->nrcpt);
-    return finish(m, bad || v->nrcpt > IPC_RCPT_MAX);
+    bad |= ipc_get_u64(m, &v->size);
+    return finish(m, bad || v->nrcpt > IPC_RCPT_MAX || v->size > (uint64_t)INT64_MAX);
 }
 
 /* ---- control: master <-> worker ------------------------------------------------------ */

@@ -24,7 +24,8 @@
  *   authz -> smtp    RESULT (also to an AUDIT sent with a request id)
  *   smtp  -> queue   OPEN, COMMIT, ABORT
  *   queue -> smtp    OPENED, COMMITTED
- *   queue -> authz   GRANT_CHECK (answered by GRANT), RELAY_AUDIT, CHARGE
+ *   queue -> authz   GRANT_CHECK (answered by GRANT), RELAY_AUDIT, ACCEPT (answered
+ *                    by RESULT)
  *   master -> each   CTL_FILE (with its descriptor), CTL_RELOAD
  *   each -> master   CTL_READY (no fields), CTL_RELOADED
  * A session is named by its id only: authz answers for the user of its own grant.
@@ -114,7 +115,8 @@ struct ipc_audit {
     long long nrcpt;                     /* recipients of a submission; 0 otherwise */
 };
 /* id 0: no answer. Any other id: authz answers with RESULT once the row is written
- * (ALLOW) or could not be (TEMPFAIL), so that a 250 can wait for its accept row. */
+ * (ALLOW) or could not be (TEMPFAIL). The decision is reject or tempfail: accept rows
+ * come from the queue (ACCEPT), which holds the message. */
 int ipc_enc_audit(struct ipc_msg *m, uint64_t id, const struct ipc_audit *v);
 int ipc_dec_audit(struct ipc_msg *m, struct ipc_audit *v);
 
@@ -161,7 +163,9 @@ int ipc_enc_grant(struct ipc_msg *m, uint64_t id, const struct ipc_grant *v);
 int ipc_dec_grant(struct ipc_msg *m, struct ipc_grant *v);
 
 /* IPC_QUEUE_OPENED and IPC_QUEUE_COMMITTED: status 0 is success (OPENED then
- * carries the spool file's descriptor in m->fd). */
+ * carries the spool file's descriptor in m->fd). A failed COMMIT says why: the spool
+ * could not store the message, or authz could not record it (its accept row). */
+enum { IPC_QUEUE_OK = 0, IPC_QUEUE_NOT_STORED = 1, IPC_QUEUE_NOT_RECORDED = 2 };
 struct ipc_queue_answer {
     int status;
     char queue_id[IPC_QID_MAX];
@@ -201,16 +205,26 @@ struct ipc_relay_audit {
 int ipc_enc_relay_audit(struct ipc_msg *m, const struct ipc_relay_audit *v);
 int ipc_dec_relay_audit(struct ipc_msg *m, struct ipc_relay_audit *v);
 
-/* IPC_AUTHZ_CHARGE: queue committed a message durably; authz counts it against
- * the user's hourly limits (the user is the one authz confirmed for the envelope). */
-struct ipc_charge {
+/*
+ * IPC_AUTHZ_ACCEPT: the queue holds a message ready to queue, fsynced. authz charges
+ * it against the user's hourly limits and writes its accept row, and answers RESULT
+ * once both are committed durably (ALLOW) or could not be (TEMPFAIL). Only then does
+ * the queue make the file relayable and let smtp send the 250. The user and client
+ * are the ones authz confirmed for the envelope at OPEN; the row's identity columns
+ * come from authz's grant while the session has one.
+ */
+struct ipc_accept {
     char session[IPC_SESSION_MAX];
     char user[IPC_USER_MAX];
+    char client_ip[IPC_IP_MAX];
     char queue_id[IPC_QID_MAX];
+    char mail_from[IPC_ADDR_MAX];
+    char rcpt[IPC_RCPTS_MAX];            /* comma-separated, "..." when cut short */
     uint64_t nrcpt;
+    uint64_t size;                       /* the message's bytes */
 };
-int ipc_enc_charge(struct ipc_msg *m, const struct ipc_charge *v);
-int ipc_dec_charge(struct ipc_msg *m, struct ipc_charge *v);
+int ipc_enc_accept(struct ipc_msg *m, uint64_t id, const struct ipc_accept *v);
+int ipc_dec_accept(struct ipc_msg *m, struct ipc_accept *v);
 
 /* 1 when s has no byte below 0x20 and no DEL: safe in an envelope, a spool record
  * or an SMTP command line. */

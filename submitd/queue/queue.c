@@ -10,15 +10,16 @@
  * envelope only when authz confirms the grant for that user, sender and recipients
  * (queue_authz), and trusts nothing smtp writes until it validated the records.
  * Talks to: the smtp process (one channel per worker thread, -s), authz (-a: grant
- * checks, relay audit rows, rate charges), the master (control channel, -m), and
+ * checks, accept rows with their rate charges, relay audit rows), the master (control channel, -m), and
  * the upstream MTA over verified TLS (relay).
  *
  * The main thread answers the smtp workers: it creates spool files in incoming/,
  * keeps the descriptor it created each with, and passes smtp a second, write-only
  * one, with which smtp writes the message; on commit it checks and appends the END
  * record through its own; the files of every commit that arrived together are
- * then fsynced, renamed into queue/, and the directory fsynced once for all of them
- * (group commit), before any is answered; the first relay attempt reads a file
+ * then fsynced, their accept rows and rate charges committed by authz, the files
+ * renamed into queue/, and the directory fsynced once for all of them (group
+ * commit), before any is answered; the first relay attempt reads a file
  * through that same descriptor. Relay threads deliver queued files to the upstream
  * and keep each recipient's state in the file: delivered recipients are never sent
  * again, refused ones (and those still pending when queue_lifetime runs out) are
@@ -623,10 +624,15 @@ int main(int argc, char **argv)
         }
         if (nbatch == 0)
             continue;
+        /* Durable file, then its durable accept row, then relayable: a crash between
+         * two steps never leaves a message to relay without its row. */
         accept_sync(batch, nbatch);
+        accept_record(batch, nbatch, m);
+        accept_publish(batch, nbatch);
         if (store_sync_queue_dir() != 0) {
             /* Without the directory fsync nothing is durable: refuse the batch and
-             * take the files back, so the clients retry and nothing is sent twice. */
+             * take the files back, so the clients retry and nothing is sent twice
+             * (smtp writes a tempfail row after the accept row of each). */
             log_err("fsync %s: %s", qdirs.queue, strerror(errno));
             for (int i = 0; i < nbatch; i++) {
                 if (!batch[i].ok)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #define GRANT_TIMEOUT_MS 5000
+#define ACCEPT_TIMEOUT_MS 5000
 #define REC_HDR 5                  /* type, 4-byte big-endian length */
 
 /* A spool file handed to smtp and not yet committed or aborted. */
@@ -24,6 +25,9 @@ struct open_file {
     int chan;
     char session[IPC_SESSION_MAX];
     char user[IPC_USER_MAX];
+    char client_ip[IPC_IP_MAX];
+    char mail_from[IPC_ADDR_MAX];
+    char *rcpts;                   /* the recipients for the accept row, comma-separated */
     uint64_t nrcpt;
     unsigned char *env;            /* the envelope records as written */
     size_t env_len;
@@ -60,6 +64,7 @@ void accept_free(void)
         if (fd >= 0)
             close(fd);
         free(files[i].env);
+        free(files[i].rcpts);
     }
     free(files);
     files = NULL;
@@ -81,6 +86,7 @@ static void forget_open(struct open_file *f)
     if (fd >= 0)
         close(fd);
     free(f->env);
+    free(f->rcpts);
     *f = files[--nfiles];
 }
 
@@ -134,6 +140,31 @@ static int envelope_granted(const struct ipc_envelope *v, struct ipc_grant *g, c
         return -1;
     }
     return 0;
+}
+
+/* The recipients as the accept row lists them: comma-separated, cut short with
+ * "..." past IPC_RCPTS_MAX, as smtp lists them in its own rows. NULL: no memory. */
+static char *rcpt_list(const struct ipc_envelope *v)
+{
+    char *out = malloc(IPC_RCPTS_MAX);
+    size_t pos = 0;
+
+    if (out == NULL)
+        return NULL;
+    out[0] = '\0';
+    for (int i = 0; i < v->nrcpt; i++) {
+        size_t n = strlen(v->rcpt[i]);
+
+        if (pos + n + 5 >= IPC_RCPTS_MAX) {
+            str_lcpy(out + pos, "...", IPC_RCPTS_MAX - pos);
+            break;
+        }
+        if (i > 0)
+            out[pos++] = ',';
+        memcpy(out + pos, v->rcpt[i], n + 1);
+        pos += n;
+    }
+    return out;
 }
 
 /* Writes the envelope records and keeps a copy of them for the commit check. */
@@ -202,8 +233,11 @@ void accept_open(int chan, struct ipc_msg *m)
     }
     spool_new_id(id);
     str_fmt(path, sizeof(path), "%s/%s", qdirs.incoming, id);
-    sfd = openat(qdirs.incoming_fd, id,
-                 O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    f.rcpts = rcpt_list(&v);
+    sfd = f.rcpts == NULL ? -1
+                          : openat(qdirs.incoming_fd, id,
+                                   O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+                                   0600);
     if (sfd < 0 || write_envelope(sfd, id, &v, &g, &f) != 0) {
         str_fmt(why, sizeof(why), "cannot write %s: %s", path, strerror(errno));
         log_err("%s", why);
@@ -212,6 +246,7 @@ void accept_open(int chan, struct ipc_msg *m)
             unlinkat(qdirs.incoming_fd, id, 0);
         }
         free(f.env);
+        free(f.rcpts);
         ipc_envelope_free(&v);
         answer(chan, IPC_QUEUE_OPENED, req, 1, "", why, -1, m);
         return;
@@ -220,6 +255,8 @@ void accept_open(int chan, struct ipc_msg *m)
     f.chan = chan;
     str_lcpy(f.session, v.session, sizeof(f.session));
     str_lcpy(f.user, g.user, sizeof(f.user));
+    str_lcpy(f.client_ip, g.client_ip, sizeof(f.client_ip));
+    str_lcpy(f.mail_from, v.mail_from, sizeof(f.mail_from));
     f.nrcpt = (uint64_t)v.nrcpt;
     ipc_envelope_free(&v);
     /* smtp gets a write-only descriptor: it cannot read other files, and what it
@@ -229,6 +266,7 @@ void accept_open(int chan, struct ipc_msg *m)
         str_fmt(why, sizeof(why), "cannot reopen %s: %s", path, strerror(errno));
         close(sfd);
         free(f.env);
+        free(f.rcpts);
         unlinkat(qdirs.incoming_fd, id, 0);
         answer(chan, IPC_QUEUE_OPENED, req, 1, "", why, -1, m);
         return;
@@ -373,7 +411,12 @@ void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc)
     }
     str_lcpy(pc->session, f->session, sizeof(pc->session));
     str_lcpy(pc->user, f->user, sizeof(pc->user));
+    str_lcpy(pc->client_ip, f->client_ip, sizeof(pc->client_ip));
+    str_lcpy(pc->mail_from, f->mail_from, sizeof(pc->mail_from));
+    pc->rcpts = f->rcpts;
+    f->rcpts = NULL;
     pc->nrcpt = f->nrcpt;
+    pc->size = v.size;
     str_fmt(src, sizeof(src), "%s/%s", qdirs.incoming, pc->id);
     /* The descriptor the queue created the file with, kept since OPEN; the file
      * opened again only when it was not kept. */
@@ -405,12 +448,19 @@ refuse:
     unlinkat(qdirs.incoming_fd, pc->id, 0);
 }
 
+/* The file of a commit that fails after its END: removed from incoming/, never relayed. */
+static void drop(struct pending_commit *pc)
+{
+    pc->ok = 0;
+    unlinkat(qdirs.incoming_fd, pc->id, 0);
+    close(pc->fd);
+    pc->fd = -1;
+}
+
 /*
  * Write-back of every file of the batch starts before the first fsync, so that the
  * file system allocates them all in one journal transaction: the first fsync then
- * commits it for all, and the others only wait for their data. Each file is still
- * fsynced itself before it is renamed, and none is answered before the directory
- * fsync that follows.
+ * commits it for all, and the others only wait for their data.
  */
 void accept_sync(struct pending_commit *pc, int n)
 {
@@ -418,43 +468,107 @@ void accept_sync(struct pending_commit *pc, int n)
         if (pc[i].ok && n > 1)
             (void)sync_file_range(pc[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     for (int i = 0; i < n; i++) {
-        const char *id = pc[i].id;
-
-        if (!pc[i].ok)
+        if (!pc[i].ok || fsync(pc[i].fd) == 0)
             continue;
-        if (fsync(pc[i].fd) != 0) {
-            str_fmt(pc[i].why, sizeof(pc[i].why), "cannot write %s/%s: %s", qdirs.incoming, id,
-                    strerror(errno));
-            pc[i].ok = 0;
-            unlinkat(qdirs.incoming_fd, id, 0);
-        } else if (renameat(qdirs.incoming_fd, id, qdirs.queue_fd, id) != 0) {
-            str_fmt(pc[i].why, sizeof(pc[i].why), "cannot rename %s/%s: %s", qdirs.incoming, id,
-                    strerror(errno));
-            pc[i].ok = 0;
-            unlinkat(qdirs.incoming_fd, id, 0);
-        }
-        /* A queued file's descriptor stays open for its first relay attempt. */
-        if (!pc[i].ok) {
-            close(pc[i].fd);
-            pc[i].fd = -1;
-        }
+        str_fmt(pc[i].why, sizeof(pc[i].why), "cannot write %s/%s: %s", qdirs.incoming,
+                pc[i].id, strerror(errno));
+        drop(&pc[i]);
     }
 }
 
-void accept_answer(const struct pending_commit *pc, struct ipc_msg *m)
+/* Sends authz the ACCEPT of pc; 0, or -1 with pc->why set. */
+static int ask_accept(struct pending_commit *pc, struct ipc_msg *m)
 {
-    if (pc->ok) {
-        struct ipc_charge c;
+    struct ipc_accept a;
 
-        /* Counted before the 250, so a client cannot outrun its own rate limit. */
-        memset(&c, 0, sizeof(c));
-        str_lcpy(c.session, pc->session, sizeof(c.session));
-        str_lcpy(c.user, pc->user, sizeof(c.user));
-        str_lcpy(c.queue_id, pc->id, sizeof(c.queue_id));
-        c.nrcpt = pc->nrcpt;
-        if (ipc_enc_charge(m, &c) != 0 || queue_authz_send(m) != 0)
-            log_err("id=%s rate usage of %s not reported to authz: %s", pc->id, pc->user,
-                    strerror(errno));
+    memset(&a, 0, sizeof(a));
+    str_lcpy(a.session, pc->session, sizeof(a.session));
+    str_lcpy(a.user, pc->user, sizeof(a.user));
+    str_lcpy(a.client_ip, pc->client_ip, sizeof(a.client_ip));
+    str_lcpy(a.queue_id, pc->id, sizeof(a.queue_id));
+    str_lcpy(a.mail_from, pc->mail_from, sizeof(a.mail_from));
+    str_lcpy(a.rcpt, pc->rcpts ? pc->rcpts : "", sizeof(a.rcpt));
+    a.nrcpt = pc->nrcpt;
+    a.size = pc->size;
+    if (ipc_enc_accept(m, 0, &a) != 0 || queue_authz_request(m, &pc->accept_req) != 0) {
+        str_fmt(pc->why, sizeof(pc->why), "cannot ask authz to record it: %s", strerror(errno));
+        return -1;
     }
-    answer(pc->chan, IPC_QUEUE_COMMITTED, pc->req, pc->ok ? 0 : 1, pc->id, pc->why, -1, m);
+    return 0;
+}
+
+/*
+ * The accept rows and rate charges of the batch, all asked before the first answer is
+ * read: authz commits the rows that arrive together once. A file whose row was not
+ * committed is dropped: its client gets a 4xx and sends it again, and no message is
+ * ever relayed without its accept row. A row committed after its answer timed out
+ * (authz stalled for ACCEPT_TIMEOUT_MS) names a message that was not queued; that is
+ * logged here.
+ */
+void accept_record(struct pending_commit *pc, int n, struct ipc_msg *m)
+{
+    uint64_t deadline = now_ms() + ACCEPT_TIMEOUT_MS;
+    int waiting = 0;
+
+    for (int i = 0; i < n; i++) {
+        pc[i].accept_req = 0;
+        if (!pc[i].ok)
+            continue;
+        if (ask_accept(&pc[i], m) != 0)
+            drop(&pc[i]);
+        else
+            waiting++;
+    }
+    while (waiting > 0) {
+        struct ipc_result r;
+        int i;
+
+        if (queue_authz_next(m, IPC_AUTHZ_RESULT, deadline) != 0)
+            break;
+        for (i = 0; i < n && pc[i].accept_req != m->id; i++)
+            ;
+        if (i == n || !pc[i].ok) {
+            log_warn("late answer from authz (request %llu) ignored", (unsigned long long)m->id);
+            continue;
+        }
+        if (ipc_dec_result(m, &r) != 0)
+            fatal("malformed answer to an accept from authz");
+        pc[i].accept_req = 0;
+        waiting--;
+        if (r.decision != IPC_ALLOW) {
+            str_lcpy(pc[i].why, "authz could not record the message (accept row or rate charge)",
+                     sizeof(pc[i].why));
+            pc[i].status = IPC_QUEUE_NOT_RECORDED;
+            drop(&pc[i]);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (!pc[i].ok || pc[i].accept_req == 0)
+            continue;
+        str_fmt(pc[i].why, sizeof(pc[i].why),
+                "no answer from authz about its accept row: %s (if authz writes it late, "
+                "it names a message that was not queued)", strerror(errno));
+        pc[i].status = IPC_QUEUE_NOT_RECORDED;
+        drop(&pc[i]);
+    }
+}
+
+void accept_publish(struct pending_commit *pc, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (!pc[i].ok || renameat(qdirs.incoming_fd, pc[i].id, qdirs.queue_fd, pc[i].id) == 0)
+            continue;
+        str_fmt(pc[i].why, sizeof(pc[i].why), "cannot rename %s/%s: %s", qdirs.incoming,
+                pc[i].id, strerror(errno));
+        drop(&pc[i]);
+    }
+}
+
+void accept_answer(struct pending_commit *pc, struct ipc_msg *m)
+{
+    int status = pc->ok ? 0 : pc->status ? pc->status : IPC_QUEUE_NOT_STORED;
+
+    answer(pc->chan, IPC_QUEUE_COMMITTED, pc->req, status, pc->id, pc->why, -1, m);
+    free(pc->rcpts);
+    pc->rcpts = NULL;
 }

@@ -19,8 +19,10 @@
  *           it any more, the envelope must be byte for byte what the queue wrote,
  *           and everything after it BODY records adding up to the size announced;
  *           then END; the commits read in one turn of the loop are then fsynced
- *           together and renamed into queue/, and one directory fsync follows for
- *           the whole batch, before any of them is answered;
+ *           together; authz commits their accept rows and rate charges (ACCEPT),
+ *           so that no message is relayed without its accept row, whatever smtp
+ *           does; they are renamed into queue/, and one directory fsync follows
+ *           for the whole batch, before any of them is answered;
  *   ABORT   only for a file this channel opened.
  */
 
@@ -30,10 +32,16 @@ struct pending_commit {
     char id[SPOOL_ID_LEN + 1];
     char session[IPC_SESSION_MAX];
     char user[IPC_USER_MAX];
+    char client_ip[IPC_IP_MAX];
+    char mail_from[IPC_ADDR_MAX];
+    char *rcpts;                    /* for the accept row; freed by accept_answer() */
     uint64_t nrcpt;
-    int fd;                         /* the file, ended; still open after accept_sync()
+    uint64_t size;
+    uint64_t accept_req;            /* the ACCEPT asked of authz and not answered, or 0 */
+    int fd;                         /* the file, ended; still open after the steps below
                                        when ok (the caller's to hand on or close) */
     int ok;
+    int status;                     /* IPC_QUEUE_* of a failure */
     char why[256];
 };
 
@@ -47,11 +55,18 @@ void accept_open(int chan, struct ipc_msg *m);
 void accept_abort(int chan, struct ipc_msg *m);
 /* Validates and ends the file; the result is in pc. */
 void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc);
-/* Fsyncs the files of a batch of commits and renames them into queue/; the
- * descriptor of a file that failed is closed. */
+/*
+ * The steps of a batch of commits, in this order; each drops (removes, closes, marks
+ * not ok) a file that fails it:
+ *   accept_sync     fsyncs the files in incoming/;
+ *   accept_record   has authz commit their accept rows and rate charges;
+ *   accept_publish  renames them into queue/ (the caller then fsyncs the directory);
+ *   accept_answer   answers smtp (after the directory fsync), one commit at a time.
+ */
 void accept_sync(struct pending_commit *pc, int n);
-/* After the directory fsync: charges the user (authz) and answers smtp. */
-void accept_answer(const struct pending_commit *pc, struct ipc_msg *m);
+void accept_record(struct pending_commit *pc, int n, struct ipc_msg *m);
+void accept_publish(struct pending_commit *pc, int n);
+void accept_answer(struct pending_commit *pc, struct ipc_msg *m);
 /* Forgets every open file (shutdown). */
 void accept_free(void);
 

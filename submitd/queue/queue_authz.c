@@ -28,14 +28,22 @@ int queue_authz_send(struct ipc_msg *m)
     return rc;
 }
 
-int queue_authz_ask(struct ipc_msg *m, enum ipc_type want, int timeout_ms)
+int queue_authz_request(struct ipc_msg *m, uint64_t *req)
 {
-    uint64_t req = next_req++, deadline;
+    *req = next_req++;
+    m->id = *req;
+    return queue_authz_send(m);
+}
 
-    m->id = req;
-    if (queue_authz_send(m) != 0)
-        return -1;
-    deadline = now_ms() + (uint64_t)timeout_ms;
+/* The answers authz gives the queue: one of them read while another is awaited is
+ * late (its asker timed out). */
+static int answer_type(unsigned type)
+{
+    return type == IPC_AUTHZ_GRANT || type == IPC_AUTHZ_RESULT;
+}
+
+int queue_authz_next(struct ipc_msg *m, enum ipc_type want, uint64_t deadline)
+{
     for (;;) {
         struct pollfd p = { chan, POLLIN, 0 };
         uint64_t now = now_ms();
@@ -60,8 +68,23 @@ int queue_authz_ask(struct ipc_msg *m, enum ipc_type want, int timeout_ms)
         }
         if (m->fd >= 0)
             fatal("unexpected descriptor from authz");
-        if (m->type != want)
+        if (!answer_type(m->type))
             fatal("unexpected message type %u from authz", m->type);
+        if (m->type == want)
+            return 0;
+        log_warn("late answer from authz (request %llu) ignored", (unsigned long long)m->id);
+    }
+}
+
+int queue_authz_ask(struct ipc_msg *m, enum ipc_type want, int timeout_ms)
+{
+    uint64_t req, deadline = now_ms() + (uint64_t)timeout_ms;
+
+    if (queue_authz_request(m, &req) != 0)
+        return -1;
+    for (;;) {
+        if (queue_authz_next(m, want, deadline) != 0)
+            return -1;
         /* An answer to an earlier question that timed out: skip it. */
         if (m->id == req)
             return 0;

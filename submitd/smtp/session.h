@@ -32,8 +32,7 @@ enum sess_state {
 /* What the session is waiting for; input is not processed meanwhile. */
 enum sess_wait {
     WAIT_NONE = 0, WAIT_IDENTITY, WAIT_SENDER, WAIT_OPEN, WAIT_HEADER_FROM, WAIT_COMMIT,
-    WAIT_PASSWORD, WAIT_STARTTLS_FLUSH, WAIT_AUTHZID,
-    WAIT_ACCEPT_AUDIT  /* the message is queued; the 250 waits for its audit row */
+    WAIT_PASSWORD, WAIT_STARTTLS_FLUSH, WAIT_AUTHZID
 };
 
 #define SESS_INBUF 4096
@@ -144,7 +143,6 @@ struct session {
     struct tls_peer peer;
 
     struct smtp_tx *tx;         /* the transaction, or NULL */
-    char accepted_id[32];       /* the queue id the pending 250 will name */
 
     /* Buffers. */
     char *inbuf;                /* SESS_INBUF bytes while it holds input or a read is

@@ -51,9 +51,6 @@ static void on_sender(struct session *s, const struct ipc_result *r)
 static void on_authz_result(struct session *s, const struct ipc_result *r)
 {
     switch (s->wait) {
-    case WAIT_ACCEPT_AUDIT:
-        data_on_accept_audit(s, r);
-        break;
     case WAIT_IDENTITY:
         on_identity(s, r);
         break;
@@ -106,8 +103,6 @@ enum answer_next session_answer(struct session *s, struct ipc_msg *m)
         } else if (m->type == IPC_QUEUE_COMMITTED && s->wait == WAIT_COMMIT) {
             s->wait = WAIT_NONE;
             data_on_committed(s, q.status, q.queue_id, q.reason);
-            if (s->wait == WAIT_ACCEPT_AUDIT)
-                return ANSWER_RESUME;
         } else {
             fatal("session=%s unexpected queue answer", s->id);
         }

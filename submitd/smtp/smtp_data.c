@@ -421,40 +421,31 @@ void data_on_committed(struct session *s, int status, const char *qid, const cha
     struct smtp_tx *tx = s->tx;
     char rcpts[2048];
 
-    tx_rcpt_list(s, rcpts, sizeof(rcpts));
-    if (status != 0 || strcmp(qid, tx->queue_id) != 0) {
+    if (status != IPC_QUEUE_OK || strcmp(qid, tx->queue_id) != 0) {
+        tx_rcpt_list(s, rcpts, sizeof(rcpts));
         log_err("session=%s client=%s queue commit of %s failed: %s", s->id, s->client_ip,
                 tx->queue_id, why);
         req_audit(s, "data", "tempfail", why[0] ? why : "queue commit failed", rcpts,
                   tx->msg_size);
-        session_reply(s, "452 4.3.1 Insufficient system storage");
+        if (status == IPC_QUEUE_NOT_RECORDED)
+            session_reply(s, "451 4.3.0 Message not queued: it could not be recorded; "
+                             "try again later");
+        else
+            session_reply(s, "452 4.3.1 Insufficient system storage");
+    } else if (s->detached) {
+        /* Queued and recorded all the same: the client may send it again. */
+        log_warn("session=%s client=%s queued id=%s user=%s from=<%s> nrcpt=%d size=%lld, "
+                 "but the client left before the 250", s->id, s->client_ip, tx->queue_id,
+                 s->user, tx->mail_from, tx->nrcpt, tx->msg_size);
     } else {
+        /* The queue answers once the file and its accept row are durable (DESIGN §9):
+         * the 250 follows at once. */
         log_info("session=%s client=%s queued id=%s user=%s from=<%s> nrcpt=%d size=%lld",
                  s->id, s->client_ip, tx->queue_id, s->user, tx->mail_from, tx->nrcpt,
                  tx->msg_size);
-        /* The 250 waits until the accept row is written (DESIGN §9): a crash right
-         * after it cannot leave a relayed message without its audit row. */
-        if (!s->detached &&
-            req_audit_id(s, req_id(s), "submission", "accept", NULL, rcpts, tx->msg_size) == 0) {
-            str_lcpy(s->accepted_id, tx->queue_id, sizeof(s->accepted_id));
-            session_wait(s, WAIT_ACCEPT_AUDIT);
-        } else {
-            req_audit(s, "submission", "accept",
-                      s->detached ? "client left before the reply" : NULL, rcpts, tx->msg_size);
-            session_reply(s, "250 2.0.0 Ok: queued as %s", tx->queue_id);
-        }
+        session_reply(s, "250 2.0.0 Ok: queued as %s", tx->queue_id);
     }
     /* The file belongs to the queue now (or is gone): nothing to abort. */
     tx->spool_fd = -1;
     tx_end(s);
-}
-
-void data_on_accept_audit(struct session *s, const struct ipc_result *r)
-{
-    /* Queued durably either way: a 4xx now would only make the client send the
-     * message twice. */
-    if (r->decision != IPC_ALLOW)
-        log_err("session=%s accept row of %s not written; the message is queued",
-                s->id, s->accepted_id);
-    session_reply(s, "250 2.0.0 Ok: queued as %s", s->accepted_id);
 }

@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     TRY(struct ipc_commit, ipc_dec_commit, ipc_enc_commit(&out, 1, &v));
     TRY(struct ipc_abort, ipc_dec_abort, ipc_enc_abort(&out, &v));
     TRY(struct ipc_relay_audit, ipc_dec_relay_audit, ipc_enc_relay_audit(&out, &v));
-    TRY(struct ipc_charge, ipc_dec_charge, ipc_enc_charge(&out, &v));
+    TRY(struct ipc_accept, ipc_dec_accept, ipc_enc_accept(&out, 1, &v));
     {
         struct ipc_envelope v;
 

@@ -274,19 +274,25 @@ static void attack(const struct config *cfg, const char *alice_pem, const char *
         close(fd);
         commit("commit_control", qid, n);
     }
-    /* An audit row claiming a big submission for bob: rows do not count against a
-     * rate limit (only the queue's commits do) and carry authz's identity. */
+    /* An accept row claiming a big submission for bob: accepted messages are the
+     * queue's word, so authz refuses it (a reject row that says why), and rows do
+     * not count against a rate limit (only the queue's accepts do). */
     {
         struct ipc_audit *a = calloc(1, sizeof(*a));
+        struct ipc_result r;
 
         str_lcpy(a->session, "h-bob", sizeof(a->session));
         str_lcpy(a->event, "submission", sizeof(a->event));
         str_lcpy(a->decision, "accept", sizeof(a->decision));
         str_lcpy(a->reason, "HOSTILE-AUDIT-ROW", sizeof(a->reason));
+        str_lcpy(a->queue_id, "0000000000000000FAKE", sizeof(a->queue_id));
         a->size = 100;
         a->nrcpt = 1000;
-        note("audit_fake_submission", ipc_enc_audit(m, 0, a) == 0 && ipc_send(authz_fd, m) == 0
-                                          ? "ok" : "error", "");
+        if (ipc_enc_audit(m, next_id++, a) != 0 || ask(authz_fd, IPC_AUTHZ_RESULT) != 0 ||
+            ipc_dec_result(m, &r) != 0)
+            note("audit_fake_submission", "error", "no answer from authz");
+        else
+            note("audit_fake_submission", decision_word(r.decision), r.reply);
         free(a);
     }
     end_session("h-alice");

@@ -146,12 +146,22 @@ def test_only_the_correct_exchange_is_relayed(hostile):
     assert rows and all(r["user"] == "alice" for r in rows), rows
 
 
-def test_only_committed_messages_count_against_rate_limits(hostile):
+def test_only_the_queue_reports_accepted_messages(hostile):
+    """An accept row from smtp is a forgery: authz refuses it and records a reject row
+    under the session's user as authz knows it; nothing is charged to that user. The
+    one accept row is the queue's, for the message it queued."""
     env, _, _, report, _ = hostile
-    assert outcome(report, "audit_fake_submission")[0] == "ok"
-    rows = poll(lambda: env.query("SELECT * FROM audit WHERE reason = 'HOSTILE-AUDIT-ROW'"), 5)
-    # The row names the session's user as authz knows it, not anything smtp said.
-    assert rows and rows[0]["user"] == "bob" and rows[0]["client_ip"] == "203.0.113.66", rows
+    state, reply = outcome(report, "audit_fake_submission")
+    assert state == "deny" and "only the queue" in reply, (state, reply)
+    rows = poll(lambda: env.query("SELECT * FROM audit WHERE session = 'h-bob' "
+                                  "AND event = 'submission'"), 5)
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert row["decision"] == "reject" and "only the queue" in row["reason"], row
+    assert row["user"] == "bob" and row["client_ip"] == "203.0.113.66", row
+    accepts = env.query("SELECT * FROM audit WHERE decision = 'accept' AND event = 'submission' "
+                        "AND session IN ('h-alice', 'h-bob')")
+    assert [(r["session"], r["user"]) for r in accepts] == [("h-alice", "alice")], accepts
     usage = {r["user"]: (r["m"], r["r"]) for r in env.query(
         "SELECT user, sum(messages) AS m, sum(recipients) AS r FROM rate_usage GROUP BY user")}
     assert "bob" not in usage, usage

@@ -6,8 +6,8 @@ import os
 import signal
 import smtplib
 
-from conftest import (Audit, assert_served, make_message, poll, queue_id, relay_settled, send_ok,
-                      smtp_starttls, submit)
+from conftest import (Audit, assert_served, make_message, poll, queue_id, raw_tls_session,
+                      relay_settled, send_ok, smtp_starttls, submit)
 from daemon_procs import comm
 
 
@@ -74,6 +74,63 @@ def test_accept_row_is_committed_before_the_250(fresh_stack_factory):
             assert len(rows) == 1 and rows[0]["user"] == "alice", (qid, rows)
         # The master restarts the set; the next round finds the new authz.
         assert poll(lambda: served(s), 20), "not served again after authz was killed"
+
+
+def test_message_whose_accept_row_cannot_be_written_is_not_queued(fresh_stack_factory):
+    """The queue makes a message relayable only once authz has committed its accept row
+    and rate charge. With the database locked by another writer at the final dot, the
+    client gets a 451 (send it again), not a 250 without a row; the message is in no
+    spool directory, never relayed, charged to nobody; and once the lock is gone the
+    same client's next message is queued, recorded and relayed."""
+    import sqlite3
+    s = fresh_stack_factory("accept-row-locked", rate_messages_per_hour=2)
+    refused, after = make_message(), make_message()
+    c = raw_tls_session(s.env, s.alice)
+    locker = sqlite3.connect(s.env.dir / "submitd.db", timeout=5, isolation_level=None)
+    try:
+        assert c.cmd(f"MAIL FROM:<{refused.mail_from}>").code == 250
+        for r in refused.rcpts:
+            assert c.cmd(f"RCPT TO:<{r}>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(refused.data)
+        locker.execute("BEGIN IMMEDIATE")
+        locker.execute("INSERT INTO users(name) VALUES ('lock-holder')")
+        try:
+            r = c.cmd(".")
+        finally:
+            locker.execute("ROLLBACK")
+        assert r.code == 451 and r.last.startswith("451 4.3.0"), str(r)
+        # Same session, lock gone: the next message goes through.
+        assert c.cmd(f"MAIL FROM:<{after.mail_from}>").code == 250
+        for rcpt in after.rcpts:
+            assert c.cmd(f"RCPT TO:<{rcpt}>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(after.data)
+        r = c.cmd(".")
+        assert r.code == 250, str(r)
+        qid = queue_id(r.last)
+        c.cmd("QUIT")
+    finally:
+        locker.close()
+        c.close()
+    s.upstream.wait_for(after.marker, after.rcpts)
+    relay_settled(s.env)
+    assert not s.upstream.matching(refused.marker), "the unrecorded message was relayed"
+    spool = s.env.dir / "spool"
+    left = [p.name for d in ("incoming", "queue") for p in (spool / d).iterdir()]
+    assert left == [], f"files left in the spool: {left}"
+    accepts = s.env.query("SELECT queue_id, user FROM audit WHERE decision = 'accept' "
+                          "AND event = 'submission'")
+    assert [(r["queue_id"], r["user"]) for r in accepts] == [(qid, "alice")], accepts
+    assert "not queued" in s.daemon.tail()
+    # Charged once (the refused message was not): the limit of 2 leaves one more.
+    send_ok(s.env, s.alice, make_message())
+    c = smtp_starttls(s.env, s.alice)
+    try:
+        code, resp = c.mail(refused.mail_from)
+        assert code == 450, (code, resp)
+    finally:
+        c.close()
 
 
 def test_queue_waits_for_upstream_and_delivers_when_it_returns(fresh_stack_factory):

@@ -1,8 +1,9 @@
 /*
  * The authz process's group commit (authz_answer.c) with its handlers of audit rows
- * and rate charges (authz_audit.c), against an SQLite file whose syncs are counted
- * (sync_count.h): the turn that holds the accept row of a queued message is synced
- * before its answer goes (the 250 waits for that answer, DESIGN §9); other turns are
+ * and of the queue's accepts (authz_audit.c), against an SQLite file whose syncs are
+ * counted (sync_count.h): the turn that holds the accept row of a queued message is
+ * synced before its answer goes (the queue makes the message relayable and smtp
+ * sends the 250 only after that answer, DESIGN §9); other turns are
  * committed, visible to another connection, but not synced; the lazy commits are
  * synced within a second, by the next turn or by the idle loop's tick; and a sync
  * that fails turns the answers into temporary failures.
@@ -22,6 +23,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 struct config cfg;
@@ -64,22 +66,37 @@ static void audit_from_smtp(uint64_t req, const char *session, const char *event
     handle_audit(chan[0], &msg);
 }
 
-/* The queue charges a message against its user's limits. */
-static void charge_from_queue(const char *user)
+/* The queue asks for the accept row and rate charge of a message about to be queued. */
+static void accept_from_queue(uint64_t req, const char *session, const char *user,
+                              const char *queue_id)
 {
-    struct ipc_charge v;
+    struct ipc_accept v;
 
     memset(&v, 0, sizeof(v));
-    str_lcpy(v.session, "batch-charge", sizeof(v.session));
+    str_lcpy(v.session, session, sizeof(v.session));
     str_lcpy(v.user, user, sizeof(v.user));
-    str_lcpy(v.queue_id, "QCHARGE", sizeof(v.queue_id));
+    str_lcpy(v.client_ip, "192.0.2.7", sizeof(v.client_ip));
+    str_lcpy(v.queue_id, queue_id, sizeof(v.queue_id));
+    str_lcpy(v.mail_from, "a@example.com", sizeof(v.mail_from));
+    str_lcpy(v.rcpt, "b@example.com,c@example.com", sizeof(v.rcpt));
     v.nrcpt = 2;
-    if (ipc_enc_charge(&msg, &v) != 0 || ipc_send(chan[1], &msg) != 0 ||
+    v.size = 1234;
+    if (ipc_enc_accept(&msg, req, &v) != 0 || ipc_send(chan[1], &msg) != 0 ||
         ipc_recv(chan[0], &msg) <= 0) {
-        printf("  cannot pass the charge message: %s\n", strerror(errno));
+        printf("  cannot pass the accept message: %s\n", strerror(errno));
         return;
     }
-    handle_charge(&msg);
+    handle_accept(chan[0], &msg);
+}
+
+/* Messages charged to user in the last hour, or -1. */
+static long long charged(const char *user)
+{
+    long long messages = -1, recipients = -1;
+
+    if (db_rate_usage(reader, user, (int64_t)time(NULL), &messages, &recipients) != DB_OK)
+        return -1;
+    return messages;
 }
 
 /* The answer smtp got for request req: IPC_ALLOW, IPC_TEMPFAIL..., or -1 for none. */
@@ -133,24 +150,106 @@ static void settle(void)
     answer_before_sync = 0;
 }
 
+struct accept_row {
+    int n;
+    char user[64], client_ip[64], rcpt[128], queue_id[32];
+    long long size;
+};
+
+static int find_accept(void *arg, const struct db_audit_row *r)
+{
+    struct accept_row *a = arg;
+
+    if (strcmp(r->session, "batch-acc") != 0 || strcmp(r->decision, "accept") != 0)
+        return 0;
+    a->n++;
+    str_lcpy(a->user, r->user, sizeof(a->user));
+    str_lcpy(a->client_ip, r->client_ip, sizeof(a->client_ip));
+    str_lcpy(a->rcpt, r->rcpt, sizeof(a->rcpt));
+    str_lcpy(a->queue_id, r->queue_id, sizeof(a->queue_id));
+    a->size = r->size;
+    return 0;
+}
+
 TEST(test_accept_row_is_synced_before_its_answer)
 {
+    struct db_audit_filter f;
+    struct accept_row row;
+    long long before = charged("acc-user");
+
     settle();
-    audit_from_smtp(11, "batch-acc", "submission", "accept", "QACCEPT1");
+    accept_from_queue(11, "batch-acc", "acc-user", "QACCEPT1");
     CHECK(answer_to(11) == -1);            /* waits for the end of the turn */
     turn_end();
     CHECK(sync_count.log == 1);
     CHECK(!answer_before_sync);
     CHECK(answer_to(11) == IPC_ALLOW);
     CHECK(batch_tick() == -1);             /* nothing owed */
+    /* The row, from the queue's fields (the session has no grant here), and the
+     * charge, in the same commit. */
+    memset(&row, 0, sizeof(row));
+    db_audit_filter_init(&f);
+    CHECK(db_audit_search(reader, &f, find_accept, &row) == DB_OK);
+    CHECK(row.n == 1);
+    CHECK_STR(row.user, "acc-user");
+    CHECK_STR(row.client_ip, "192.0.2.7");
+    CHECK_STR(row.rcpt, "b@example.com,c@example.com");
+    CHECK_STR(row.queue_id, "QACCEPT1");
+    CHECK(row.size == 1234);
+    CHECK(charged("acc-user") == before + 1);
+}
+
+TEST(test_accepts_of_one_turn_share_one_sync)
+{
+    long long before = charged("acc-many");
+
+    settle();
+    accept_from_queue(12, "batch-many", "acc-many", "QMANY1");
+    accept_from_queue(13, "batch-many", "acc-many", "QMANY2");
+    accept_from_queue(14, "batch-many", "acc-many", "QMANY3");
+    turn_end();
+    CHECK(sync_count.log == 1);
+    CHECK(answer_to(12) == IPC_ALLOW);
+    CHECK(answer_to(13) == IPC_ALLOW);
+    CHECK(answer_to(14) == IPC_ALLOW);
+    CHECK(rows_of("batch-many") == 3);
+    CHECK(charged("acc-many") == before + 3);
+}
+
+static int count_forged(void *arg, const struct db_audit_row *r)
+{
+    int *n = arg;
+
+    if (strcmp(r->session, "batch-forged") == 0)
+        *n += strcmp(r->decision, "reject") == 0 && strstr(r->reason, "only the queue") != NULL
+                  ? 1
+                  : 1000;
+    return 0;
+}
+
+/* smtp may be compromised: an accept row from it is a forgery. authz writes a reject
+ * row that says so, answers DENY, and serves on. */
+TEST(test_accept_row_from_smtp_is_refused)
+{
+    struct db_audit_filter f;
+    int n = 0;
+
+    settle();
+    audit_from_smtp(61, "batch-forged", "submission", "accept", "QFORGED");
+    turn_end();
+    CHECK(answer_to(61) == IPC_DENY);
+    db_audit_filter_init(&f);
+    CHECK(db_audit_search(reader, &f, count_forged, &n) == DB_OK);
+    CHECK(n == 1);
+    /* The forged row did not make the turn durable, as an accept row would. */
+    CHECK(sync_count.log == 0);
 }
 
 TEST(test_other_rows_are_committed_lazily)
 {
     settle();
     audit_from_smtp(21, "batch-rej", "rcpt", "reject", "");
-    audit_from_smtp(0, "batch-rej", "mail", "accept", "");    /* accepted, not queued */
-    charge_from_queue("batch-user");
+    audit_from_smtp(0, "batch-rej", "data", "tempfail", "QTEMP");
     turn_end();
     CHECK(sync_count.log == 0);
     CHECK(answer_to(21) == IPC_ALLOW);
@@ -199,7 +298,7 @@ TEST(test_failed_sync_is_a_tempfail)
 {
     settle();
     sync_count.fail = 1;
-    audit_from_smtp(51, "batch-fail", "submission", "accept", "QFAIL1");
+    accept_from_queue(51, "batch-fail", "fail-user", "QFAIL1");
     turn_end();
     CHECK(sync_count.log == 1);
     CHECK(answer_to(51) == IPC_TEMPFAIL);
@@ -257,6 +356,8 @@ int main(void)
     }
     sync_count.hook = at_log_sync;
     RUN(test_accept_row_is_synced_before_its_answer);
+    RUN(test_accepts_of_one_turn_share_one_sync);
+    RUN(test_accept_row_from_smtp_is_refused);
     RUN(test_other_rows_are_committed_lazily);
     RUN(test_idle_tick_syncs_within_a_second);
     RUN(test_turn_after_a_second_is_durable);

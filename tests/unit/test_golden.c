@@ -18,8 +18,10 @@
  *   L: N X                the client sends a line of N times the character X
  *   A: ALLOW [USER] [budget=N] | DENY REPLY | TEMPFAIL REPLY
  *                         authz answers the request the session waits for
- *   Q: OPENED QID | OPENFAIL REASON | COMMITTED QID | COMMITFAIL REASON
- *                         the queue answers
+ *   Q: OPENED QID | OPENFAIL REASON | COMMITTED QID | COMMITFAIL REASON |
+ *      NOTRECORDED REASON
+ *                         the queue answers (NOTRECORDED: a commit whose accept
+ *                         row authz could not write)
  * NAME.out is what the session produced: "S: " reply lines, "authz: " and
  * "queue: " requests, and "-- closed" when the session ends its connection.
  * GOLDEN_UPDATE=1 rewrites the .out files from what the session does now.
@@ -385,6 +387,9 @@ static void queue_answer(const char *arg)
         str_lcpy(q.reason, arg + 9, sizeof(q.reason));
     } else if (strncmp(arg, "COMMITTED ", 10) == 0) {
         str_lcpy(q.queue_id, arg + 10, sizeof(q.queue_id));
+    } else if (strncmp(arg, "NOTRECORDED ", 12) == 0) {
+        q.status = IPC_QUEUE_NOT_RECORDED;
+        str_lcpy(q.reason, arg + 12, sizeof(q.reason));
     } else {
         q.status = 1;
         str_lcpy(q.reason, strncmp(arg, "COMMITFAIL ", 11) == 0 ? arg + 11 : arg,

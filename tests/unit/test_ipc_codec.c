@@ -341,6 +341,13 @@ TEST(test_grant_and_queue_answers_round_trip)
     CHECK_TRUNCATED(ipc_dec_queue_answer, &q_out);
     CHECK_TRAILING(ipc_dec_queue_answer, &q_out);
     CHECK(ipc_enc_queue_answer(m, IPC_AUTHZ_RESULT, 12, &q_in) != 0);
+    /* A commit that authz could not record keeps its own status for smtp's reply. */
+    q_in.status = IPC_QUEUE_NOT_RECORDED;
+    CHECK(ipc_enc_queue_answer(m, IPC_QUEUE_COMMITTED, 12, &q_in) == 0);
+    rewind_msg();
+    CHECK(ipc_dec_queue_answer(m, &q_out) == 0 && q_out.status == IPC_QUEUE_NOT_RECORDED);
+    q_in.status = IPC_QUEUE_NOT_RECORDED + 1;
+    CHECK(ipc_enc_queue_answer(m, IPC_QUEUE_COMMITTED, 12, &q_in) != 0);
 
     SET(c_in.queue_id, "ABC");
     c_in.size = 99;
@@ -358,10 +365,10 @@ TEST(test_grant_and_queue_answers_round_trip)
     CHECK_TRAILING(ipc_dec_abort, &a_out);
 }
 
-TEST(test_relay_audit_and_charge_round_trip)
+TEST(test_relay_audit_and_accept_round_trip)
 {
     struct ipc_relay_audit *in = calloc(1, sizeof(*in)), *out = calloc(1, sizeof(*out));
-    struct ipc_charge c_in, c_out;
+    struct ipc_accept *c_in = calloc(1, sizeof(*c_in)), *c_out = calloc(1, sizeof(*c_out));
 
     SET(in->session, "s");
     SET(in->event, "relayed");
@@ -378,16 +385,31 @@ TEST(test_relay_audit_and_charge_round_trip)
     CHECK_TRUNCATED(ipc_dec_relay_audit, out);
     CHECK_TRAILING(ipc_dec_relay_audit, out);
 
-    memset(&c_in, 0, sizeof(c_in));
-    SET(c_in.session, "s");
-    SET(c_in.user, "alice");
-    SET(c_in.queue_id, "Q");
-    c_in.nrcpt = 4;
-    CHECK(ipc_enc_charge(m, &c_in) == 0);
+    SET(c_in->session, "s");
+    SET(c_in->user, "alice");
+    SET(c_in->client_ip, "::1");
+    SET(c_in->queue_id, "Q");
+    SET(c_in->mail_from, "alice@example.com");
+    SET(c_in->rcpt, "b@example.com,c@example.com");
+    c_in->nrcpt = 4;
+    c_in->size = 5000;
+    CHECK(ipc_enc_accept(m, 9, c_in) == 0);
+    CHECK(m->id == 9 && m->type == IPC_AUTHZ_ACCEPT);
     rewind_msg();
-    CHECK(ipc_dec_charge(m, &c_out) == 0 && c_out.nrcpt == 4);
-    CHECK_STR(c_out.user, "alice");
-    CHECK_TRAILING(ipc_dec_charge, &c_out);
+    CHECK(ipc_dec_accept(m, c_out) == 0 && c_out->nrcpt == 4 && c_out->size == 5000);
+    CHECK_STR(c_out->user, "alice");
+    CHECK_STR(c_out->client_ip, "::1");
+    CHECK_STR(c_out->mail_from, "alice@example.com");
+    CHECK_STR(c_out->rcpt, "b@example.com,c@example.com");
+    CHECK_TRUNCATED(ipc_dec_accept, c_out);
+    CHECK_TRAILING(ipc_dec_accept, c_out);
+    /* More recipients than any envelope holds is a broken protocol. */
+    c_in->nrcpt = IPC_RCPT_MAX + 1;
+    CHECK(ipc_enc_accept(m, 9, c_in) == 0);
+    rewind_msg();
+    CHECK(ipc_dec_accept(m, c_out) == -1);
+    free(c_in);
+    free(c_out);
     free(in);
     free(out);
 }
@@ -432,7 +454,7 @@ int main(void)
     RUN(test_envelope_round_trip);
     RUN(test_envelope_count_larger_than_the_message);
     RUN(test_grant_and_queue_answers_round_trip);
-    RUN(test_relay_audit_and_charge_round_trip);
+    RUN(test_relay_audit_and_accept_round_trip);
     RUN(test_string_longer_than_its_field);
     RUN(test_text_clean);
     free(m);
