@@ -182,7 +182,8 @@ $(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DB_LIBS) $(SSL_LIBS) $(THREAD_LIBS)
 
 # The authz process's group commit and audit handlers (tests/unit/test_authz_batch.c).
-AUTHZ_BATCH := $(call obj,$(addprefix authz/authzd/,authz_answer.c authz_audit.c authz_grant.c))
+AUTHZ_BATCH := $(call obj,$(addprefix authz/authzd/,authz_address.c authz_answer.c authz_audit.c \
+                                                authz_grant.c))
 $(B)/tests/test_authz_batch: $(O)/tests/unit/test_authz_batch.o $(AUTHZ_BATCH) $(UNIT_LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DB_LIBS) $(SSL_LIBS) $(THREAD_LIBS)

@@ -410,13 +410,13 @@ durable_floor_sample() {
 # answer between two processes, the way submitd's processes ask each other
 # (tests/bench/crossing_floor.c), alone. DESIGN section 2's split makes a message cross
 # a process boundary, there and back, at least CROSSINGS_FULL times with a handshake
-# of its own (smtp asks authz about the identity, the sender, the header From and the
-# accept row, and the queue to open and to commit the file; the queue asks authz for
-# the grant; authz asks a PAM worker), and CROSSINGS_TEN times when ten share a
-# session (the identity and PAM questions once for ten). The one-way reports (the
-# session's end, the relay's audit row, the rate charge) are not counted.
-CROSSINGS_FULL=8
-CROSSINGS_TEN=6.2
+# of its own (smtp asks authz about the identity and the sender, and the queue to open
+# and to commit the file; the queue asks authz for the grant and, with the header
+# From, for the accept row; authz asks a PAM worker), and CROSSINGS_TEN times when ten
+# share a session (the identity and PAM questions once for ten). The one-way reports
+# (the session's end, the relay's audit row) are not counted.
+CROSSINGS_FULL=7
+CROSSINGS_TEN=5.2
 crossing_floor_sample() {
     when=$1
     n=${BENCH_CROSSING_ROUNDS:-50000}

@@ -56,9 +56,10 @@
 #define MAX_CHANNELS 65
 #define AUTHZ_BUSY_TIMEOUT_MS 1000
 #define TURN_MESSAGES 16
-/* The queue sends the accept rows of a batch of commits together and waits for all
- * of them: read them in one turn, so that they share one durable commit. */
-#define QUEUE_TURN_MESSAGES 256
+/* The queue sends the accept rows of a batch of commits together, up to 64 at a
+ * time, and waits for all of them: read them in one turn, so that they share one
+ * durable commit. */
+#define QUEUE_TURN_MESSAGES 64
 
 struct config cfg;
 struct db *db;
@@ -109,9 +110,6 @@ static int serve(int fd, int from_queue, struct ipc_msg *m)
         return 1;
     case IPC_AUTHZ_SENDER:
         handle_sender(m, &a);
-        break;
-    case IPC_AUTHZ_HEADER_FROM:
-        handle_header_from(m, &a);
         break;
     case IPC_AUTHZ_AUTHZID:
         handle_authzid(m, &a);

@@ -129,31 +129,25 @@ void handle_sender(struct ipc_msg *m, struct answer *a)
     }
 }
 
-/* check_header_from: every address of the message's From field must be owned. */
-void handle_header_from(struct ipc_msg *m, struct answer *a)
+int header_from_owned(const struct grant *g, const struct ipc_header_from *from,
+                      struct answer *a)
 {
-    struct ipc_header_from v;
-    struct grant *g, stand_in;
     char reply[256];
     const char *bad_addr = NULL;
     int worst = DB_OK;
 
-    if (ipc_dec_header_from(m, &v) != 0)
-        fatal("malformed header-from request");
-    if ((g = granted_or_refuse(v.session, "data", v.addr[0], &stand_in, a)) == NULL)
-        return;
-    for (int i = 0; i < v.naddr && worst != DB_ERROR; i++) {
-        int rc = ipc_text_clean(v.addr[i]) ? db_sender_owned(db, g->user, v.addr[i])
-                                           : DB_NOTFOUND;
+    for (int i = 0; i < from->naddr && worst != DB_ERROR; i++) {
+        int rc = ipc_text_clean(from->addr[i]) ? db_sender_owned(db, g->user, from->addr[i])
+                                               : DB_NOTFOUND;
         if (rc != DB_OK) {
             worst = rc;
-            bad_addr = v.addr[i];
+            bad_addr = from->addr[i];
         }
     }
-    if (worst == DB_OK) {
-        answer_set(a, IPC_ALLOW, "");
-    } else if (worst == DB_ERROR) {
-        log_err("session=%s header From lookup failed: %s", v.session, db_errmsg(db));
+    if (worst == DB_OK)
+        return 1;
+    if (worst == DB_ERROR) {
+        log_err("session=%s header From lookup failed: %s", g->session, db_errmsg(db));
         address_refused(g, "data", bad_addr, IPC_TEMPFAIL, NULL, "database unavailable", a);
     } else {
         str_fmt(reply, sizeof(reply), "550 5.7.1 Header From address not owned by user %s",
@@ -161,6 +155,7 @@ void handle_header_from(struct ipc_msg *m, struct answer *a)
         address_refused(g, "data", bad_addr, IPC_DENY, reply,
                         "header From address not owned by user", a);
     }
+    return 0;
 }
 
 /* ---- AUTH EXTERNAL with an authorization identity ---------------------------------- */

@@ -124,6 +124,7 @@ struct deferred {
 static struct {
     int open;                 /* a transaction is open */
     int durable;              /* it holds a row that must be durable before its answer */
+    int begin_failed;         /* the turn could not open its transaction */
     struct deferred *answers;
     size_t n, cap;
 } batch;
@@ -132,8 +133,14 @@ int batch_join(void)
 {
     if (batch.open)
         return 0;
-    if (db_begin(db) != DB_OK)
+    /* Another writer holds the database: once the busy timeout has run out for the
+     * turn, its other writes fail at once rather than wait a second each. */
+    if (batch.begin_failed)
         return -1;
+    if (db_begin(db) != DB_OK) {
+        batch.begin_failed = 1;
+        return -1;
+    }
     batch.open = 1;
     return 0;
 }
@@ -204,6 +211,7 @@ void batch_end(struct ipc_msg *m)
 {
     int failed = 0;
 
+    batch.begin_failed = 0;
     if (batch.open && batch_commit() != 0) {
         log_err("AUDIT ROWS NOT WRITTEN: the commit of a batch failed: %s; its "
                 "decisions become temporary failures", db_errmsg(db));

@@ -33,7 +33,8 @@ const char *decision_word(int decision);
  * becomes a temporary failure, since it may rest on a row that was not written (the
  * accept row that a 250 waits for, the row of a granted identity).
  */
-/* Opens the turn's transaction if it is not open yet. 0, or -1 (db_errmsg says). */
+/* Opens the turn's transaction if it is not open yet. 0, or -1 (db_errmsg says); once
+ * it failed, -1 at once until the turn ends. */
 int batch_join(void);
 /* The turn holds the accept row of a queued message: its commit must be durable
  * (db_commit) before its answers go. Other turns commit lazily (db_commit_lazy). */

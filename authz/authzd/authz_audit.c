@@ -2,6 +2,7 @@
 #include "authz_audit.h"
 
 #include "authz.h"
+#include "authz_address.h"
 #include "authz_answer.h"
 #include "authz_grant.h"
 
@@ -22,23 +23,6 @@ static int audit_decision_valid(const char *d)
     return strcmp(d, "accept") == 0 || strcmp(d, "reject") == 0 || strcmp(d, "tempfail") == 0;
 }
 
-/* The identity columns of a row about session: its grant's while it has one (authz's
- * own knowledge), else what the sender of the row says. */
-static void row_who(struct db_audit *row, const char *session, const char *user,
-                    const char *client_ip, const char *tls)
-{
-    const struct grant *g = grant_find(session);
-
-    if (g != NULL) {
-        row_identity(row, g);
-        return;
-    }
-    row->session = OPT(session);
-    row->user = OPT(user);
-    row->client_ip = OPT(client_ip);
-    row->tls = OPT(tls);
-}
-
 /*
  * A row about a session from smtp. Its identity columns are authz's: a session
  * with a record gets that record's user, certificate and address whatever smtp
@@ -50,6 +34,7 @@ void handle_audit(int chan, struct ipc_msg *m)
     struct ipc_audit v;
     struct db_audit row;
     struct answer a;
+    struct grant *g;
     uint64_t req = m->id;
     int forged;
 
@@ -68,7 +53,14 @@ void handle_audit(int chan, struct ipc_msg *m)
         str_lcpy(v.reason, FORGED_ACCEPT, sizeof(v.reason));
     }
     memset(&row, 0, sizeof(row));
-    row_who(&row, v.session, NULL, v.client_ip, v.tls);
+    g = grant_find(v.session);
+    if (g != NULL) {
+        row_identity(&row, g);
+    } else {
+        row.session = OPT(v.session);
+        row.client_ip = OPT(v.client_ip);
+        row.tls = OPT(v.tls);
+    }
     row.event = v.event;
     row.decision = v.decision;
     row.reason = OPT(v.reason);
@@ -186,26 +178,45 @@ void handle_relay_audit(struct ipc_msg *m)
 
 /*
  * ACCEPT: the queue holds the message fsynced and makes it relayable only once this
- * is answered ALLOW, which batch_end sends after a durable commit of the turn. The
- * charge comes first: when it fails, no accept row is written and the message is
- * not queued (its client sends it again), so nobody outruns a rate limit through a
- * database error. A row that fails after its charge leaves the user charged for a
- * message that was refused, the safe side of a limit.
+ * is answered ALLOW, which batch_end sends after a durable commit of the turn. First
+ * check_header_from: a From address the user does not own is a DENY with its reply
+ * (and a reject row). The charge comes next: when it fails, no accept row is written
+ * and the message is not queued (its client sends it again), so nobody outruns a
+ * rate limit through a database error. A row that fails after its charge leaves the
+ * user charged for a message that was refused, the safe side of a limit.
  */
 void handle_accept(int chan, struct ipc_msg *m)
 {
     struct ipc_accept v;
     struct db_audit row;
     struct answer a;
+    const struct grant *g;
+    struct grant who;
     uint64_t req = m->id;
 
     if (ipc_dec_accept(m, &v) != 0 || v.session[0] == '\0' || v.user[0] == '\0' ||
         v.queue_id[0] == '\0')
         fatal("malformed accept message from the queue");
+    /* The user and address are the ones authz confirmed to the queue at OPEN. smtp
+     * names sessions: it may have ended this one and had its id granted anew since,
+     * so the certificate columns come from a grant only while it is that user's. */
+    g = grant_find(v.session);
+    memset(&who, 0, sizeof(who));
+    if (g != NULL && strcmp(g->user, v.user) == 0) {
+        str_lcpy(who.tls, g->tls, sizeof(who.tls));
+        str_lcpy(who.sha256, g->sha256, sizeof(who.sha256));
+        str_lcpy(who.subject, g->subject, sizeof(who.subject));
+    }
+    str_lcpy(who.session, v.session, sizeof(who.session));
+    str_lcpy(who.user, v.user, sizeof(who.user));
+    str_lcpy(who.client_ip, v.client_ip, sizeof(who.client_ip));
+    if (!header_from_owned(&who, &v.from, &a)) {
+        if (chan >= 0)
+            send_answer(chan, req, &a, m);
+        return;
+    }
     memset(&row, 0, sizeof(row));
-    /* Without a grant (the session ended meanwhile): the user and address authz
-     * confirmed to the queue at OPEN. */
-    row_who(&row, v.session, v.user, v.client_ip, NULL);
+    row_identity(&row, &who);
     row.event = "submission";
     row.decision = "accept";
     row.mail_from = OPT(v.mail_from);

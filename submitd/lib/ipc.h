@@ -27,7 +27,6 @@ enum ipc_type {
     IPC_QUEUE_ABORT,         /* smtp -> queue, no answer */
     IPC_QUEUE_OPENED,        /* queue -> smtp */
     IPC_QUEUE_COMMITTED,     /* queue -> smtp */
-    IPC_AUTHZ_HEADER_FROM,   /* smtp -> authz */
     IPC_AUTHZ_PASSWORD,      /* smtp -> authz */
     IPC_AUTHZ_SESSION_END,   /* smtp -> authz, no answer */
     IPC_AUTHZ_GRANT_CHECK,   /* queue -> authz, answered by GRANT */

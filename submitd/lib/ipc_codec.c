@@ -159,30 +159,25 @@ int ipc_dec_authzid(struct ipc_msg *m, struct ipc_authzid *v)
     return finish(m, bad || v->authzid[0] == '\0');
 }
 
-int ipc_enc_header_from(struct ipc_msg *m, uint64_t id, const struct ipc_header_from *v)
+static int put_header_from(struct ipc_msg *m, const struct ipc_header_from *v)
 {
     int bad = 0;
 
-    if (v->naddr < 1 || v->naddr > IPC_FROM_MAX)
+    if (v->naddr < 0 || v->naddr > IPC_FROM_MAX)
         return -1;
-    ipc_init(m, IPC_AUTHZ_HEADER_FROM, id);
-    PUT_STR(session);
     bad |= ipc_put_u64(m, (uint64_t)v->naddr);
     for (int i = 0; i < v->naddr; i++)
         PUT_STR(addr[i]);
-    return bad ? -1 : 0;
+    return bad;
 }
 
-int ipc_dec_header_from(struct ipc_msg *m, struct ipc_header_from *v)
+static int get_header_from(struct ipc_msg *m, struct ipc_header_from *v)
 {
-    int bad = 0;
+    int bad = get_count(m, 0, IPC_FROM_MAX, &v->naddr);
 
-    memset(v, 0, sizeof(*v));
-    GET_STR(session);
-    bad |= get_count(m, 1, IPC_FROM_MAX, &v->naddr);
     for (int i = 0; !bad && i < v->naddr; i++)
         GET_STR(addr[i]);
-    return finish(m, bad);
+    return bad;
 }
 
 int ipc_enc_audit(struct ipc_msg *m, uint64_t id, const struct ipc_audit *v)
@@ -349,7 +344,7 @@ int ipc_enc_queue_answer(struct ipc_msg *m, enum ipc_type type, uint64_t id,
     int bad = 0;
 
     if ((type != IPC_QUEUE_OPENED && type != IPC_QUEUE_COMMITTED) || v->status < 0 ||
-        v->status > IPC_QUEUE_NOT_RECORDED)
+        v->status > IPC_QUEUE_REFUSED)
         return -1;
     ipc_init(m, type, id);
     bad |= ipc_put_u64(m, (uint64_t)v->status);
@@ -363,7 +358,7 @@ int ipc_dec_queue_answer(struct ipc_msg *m, struct ipc_queue_answer *v)
     int bad = 0;
 
     memset(v, 0, sizeof(*v));
-    bad |= get_count(m, 0, IPC_QUEUE_NOT_RECORDED, &v->status);
+    bad |= get_count(m, 0, IPC_QUEUE_REFUSED, &v->status);
     GET_STR(queue_id);
     GET_STR(reason);
     return finish(m, bad);
@@ -376,6 +371,7 @@ int ipc_enc_commit(struct ipc_msg *m, uint64_t id, const struct ipc_commit *v)
     ipc_init(m, IPC_QUEUE_COMMIT, id);
     PUT_STR(queue_id);
     bad |= ipc_put_u64(m, v->size);
+    bad |= put_header_from(m, &v->from);
     return bad ? -1 : 0;
 }
 
@@ -386,6 +382,7 @@ int ipc_dec_commit(struct ipc_msg *m, struct ipc_commit *v)
     memset(v, 0, sizeof(*v));
     GET_STR(queue_id);
     bad |= ipc_get_u64(m, &v->size);
+    bad |= bad ? 0 : get_header_from(m, &v->from);
     return finish(m, bad);
 }
 
@@ -456,6 +453,7 @@ int ipc_enc_accept(struct ipc_msg *m, uint64_t id, const struct ipc_accept *v)
     PUT_STR(rcpt);
     bad |= ipc_put_u64(m, v->nrcpt);
     bad |= ipc_put_u64(m, v->size);
+    bad |= put_header_from(m, &v->from);
     return bad ? -1 : 0;
 }
 
@@ -472,6 +470,7 @@ int ipc_dec_accept(struct ipc_msg *m, struct ipc_accept *v)
     GET_STR(rcpt);
     bad |= ipc_get_u64(m, &v->nrcpt);
     bad |= ipc_get_u64(m, &v->size);
+    bad |= bad ? 0 : get_header_from(m, &v->from);
     return finish(m, bad || v->nrcpt > IPC_RCPT_MAX || v->size > (uint64_t)INT64_MAX);
 }
 

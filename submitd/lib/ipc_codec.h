@@ -19,8 +19,7 @@
  * business, because a refusal there is an answer, not a protocol violation.
  *
  * Who may send what:
- *   smtp  -> authz   IDENTITY, PASSWORD, SENDER, HEADER_FROM, AUTHZID, AUDIT,
- *                    SESSION_END
+ *   smtp  -> authz   IDENTITY, PASSWORD, SENDER, AUTHZID, AUDIT, SESSION_END
  *   authz -> smtp    RESULT (also to an AUDIT sent with a request id)
  *   smtp  -> queue   OPEN, COMMIT, ABORT
  *   queue -> smtp    OPENED, COMMITTED
@@ -89,14 +88,14 @@ struct ipc_authzid {
 int ipc_enc_authzid(struct ipc_msg *m, uint64_t id, const struct ipc_authzid *v);
 int ipc_dec_authzid(struct ipc_msg *m, struct ipc_authzid *v);
 
-/* IPC_AUTHZ_HEADER_FROM: does the session's user own every address of From? */
+/* The addresses of a message's From field, for check_header_from: 0 (no field to
+ * check) to IPC_FROM_MAX. smtp reads them at the end of data and sends them with
+ * COMMIT; the queue passes them to authz with ACCEPT, which refuses the message
+ * unless the session's user owns every one. */
 struct ipc_header_from {
-    char session[IPC_SESSION_MAX];
-    int naddr;                           /* 1..IPC_FROM_MAX */
+    int naddr;
     char addr[IPC_FROM_MAX][IPC_ADDR_MAX];
 };
-int ipc_enc_header_from(struct ipc_msg *m, uint64_t id, const struct ipc_header_from *v);
-int ipc_dec_header_from(struct ipc_msg *m, struct ipc_header_from *v);
 
 /* IPC_AUTHZ_AUDIT: a row about a session. User and certificate columns come from
  * authz's grant for the session, never from smtp; client_ip and tls are used only
@@ -164,8 +163,10 @@ int ipc_dec_grant(struct ipc_msg *m, struct ipc_grant *v);
 
 /* IPC_QUEUE_OPENED and IPC_QUEUE_COMMITTED: status 0 is success (OPENED then
  * carries the spool file's descriptor in m->fd). A failed COMMIT says why: the spool
- * could not store the message, or authz could not record it (its accept row). */
-enum { IPC_QUEUE_OK = 0, IPC_QUEUE_NOT_STORED = 1, IPC_QUEUE_NOT_RECORDED = 2 };
+ * could not store the message, authz could not record it (its accept row), or authz
+ * refused it (its header From). */
+enum { IPC_QUEUE_OK = 0, IPC_QUEUE_NOT_STORED = 1, IPC_QUEUE_NOT_RECORDED = 2,
+       IPC_QUEUE_REFUSED = 3 /* authz refused it: the reason is the SMTP reply */ };
 struct ipc_queue_answer {
     int status;
     char queue_id[IPC_QID_MAX];
@@ -179,6 +180,7 @@ int ipc_dec_queue_answer(struct ipc_msg *m, struct ipc_queue_answer *v);
 struct ipc_commit {
     char queue_id[IPC_QID_MAX];
     uint64_t size;
+    struct ipc_header_from from;
 };
 int ipc_enc_commit(struct ipc_msg *m, uint64_t id, const struct ipc_commit *v);
 int ipc_dec_commit(struct ipc_msg *m, struct ipc_commit *v);
@@ -206,9 +208,10 @@ int ipc_enc_relay_audit(struct ipc_msg *m, const struct ipc_relay_audit *v);
 int ipc_dec_relay_audit(struct ipc_msg *m, struct ipc_relay_audit *v);
 
 /*
- * IPC_AUTHZ_ACCEPT: the queue holds a message ready to queue, fsynced. authz charges
- * it against the user's hourly limits and writes its accept row, and answers RESULT
- * once both are committed durably (ALLOW) or could not be (TEMPFAIL). Only then does
+ * IPC_AUTHZ_ACCEPT: the queue holds a message ready to queue, fsynced. authz checks
+ * its header From (DENY with the SMTP reply when an address is not the user's),
+ * charges it against the user's hourly limits and writes its accept row, and answers
+ * RESULT once both are committed durably (ALLOW) or could not be (TEMPFAIL). Only then does
  * the queue make the file relayable and let smtp send the 250. The user and client
  * are the ones authz confirmed for the envelope at OPEN; the row's identity columns
  * come from authz's grant while the session has one.
@@ -222,6 +225,7 @@ struct ipc_accept {
     char rcpt[IPC_RCPTS_MAX];            /* comma-separated, "..." when cut short */
     uint64_t nrcpt;
     uint64_t size;                       /* the message's bytes */
+    struct ipc_header_from from;
 };
 int ipc_enc_accept(struct ipc_msg *m, uint64_t id, const struct ipc_accept *v);
 int ipc_dec_accept(struct ipc_msg *m, struct ipc_accept *v);

@@ -652,7 +652,9 @@ int main(int argc, char **argv)
                     log_err("out of memory scheduling %s; it is sent after a restart",
                             batch[i].id);
                 batch[i].fd = -1;
-            } else
+            } else if (batch[i].status == IPC_QUEUE_REFUSED)
+                log_info("id=%s not queued: %s", batch[i].id, batch[i].why);
+            else
                 log_err("id=%s not queued: %s", batch[i].id, batch[i].why);
         }
     }

@@ -17,6 +17,7 @@
 
 #define GRANT_TIMEOUT_MS 5000
 #define ACCEPT_TIMEOUT_MS 5000
+#define ACCEPT_CHUNK 64            /* accepts asked before their answers are read */
 #define REC_HDR 5                  /* type, 4-byte big-endian length */
 
 /* A spool file handed to smtp and not yet committed or aborted. */
@@ -417,6 +418,7 @@ void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc)
     f->rcpts = NULL;
     pc->nrcpt = f->nrcpt;
     pc->size = v.size;
+    pc->from = v.from;
     str_fmt(src, sizeof(src), "%s/%s", qdirs.incoming, pc->id);
     /* The descriptor the queue created the file with, kept since OPEN; the file
      * opened again only when it was not kept. */
@@ -490,6 +492,7 @@ static int ask_accept(struct pending_commit *pc, struct ipc_msg *m)
     str_lcpy(a.rcpt, pc->rcpts ? pc->rcpts : "", sizeof(a.rcpt));
     a.nrcpt = pc->nrcpt;
     a.size = pc->size;
+    a.from = pc->from;
     if (ipc_enc_accept(m, 0, &a) != 0 || queue_authz_request(m, &pc->accept_req) != 0) {
         str_fmt(pc->why, sizeof(pc->why), "cannot ask authz to record it: %s", strerror(errno));
         return -1;
@@ -497,18 +500,13 @@ static int ask_accept(struct pending_commit *pc, struct ipc_msg *m)
     return 0;
 }
 
-/*
- * The accept rows and rate charges of the batch, all asked before the first answer is
- * read: authz commits the rows that arrive together once. A file whose row was not
- * committed is dropped: its client gets a 4xx and sends it again, and no message is
- * ever relayed without its accept row. A row committed after its answer timed out
- * (authz stalled for ACCEPT_TIMEOUT_MS) names a message that was not queued; that is
- * logged here.
- */
-void accept_record(struct pending_commit *pc, int n, struct ipc_msg *m)
+/* Asks for the accept rows of pc[0..n) together, then reads their answers; a file
+ * whose row was not committed is dropped. 0, or -1 when authz did not answer them all
+ * within ACCEPT_TIMEOUT_MS. */
+static int record_chunk(struct pending_commit *pc, int n, struct ipc_msg *m)
 {
-    uint64_t deadline = now_ms() + ACCEPT_TIMEOUT_MS;
-    int waiting = 0;
+    uint64_t deadline;
+    int waiting = 0, err = 0;
 
     for (int i = 0; i < n; i++) {
         pc[i].accept_req = 0;
@@ -519,12 +517,15 @@ void accept_record(struct pending_commit *pc, int n, struct ipc_msg *m)
         else
             waiting++;
     }
+    deadline = now_ms() + ACCEPT_TIMEOUT_MS;
     while (waiting > 0) {
         struct ipc_result r;
         int i;
 
-        if (queue_authz_next(m, IPC_AUTHZ_RESULT, deadline) != 0)
+        if (queue_authz_next(m, IPC_AUTHZ_RESULT, deadline) != 0) {
+            err = errno;
             break;
+        }
         for (i = 0; i < n && pc[i].accept_req != m->id; i++)
             ;
         if (i == n || !pc[i].ok) {
@@ -535,7 +536,12 @@ void accept_record(struct pending_commit *pc, int n, struct ipc_msg *m)
             fatal("malformed answer to an accept from authz");
         pc[i].accept_req = 0;
         waiting--;
-        if (r.decision != IPC_ALLOW) {
+        if (r.decision == IPC_DENY) {
+            /* Refused (its header From): authz wrote the row; smtp gives its reply. */
+            str_lcpy(pc[i].why, r.reply, sizeof(pc[i].why));
+            pc[i].status = IPC_QUEUE_REFUSED;
+            drop(&pc[i]);
+        } else if (r.decision != IPC_ALLOW) {
             str_lcpy(pc[i].why, "authz could not record the message (accept row or rate charge)",
                      sizeof(pc[i].why));
             pc[i].status = IPC_QUEUE_NOT_RECORDED;
@@ -547,9 +553,42 @@ void accept_record(struct pending_commit *pc, int n, struct ipc_msg *m)
             continue;
         str_fmt(pc[i].why, sizeof(pc[i].why),
                 "no answer from authz about its accept row: %s (if authz writes it late, "
-                "it names a message that was not queued)", strerror(errno));
+                "it names a message that was not queued)", strerror(err));
         pc[i].status = IPC_QUEUE_NOT_RECORDED;
         drop(&pc[i]);
+    }
+    return waiting > 0 ? -1 : 0;
+}
+
+/*
+ * The accept rows, header From checks and rate charges of the batch, asked
+ * ACCEPT_CHUNK at a time before the first answer is read: authz commits the rows that
+ * arrive together once, and no more answers than a chunk's can wait unread in the
+ * channel. A file whose row was not committed is dropped: its client gets a 4xx and
+ * sends it again, and no message is ever relayed without its accept row. When authz
+ * stalls (no answer within ACCEPT_TIMEOUT_MS), the rest of the batch is not asked:
+ * it fails at once rather than wait once more per chunk. A row committed after its
+ * answer timed out names a message that was not queued; that is logged.
+ */
+void accept_record(struct pending_commit *pc, int n, struct ipc_msg *m)
+{
+    int stalled = 0;
+
+    for (int first = 0; first < n; first += ACCEPT_CHUNK) {
+        int k = n - first < ACCEPT_CHUNK ? n - first : ACCEPT_CHUNK;
+
+        if (!stalled) {
+            stalled = record_chunk(pc + first, k, m) != 0;
+            continue;
+        }
+        for (int i = first; i < first + k; i++) {
+            if (!pc[i].ok)
+                continue;
+            str_lcpy(pc[i].why, "not asked: authz did not answer the accepts before it",
+                     sizeof(pc[i].why));
+            pc[i].status = IPC_QUEUE_NOT_RECORDED;
+            drop(&pc[i]);
+        }
     }
 }
 

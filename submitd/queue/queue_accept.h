@@ -19,9 +19,9 @@
  *           it any more, the envelope must be byte for byte what the queue wrote,
  *           and everything after it BODY records adding up to the size announced;
  *           then END; the commits read in one turn of the loop are then fsynced
- *           together; authz commits their accept rows and rate charges (ACCEPT),
- *           so that no message is relayed without its accept row, whatever smtp
- *           does; they are renamed into queue/, and one directory fsync follows
+ *           together; authz checks their header From and commits their accept
+ *           rows and rate charges (ACCEPT), so that no message is relayed without
+ *           its accept row, whatever smtp does; they are renamed into queue/, and one directory fsync follows
  *           for the whole batch, before any of them is answered;
  *   ABORT   only for a file this channel opened.
  */
@@ -37,6 +37,7 @@ struct pending_commit {
     char *rcpts;                    /* for the accept row; freed by accept_answer() */
     uint64_t nrcpt;
     uint64_t size;
+    struct ipc_header_from from;    /* for authz's check_header_from */
     uint64_t accept_req;            /* the ACCEPT asked of authz and not answered, or 0 */
     int fd;                         /* the file, ended; still open after the steps below
                                        when ok (the caller's to hand on or close) */
@@ -59,7 +60,8 @@ void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc);
  * The steps of a batch of commits, in this order; each drops (removes, closes, marks
  * not ok) a file that fails it:
  *   accept_sync     fsyncs the files in incoming/;
- *   accept_record   has authz commit their accept rows and rate charges;
+ *   accept_record   has authz check their header From and commit their accept rows
+ *                   and rate charges;
  *   accept_publish  renames them into queue/ (the caller then fsyncs the directory);
  *   accept_answer   answers smtp (after the directory fsync), one commit at a time.
  */

@@ -49,13 +49,14 @@ int queue_authz_next(struct ipc_msg *m, enum ipc_type want, uint64_t deadline)
         uint64_t now = now_ms();
         int r;
 
-        if (now >= deadline) {
+        /* Past the deadline, an answer already waiting is still read. */
+        r = poll(&p, 1, now >= deadline ? 0 : (int)(deadline - now));
+        if (r == 0 && now_ms() >= deadline) {
             errno = ETIMEDOUT;
             return -1;
         }
-        r = poll(&p, 1, (int)(deadline - now));
-        if (r < 0 && errno == EINTR)
-            continue;
+        if (r < 0 && errno != EINTR)
+            return -1;
         if (r <= 0)
             continue;
         r = ipc_recv(chan, m);

@@ -31,7 +31,7 @@ enum sess_state {
 
 /* What the session is waiting for; input is not processed meanwhile. */
 enum sess_wait {
-    WAIT_NONE = 0, WAIT_IDENTITY, WAIT_SENDER, WAIT_OPEN, WAIT_HEADER_FROM, WAIT_COMMIT,
+    WAIT_NONE = 0, WAIT_IDENTITY, WAIT_SENDER, WAIT_OPEN, WAIT_COMMIT,
     WAIT_PASSWORD, WAIT_STARTTLS_FLUSH, WAIT_AUTHZID
 };
 

@@ -63,9 +63,6 @@ static void on_authz_result(struct session *s, const struct ipc_result *r)
     case WAIT_AUTHZID:
         sasl_on_authzid(s, r);
         break;
-    case WAIT_HEADER_FROM:
-        data_on_header_from(s, r);
-        break;
     default:
         fatal("session=%s unexpected authz answer", s->id);
     }
@@ -83,11 +80,6 @@ enum answer_next session_answer(struct session *s, struct ipc_msg *m)
     case IPC_AUTHZ_RESULT:
         if (ipc_dec_result(m, &r) != 0)
             fatal("malformed authz answer");
-        if (s->wait == WAIT_HEADER_FROM) {
-            /* The answer ends the wait itself, and may start the commit. */
-            on_authz_result(s, &r);
-            return ANSWER_RESUME;
-        }
         on_authz_result(s, &r);
         break;
     case IPC_QUEUE_OPENED:

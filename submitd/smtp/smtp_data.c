@@ -11,6 +11,7 @@
 #include "spool.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,15 +274,16 @@ static void data_output(struct session *s, const char *p, size_t n)
 
 /* ---- the end of data ------------------------------------------------------- */
 
-/* Hands the complete spool file to the queue; the 250 waits for its answer. */
-static void data_commit(struct session *s)
+/* Hands the complete spool file to the queue, with the header From addresses authz
+ * is to check; the 250 waits for its answer. */
+static void data_commit(struct session *s, const struct ipc_header_from *from)
 {
     char rcpts[2048];
 
     close(s->tx->spool_fd);
     s->tx->spool_fd = -1;
     tx_data_leave(s->tx);
-    if (req_commit(s) != 0) {
+    if (req_commit(s, from) != 0) {
         tx_rcpt_list(s, rcpts, sizeof(rcpts));
         req_audit(s, "data", "tempfail", "queue unavailable", rcpts, s->tx->msg_size);
         session_reply(s, "452 4.3.1 Insufficient system storage");
@@ -290,32 +292,34 @@ static void data_commit(struct session *s)
 }
 
 /*
- * check_header_from: every address of the From field must be owned by the user,
- * asked of authz like the envelope sender. Returns -1 when the transaction ended
- * here (the reply is given), 0 when the session now waits or may commit at once.
+ * check_header_from: every address of the From field must be owned by the user.
+ * authz decides that when the queue asks it to record the message (ACCEPT), so the
+ * addresses travel with the commit. A field that cannot be read is refused here.
+ * Returns -1 when the transaction ended here (the reply is given), else 0 with the
+ * addresses in *from (none when the message has no From field: the envelope sender
+ * was checked).
  */
-static int header_from_check(struct session *s)
+static int header_from_read(struct session *s, struct ipc_header_from *from)
 {
     struct smtp_tx *tx = s->tx;
-    char addrs[16][SMTP_ADDR_MAX + 1];
+    char addrs[IPC_FROM_MAX][SMTP_ADDR_MAX + 1];
     const char *why = NULL;
     char rcpts[2048];
     int n = 0;
 
     if (tx->header_from_count == 0)
-        return 0; /* no From field: the envelope sender was checked */
+        return 0;
     if (tx->header_from_count > 1)
         why = "more than one From field";
     else if (tx->header_from == NULL || tx->header_from_count < 0 ||
              (n = smtp_parse_mailbox_list(tx->header_from, strlen(tx->header_from), addrs,
-                                          16)) <= 0)
+                                          IPC_FROM_MAX)) <= 0)
         why = "unreadable From field";
     if (why == NULL) {
-        if (req_header_from(s, addrs, n) == 0)
-            return 0;
-        session_reply(s, "454 4.7.0 Temporary authentication failure");
-        tx_end(s);
-        return -1;
+        from->naddr = n;
+        for (int i = 0; i < n; i++)
+            str_lcpy(from->addr[i], addrs[i], sizeof(from->addr[i]));
+        return 0;
     }
     tx_rcpt_list(s, rcpts, sizeof(rcpts));
     req_audit(s, "data", "reject", why, rcpts, tx->msg_size);
@@ -356,6 +360,7 @@ static void data_finish(struct session *s)
     struct smtp_tx *tx = s->tx;
     const char *reason = NULL, *decision = "reject";
     const char *err_reply = data_refusal(tx, &reason);
+    struct ipc_header_from from;
     char rcpts[2048];
 
     if (err_reply == NULL) {
@@ -381,10 +386,10 @@ static void data_finish(struct session *s)
         tx_end(s);
         return;
     }
-    if (s->cfg->check_header_from && header_from_check(s) != 0)
+    memset(&from, 0, sizeof(from));
+    if (s->cfg->check_header_from && header_from_read(s, &from) != 0)
         return;
-    if (s->wait == WAIT_NONE)
-        data_commit(s);
+    data_commit(s, &from);
 }
 
 void data_input(struct session *s)
@@ -405,15 +410,11 @@ void data_input(struct session *s)
 
 /* ---- the answers that end the transaction ---------------------------------- */
 
-void data_on_header_from(struct session *s, const struct ipc_result *r)
+/* A whole 5xx reply line ("550 5.7.1 ..."), as authz words a refusal. */
+static int permanent_reply(const char *r)
 {
-    s->wait = WAIT_NONE;
-    if (r->decision == IPC_ALLOW) {
-        data_commit(s);
-    } else {
-        session_reply(s, "%s", r->reply);
-        tx_end(s);
-    }
+    return r[0] == '5' && isdigit((unsigned char)r[1]) && isdigit((unsigned char)r[2]) &&
+           r[3] == ' ' && r[4] != '\0' && ipc_text_clean(r);
 }
 
 void data_on_committed(struct session *s, int status, const char *qid, const char *why)
@@ -421,7 +422,11 @@ void data_on_committed(struct session *s, int status, const char *qid, const cha
     struct smtp_tx *tx = s->tx;
     char rcpts[2048];
 
-    if (status != IPC_QUEUE_OK || strcmp(qid, tx->queue_id) != 0) {
+    if (status == IPC_QUEUE_REFUSED && strcmp(qid, tx->queue_id) == 0) {
+        /* authz refused it (its header From) and wrote the row. */
+        log_info("session=%s client=%s message refused: %s", s->id, s->client_ip, why);
+        session_reply(s, "%s", permanent_reply(why) ? why : "550 5.7.1 Message refused");
+    } else if (status != IPC_QUEUE_OK || strcmp(qid, tx->queue_id) != 0) {
         tx_rcpt_list(s, rcpts, sizeof(rcpts));
         log_err("session=%s client=%s queue commit of %s failed: %s", s->id, s->client_ip,
                 tx->queue_id, why);

@@ -18,7 +18,5 @@ void data_input(struct session *s);
 /* The queue's answers: the file (fd, or -1) and the commit. */
 void data_on_opened(struct session *s, int status, const char *qid, const char *why, int fd);
 void data_on_committed(struct session *s, int status, const char *qid, const char *why);
-/* authz's answer about the header From. */
-void data_on_header_from(struct session *s, const struct ipc_result *r);
 
 #endif

@@ -166,22 +166,6 @@ int req_authzid(struct session *s, const char *authzid)
     return 0;
 }
 
-int req_header_from(struct session *s, char (*addrs)[SMTP_ADDR_MAX + 1], int n)
-{
-    struct ipc_header_from v;
-
-    memset(&v, 0, sizeof(v));
-    str_lcpy(v.session, s->id, sizeof(v.session));
-    v.naddr = n;
-    for (int i = 0; i < n; i++)
-        str_lcpy(v.addr[i], addrs[i], sizeof(v.addr[i]));
-    if (ipc_enc_header_from(s->msg, req_id(s), &v) != 0 ||
-        req_send(s, PEER_AUTHZ, "header from") != 0)
-        return -1;
-    req_wait(s, WAIT_HEADER_FROM);
-    return 0;
-}
-
 /* The envelope, for a queue file. No user here: the queue asks authz whose
  * envelope this is. */
 int req_open(struct session *s)
@@ -206,12 +190,13 @@ int req_open(struct session *s)
     return 0;
 }
 
-int req_commit(struct session *s)
+int req_commit(struct session *s, const struct ipc_header_from *from)
 {
     struct ipc_commit v;
 
     str_lcpy(v.queue_id, s->tx->queue_id, sizeof(v.queue_id));
     v.size = (uint64_t)s->tx->spooled;
+    v.from = *from;
     if (ipc_enc_commit(s->msg, req_id(s), &v) != 0 || req_send(s, PEER_QUEUE, "commit") != 0)
         return -1;
     req_wait(s, WAIT_COMMIT);

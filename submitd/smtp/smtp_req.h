@@ -1,6 +1,7 @@
 #ifndef SUBMITD_SMTP_REQ_H
 #define SUBMITD_SMTP_REQ_H
 
+#include "ipc_codec.h"
 #include "session.h"
 
 /*
@@ -27,9 +28,9 @@ void req_identity(struct session *s, unsigned char **der, const size_t *derlen, 
 int req_sender(struct session *s, const char *addr);
 int req_password(struct session *s, const char *authcid, const char *password);
 int req_authzid(struct session *s, const char *authzid);
-int req_header_from(struct session *s, char (*addrs)[SMTP_ADDR_MAX + 1], int n);
 int req_open(struct session *s);
-int req_commit(struct session *s);
+/* COMMIT, with the header From addresses for authz (naddr 0: none to check). */
+int req_commit(struct session *s, const struct ipc_header_from *from);
 /* Fire-and-forget: give an open queue file back; forget the session's grant. */
 void req_abort(struct session *s, const char *queue_id);
 void req_session_end(struct session *s);

@@ -42,7 +42,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     TRY(struct ipc_password, ipc_dec_password, ipc_enc_password(&out, 1, &v));
     TRY(struct ipc_sender, ipc_dec_sender, ipc_enc_sender(&out, 1, &v));
     TRY(struct ipc_authzid, ipc_dec_authzid, ipc_enc_authzid(&out, 1, &v));
-    TRY(struct ipc_header_from, ipc_dec_header_from, ipc_enc_header_from(&out, 1, &v));
     TRY(struct ipc_audit, ipc_dec_audit, ipc_enc_audit(&out, 1, &v));
     TRY(struct ipc_session_end, ipc_dec_session_end, ipc_enc_session_end(&out, &v));
     TRY(struct ipc_result, ipc_dec_result, ipc_enc_result(&out, 1, &v));

@@ -115,21 +115,6 @@ static void sender(const char *name, const char *session, const char *addr)
         (void)authz_result(name, &r);
 }
 
-static void header_from(const char *name, const char *session, const char *addr)
-{
-    struct ipc_header_from *v = calloc(1, sizeof(*v));
-    struct ipc_result r;
-
-    str_lcpy(v->session, session, sizeof(v->session));
-    v->naddr = 1;
-    str_lcpy(v->addr[0], addr, sizeof(v->addr[0]));
-    if (ipc_enc_header_from(m, next_id++, v) != 0)
-        note(name, "error", "cannot encode");
-    else
-        (void)authz_result(name, &r);
-    free(v);
-}
-
 /* OPEN; returns the descriptor (queue id in qid) or -1 after noting the refusal. */
 static int open_msg(const char *name, const char *session, const char *from, char *qid,
                     size_t qidlen)
@@ -159,20 +144,32 @@ static int open_msg(const char *name, const char *session, const char *from, cha
     return m->fd;
 }
 
-static void commit(const char *name, const char *qid, uint64_t size)
+/* COMMIT of qid; header_from: the From address to have authz check, or NULL. */
+static void commit_from(const char *name, const char *qid, uint64_t size,
+                        const char *header_from)
 {
-    struct ipc_commit v;
+    struct ipc_commit *v = calloc(1, sizeof(*v));
     struct ipc_queue_answer a;
 
-    memset(&v, 0, sizeof(v));
-    str_lcpy(v.queue_id, qid, sizeof(v.queue_id));
-    v.size = size;
-    if (ipc_enc_commit(m, next_id++, &v) != 0 || ask(queue_fd, IPC_QUEUE_COMMITTED) != 0 ||
+    str_lcpy(v->queue_id, qid, sizeof(v->queue_id));
+    v->size = size;
+    if (header_from != NULL) {
+        v->from.naddr = 1;
+        str_lcpy(v->from.addr[0], header_from, sizeof(v->from.addr[0]));
+    }
+    if (ipc_enc_commit(m, next_id++, v) != 0 || ask(queue_fd, IPC_QUEUE_COMMITTED) != 0 ||
         ipc_dec_queue_answer(m, &a) != 0) {
         note(name, "error", "no answer from the queue");
+        free(v);
         return;
     }
+    free(v);
     note(name, a.status == 0 ? "ok" : "refused", a.reason);
+}
+
+static void commit(const char *name, const char *qid, uint64_t size)
+{
+    commit_from(name, qid, size, NULL);
 }
 
 /* A message body with a marker the test looks for upstream. */
@@ -212,7 +209,6 @@ static void attack(const struct config *cfg, const char *alice_pem, const char *
     identity("identity_again", "h-alice", bob_pem);
     sender("sender_ungranted", "h-ghost", "alice@example.com");
     sender("sender_other_user", "h-alice", "bob@example.com");
-    header_from("header_from_ungranted", "h-ghost", "alice@example.com");
     sender("sender_crlf", "h-alice", "alice@example.com\r\nRCPT TO:<x@evil.test>");
 
     fd = open_msg("open_ungranted", "h-ghost", "alice@example.com", qid, sizeof(qid));
@@ -264,6 +260,16 @@ static void attack(const struct config *cfg, const char *alice_pem, const char *
         close(fd2);
     }
     commit("commit_not_opened", "0000000000000000NOPE", 10);
+
+    /* A header From of another user, sent with the commit: authz checks it before
+     * it records the message, whatever smtp decided. */
+    sender("sender_alice_6", "h-alice", "alice@example.com");
+    fd = open_msg("open_for_foreign_from", "h-alice", "alice@example.com", qid, sizeof(qid));
+    if (fd >= 0) {
+        n = body(fd, "HOSTILE-FOREIGN-FROM");
+        close(fd);
+        commit_from("commit_header_from_other_user", qid, n, "bob@example.com");
+    }
 
     /* The positive control: a correct exchange is accepted, so the refusals above
      * are about what was wrong, not about how this program talks. */

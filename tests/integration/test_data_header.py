@@ -106,6 +106,9 @@ def assert_not_relayed(target, marker):
     relay_settled(target.env)
     leaked = target.upstream.matching(marker)
     assert not leaked, f"refused message was relayed: {leaked}"
+    # Nor kept: a message refused at its commit (header From) leaves no file behind.
+    incoming = sorted(p.name for p in (target.env.dir / "spool" / "incoming").iterdir())
+    assert incoming == [], f"files left in spool/incoming: {incoming}"
 
 
 def data_reject_row(target, mark, *words):

@@ -67,12 +67,16 @@ static void audit_from_smtp(uint64_t req, const char *session, const char *event
 }
 
 /* The queue asks for the accept row and rate charge of a message about to be queued. */
-static void accept_from_queue(uint64_t req, const char *session, const char *user,
-                              const char *queue_id)
+static void accept_from(uint64_t req, const char *session, const char *user,
+                        const char *queue_id, const char *header_from)
 {
     struct ipc_accept v;
 
     memset(&v, 0, sizeof(v));
+    if (header_from != NULL) {
+        v.from.naddr = 1;
+        str_lcpy(v.from.addr[0], header_from, sizeof(v.from.addr[0]));
+    }
     str_lcpy(v.session, session, sizeof(v.session));
     str_lcpy(v.user, user, sizeof(v.user));
     str_lcpy(v.client_ip, "192.0.2.7", sizeof(v.client_ip));
@@ -87,6 +91,12 @@ static void accept_from_queue(uint64_t req, const char *session, const char *use
         return;
     }
     handle_accept(chan[0], &msg);
+}
+
+static void accept_from_queue(uint64_t req, const char *session, const char *user,
+                              const char *queue_id)
+{
+    accept_from(req, session, user, queue_id, NULL);
 }
 
 /* Messages charged to user in the last hour, or -1. */
@@ -150,31 +160,44 @@ static void settle(void)
     answer_before_sync = 0;
 }
 
-struct accept_row {
+/* The rows of one session: how many, and the last one's columns. */
+struct last_row {
+    const char *session;
     int n;
-    char user[64], client_ip[64], rcpt[128], queue_id[32];
+    char decision[16], user[64], client_ip[64], cert_sha256[65], rcpt[128], queue_id[32];
     long long size;
 };
 
-static int find_accept(void *arg, const struct db_audit_row *r)
+static int find_last(void *arg, const struct db_audit_row *r)
 {
-    struct accept_row *a = arg;
+    struct last_row *l = arg;
 
-    if (strcmp(r->session, "batch-acc") != 0 || strcmp(r->decision, "accept") != 0)
+    if (strcmp(r->session, l->session) != 0)
         return 0;
-    a->n++;
-    str_lcpy(a->user, r->user, sizeof(a->user));
-    str_lcpy(a->client_ip, r->client_ip, sizeof(a->client_ip));
-    str_lcpy(a->rcpt, r->rcpt, sizeof(a->rcpt));
-    str_lcpy(a->queue_id, r->queue_id, sizeof(a->queue_id));
-    a->size = r->size;
+    l->n++;
+    str_lcpy(l->decision, r->decision, sizeof(l->decision));
+    str_lcpy(l->user, r->user, sizeof(l->user));
+    str_lcpy(l->client_ip, r->client_ip, sizeof(l->client_ip));
+    str_lcpy(l->cert_sha256, r->cert_sha256, sizeof(l->cert_sha256));
+    str_lcpy(l->rcpt, r->rcpt, sizeof(l->rcpt));
+    str_lcpy(l->queue_id, r->queue_id, sizeof(l->queue_id));
+    l->size = r->size;
     return 0;
+}
+
+static int last_row_of(const char *session, struct last_row *l)
+{
+    struct db_audit_filter f;
+
+    memset(l, 0, sizeof(*l));
+    l->session = session;
+    db_audit_filter_init(&f);
+    return db_audit_search(reader, &f, find_last, l) == DB_OK ? 0 : -1;
 }
 
 TEST(test_accept_row_is_synced_before_its_answer)
 {
-    struct db_audit_filter f;
-    struct accept_row row;
+    struct last_row row;
     long long before = charged("acc-user");
 
     settle();
@@ -187,10 +210,9 @@ TEST(test_accept_row_is_synced_before_its_answer)
     CHECK(batch_tick() == -1);             /* nothing owed */
     /* The row, from the queue's fields (the session has no grant here), and the
      * charge, in the same commit. */
-    memset(&row, 0, sizeof(row));
-    db_audit_filter_init(&f);
-    CHECK(db_audit_search(reader, &f, find_accept, &row) == DB_OK);
+    CHECK(last_row_of("batch-acc", &row) == 0);
     CHECK(row.n == 1);
+    CHECK_STR(row.decision, "accept");
     CHECK_STR(row.user, "acc-user");
     CHECK_STR(row.client_ip, "192.0.2.7");
     CHECK_STR(row.rcpt, "b@example.com,c@example.com");
@@ -225,6 +247,94 @@ static int count_forged(void *arg, const struct db_audit_row *r)
                   ? 1
                   : 1000;
     return 0;
+}
+
+static int reply_to(uint64_t req, char *reply, size_t len)
+{
+    struct ipc_result r;
+    struct ipc_msg m;
+
+    if (recv(chan[1], &r, 1, MSG_PEEK | MSG_DONTWAIT) <= 0 || ipc_recv(chan[1], &m) <= 0 ||
+        m.id != req || ipc_dec_result(&m, &r) != 0)
+        return -1;
+    str_lcpy(reply, r.reply, len);
+    return r.decision;
+}
+
+/* check_header_from at the accept: the user's own From is recorded; another's is a
+ * DENY with its reply and a reject row, and neither charged nor recorded as accepted. */
+TEST(test_header_from_is_checked_at_the_accept)
+{
+    char reply[IPC_REPLY_MAX] = "";
+    long long before;
+
+    settle();
+    CHECK(db_user_add(db, "from-user") == DB_OK);
+    CHECK(db_sender_add(db, "from-user", "from@example.com") == DB_OK);
+    before = charged("from-user");
+    accept_from(71, "batch-from-ok", "from-user", "QFROMOK", "from@example.com");
+    accept_from(72, "batch-from-bad", "from-user", "QFROMBAD", "ceo@example.com");
+    turn_end();
+    CHECK(answer_to(71) == IPC_ALLOW);
+    CHECK(reply_to(72, reply, sizeof(reply)) == IPC_DENY);
+    CHECK_STR(reply, "550 5.7.1 Header From address not owned by user from-user");
+    CHECK(charged("from-user") == before + 1);
+    CHECK(rows_of("batch-from-ok") == 1);
+    CHECK(rows_of("batch-from-bad") == 1);   /* the reject row, not an accept */
+}
+
+/* smtp names sessions: it can end one after its OPEN and have the id granted anew to
+ * another certificate before the commit. The accept row still names the user and
+ * address authz confirmed at OPEN, never the new grant's certificate. */
+TEST(test_accept_row_ignores_a_grant_of_another_user)
+{
+    struct grant *g = grant_create("batch-regrant");
+    struct last_row row;
+
+    settle();
+    CHECK(g != NULL);
+    if (g == NULL)
+        return;
+    str_lcpy(g->user, "mallory", sizeof(g->user));
+    str_lcpy(g->client_ip, "203.0.113.9", sizeof(g->client_ip));
+    str_lcpy(g->sha256, "ab12", sizeof(g->sha256));
+    g->cert_ok = 1;
+    accept_from_queue(81, "batch-regrant", "acc-user", "QREGRANT");
+    turn_end();
+    CHECK(answer_to(81) == IPC_ALLOW);
+    CHECK(last_row_of("batch-regrant", &row) == 0);
+    CHECK(row.n == 1);
+    CHECK_STR(row.user, "acc-user");
+    CHECK_STR(row.client_ip, "192.0.2.7");
+    CHECK_STR(row.cert_sha256, "");
+    grant_end("batch-regrant");
+}
+
+/* Another writer holds the database: the first accept of the turn waits out the busy
+ * timeout, the others of the same turn fail at once, and all are TEMPFAIL. */
+TEST(test_locked_database_fails_the_turn_fast)
+{
+    uint64_t t0;
+
+    settle();
+    CHECK(db_set_lock_timeout(db, 300) == DB_OK);
+    CHECK(db_begin(reader) == DB_OK);
+    t0 = now_ms();
+    accept_from_queue(91, "batch-locked", "lock-user", "QLOCK1");
+    accept_from_queue(92, "batch-locked", "lock-user", "QLOCK2");
+    accept_from_queue(93, "batch-locked", "lock-user", "QLOCK3");
+    turn_end();
+    CHECK(now_ms() - t0 < 600);
+    CHECK(answer_to(91) == IPC_TEMPFAIL);
+    CHECK(answer_to(92) == IPC_TEMPFAIL);
+    CHECK(answer_to(93) == IPC_TEMPFAIL);
+    db_rollback(reader);
+    CHECK(db_set_lock_timeout(db, 1000) == DB_OK);
+    /* The next turn opens its transaction again. */
+    accept_from_queue(94, "batch-locked", "lock-user", "QLOCK4");
+    turn_end();
+    CHECK(answer_to(94) == IPC_ALLOW);
+    CHECK(rows_of("batch-locked") == 1);
 }
 
 /* smtp may be compromised: an accept row from it is a forgery. authz writes a reject
@@ -358,6 +468,9 @@ int main(void)
     RUN(test_accept_row_is_synced_before_its_answer);
     RUN(test_accepts_of_one_turn_share_one_sync);
     RUN(test_accept_row_from_smtp_is_refused);
+    RUN(test_header_from_is_checked_at_the_accept);
+    RUN(test_accept_row_ignores_a_grant_of_another_user);
+    RUN(test_locked_database_fails_the_turn_fast);
     RUN(test_other_rows_are_committed_lazily);
     RUN(test_idle_tick_syncs_within_a_second);
     RUN(test_turn_after_a_second_is_durable);

@@ -19,9 +19,10 @@
  *   A: ALLOW [USER] [budget=N] | DENY REPLY | TEMPFAIL REPLY
  *                         authz answers the request the session waits for
  *   Q: OPENED QID | OPENFAIL REASON | COMMITTED QID | COMMITFAIL REASON |
- *      NOTRECORDED REASON
+ *      NOTRECORDED REASON | REFUSED REPLY
  *                         the queue answers (NOTRECORDED: a commit whose accept
- *                         row authz could not write)
+ *                         row authz could not write; REFUSED: one authz refused,
+ *                         for the file last OPENED, with its SMTP reply)
  * NAME.out is what the session produced: "S: " reply lines, "authz: " and
  * "queue: " requests, and "-- closed" when the session ends its connection.
  * GOLDEN_UPDATE=1 rewrites the .out files from what the session does now.
@@ -57,6 +58,7 @@ static struct {
     struct session *s;
     int closed;
     uint64_t authz_id, queue_id; /* the request waiting for an answer, or 0 */
+    char last_qid[IPC_QID_MAX];  /* the file last OPENED */
     int error;                  /* a script error, printed in the transcript */
 } g;
 
@@ -140,16 +142,6 @@ static void print_request(enum session_peer to, struct ipc_msg *m)
             out("authz: AUTHZID %s", v.authzid);
         break;
     }
-    case IPC_AUTHZ_HEADER_FROM: {
-        struct ipc_header_from v;
-        if (ipc_dec_header_from(m, &v) == 0) {
-            char list[1024] = "";
-            for (int i = 0; i < v.naddr; i++)
-                str_fmt(list + strlen(list), sizeof(list) - strlen(list), " <%s>", v.addr[i]);
-            out("authz: HEADER_FROM%s", list);
-        }
-        break;
-    }
     case IPC_AUTHZ_SESSION_END:
         out("authz: SESSION_END");
         break;
@@ -166,8 +158,14 @@ static void print_request(enum session_peer to, struct ipc_msg *m)
     }
     case IPC_QUEUE_COMMIT: {
         struct ipc_commit v;
-        if (ipc_dec_commit(m, &v) == 0)
-            out("queue: COMMIT %s size=%llu", v.queue_id, (unsigned long long)v.size);
+        if (ipc_dec_commit(m, &v) == 0) {
+            char list[1024] = "";
+            for (int i = 0; i < v.from.naddr; i++)
+                str_fmt(list + strlen(list), sizeof(list) - strlen(list), " <%s>",
+                        v.from.addr[i]);
+            out("queue: COMMIT %s size=%llu%s%s", v.queue_id, (unsigned long long)v.size,
+                list[0] ? " header-from=" : "", list + (list[0] == ' '));
+        }
         break;
     }
     case IPC_QUEUE_ABORT: {
@@ -377,6 +375,7 @@ static void queue_answer(const char *arg)
     if (strncmp(arg, "OPENED ", 7) == 0) {
         type = IPC_QUEUE_OPENED;
         str_lcpy(q.queue_id, arg + 7, sizeof(q.queue_id));
+        str_lcpy(g.last_qid, q.queue_id, sizeof(g.last_qid));
         /* The message goes to a file in memory, as it would into the spool. */
         fd = memfd_create("golden.spool", 0);
         if (fd < 0)
@@ -390,6 +389,10 @@ static void queue_answer(const char *arg)
     } else if (strncmp(arg, "NOTRECORDED ", 12) == 0) {
         q.status = IPC_QUEUE_NOT_RECORDED;
         str_lcpy(q.reason, arg + 12, sizeof(q.reason));
+    } else if (strncmp(arg, "REFUSED ", 8) == 0) {
+        q.status = IPC_QUEUE_REFUSED;
+        str_lcpy(q.queue_id, g.last_qid, sizeof(q.queue_id));
+        str_lcpy(q.reason, arg + 8, sizeof(q.reason));
     } else {
         q.status = 1;
         str_lcpy(q.reason, strncmp(arg, "COMMITFAIL ", 11) == 0 ? arg + 11 : arg,

@@ -125,10 +125,10 @@ TEST(test_password_round_trip)
     CHECK(ipc_dec_password(m, &out) != 0);
 }
 
-TEST(test_sender_and_header_from_round_trip)
+TEST(test_sender_and_commit_header_from_round_trip)
 {
     struct ipc_sender s_in, s_out;
-    struct ipc_header_from *h_in = calloc(1, sizeof(*h_in)), *h_out = calloc(1, sizeof(*h_out));
+    struct ipc_commit *h_in = calloc(1, sizeof(*h_in)), *h_out = calloc(1, sizeof(*h_out));
 
     memset(&s_in, 0, sizeof(s_in));
     SET(s_in.session, "abc");
@@ -141,21 +141,27 @@ TEST(test_sender_and_header_from_round_trip)
     CHECK_TRUNCATED(ipc_dec_sender, &s_out);
     CHECK_TRAILING(ipc_dec_sender, &s_out);
 
-    SET(h_in->session, "abc");
-    h_in->naddr = 2;
-    SET(h_in->addr[0], "a@b");
-    SET(h_in->addr[1], "c@d");
-    CHECK(ipc_enc_header_from(m, 4, h_in) == 0);
+    /* The header From addresses travel with COMMIT (0 to IPC_FROM_MAX). */
+    SET(h_in->queue_id, "Q1");
+    h_in->size = 42;
+    h_in->from.naddr = 2;
+    SET(h_in->from.addr[0], "a@b");
+    SET(h_in->from.addr[1], "c@d");
+    CHECK(ipc_enc_commit(m, 4, h_in) == 0);
     rewind_msg();
-    CHECK(ipc_dec_header_from(m, h_out) == 0);
-    CHECK(h_out->naddr == 2);
-    CHECK_STR(h_out->addr[1], "c@d");
-    CHECK_TRUNCATED(ipc_dec_header_from, h_out);
-    CHECK_TRAILING(ipc_dec_header_from, h_out);
-    h_in->naddr = 0;
-    CHECK(ipc_enc_header_from(m, 4, h_in) != 0);
-    h_in->naddr = IPC_FROM_MAX + 1;
-    CHECK(ipc_enc_header_from(m, 4, h_in) != 0);
+    CHECK(ipc_dec_commit(m, h_out) == 0);
+    CHECK(h_out->size == 42 && h_out->from.naddr == 2);
+    CHECK_STR(h_out->from.addr[1], "c@d");
+    CHECK_TRUNCATED(ipc_dec_commit, h_out);
+    CHECK_TRAILING(ipc_dec_commit, h_out);
+    h_in->from.naddr = 0;
+    CHECK(ipc_enc_commit(m, 4, h_in) == 0);
+    rewind_msg();
+    CHECK(ipc_dec_commit(m, h_out) == 0 && h_out->from.naddr == 0);
+    h_in->from.naddr = IPC_FROM_MAX + 1;
+    CHECK(ipc_enc_commit(m, 4, h_in) != 0);
+    h_in->from.naddr = -1;
+    CHECK(ipc_enc_commit(m, 4, h_in) != 0);
     free(h_in);
     free(h_out);
 }
@@ -346,7 +352,11 @@ TEST(test_grant_and_queue_answers_round_trip)
     CHECK(ipc_enc_queue_answer(m, IPC_QUEUE_COMMITTED, 12, &q_in) == 0);
     rewind_msg();
     CHECK(ipc_dec_queue_answer(m, &q_out) == 0 && q_out.status == IPC_QUEUE_NOT_RECORDED);
-    q_in.status = IPC_QUEUE_NOT_RECORDED + 1;
+    q_in.status = IPC_QUEUE_REFUSED;
+    CHECK(ipc_enc_queue_answer(m, IPC_QUEUE_COMMITTED, 12, &q_in) == 0);
+    rewind_msg();
+    CHECK(ipc_dec_queue_answer(m, &q_out) == 0 && q_out.status == IPC_QUEUE_REFUSED);
+    q_in.status = IPC_QUEUE_REFUSED + 1;
     CHECK(ipc_enc_queue_answer(m, IPC_QUEUE_COMMITTED, 12, &q_in) != 0);
 
     SET(c_in.queue_id, "ABC");
@@ -447,7 +457,7 @@ int main(void)
     RUN(test_identity_round_trip);
     RUN(test_identity_count_beyond_maximum);
     RUN(test_password_round_trip);
-    RUN(test_sender_and_header_from_round_trip);
+    RUN(test_sender_and_commit_header_from_round_trip);
     RUN(test_authzid_round_trip);
     RUN(test_audit_and_session_end_round_trip);
     RUN(test_result_round_trip);
