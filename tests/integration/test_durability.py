@@ -133,6 +133,43 @@ def test_message_whose_accept_row_cannot_be_written_is_not_queued(fresh_stack_fa
         c.close()
 
 
+def test_stalled_authz_is_a_451_and_the_message_is_not_queued(fresh_stack_factory):
+    """authz stops answering (SIGSTOP) at the final dot: the queue waits 5 s for the
+    accept row, then drops the file and the client gets a 451; nothing is relayed or
+    left in the spool, and once authz runs again the next client is served."""
+    import time
+    s = fresh_stack_factory("authz-stalled")
+    refused = make_message()
+    authz = authz_pid(s.daemon)
+    c = raw_tls_session(s.env, s.alice)
+    try:
+        assert c.cmd(f"MAIL FROM:<{refused.mail_from}>").code == 250
+        for r in refused.rcpts:
+            assert c.cmd(f"RCPT TO:<{r}>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(refused.data)
+        os.kill(authz, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            r = c.cmd(".")
+            waited = time.monotonic() - start
+        finally:
+            os.kill(authz, signal.SIGCONT)
+        assert r.code == 451 and r.last.startswith("451 4.3.0"), str(r)
+        assert 4 <= waited <= 10, waited
+    finally:
+        c.close()
+    msg = make_message()
+    send_ok(s.env, s.alice, msg)
+    s.upstream.wait_for(msg.marker, msg.rcpts)
+    relay_settled(s.env)
+    assert not s.upstream.matching(refused.marker), "the unrecorded message was relayed"
+    spool = s.env.dir / "spool"
+    left = [p.name for d in ("incoming", "queue") for p in (spool / d).iterdir()]
+    assert left == [], f"files left in the spool: {left}"
+    assert "no answer from authz about its accept row" in s.daemon.tail()
+
+
 def test_queue_waits_for_upstream_and_delivers_when_it_returns(fresh_stack_factory):
     s = fresh_stack_factory("upstream-down", start_upstream=False)
     audit = Audit(s.env)
