@@ -1022,6 +1022,15 @@ def raw_tls_session(env, identity, helo="client.test"):
     return c
 
 
+def start_data(c, msg):
+    """MAIL, RCPT and DATA on a raw session, up to the 354."""
+    assert c.cmd(f"MAIL FROM:<{msg.mail_from}>").code == 250
+    for r in msg.rcpts:
+        assert c.cmd(f"RCPT TO:<{r}>").code == 250
+    r = c.cmd("DATA")
+    assert r.code == 354, str(r)
+
+
 def relay_settled(env, timeout=15):
     """Waits until spool/queue is empty: every message committed so far has been
     relayed (or bounced, or deleted) and none waits for another attempt. A message
@@ -1035,6 +1044,13 @@ def relay_settled(env, timeout=15):
         return not left
 
     assert poll(empty, timeout, 0.1), f"spool/queue still holds {left} after {timeout} s"
+
+
+def spool_files(env):
+    """The files in spool/incoming and spool/queue: none once every message committed
+    is relayed and every refused one removed."""
+    spool = env.dir / "spool"
+    return sorted(p.name for d in ("incoming", "queue") for p in (spool / d).iterdir())
 
 
 def assert_served(env, identity):

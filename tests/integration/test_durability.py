@@ -7,7 +7,7 @@ import signal
 import smtplib
 
 from conftest import (Audit, assert_served, make_message, poll, queue_id, raw_tls_session,
-                      relay_settled, send_ok, smtp_starttls, submit)
+                      relay_settled, send_ok, smtp_starttls, spool_files, start_data, submit)
 from daemon_procs import comm
 
 
@@ -88,10 +88,7 @@ def test_message_whose_accept_row_cannot_be_written_is_not_queued(fresh_stack_fa
     c = raw_tls_session(s.env, s.alice)
     locker = sqlite3.connect(s.env.dir / "submitd.db", timeout=5, isolation_level=None)
     try:
-        assert c.cmd(f"MAIL FROM:<{refused.mail_from}>").code == 250
-        for r in refused.rcpts:
-            assert c.cmd(f"RCPT TO:<{r}>").code == 250
-        assert c.cmd("DATA").code == 354
+        start_data(c, refused)
         c.send(refused.data)
         locker.execute("BEGIN IMMEDIATE")
         locker.execute("INSERT INTO users(name) VALUES ('lock-holder')")
@@ -101,10 +98,7 @@ def test_message_whose_accept_row_cannot_be_written_is_not_queued(fresh_stack_fa
             locker.execute("ROLLBACK")
         assert r.code == 451 and r.last.startswith("451 4.3.0"), str(r)
         # Same session, lock gone: the next message goes through.
-        assert c.cmd(f"MAIL FROM:<{after.mail_from}>").code == 250
-        for rcpt in after.rcpts:
-            assert c.cmd(f"RCPT TO:<{rcpt}>").code == 250
-        assert c.cmd("DATA").code == 354
+        start_data(c, after)
         c.send(after.data)
         r = c.cmd(".")
         assert r.code == 250, str(r)
@@ -116,9 +110,7 @@ def test_message_whose_accept_row_cannot_be_written_is_not_queued(fresh_stack_fa
     s.upstream.wait_for(after.marker, after.rcpts)
     relay_settled(s.env)
     assert not s.upstream.matching(refused.marker), "the unrecorded message was relayed"
-    spool = s.env.dir / "spool"
-    left = [p.name for d in ("incoming", "queue") for p in (spool / d).iterdir()]
-    assert left == [], f"files left in the spool: {left}"
+    assert spool_files(s.env) == [], f"files left in the spool: {spool_files(s.env)}"
     accepts = s.env.query("SELECT queue_id, user FROM audit WHERE decision = 'accept' "
                           "AND event = 'submission'")
     assert [(r["queue_id"], r["user"]) for r in accepts] == [(qid, "alice")], accepts
@@ -143,10 +135,7 @@ def test_stalled_authz_is_a_451_and_the_message_is_not_queued(fresh_stack_factor
     authz = authz_pid(s.daemon)
     c = raw_tls_session(s.env, s.alice)
     try:
-        assert c.cmd(f"MAIL FROM:<{refused.mail_from}>").code == 250
-        for r in refused.rcpts:
-            assert c.cmd(f"RCPT TO:<{r}>").code == 250
-        assert c.cmd("DATA").code == 354
+        start_data(c, refused)
         c.send(refused.data)
         os.kill(authz, signal.SIGSTOP)
         try:
@@ -164,9 +153,7 @@ def test_stalled_authz_is_a_451_and_the_message_is_not_queued(fresh_stack_factor
     s.upstream.wait_for(msg.marker, msg.rcpts)
     relay_settled(s.env)
     assert not s.upstream.matching(refused.marker), "the unrecorded message was relayed"
-    spool = s.env.dir / "spool"
-    left = [p.name for d in ("incoming", "queue") for p in (spool / d).iterdir()]
-    assert left == [], f"files left in the spool: {left}"
+    assert spool_files(s.env) == [], f"files left in the spool: {spool_files(s.env)}"
     assert "no answer from authz about its accept row" in s.daemon.tail()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import (ALICE_ADDR, MAX_MESSAGE_SIZE, MAX_RECIPIENTS, RawSMTP, added_headers,
                       assert_served, client_context, contains, make_message, queue_id,
-                      raw_tls_session, relay_settled, send_ok, unique_rcpt)
+                      raw_tls_session, relay_settled, send_ok, start_data, unique_rcpt)
 
 LINE_TOO_LONG = "500 5.5.2 Line too long"
 BARE_NEWLINE = "550 5.5.2 Bare CR or LF not allowed"
@@ -24,15 +24,6 @@ def assert_not_relayed(stack, marker):
     relay_settled(stack.env)
     leaked = stack.upstream.matching(marker)
     assert not leaked, f"rejected content was relayed: {leaked}"
-
-
-def start_data(c, msg):
-    """MAIL, RCPT and DATA on a raw session, up to the 354."""
-    assert c.cmd(f"MAIL FROM:<{msg.mail_from}>").code == 250
-    for r in msg.rcpts:
-        assert c.cmd(f"RCPT TO:<{r}>").code == 250
-    r = c.cmd("DATA")
-    assert r.code == 354, str(r)
 
 
 # ---- STARTTLS -------------------------------------------------------------------------------
