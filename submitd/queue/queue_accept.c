@@ -495,6 +495,7 @@ static int ask_accept(struct pending_commit *pc, struct ipc_msg *m)
     a.from = pc->from;
     if (ipc_enc_accept(m, 0, &a) != 0 || queue_authz_request(m, &pc->accept_req) != 0) {
         str_fmt(pc->why, sizeof(pc->why), "cannot ask authz to record it: %s", strerror(errno));
+        pc->status = IPC_QUEUE_NOT_RECORDED;
         return -1;
     }
     return 0;
@@ -542,7 +543,9 @@ static int record_chunk(struct pending_commit *pc, int n, struct ipc_msg *m)
             pc[i].status = IPC_QUEUE_REFUSED;
             drop(&pc[i]);
         } else if (r.decision != IPC_ALLOW) {
-            str_lcpy(pc[i].why, "authz could not record the message (accept row or rate charge)",
+            str_lcpy(pc[i].why,
+                     "authz could not record the message (accept row or rate charge; "
+                     "authz's log says why)",
                      sizeof(pc[i].why));
             pc[i].status = IPC_QUEUE_NOT_RECORDED;
             drop(&pc[i]);

@@ -1053,6 +1053,19 @@ def spool_files(env):
     return sorted(p.name for d in ("incoming", "queue") for p in (spool / d).iterdir())
 
 
+def assert_not_relayed(stack, marker):
+    """A message sent afterwards is relayed and every committed one has left the
+    queue; the refused one (marker) never arrived, and no file of it is left in the
+    spool."""
+    probe = make_message()
+    send_ok(stack.env, stack.alice, probe)
+    stack.upstream.wait_for(probe.marker, probe.rcpts)
+    relay_settled(stack.env)
+    leaked = stack.upstream.matching(marker)
+    assert not leaked, f"refused message was relayed: {leaked}"
+    assert spool_files(stack.env) == [], f"files left in the spool: {spool_files(stack.env)}"
+
+
 def assert_served(env, identity):
     """A fresh client is still served: connect, STARTTLS, valid certificate, MAIL -> 250."""
     s = smtp_starttls(env, identity)

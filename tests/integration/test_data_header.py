@@ -9,9 +9,8 @@ import uuid
 
 import pytest
 
-from conftest import (ALICE_ADDR, Message, added_headers, assert_served, build_stack, contains,
-                      make_message, queue_id, raw_tls_session, relay_settled, send_ok,
-                      unique_rcpt)
+from conftest import (ALICE_ADDR, Message, added_headers, assert_not_relayed, assert_served,
+                      build_stack, contains, queue_id, raw_tls_session, unique_rcpt)
 
 NOT_OWNED = "550 5.7.1 Header From address not owned"
 TWO_FROM = "550 5.6.0 Message header From is malformed: more than one From field"
@@ -96,19 +95,6 @@ def transaction(target, msg, data=None):
         return last
     finally:
         c.close()
-
-
-def assert_not_relayed(target, marker):
-    """A message sent afterwards is delivered; the refused one never is."""
-    probe = make_message()
-    send_ok(target.env, target.alice, probe)
-    target.upstream.wait_for(probe.marker, probe.rcpts)
-    relay_settled(target.env)
-    leaked = target.upstream.matching(marker)
-    assert not leaked, f"refused message was relayed: {leaked}"
-    # Nor kept: a message refused at its commit (header From) leaves no file behind.
-    incoming = sorted(p.name for p in (target.env.dir / "spool" / "incoming").iterdir())
-    assert incoming == [], f"files left in spool/incoming: {incoming}"
 
 
 def data_reject_row(target, mark, *words):

@@ -8,22 +8,13 @@ import ssl
 import pytest
 
 from conftest import (ALICE_ADDR, MAX_MESSAGE_SIZE, MAX_RECIPIENTS, RawSMTP, added_headers,
-                      assert_served, client_context, contains, make_message, queue_id,
+                      assert_not_relayed, assert_served, client_context, contains,
+                      make_message, queue_id,
                       raw_tls_session, relay_settled, send_ok, start_data, unique_rcpt)
 
 LINE_TOO_LONG = "500 5.5.2 Line too long"
 BARE_NEWLINE = "550 5.5.2 Bare CR or LF not allowed"
 TOO_BIG = "552 5.3.4 Message size exceeds fixed limit"
-
-
-def assert_not_relayed(stack, marker):
-    """Another message, sent afterwards, is delivered; the hostile one never is."""
-    probe = make_message()
-    send_ok(stack.env, stack.alice, probe)
-    stack.upstream.wait_for(probe.marker, probe.rcpts)
-    relay_settled(stack.env)
-    leaked = stack.upstream.matching(marker)
-    assert not leaked, f"rejected content was relayed: {leaked}"
 
 
 # ---- STARTTLS -------------------------------------------------------------------------------
