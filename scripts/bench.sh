@@ -316,7 +316,7 @@ openssl_floor_sample() {
     mode=$1
     when=$2
     FLOOR_MS=
-    fport=$(free_port)
+    fport=$(free_port "$PORT")
     mkdir -p "$T/floor-www"
     printf 'x' >"$T/floor-www/f"
     (cd "$T/floor-www" && exec openssl s_server -accept "127.0.0.1:$fport" \
@@ -696,7 +696,7 @@ run_postfix() {
         return 0
     fi
     pf=$T/postfix
-    pf_port=$(free_port)
+    pf_port=$(free_port "$PORT")
     if ! sh "$ROOT/tests/bench/postfix.sh" "$pf" "$pf_port" "$SINK_PORT" "$T/ca/ca.crt" \
         "$T/server.crt" "$T/server.key" "$T/users/bench.crt" 2>"$T/postfix-setup.err"; then
         postfix_skip "$(tail -n 1 "$T/postfix-setup.err")"

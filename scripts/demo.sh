@@ -16,7 +16,20 @@ PY=/usr/bin/python3
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 free_port() {
-    $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    # The kernel can hand out the same free port twice in a row: the ports given as
+    # arguments (already chosen) are never returned.
+    $PY - "$@" <<'EOF'
+import socket, sys
+taken = set(sys.argv[1:])
+while True:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = str(s.getsockname()[1])
+    s.close()
+    if port not in taken:
+        print(port)
+        break
+EOF
 }
 
 wait_port() {
@@ -47,7 +60,7 @@ for u in submitd submitd-smtp; do
 done
 
 SUBMIT_PORT=$(free_port)
-UP_PORT=$(free_port)
+UP_PORT=$(free_port "$SUBMIT_PORT")
 
 step "Configuration ($D/submitd.conf)"
 cat > "$D/submitd.conf" <<CONF

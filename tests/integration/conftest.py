@@ -98,10 +98,20 @@ def binary(name):
     return path
 
 
+_ports_handed_out = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, and one this run has not handed out before:
+    the kernel can give the same free port to two binds in a row, and a daemon whose
+    STARTTLS and implicit-TLS listeners got the same port cannot start."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port
 
 
 def port_accepts(port, timeout=0.5):
