@@ -14,7 +14,22 @@
 
 static int listen_fds[MAX_LISTENERS], listen_tls[MAX_LISTENERS], nlisten;
 
-static int bind_one(const char *item, char *err, size_t errlen)
+/* The index of a socket this process already listens on at addr, or -1: an address
+ * named twice (in listen and listen_tls, or twice in one list) would otherwise read
+ * as "Address already in use", as if another program held it. */
+static int already_bound(const struct sockaddr *addr, socklen_t len)
+{
+    for (int i = 0; i < nlisten; i++) {
+        struct sockaddr_storage have;
+        socklen_t have_len = sizeof(have);
+        if (getsockname(listen_fds[i], (struct sockaddr *)&have, &have_len) == 0 &&
+            have_len == len && memcmp(&have, addr, len) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int bind_one(const char *item, int implicit, char *err, size_t errlen)
 {
     char host[256], port[16];
     struct addrinfo hints, *res;
@@ -35,7 +50,13 @@ static int bind_one(const char *item, char *err, size_t errlen)
     fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
-        str_fmt(err, errlen, "listen %s: %s", item, strerror(errno));
+        int twice = errno == EADDRINUSE ? already_bound(res->ai_addr, res->ai_addrlen) : -1;
+        if (twice >= 0)
+            str_fmt(err, errlen, "%s: %s %s: the address is named twice (it is also in %s)",
+                    cfg.path, implicit ? "listen_tls" : "listen", item,
+                    listen_tls[twice] ? "listen_tls" : "listen");
+        else
+            str_fmt(err, errlen, "listen %s: %s", item, strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(res);
@@ -56,7 +77,7 @@ int listen_bind_list(const char *list, int implicit, char *err, size_t errlen)
             str_fmt(err, errlen, "too many listeners (at most %d)", MAX_LISTENERS);
             return -1;
         }
-        fd = bind_one(item, err, errlen);
+        fd = bind_one(item, implicit, err, errlen);
         if (fd < 0)
             return -1;
         listen_fds[nlisten] = fd;

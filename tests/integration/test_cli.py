@@ -230,6 +230,27 @@ def test_config_check_names_an_unknown_key_and_its_line(env):
     assert ":4" in err or "line 4" in err, f"line number 4 not named: {err}"
 
 
+def test_an_address_in_both_listen_lists_is_named_by_check_and_at_start(env):
+    """The same address in listen and listen_tls: submitd -t says which address and
+    which keys, and a start stops with the same words instead of "Address already in
+    use", which would send the admin looking for another program on the port."""
+    conf = env.dir / "twice.conf"
+    lines = [l for l in env.conf.read_text().splitlines()
+             if not l.strip().startswith("listen_tls")]
+    conf.write_text("\n".join(lines + [f"listen_tls = 127.0.0.1:{env.port}"]) + "\n")
+    check = subprocess.run([str(binary("submitd")), "-c", str(conf), "-t"],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 1, check
+    assert (f"listen_tls: 127.0.0.1:{env.port}: the address is named twice (it is also in "
+            "listen)") in check.stderr, check.stderr
+    start = subprocess.run([str(binary("submitd")), "-c", str(conf), "-f"],
+                           capture_output=True, text=True, timeout=30)
+    assert start.returncode == 1, start
+    assert (f"listen_tls 127.0.0.1:{env.port}: the address is named twice (it is also in "
+            "listen)") in start.stderr, start.stderr
+    assert "Address already in use" not in start.stderr, start.stderr
+
+
 def test_config_check_warns_when_pam_confdir_has_no_other_file(env):
     """libpam logs an error to syslog at every pam_start without "other": one line per
     session. submitd -t says so, and still accepts the configuration."""
