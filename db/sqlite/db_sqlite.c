@@ -304,9 +304,28 @@ sqlite3_stmt *db_select(struct db *db, const char *select, const struct db_cond 
 
 /* ---- transactions ------------------------------------------------------- */
 
+/* BEGIN and COMMIT open and close every batch of authz's rows: kept prepared, as
+ * sqlite3_exec would parse them anew each time. */
+static int db_exec_cached(struct db *db, enum db_stmt id, const char *sql)
+{
+    sqlite3_stmt *st = db_stmt(db, id, sql);
+    int rc;
+
+    if (st == NULL)
+        return DB_ERROR;
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        db_fail(db);
+        sqlite3_reset(st);
+        return DB_ERROR;
+    }
+    sqlite3_reset(st);
+    return DB_OK;
+}
+
 int db_begin(struct db *db)
 {
-    return db_exec(db, "BEGIN IMMEDIATE");
+    return db_exec_cached(db, ST_BEGIN, "BEGIN IMMEDIATE");
 }
 
 /*
@@ -351,14 +370,14 @@ int db_log_sync(struct db *db)
 
 int db_commit(struct db *db)
 {
-    if (db_exec(db, "COMMIT") != DB_OK)
+    if (db_exec_cached(db, ST_COMMIT, "COMMIT") != DB_OK)
         return DB_ERROR;
     return db_log_sync(db);
 }
 
 int db_commit_lazy(struct db *db)
 {
-    if (db_exec(db, "COMMIT") != DB_OK)
+    if (db_exec_cached(db, ST_COMMIT, "COMMIT") != DB_OK)
         return DB_ERROR;
     db->unsynced = db->wal;
     return DB_OK;

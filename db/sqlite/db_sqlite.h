@@ -45,6 +45,8 @@ enum db_stmt {
     ST_BLOCK_FIND,
     ST_DEVICE_GET,
     ST_DEVICE_SEEN,
+    ST_BEGIN,
+    ST_COMMIT,
     ST_COUNT
 };
 
