@@ -3,6 +3,7 @@
 
 #include "master.h"
 #include "master_files.h"
+#include "master_listen.h"
 #include "master_supervise.h"
 
 #include "crl_check.h"
@@ -165,36 +166,38 @@ static void check_fd_limit(void)
     }
 }
 
-/* Every listener must be host:port with a port from 1 to 65535 and resolve. */
-/* The addresses check_listen has seen, across listen and listen_tls: one named twice
- * would stop the daemon at start. */
+/* The addresses check_listen has seen, across listen and listen_tls: two that
+ * overlap (listen_addrs_overlap) would stop the daemon at start. */
 static struct {
     struct sockaddr_storage addr;
-    socklen_t len;
     const char *key;
+    char item[256];
 } seen_listen[2 * MAX_LISTENERS];
 static int nseen_listen;
 
 static void check_listen_twice(const char *key, const char *item, const struct addrinfo *res,
                                int *problems)
 {
+    int v6_takes_v4 = listen_v6_takes_v4();
+
     for (int i = 0; i < nseen_listen; i++) {
-        if (seen_listen[i].len == res->ai_addrlen &&
-            memcmp(&seen_listen[i].addr, res->ai_addr, res->ai_addrlen) == 0) {
-            fprintf(stderr, "submitd: %s: %s: the address is named twice (it is also in %s)\n",
-                    key, item, seen_listen[i].key);
+        if (listen_addrs_overlap((const struct sockaddr *)&seen_listen[i].addr, res->ai_addr,
+                                 v6_takes_v4)) {
+            fprintf(stderr, "submitd: %s %s: the address is named twice (it overlaps %s in "
+                    "%s)\n", key, item, seen_listen[i].item, seen_listen[i].key);
             (*problems)++;
             return;
         }
     }
     if (nseen_listen < 2 * MAX_LISTENERS && res->ai_addrlen <= sizeof(seen_listen[0].addr)) {
         memcpy(&seen_listen[nseen_listen].addr, res->ai_addr, res->ai_addrlen);
-        seen_listen[nseen_listen].len = res->ai_addrlen;
         seen_listen[nseen_listen].key = key;
+        str_lcpy(seen_listen[nseen_listen].item, item, sizeof(seen_listen[nseen_listen].item));
         nseen_listen++;
     }
 }
 
+/* Every listener must be host:port with a port from 1 to 65535 and resolve. */
 static void check_listen(const char *key, const char *list, int *problems)
 {
     char item[512], host[256], port[16];

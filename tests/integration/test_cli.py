@@ -5,6 +5,7 @@ import datetime
 import json
 import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -230,25 +231,62 @@ def test_config_check_names_an_unknown_key_and_its_line(env):
     assert ":4" in err or "line 4" in err, f"line number 4 not named: {err}"
 
 
-def test_an_address_in_both_listen_lists_is_named_by_check_and_at_start(env):
-    """The same address in listen and listen_tls: submitd -t says which address and
-    which keys, and a start stops with the same words instead of "Address already in
-    use", which would send the admin looking for another program on the port."""
-    conf = env.dir / "twice.conf"
+def _listen_conf(env, name, listen, listen_tls):
+    conf = env.dir / name
     lines = [l for l in env.conf.read_text().splitlines()
-             if not l.strip().startswith("listen_tls")]
-    conf.write_text("\n".join(lines + [f"listen_tls = 127.0.0.1:{env.port}"]) + "\n")
-    check = subprocess.run([str(binary("submitd")), "-c", str(conf), "-t"],
-                           capture_output=True, text=True, timeout=30)
-    assert check.returncode == 1, check
-    assert (f"listen_tls: 127.0.0.1:{env.port}: the address is named twice (it is also in "
-            "listen)") in check.stderr, check.stderr
-    start = subprocess.run([str(binary("submitd")), "-c", str(conf), "-f"],
-                           capture_output=True, text=True, timeout=30)
-    assert start.returncode == 1, start
-    assert (f"listen_tls 127.0.0.1:{env.port}: the address is named twice (it is also in "
-            "listen)") in start.stderr, start.stderr
-    assert "Address already in use" not in start.stderr, start.stderr
+             if not l.strip().startswith(("listen ", "listen=", "listen_tls"))]
+    conf.write_text("\n".join(lines + [f"listen = {listen}", f"listen_tls = {listen_tls}"]) + "\n")
+    return conf
+
+
+def _check(conf):
+    return subprocess.run([str(binary("submitd")), "-c", str(conf), "-t"],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_an_address_in_both_listen_lists_is_named_by_check_and_at_start(env):
+    """The same address in listen and listen_tls, or a wildcard and an address it
+    covers: submitd -t names both entries and their keys, and a start stops with the
+    same words instead of "Address already in use", which would send the admin
+    looking for another program on the port."""
+    p = env.port
+    for listen, tls in ((f"127.0.0.1:{p}", f"127.0.0.1:{p}"),
+                        (f"0.0.0.0:{p}", f"127.0.0.1:{p}")):
+        conf = _listen_conf(env, "twice.conf", listen, tls)
+        words = f"listen_tls 127.0.0.1:{p}: the address is named twice (it overlaps {listen} in listen)"
+        check = _check(conf)
+        assert check.returncode == 1, check
+        assert f"submitd: {words}" in check.stderr, check.stderr
+        start = subprocess.run([str(binary("submitd")), "-c", str(conf), "-f"],
+                               capture_output=True, text=True, timeout=30)
+        assert start.returncode == 1, start
+        assert f"{conf}: {words}" in start.stderr, start.stderr
+        assert "Address already in use" not in start.stderr, start.stderr
+
+
+def test_listen_addresses_that_do_not_overlap_pass_the_check(env):
+    p = env.port
+    check = _check(_listen_conf(env, "apart.conf", f"127.0.0.1:{p}", f"127.0.0.2:{p}"))
+    assert check.returncode == 0, check.stderr
+    assert "named twice" not in check.stderr, check.stderr
+    check = _check(_listen_conf(env, "ports.conf", f"0.0.0.0:{p}", f"0.0.0.0:{env.tls_port}"))
+    assert check.returncode == 0, check.stderr
+
+
+def test_ipv6_wildcard_overlaps_ipv4_while_it_takes_ipv4(env):
+    """Linux's [::] takes IPv4 too unless net.ipv6.bindv6only is 1: then "0.0.0.0:P,
+    [::]:P" cannot start, and -t says why."""
+    flag = Path("/proc/sys/net/ipv6/bindv6only")
+    if not flag.exists():
+        pytest.skip("no IPv6 on this kernel")
+    p = env.port
+    check = _check(_listen_conf(env, "dual.conf", f"0.0.0.0:{p}", f"[::]:{p}"))
+    if flag.read_text().strip() == "0":
+        assert check.returncode == 1, check
+        assert f"listen_tls [::]:{p}: the address is named twice (it overlaps 0.0.0.0:{p} in listen)" \
+            in check.stderr, check.stderr
+    else:
+        assert "named twice" not in check.stderr, check.stderr
 
 
 def test_config_check_warns_when_pam_confdir_has_no_other_file(env):
