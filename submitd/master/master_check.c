@@ -183,8 +183,9 @@ static void check_listen_twice(const char *key, const char *item, const struct a
     for (int i = 0; i < nseen_listen; i++) {
         if (listen_addrs_overlap((const struct sockaddr *)&seen_listen[i].addr, res->ai_addr,
                                  v6_takes_v4)) {
-            fprintf(stderr, "submitd: %s %s: the address is named twice (it overlaps %s in "
-                    "%s)\n", key, item, seen_listen[i].item, seen_listen[i].key);
+            fprintf(stderr, "submitd: %s %s: it overlaps %s in %s: the same port, on the "
+                    "same address or a wildcard that covers it\n", key, item, seen_listen[i].item,
+                    seen_listen[i].key);
             (*problems)++;
             return;
         }

@@ -118,7 +118,7 @@ static int bind_one(const char *item, int implicit, char *err, size_t errlen)
         int e = errno;
         int twice = e == EADDRINUSE ? already_bound(res->ai_addr) : -1;
         if (twice >= 0)
-            str_fmt(err, errlen, "%s: %s %s: the address is named twice (it overlaps %s in %s)",
+            str_fmt(err, errlen, "%s: %s %s: it overlaps %s in %s: the same port, on the same address or a wildcard that covers it",
                     cfg.path, implicit ? "listen_tls" : "listen", item, listen_items[twice],
                     listen_tls[twice] ? "listen_tls" : "listen");
         else
