@@ -4,7 +4,6 @@ into one row that says how many; accepted identities are always written."""
 
 import re
 import socket
-import ssl
 
 from conftest import assert_served, client_context, poll
 
@@ -30,20 +29,29 @@ def test_refusals_from_one_address_are_aggregated(stack):
         refused_handshake(env)
     assert_served(env, stack.alice)
 
+    # A window is 10 s from a whole second: the storm usually fits in one (50 rows and
+    # one summary of 30), but on a slow machine it may cross into the next, whose first
+    # refusals are written one by one again. Either way each refusal is accounted for
+    # once, in its own row or in a summary's count, and a window writes at most 50.
+    def counted(summary):
+        return sum(int(re.search(r"and (\d+) more refusals", r["reason"]).group(1))
+                   for r in summary)
+
     def settled():
         rows = [r for r in stack.audit.rows(mark) if r["event"] == "identity"]
         summary = [r for r in rows if "more refusals from 127.0.0.1" in (r["reason"] or "")]
-        return (rows, summary) if summary else None
+        refused = [r for r in rows if r["decision"] == "reject" and r not in summary]
+        if summary and len(refused) + counted(summary) >= STORM:
+            return rows, summary, refused
+        return None
 
     got = poll(settled, 20, 0.5)
-    assert got, f"no summary row: {stack.audit.rows(mark)[-5:]}"
-    rows, summary = got
-    refused = [r for r in rows if r["decision"] == "reject" and r not in summary]
+    assert got, f"not every refusal accounted for: {stack.audit.rows(mark)[-5:]}"
+    rows, summary, refused = got
     accepted = [r for r in rows if r["decision"] == "accept"]
-    assert len(refused) == WINDOW_ROWS, len(refused)
-    assert len(summary) == 1, summary
-    m = re.search(r"and (\d+) more refusals", summary[0]["reason"])
-    assert m and int(m.group(1)) == STORM - WINDOW_ROWS, summary[0]["reason"]
+    assert len(refused) <= WINDOW_ROWS * (len(summary) + 1), len(refused)
+    assert len(refused) + counted(summary) == STORM, (len(refused), counted(summary))
+    assert 1 <= len(summary) <= 2, summary
     assert summary[0]["reason"].startswith("no client certificate"), summary[0]
     # The honest client in the middle of the storm has its own row.
     assert accepted and accepted[-1]["user"] == "alice", accepted

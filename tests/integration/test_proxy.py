@@ -11,7 +11,6 @@ import re
 import shutil
 import smtplib
 import socket
-import ssl
 import struct
 import subprocess
 import time
@@ -375,7 +374,8 @@ def test_tls_client_hello_without_header_is_closed(stack):
 def test_silent_client_is_closed_after_the_header_timeout(stack):
     start = time.monotonic()
     refused(stack, b"", "PROXY header refused: not received within")
-    assert time.monotonic() - start < HEADER_TIMEOUT + 5
+    # The deadline is checked once a second, and refused() also serves a client after.
+    assert time.monotonic() - start < HEADER_TIMEOUT + 10
 
 
 def test_incomplete_header_is_closed_after_the_header_timeout(stack):

@@ -129,8 +129,8 @@ def test_without_room_the_commit_opens_the_file_again(under_prlimit):
         s.close()
     stack.upstream.wait_for(msg.marker, msg.rcpts)
     relay_settled(stack.env)
-    time.sleep(0.2)
-    assert spool_files_open(queue, spool) == []
+    # The relay thread closes its descriptor after it removed the file.
+    assert poll(lambda: spool_files_open(queue, spool) == [], 5), spool_files_open(queue, spool)
 
 
 def test_a_message_of_many_body_records_is_checked_and_relayed_whole(fresh_stack_factory):

@@ -202,5 +202,6 @@ def test_mail_flows_within_seconds_of_the_upstream_coming_back(fresh_stack_facto
     for m in msgs:
         s.upstream.wait_for(m.marker, m.rcpts, timeout=15)
     took = time.monotonic() - started
-    # Their own next attempts are 8 s or more away.
-    assert took < 5, f"took {took:.1f}s after the upstream came back"
+    # Their own next attempts are 8 s or more away: a flow within 7 s came from the
+    # probe (the margin is for the upstream's own start and a slow machine).
+    assert took < 7, f"took {took:.1f}s after the upstream came back"

@@ -7,11 +7,10 @@ import os
 import signal
 import socket
 import threading
-import time
 
 from cryptography import x509
 
-from conftest import (ALICE_ADDR, assert_served, build_stack, free_port, make_message,
+from conftest import (ALICE_ADDR, assert_served, free_port, make_message,
                       poll, port_accepts, smtp_starttls, send_ok, unique_rcpt)
 from daemon_procs import child_pid
 
@@ -104,7 +103,7 @@ def test_ready_after_the_listeners_accept_and_around_a_reload(fresh_stack_factor
         assert_served(s.env, s.alice)
 
         n = len(notify.messages)
-        hup_and_wait(s, "reloaded")
+        hup_and_wait(s, "configuration %s reloaded" % s.env.conf)
         assert poll(lambda: any(f.get("READY") == "1" for f in notify.fields()[n:]), 10)
         after = notify.fields()[n:]
         reloading = [i for i, f in enumerate(after) if f.get("RELOADING") == "1"]
@@ -185,7 +184,7 @@ def test_a_change_that_needs_a_restart_is_logged_and_the_rest_applies(fresh_stac
     s.env.settings["listen"] = f"127.0.0.1:{free_port()}"
     s.env.settings["max_recipients"] = "1"
     s.env.write_config()
-    offset = hup_and_wait(s, "reloaded")
+    offset = hup_and_wait(s, "configuration %s reloaded" % s.env.conf)
     log = s.daemon.tail(offset=offset)
     assert "listen changed" in log and "takes a restart" in log, log
     assert port_accepts(old_port)

@@ -49,6 +49,9 @@ global
 defaults
     mode tcp
     timeout connect 2s
+    # A greeting slower than the 500 ms between checks (a busy machine, a sanitizer
+    # build) is not a node down.
+    timeout check 3s
     timeout client 60s
     timeout server 60s
     retries 3
