@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import (assert_served, build_stack, client_context, Identity, mail_reply, poll,
-                      reply_text, smtp_starttls)
+                      smtp_starttls)
 
 REJECTED_REVOKED = "535 5.7.8 Client certificate rejected: revoked"
 TEMPFAIL = "454 4.7.0"

@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from conftest import (assert_served, build_stack, mail_reply, poll, reply_text, smtp_starttls)
+from conftest import (assert_served, build_stack, mail_reply, poll)
 
 REJECTED = "535 5.7.8 Client certificate rejected: "
 

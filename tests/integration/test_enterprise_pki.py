@@ -126,7 +126,7 @@ def test_san_email_rule_maps_to_the_owner_of_the_address(pki):
     s.env.admin("user", "add", "carol")
     s.env.admin("sender", "add", "carol", ADDR, "--shared")
     try:
-        row = assert_refused(s, d["san-email"], "address owned by several users",
+        assert_refused(s, d["san-email"], "address owned by several users",
                              f"{ADDR} is owned by several users")
     finally:
         s.env.admin("user", "del", "carol")

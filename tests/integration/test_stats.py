@@ -6,14 +6,13 @@ the last one checked line by line by a small parser."""
 
 import datetime
 import json
-import math
 import re
 import sqlite3
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from conftest import ALICE, make_message, mail_reply, poll, send_ok
+from conftest import make_message, mail_reply, poll, send_ok
 
 NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")

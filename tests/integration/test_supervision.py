@@ -3,7 +3,6 @@ and the next client is served; nothing queued is lost on the way."""
 
 import os
 import signal
-import time
 
 import pytest
 
