@@ -45,20 +45,8 @@ now() {
 }
 
 free_port() {
-    # The kernel can hand out the same free port twice in a row: the ports given as
-    # arguments (already chosen) are never returned.
-    "$PY" - "$@" <<'EOF'
-import socket, sys
-taken = set(sys.argv[1:])
-while True:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = str(s.getsockname()[1])
-    s.close()
-    if port not in taken:
-        print(port)
-        break
-EOF
+    # A free port on 127.0.0.1 that is none of the arguments (ports already chosen).
+    "$PY" "$ROOT"/scripts/free-port.py "$@"
 }
 
 # Waits until 127.0.0.1:PORT accepts connections; fails after SECONDS or as soon as

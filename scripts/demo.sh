@@ -16,20 +16,8 @@ PY=/usr/bin/python3
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 free_port() {
-    # The kernel can hand out the same free port twice in a row: the ports given as
-    # arguments (already chosen) are never returned.
-    $PY - "$@" <<'EOF'
-import socket, sys
-taken = set(sys.argv[1:])
-while True:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = str(s.getsockname()[1])
-    s.close()
-    if port not in taken:
-        print(port)
-        break
-EOF
+    # A free port on 127.0.0.1 that is none of the arguments (ports already chosen).
+    $PY "$top"/scripts/free-port.py "$@"
 }
 
 wait_port() {
