@@ -160,16 +160,45 @@ int ipc_send(int sock, struct ipc_msg *m)
     return 0;
 }
 
+/* Closes every descriptor a control message carried. */
+static void close_passed_fds(struct msghdr *mh)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR(mh, c)) {
+        size_t n;
+
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len < CMSG_LEN(0))
+            continue;
+        n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (fd >= 0)
+                close(fd);
+        }
+    }
+}
+
+/*
+ * A message carries one descriptor at most. The buffer has room for several so that
+ * a sender's extra descriptors arrive where they can be counted and closed: one
+ * sized for a single int is 24 bytes after alignment and silently takes two, and
+ * the kernel closes only those that do not fit at all (MSG_CTRUNC).
+ */
+#define IPC_RECV_FDS 8
+
 int ipc_recv(int sock, struct ipc_msg *m)
 {
     struct msghdr mh;
     struct iovec iov;
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(sizeof(int) * IPC_RECV_FDS)];
     } cbuf;
     struct cmsghdr *c;
     ssize_t n;
+    int nfds = 0, bad;
 
     memset(&mh, 0, sizeof(mh));
     iov.iov_base = m->buf;
@@ -186,30 +215,29 @@ int ipc_recv(int sock, struct ipc_msg *m)
         return -1;
     if (n == 0)
         return 0;
-    for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int)) && m->fd < 0)
-            memcpy(&m->fd, CMSG_DATA(c), sizeof(int));
+    for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            nfds += c->cmsg_len >= CMSG_LEN(0)
+                        ? (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int)) : 0;
+            if (c->cmsg_len == CMSG_LEN(sizeof(int)))
+                memcpy(&m->fd, CMSG_DATA(c), sizeof(int));
+        }
+    bad = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n < IPC_HDR ||
+          get_be(m->buf, 4) != (uint64_t)n;
+    if (!bad) {
+        m->type = (uint16_t)get_be(m->buf + 4, 2);
+        bad = m->type == 0 || m->type >= IPC_TYPE_MAX;
     }
-    if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n < IPC_HDR ||
-        get_be(m->buf, 4) != (uint64_t)n) {
-        if (m->fd >= 0)
-            close(m->fd);
+    /* More than one descriptor is not a message of this protocol: none is kept. */
+    if (bad || nfds > 1) {
+        close_passed_fds(&mh);
         m->fd = -1;
         errno = EBADMSG;
         return -1;
     }
     m->len = (uint32_t)n;
-    m->type = (uint16_t)get_be(m->buf + 4, 2);
     m->id = get_be(m->buf + 8, 8);
     m->rpos = IPC_HDR;
-    if (m->type == 0 || m->type >= IPC_TYPE_MAX) {
-        if (m->fd >= 0)
-            close(m->fd);
-        m->fd = -1;
-        errno = EBADMSG;
-        return -1;
-    }
     return 1;
 }
 

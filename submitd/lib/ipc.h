@@ -73,8 +73,9 @@ int ipc_end(const struct ipc_msg *m);
 int ipc_send(int sock, struct ipc_msg *m);
 /*
  * Receives one message. Returns 1 on a message, 0 at end of file, -1 with errno set
- * (EAGAIN: nothing to read; EBADMSG: malformed header, truncated or oversized).
- * A received descriptor is in m->fd (close it if unused).
+ * (EAGAIN: nothing to read; EBADMSG: malformed header, truncated or oversized, or
+ * more than one descriptor attached). A received descriptor is in m->fd (close it
+ * if unused); a message refused as malformed leaves no descriptor open.
  */
 int ipc_recv(int sock, struct ipc_msg *m);
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -407,6 +408,68 @@ TEST(test_send_to_closed_peer)
     close(sv[0]);
 }
 
+/* Sends a well-formed message (type IPC_QUEUE_ABORT, id 7, no fields) with k
+ * descriptors (copies of fd) in one SCM_RIGHTS. */
+static int send_with_fds(int sock, int fd, int k)
+{
+    struct msghdr mh;
+    struct iovec iov;
+    unsigned char buf[16];
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * 200)];
+    } cbuf;
+    struct cmsghdr *c;
+    size_t n = raw_msg(buf, 16, IPC_QUEUE_ABORT, NULL, 0);
+
+    memset(&mh, 0, sizeof(mh));
+    memset(&cbuf, 0, sizeof(cbuf));
+    iov.iov_base = buf;
+    iov.iov_len = n;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf.buf;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)k);
+    c = CMSG_FIRSTHDR(&mh);
+    if (c == NULL)
+        return -1;
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)k);
+    for (int i = 0; i < k; i++)
+        memcpy(CMSG_DATA(c) + (size_t)i * sizeof(int), &fd, sizeof(int));
+    return sendmsg(sock, &mh, 0) == (ssize_t)n ? 0 : -1;
+}
+
+/* A hostile sender attaches several descriptors to one message: the message is
+ * refused and none of them stays open in the receiver, however many there were
+ * (two fit where one int was meant, eight fill the buffer, more overflow it). */
+TEST(test_extra_descriptors_are_refused_and_closed)
+{
+    static const int counts[] = {2, 3, 8, 9, 200};
+    int sv[2], devnull = open("/dev/null", O_RDONLY), before;
+
+    CHECK(devnull >= 0);
+    CHECK(ipc_socketpair(sv) == 0);
+    before = lowest_free_fd();
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        CHECK(send_with_fds(sv[0], devnull, counts[i]) == 0);
+        errno = 0;
+        CHECK(ipc_recv(sv[1], rx) == -1 && errno == EBADMSG);
+        CHECK(rx->fd == -1);
+        CHECK(lowest_free_fd() == before);
+    }
+    /* One descriptor is still a message, and the channel is in step. */
+    CHECK(send_with_fds(sv[0], devnull, 1) == 0);
+    CHECK(ipc_recv(sv[1], rx) == 1 && rx->type == IPC_QUEUE_ABORT && rx->id == 7);
+    CHECK(rx->fd >= 0);
+    close(rx->fd);
+    CHECK(lowest_free_fd() == before);
+    close(sv[0]);
+    close(sv[1]);
+    close(devnull);
+}
+
 int main(void)
 {
     tx = calloc(1, sizeof(*tx));
@@ -424,6 +487,7 @@ int main(void)
     RUN(test_bad_headers);
     RUN(test_eof_and_eagain);
     RUN(test_send_to_closed_peer);
+    RUN(test_extra_descriptors_are_refused_and_closed);
     free(tx);
     free(rx);
     return UNIT_DONE();
