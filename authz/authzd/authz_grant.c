@@ -13,6 +13,7 @@ static struct {
     size_t count, max;
     struct grant *oldest, *newest;   /* creation order, for eviction */
     uint64_t evicted;
+    uint64_t generation;             /* the newest record's gen */
 } t;
 
 static size_t hash(const char *s)
@@ -83,6 +84,7 @@ struct grant *grant_create(const char *session)
     if (g == NULL)
         return NULL;
     str_lcpy(g->session, session, sizeof(g->session));
+    g->gen = ++t.generation;
     h = hash(session);
     g->hnext = t.bucket[h];
     t.bucket[h] = g;

@@ -20,6 +20,8 @@
  */
 struct grant {
     char session[IPC_SESSION_MAX];
+    uint64_t gen;                /* unique per record: a session name smtp ended and
+                                    used again is another record */
     char client_ip[IPC_IP_MAX];
     char tls[IPC_TLS_MAX];
     char sha256[65];             /* of the client certificate; "" without one */

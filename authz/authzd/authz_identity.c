@@ -58,6 +58,11 @@ struct identity {
     char reason[768];
     struct answer a;
     struct db_device device;   /* the certificate, recorded when accepted */
+    /* The session's record when the request came (gen 0: there was none). While PAM
+     * decides, smtp may end the session and start another under the same name; the
+     * verdict is this request's only, and its row describes the session asked about. */
+    uint64_t grant_gen;
+    struct grant origin;
     /* PAM in progress */
     int worker;          /* index in pam_pool, -1 while waiting for a free worker */
     uint64_t deadline;   /* now_ms() */
@@ -220,9 +225,15 @@ static void identity_done(struct identity *id, struct ipc_msg *m)
 {
     struct answer *a = &id->a;
     struct grant none;
-    struct grant *g = grant_or_stand_in(id->session, &none);
+    struct grant *g = grant_find(id->session);
     struct db_audit row;
     int is_password = strcmp(id->event, "auth") == 0, admitted;
+
+    if (g == NULL || g->gen != id->grant_gen) {
+        none = id->origin;
+        none.hnext = none.older = none.newer = NULL;
+        g = &none;
+    }
 
     explicit_bzero(id->password, sizeof(id->password));
     if (!is_password) {
@@ -299,6 +310,7 @@ static struct identity *identity_new(int chan, uint64_t req, const char *event,
     id->worker = -1;
     id->event = event;
     str_lcpy(id->session, session, sizeof(id->session));
+    str_lcpy(id->origin.session, session, sizeof(id->origin.session));
     return id;
 }
 
@@ -367,6 +379,11 @@ void handle_identity(int chan, struct ipc_msg *m)
     id = identity_new(chan, req, "identity", v.session);
     g = grant_create(v.session);
     if (g == NULL) {
+        struct grant *known = grant_find(v.session);
+
+        /* The row names the session as authz knows it; its record stays as it is. */
+        if (known != NULL)
+            id->origin = *known;
         /* One identity per session: a second one would let a session change user. */
         answer_set(&id->a, IPC_DENY, "535 5.7.8 Not authorized: session already identified");
         str_lcpy(id->reason, "a second identity request for the session", sizeof(id->reason));
@@ -382,6 +399,8 @@ void handle_identity(int chan, struct ipc_msg *m)
     str_lcpy(g->sha256, cr.sha256, sizeof(g->sha256));
     str_lcpy(g->subject, cr.subject, sizeof(g->subject));
     g->identity_pending = 1;
+    id->grant_gen = g->gen;
+    id->origin = *g;
     identity_pam_or_done(id, identity_from_cert(&cr, id), m);
 }
 
@@ -463,6 +482,10 @@ void handle_password(int chan, struct ipc_msg *m)
     str_lcpy(id->password, v.password, sizeof(id->password));
     explicit_bzero(&v, sizeof(v));
     g = grant_find(id->session);
+    if (g != NULL) {
+        id->grant_gen = g->gen;
+        id->origin = *g;
+    }
     refusal = password_refusal(g, id->a.user, buf, sizeof(buf));
     rc = refusal != NULL || !db_user_name_valid(id->a.user) ? DB_NOTFOUND
          : db_user_get(db, id->a.user, &enabled);

@@ -7,7 +7,7 @@
  * for sessions authz never granted, another user's sender, a second identity for a
  * session, CR/LF in the envelope, a record after BODY, an envelope rewritten
  * through the descriptor, a descriptor kept past COMMIT, a commit of a file it
- * never opened. Every outcome is written to $SUBMITD_HOSTILE_REPORT as
+ * never opened, a session name used again while PAM decides about its identity. Every outcome is written to $SUBMITD_HOSTILE_REPORT as
  *     name<TAB>outcome<TAB>detail
  * (outcome: allow, deny, tempfail, refused, ok, error) for the test to judge.
  * Then the parent becomes the real smtp process ($SUBMITD_HOSTILE_REAL), so the
@@ -73,14 +73,15 @@ static int authz_result(const char *name, struct ipc_result *r)
     return 0;
 }
 
-static void identity(const char *name, const char *session, const char *pem_path)
+/* Sends an IDENTITY for session with the certificate at pem_path (none when NULL),
+ * without waiting for the answer. 0, or -1. */
+static int identity_send(const char *session, const char *pem_path)
 {
     struct ipc_identity v;
-    struct ipc_result r;
-    FILE *f = fopen(pem_path, "r");
+    FILE *f = pem_path ? fopen(pem_path, "r") : NULL;
     X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
     unsigned char *der = NULL;
-    int len = x ? i2d_X509(x, &der) : -1;
+    int len = x ? i2d_X509(x, &der) : -1, rc;
 
     if (f != NULL)
         fclose(f);
@@ -93,12 +94,31 @@ static void identity(const char *name, const char *session, const char *pem_path
         v.cert[0] = der;
         v.cert_len[0] = (size_t)len;
     }
-    if (ipc_enc_identity(m, next_id++, &v) != 0)
-        note(name, "error", "cannot encode");
-    else
-        (void)authz_result(name, &r);
+    rc = ipc_enc_identity(m, next_id++, &v) == 0 && ipc_send(authz_fd, m) == 0 ? 0 : -1;
     OPENSSL_free(der);
     X509_free(x);
+    return rc;
+}
+
+static void identity(const char *name, const char *session, const char *pem_path)
+{
+    struct ipc_result r;
+
+    if (identity_send(session, pem_path) != 0) {
+        note(name, "error", "cannot send");
+        return;
+    }
+    for (;;) {
+        int got = ipc_recv(authz_fd, m);
+
+        if (got <= 0 || (m->type == IPC_AUTHZ_RESULT && ipc_dec_result(m, &r) != 0)) {
+            note(name, "error", "no answer from authz");
+            return;
+        }
+        if (m->type == IPC_AUTHZ_RESULT)
+            break;
+    }
+    note(name, decision_word(r.decision), r.reply);
 }
 
 static void sender(const char *name, const char *session, const char *addr)
@@ -189,6 +209,41 @@ static void end_session(const char *session)
     str_lcpy(v.session, session, sizeof(v.session));
     if (ipc_enc_session_end(m, &v) == 0)
         (void)ipc_send(authz_fd, m);
+}
+
+/*
+ * In one burst, under one session name: an IDENTITY with first_pem, SESSION_END,
+ * and an IDENTITY with second_pem (no certificate when NULL). The first goes to
+ * PAM, whose verdict comes after the name has a new record: it must not land on
+ * it. Notes each answer as NAME_first and NAME_second (detail: the user).
+ */
+static void reused_session(const char *name, const char *session, const char *first_pem,
+                           const char *second_pem)
+{
+    struct ipc_session_end e;
+    struct ipc_result r;
+    uint64_t first_id = next_id;
+    char step[96];
+
+    memset(&e, 0, sizeof(e));
+    str_lcpy(e.session, session, sizeof(e.session));
+    if (identity_send(session, first_pem) != 0 || ipc_enc_session_end(m, &e) != 0 ||
+        ipc_send(authz_fd, m) != 0 || identity_send(session, second_pem) != 0) {
+        note(name, "error", "cannot send");
+        return;
+    }
+    for (int k = 0; k < 2; k++) {
+        int got;
+
+        while ((got = ipc_recv(authz_fd, m)) > 0 && m->type != IPC_AUTHZ_RESULT)
+            ;
+        if (got <= 0 || ipc_dec_result(m, &r) != 0) {
+            note(name, "error", "no answer from authz");
+            return;
+        }
+        str_fmt(step, sizeof(step), "%s_%s", name, m->id == first_id ? "first" : "second");
+        note(step, decision_word(r.decision), r.user);
+    }
 }
 
 static void attack(const struct config *cfg, const char *alice_pem, const char *bob_pem)
@@ -301,8 +356,16 @@ static void attack(const struct config *cfg, const char *alice_pem, const char *
             note("audit_fake_submission", decision_word(r.decision), r.reply);
         free(a);
     }
+    /* A session name used again while PAM decides about its first identity. */
+    reused_session("reused_other_user", "h-reused", alice_pem, bob_pem);
+    sender("reused_other_user_sender_alice", "h-reused", "alice@example.com");
+    sender("reused_other_user_sender_bob", "h-reused", "bob@example.com");
+    reused_session("reused_no_cert", "h-reused-nocert", alice_pem, NULL);
+    sender("reused_no_cert_sender_alice", "h-reused-nocert", "alice@example.com");
     end_session("h-alice");
     end_session("h-bob");
+    end_session("h-reused");
+    end_session("h-reused-nocert");
     note("done", "ok", "");
 }
 

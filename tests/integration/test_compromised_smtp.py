@@ -191,3 +191,40 @@ def _greets(port):
             return s.recv(64).startswith(b"220")
     except OSError:
         return False
+
+
+def _sha256_of(pem_path):
+    import hashlib
+    import ssl
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(Path(pem_path).read_text())).hexdigest()
+
+
+def test_a_session_name_used_again_while_pam_decides_keeps_its_own_identity(hostile):
+    """smtp ends a session and names a new one the same while PAM still decides
+    about the first identity: the late verdict answers the first request only. The
+    new session has the identity of its own certificate (or none), and each audit
+    row names the certificate that was presented with its request."""
+    env, _, alice, report, _ = hostile
+    assert outcome(report, "reused_other_user_first") == ("allow", "alice")
+    assert outcome(report, "reused_other_user_second") == ("allow", "bob")
+    state, reply = outcome(report, "reused_other_user_sender_alice")
+    assert state == "deny" and reply == "553 5.7.1 Sender address not owned by user bob", reply
+    assert outcome(report, "reused_other_user_sender_bob")[0] == "allow"
+
+    assert outcome(report, "reused_no_cert_first") == ("allow", "alice")
+    state, _ = outcome(report, "reused_no_cert_second")
+    assert state == "deny", report["reused_no_cert_second"]
+    state, reply = outcome(report, "reused_no_cert_sender_alice")
+    assert state == "deny" and reply.startswith("530 5.7.0"), reply
+
+    alice_sha = _sha256_of(alice.crt)
+    bob_sha = _sha256_of(env.identities["bob"].crt)
+    rows = env.query("SELECT user, cert_sha256, decision FROM audit WHERE session = 'h-reused' "
+                     "AND event = 'identity' ORDER BY id")
+    assert sorted((r["user"], r["cert_sha256"], r["decision"]) for r in rows) == \
+        sorted([("alice", alice_sha, "accept"), ("bob", bob_sha, "accept")]), rows
+    # The refusal of the certificate-less request may be counted into a summary row
+    # (refusals from one address are bounded); alice's accept names her certificate.
+    rows = env.query("SELECT user, cert_sha256, decision FROM audit "
+                     "WHERE session = 'h-reused-nocert' AND event = 'identity' AND user = 'alice'")
+    assert [(r["cert_sha256"], r["decision"]) for r in rows] == [(alice_sha, "accept")], rows
