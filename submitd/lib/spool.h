@@ -46,6 +46,11 @@ enum spool_rcpt_state {
 #define SPOOL_REPLY_MAX 512      /* longest stored reply text, with its terminator */
 
 #define SPOOL_REC_MAX (1024 * 1024)   /* larger records are corruption */
+/* The fields smtp adds to a message (Received, Message-ID, Date) are each written
+ * from a buffer of this size: a message may exceed max_message_size by at most
+ * three of them, which is what the queue allows at COMMIT. */
+#define SPOOL_ADDED_FIELD_MAX 2048
+#define SPOOL_ADDED_MAX (3 * SPOOL_ADDED_FIELD_MAX)
 #define SPOOL_ID_LEN 20
 
 /* Appends one record with write_all(); 0 or -1 (errno). */

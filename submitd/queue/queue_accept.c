@@ -38,6 +38,16 @@ struct open_file {
 static struct open_file *files;
 static int nfiles, max_files, nheld, max_held;
 
+static uint64_t size_limit;
+
+void accept_set_size_limit(long long max_message_size)
+{
+    uint64_t limit = max_message_size > 0 ? (uint64_t)max_message_size + SPOOL_ADDED_MAX : 0;
+
+    if (limit > size_limit)
+        size_limit = limit;
+}
+
 void accept_init(int max_open, int max_held_fds)
 {
     max_files = max_open;
@@ -429,6 +439,13 @@ void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc)
         str_fmt(pc->why, sizeof(pc->why), "cannot reopen %s: %s", src, strerror(errno));
         forget_open(f);
         return;
+    }
+    if (v.size > size_limit) {
+        str_fmt(pc->why, sizeof(pc->why), "COMMIT announced %llu bytes, more than "
+                "max_message_size with the added fields (%llu)", (unsigned long long)v.size,
+                (unsigned long long)size_limit);
+        log_err("id=%s session=%s commit refused: %s", pc->id, pc->session, pc->why);
+        goto refuse;
     }
     if (sole_opener(fd, pc->why, sizeof(pc->why)) != 0 ||
         records_valid(fd, f, v.size, pc->why, sizeof(pc->why)) != 0) {

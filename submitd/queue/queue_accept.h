@@ -52,6 +52,13 @@ struct pending_commit {
  * at most max_held, and opens the others again at COMMIT.
  */
 void accept_init(int max_open, int max_held);
+/*
+ * The largest message smtp may commit: max_message_size, and the fields smtp adds
+ * (SPOOL_ADDED_MAX). smtp enforces the limit; this check only keeps a compromised
+ * smtp from queueing more. A reload may raise the limit, never lower it here:
+ * sessions started before a lowered limit keep the one they started with.
+ */
+void accept_set_size_limit(long long max_message_size);
 void accept_open(int chan, struct ipc_msg *m);
 void accept_abort(int chan, struct ipc_msg *m);
 /* Validates and ends the file; the result is in pc. */

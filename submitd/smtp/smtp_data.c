@@ -145,7 +145,7 @@ static void received_header(const struct session *s, const char *date, char *buf
 static void write_prelude(struct session *s, size_t hl)
 {
     struct smtp_tx *tx = s->tx;
-    char buf[2048], date[64];
+    char buf[SPOOL_ADDED_FIELD_MAX], date[64];   /* the queue counts on this bound */
     int has_date = smtp_header_present(tx->hdrbuf, hl, "Date");
     int has_msgid = smtp_header_present(tx->hdrbuf, hl, "Message-ID");
 

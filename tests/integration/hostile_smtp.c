@@ -7,7 +7,7 @@
  * for sessions authz never granted, another user's sender, a second identity for a
  * session, CR/LF in the envelope, a record after BODY, an envelope rewritten
  * through the descriptor, a descriptor kept past COMMIT, a commit of a file it
- * never opened, a session name used again while PAM decides about its identity. Every outcome is written to $SUBMITD_HOSTILE_REPORT as
+ * never opened, a message over max_message_size, a session name used again while PAM decides about its identity. Every outcome is written to $SUBMITD_HOSTILE_REPORT as
  *     name<TAB>outcome<TAB>detail
  * (outcome: allow, deny, tempfail, refused, ok, error) for the test to judge.
  * Then the parent becomes the real smtp process ($SUBMITD_HOSTILE_REAL), so the
@@ -315,6 +315,30 @@ static void attack(const struct config *cfg, const char *alice_pem, const char *
         close(fd2);
     }
     commit("commit_not_opened", "0000000000000000NOPE", 10);
+
+    /* More than max_message_size (and the fields smtp adds) in well-formed records:
+     * smtp's limit is smtp's to enforce, so the queue checks it again. */
+    sender("sender_alice_7", "h-alice", "alice@example.com");
+    fd = open_msg("open_for_oversize", "h-alice", "alice@example.com", qid, sizeof(qid));
+    if (fd >= 0) {
+        size_t big = (size_t)cfg->max_message_size + SPOOL_ADDED_MAX + 1;
+        char *text = malloc(big);
+
+        n = 0;
+        if (text != NULL) {
+            int k = snprintf(text, big, "Subject: HOSTILE-OVERSIZE\r\n\r\n");
+
+            memset(text + k, 'o', big - (size_t)k);
+            for (size_t i = (size_t)k + 998; i + 2 < big; i += 1000)
+                memcpy(text + i, "\r\n", 2);
+            memcpy(text + big - 2, "\r\n", 2);
+            if (spool_put(fd, SPOOL_BODY, text, big) == 0)
+                n = big;
+        }
+        free(text);
+        close(fd);
+        commit("commit_oversize", qid, n);
+    }
 
     /* A header From of another user, sent with the commit: authz checks it before
      * it records the message, whatever smtp decided. */

@@ -121,6 +121,7 @@ def test_spool_files_are_checked_at_commit(hostile):
         "commit_rewritten_envelope": "envelope records were changed",
         "commit_kept_descriptor": "still holds the file open",
         "commit_not_opened": "not a file this smtp channel has open",
+        "commit_oversize": "more than max_message_size with the added fields",
     }
     for step, words in expected.items():
         state, why = outcome(report, step)
@@ -142,7 +143,7 @@ def test_only_the_correct_exchange_is_relayed(hostile):
     # Nothing is left to relay: a refused exchange that had been queued would be here.
     relay_settled(env)
     for marker in (b"HOSTILE-RECORD-AFTER-BODY", b"HOSTILE-REWRITTEN-ENVELOPE",
-                   b"HOSTILE-KEPT-DESCRIPTOR", b"HOSTILE-FOREIGN-FROM"):
+                   b"HOSTILE-KEPT-DESCRIPTOR", b"HOSTILE-FOREIGN-FROM", b"HOSTILE-OVERSIZE"):
         assert not upstream.matching(marker), f"{marker!r} was relayed"
     # The control message carries the user authz granted, not one smtp named.
     rows = env.query("SELECT * FROM audit WHERE session = 'h-alice' AND event = 'data' "

@@ -5,8 +5,11 @@ ones; a broken file is refused and the running configuration stays."""
 
 import os
 import signal
+import smtplib
 import socket
 import threading
+
+import pytest
 
 from cryptography import x509
 
@@ -197,4 +200,32 @@ def test_a_change_that_needs_a_restart_is_logged_and_the_rest_applies(fresh_stac
         assert code == 452, resp
     finally:
         c.quit()
+    assert still_running(s.daemon, before)
+
+
+def test_a_raised_max_message_size_applies_through_to_the_queue(fresh_stack_factory):
+    """smtp enforces max_message_size and the queue checks it again at the commit;
+    after a reload that raises it, a message between the old and the new limit is
+    queued and relayed, not refused by the queue's older limit."""
+    s = fresh_stack_factory("reload-size")
+    before = family(s.daemon)
+    old = int(s.env.settings["max_message_size"])
+    body = ("z" * 98 + "\r\n") * (old * 3 // 2 // 100)
+    big = make_message(body=body)
+    assert old + 8192 < len(big.data) < 2 * old
+    c = smtp_starttls(s.env, s.alice)
+    try:
+        with pytest.raises((smtplib.SMTPSenderRefused, smtplib.SMTPDataError)) as refused:
+            c.sendmail(big.mail_from, big.rcpts, big.data)
+        assert refused.value.smtp_code == 552, refused.value
+    finally:
+        c.close()
+
+    s.env.settings["max_message_size"] = str(2 * old)
+    s.env.write_config()
+    hup_and_wait(s, "configuration %s reloaded" % s.env.conf)
+    big = make_message(body=body)
+    send_ok(s.env, s.alice, big)
+    s.upstream.wait_for(big.marker, big.rcpts)
+    assert "commit refused" not in s.daemon.tail()
     assert still_running(s.daemon, before)
