@@ -175,7 +175,7 @@ $(B)/bin/submitd-dialogue-floor: $(call obj,tests/bench/dialogue_floor.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 # Objects of the programs under test that unit tests may link (pure modules only).
-UNIT_LINK := $(call obj,submitd/smtp/smtp_parse.c ca-tools/ca_util.c authz/authzd/cert_field.c) $(DB_OBJ) $(B)/lib.a
+UNIT_LINK := $(call obj,ca-tools/ca_util.c authz/authzd/cert_field.c) $(DB_OBJ) $(B)/lib.a
 
 $(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
 	@mkdir -p $(dir $@)
@@ -191,13 +191,13 @@ $(B)/tests/test_authz_batch: $(O)/tests/unit/test_authz_batch.o $(AUTHZ_BATCH) $
 # The recorded SMTP dialogues (tests/golden) run against the session state machine
 # alone: its objects without the socket side (smtp_io.c) or the worker loop.
 SMTP_CORE := $(call obj,$(addprefix submitd/smtp/,smtp_session.c smtp_cmd.c smtp_sasl.c \
-             smtp_data.c smtp_req.c smtp_answer.c smtp_parse.c smtp_limits.c))
+             smtp_data.c smtp_req.c smtp_answer.c smtp_limits.c))
 $(B)/tests/test_golden: $(O)/tests/unit/test_golden.o $(SMTP_CORE) $(B)/lib.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 # The fuzz target over its saved corpus, as an ordinary test (any compiler).
-FUZZ_OBJ := $(call obj,tests/fuzz/fuzz_parsers.c tests/fuzz/driver.c submitd/smtp/smtp_parse.c)
+FUZZ_OBJ := $(call obj,tests/fuzz/fuzz_parsers.c tests/fuzz/driver.c)
 $(B)/tests/test_fuzz_corpus: $(FUZZ_OBJ) $(B)/lib.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
@@ -250,7 +250,7 @@ FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Isubmitd/lib -Isubmitd/smtp \
 fuzz:
 	@command -v clang >/dev/null || { echo "make fuzz: clang is required (apt-get install clang libclang-rt-14-dev)"; exit 1; }
 	@mkdir -p build-fuzz/corpus
-	clang $(FUZZ_CFLAGS) -o build-fuzz/fuzz_parsers tests/fuzz/fuzz_parsers.c submitd/smtp/smtp_parse.c \
+	clang $(FUZZ_CFLAGS) -o build-fuzz/fuzz_parsers tests/fuzz/fuzz_parsers.c submitd/lib/smtp_parse.c \
 	    submitd/lib/util.c submitd/lib/spool.c submitd/lib/dn.c -lcrypto
 	build-fuzz/fuzz_parsers -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    build-fuzz/corpus tests/fuzz/corpus

@@ -24,7 +24,8 @@
  * state machine's ground), smtp_cmd.c (the command table), smtp_sasl.c (AUTH),
  * smtp_data.c (DATA, Received), smtp_req.c and smtp_answer.c (requests to authz and
  * queue and their answers), smtp_limits.c (session counts), smtp_settings.c
- * (reloadable settings), smtp_parse.c (pure parsers), tls.c (the TLS context).
+ * (reloadable settings), tls.c (the TLS context); its pure parsers are in
+ * submitd/lib/smtp_parse.c, which the queue shares.
  */
 #include "smtp.h"
 

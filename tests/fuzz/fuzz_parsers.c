@@ -10,7 +10,7 @@
  * The first input byte selects the parser; the rest is its input.
  */
 #include "dn.h"
-#include "../../submitd/smtp/smtp_parse.h"
+#include "smtp_parse.h"
 #include "spool.h"
 #include "util.h"
 

@@ -1,7 +1,7 @@
-/* Unit tests of the header helpers used by check_header_from (submitd/smtp_parse.c). */
+/* Unit tests of the header helpers used by check_header_from (submitd/lib/smtp_parse.c). */
 #include "unit.h"
 
-#include "../../submitd/smtp/smtp_parse.h"
+#include "smtp_parse.h"
 
 static char addrs[16][SMTP_ADDR_MAX + 1];
 

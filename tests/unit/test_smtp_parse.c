@@ -1,9 +1,9 @@
 /*
- * Unit tests of submitd/smtp_parse.c: command verbs, paths, addresses, MAIL
+ * Unit tests of submitd/lib/smtp_parse.c: command verbs, paths, addresses, MAIL
  * parameters, the DATA byte-level state machine, the header section and its From
  * field.
  */
-#include "../../submitd/smtp/smtp_parse.h"
+#include "smtp_parse.h"
 #include "unit.h"
 #include "util.h"
 

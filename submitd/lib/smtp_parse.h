@@ -4,8 +4,10 @@
 #include <stddef.h>
 
 /*
- * Pure parsers for the SMTP session: no I/O, no globals, so they are unit-tested
- * directly (tests/unit/test_smtp_parse.c) and can be fuzzed.
+ * Pure parsers for the SMTP session and the message it carries: no I/O, no globals,
+ * so they are unit-tested directly (tests/unit/test_smtp_parse.c, test_headers.c)
+ * and fuzzed. smtp uses them all; the queue reads the header From of a committed
+ * message with the header helpers, so that both read the field the same way.
  */
 
 #define SMTP_LINE_MAX 1000   /* octets including CRLF (RFC 5321 §4.5.3.1.6) */
