@@ -454,8 +454,8 @@ static void remove_pidfile(void)
 /*
  * A reload (ctl.h). Everything the queue process uses (the spool, the upstream
  * settings its relay threads hold, retry times) takes a restart, so the master
- * keeps those at their running values; what is left is the log level, and a raised
- * max_message_size for the check at COMMIT.
+ * keeps those at their running values; what is left is the log level and the
+ * settings of the checks at COMMIT (accept_set_limits).
  */
 static void control(int ctl, struct ipc_msg *m, struct ctl_files *files)
 {
@@ -472,7 +472,7 @@ static void control(int ctl, struct ipc_msg *m, struct ctl_files *files)
         ctl_reloaded(ctl, 0, err);
     } else {
         log_set_level(next.log_level);
-        accept_set_size_limit(next.max_message_size);
+        accept_set_limits(next.max_message_size, next.max_header_size, next.check_header_from);
         ctl_reloaded(ctl, 1, "");
     }
     ctl_files_close(files);
@@ -537,7 +537,7 @@ int main(int argc, char **argv)
     store_init(cfg.spool);
     queue_authz_init(authz_fd);
     accept_init(cfg.max_sessions + 16, held_files_max());
-    accept_set_size_limit(cfg.max_message_size);
+    accept_set_limits(cfg.max_message_size, cfg.max_header_size, cfg.check_header_from);
     sched_init(cfg.retry_min < PROBE_MAX ? cfg.retry_min : PROBE_MAX);
     privdrop(cfg.user);
     store_open_dirs();

@@ -3,6 +3,7 @@
 
 #include "log.h"
 #include "queue_authz.h"
+#include "queue_header.h"
 #include "queue_store.h"
 #include "util.h"
 
@@ -38,14 +39,23 @@ struct open_file {
 static struct open_file *files;
 static int nfiles, max_files, nheld, max_held;
 
-static uint64_t size_limit;
+static uint64_t size_limit, header_limit;
+static int header_from_check;
 
-void accept_set_size_limit(long long max_message_size)
+/* The larger of limit and max plus the fields smtp adds (none when max <= 0). */
+static uint64_t raised(uint64_t limit, long long max)
 {
-    uint64_t limit = max_message_size > 0 ? (uint64_t)max_message_size + SPOOL_ADDED_MAX : 0;
+    uint64_t v = max > 0 ? (uint64_t)max + SPOOL_ADDED_MAX : 0;
 
-    if (limit > size_limit)
-        size_limit = limit;
+    return v > limit ? v : limit;
+}
+
+void accept_set_limits(long long max_message_size, long long max_header_size,
+                       int check_header_from)
+{
+    size_limit = raised(size_limit, max_message_size);
+    header_limit = raised(header_limit, max_header_size);
+    header_from_check = check_header_from;
 }
 
 void accept_init(int max_open, int max_held_fds)
@@ -401,6 +411,26 @@ static int records_valid(int fd, const struct open_file *f, uint64_t size, char 
     return 0;
 }
 
+/* The From addresses for authz to check, from the file (queue_header.h) into pc. smtp
+ * sent its own reading; one that differs is logged, and the file's is checked. */
+static int header_from(int fd, const struct open_file *f, const struct ipc_header_from *sent,
+                       struct pending_commit *pc)
+{
+    int same;
+
+    if (queue_header_from(fd, f->env_len, (size_t)header_limit, &pc->from, pc->why,
+                          sizeof(pc->why)) != 0)
+        return -1;
+    same = sent->naddr == pc->from.naddr;
+    for (int i = 0; same && i < sent->naddr; i++)
+        same = strcmp(sent->addr[i], pc->from.addr[i]) == 0;
+    if (!same)
+        log_warn("id=%s session=%s the From addresses the smtp process sent (%d) are not the "
+                 "message's (%d): the message's are checked", pc->id, pc->session,
+                 sent->naddr, pc->from.naddr);
+    return 0;
+}
+
 void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc)
 {
     struct ipc_commit v;
@@ -428,7 +458,6 @@ void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc)
     f->rcpts = NULL;
     pc->nrcpt = f->nrcpt;
     pc->size = v.size;
-    pc->from = v.from;
     str_fmt(src, sizeof(src), "%s/%s", qdirs.incoming, pc->id);
     /* The descriptor the queue created the file with, kept since OPEN; the file
      * opened again only when it was not kept. */
@@ -448,7 +477,8 @@ void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc)
         goto refuse;
     }
     if (sole_opener(fd, pc->why, sizeof(pc->why)) != 0 ||
-        records_valid(fd, f, v.size, pc->why, sizeof(pc->why)) != 0) {
+        records_valid(fd, f, v.size, pc->why, sizeof(pc->why)) != 0 ||
+        (header_from_check && header_from(fd, f, &v.from, pc) != 0)) {
         log_err("id=%s session=%s commit refused: %s", pc->id, pc->session, pc->why);
         goto refuse;
     }

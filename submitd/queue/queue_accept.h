@@ -53,12 +53,17 @@ struct pending_commit {
  */
 void accept_init(int max_open, int max_held);
 /*
- * The largest message smtp may commit: max_message_size, and the fields smtp adds
- * (SPOOL_ADDED_MAX). smtp enforces the limit; this check only keeps a compromised
- * smtp from queueing more. A reload may raise the limit, never lower it here:
- * sessions started before a lowered limit keep the one they started with.
+ * The settings the checks at COMMIT use; called at start and at every reload.
+ * - The largest message smtp may commit: max_message_size and the fields smtp adds
+ *   (SPOOL_ADDED_MAX); the largest header section likewise, from max_header_size.
+ *   smtp enforces both; these checks only keep a compromised smtp from queueing
+ *   more. A reload may raise them, never lower them here: sessions started before
+ *   keep the limits they started with.
+ * - check_header_from: the From addresses authz checks are read from the committed
+ *   file (queue_header.h), whatever smtp sent; a reload applies it at once.
  */
-void accept_set_size_limit(long long max_message_size);
+void accept_set_limits(long long max_message_size, long long max_header_size,
+                       int check_header_from);
 void accept_open(int chan, struct ipc_msg *m);
 void accept_abort(int chan, struct ipc_msg *m);
 /* Validates and ends the file; the result is in pc. */

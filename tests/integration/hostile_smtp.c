@@ -192,14 +192,19 @@ static void commit(const char *name, const char *qid, uint64_t size)
     commit_from(name, qid, size, NULL);
 }
 
-/* A message body with a marker the test looks for upstream. */
-static size_t body(int fd, const char *marker)
+/* A message from header_from with a marker the test looks for upstream. */
+static size_t body_from(int fd, const char *header_from, const char *marker)
 {
-    char text[256];
+    char text[512];
 
-    str_fmt(text, sizeof(text), "From: alice@example.com\r\nSubject: %s\r\n\r\n%s\r\n", marker,
+    str_fmt(text, sizeof(text), "From: %s\r\nSubject: %s\r\n\r\n%s\r\n", header_from, marker,
             marker);
     return spool_put(fd, SPOOL_BODY, text, strlen(text)) == 0 ? strlen(text) : 0;
+}
+
+static size_t body(int fd, const char *marker)
+{
+    return body_from(fd, "alice@example.com", marker);
 }
 
 static void end_session(const char *session)
@@ -244,6 +249,24 @@ static void reused_session(const char *name, const char *session, const char *fi
         str_fmt(step, sizeof(step), "%s_%s", name, m->id == first_id ? "first" : "second");
         note(step, decision_word(r.decision), r.user);
     }
+}
+
+/* A message of session h-alice whose From field is header_from, committed with
+ * reported as the From address smtp claims (none when NULL). */
+static void from_step(const char *sender_step, const char *commit_step, const char *header_from,
+                      const char *marker, const char *reported)
+{
+    char qid[IPC_QID_MAX];
+    size_t n;
+    int fd;
+
+    sender(sender_step, "h-alice", "alice@example.com");
+    fd = open_msg(sender_step, "h-alice", "alice@example.com", qid, sizeof(qid));
+    if (fd < 0)
+        return;
+    n = body_from(fd, header_from, marker);
+    close(fd);
+    commit_from(commit_step, qid, n, reported);
 }
 
 static void attack(const struct config *cfg, const char *alice_pem, const char *bob_pem)
@@ -340,15 +363,20 @@ static void attack(const struct config *cfg, const char *alice_pem, const char *
         commit("commit_oversize", qid, n);
     }
 
-    /* A header From of another user, sent with the commit: authz checks it before
-     * it records the message, whatever smtp decided. */
-    sender("sender_alice_6", "h-alice", "alice@example.com");
-    fd = open_msg("open_for_foreign_from", "h-alice", "alice@example.com", qid, sizeof(qid));
-    if (fd >= 0) {
-        n = body(fd, "HOSTILE-FOREIGN-FROM");
-        close(fd);
-        commit_from("commit_header_from_other_user", qid, n, "bob@example.com");
-    }
+    /* A header From of another user, reported with the commit: authz checks it
+     * before it records the message, whatever smtp decided. */
+    from_step("sender_alice_6", "commit_header_from_other_user", "bob@example.com",
+              "HOSTILE-FOREIGN-FROM", "bob@example.com");
+    /* The same, and smtp reports the user's own address, or none: the queue reads
+     * the From field of the message itself. */
+    from_step("sender_alice_8", "commit_header_from_reported_as_own", "CEO <ceo@example.org>",
+              "HOSTILE-HIDDEN-FROM", "alice@example.com");
+    from_step("sender_alice_9", "commit_header_from_unreported",
+              "alice@example.com, ceo@example.org", "HOSTILE-UNREPORTED-FROM", NULL);
+    /* Two From fields: smtp would have refused the message; so does the queue. */
+    from_step("sender_alice_10", "commit_two_from_fields",
+              "alice@example.com\r\nFrom: ceo@example.org", "HOSTILE-TWO-FROMS",
+              "alice@example.com");
 
     /* The positive control: a correct exchange is accepted, so the refusals above
      * are about what was wrong, not about how this program talks. */

@@ -115,7 +115,7 @@ def test_cr_lf_in_the_envelope_is_refused_by_authz_and_queue(hostile):
 
 
 def test_spool_files_are_checked_at_commit(hostile):
-    _, _, _, report, _ = hostile
+    _, _, _, report, log = hostile
     expected = {
         "commit_record_after_body": "after the envelope",
         "commit_rewritten_envelope": "envelope records were changed",
@@ -131,6 +131,16 @@ def test_spool_files_are_checked_at_commit(hostile):
     state, why = outcome(report, "commit_header_from_other_user")
     assert state == "refused" and why == "550 5.7.1 Header From address not owned by user alice", \
         (state, why)
+    # What smtp reports does not matter: the queue reads the From field of the message.
+    for step in ("commit_header_from_reported_as_own", "commit_header_from_unreported"):
+        state, why = outcome(report, step)
+        assert state == "refused" and \
+            why == "550 5.7.1 Header From address not owned by user alice", (step, state, why)
+    state, why = outcome(report, "commit_two_from_fields")
+    assert state == "refused" and "more than one From field" in why, (state, why)
+    # The queue says when smtp's report and the message disagree.
+    assert "the From addresses the smtp process sent (1) are not the message's (1)" in \
+        log.read_text()
     # One MAIL FROM approves one message: the OPEN after it was used is refused.
     state, why = outcome(report, "open_without_sender")
     assert state == "refused" and "no sender approved" in why, why
@@ -143,7 +153,8 @@ def test_only_the_correct_exchange_is_relayed(hostile):
     # Nothing is left to relay: a refused exchange that had been queued would be here.
     relay_settled(env)
     for marker in (b"HOSTILE-RECORD-AFTER-BODY", b"HOSTILE-REWRITTEN-ENVELOPE",
-                   b"HOSTILE-KEPT-DESCRIPTOR", b"HOSTILE-FOREIGN-FROM", b"HOSTILE-OVERSIZE"):
+                   b"HOSTILE-KEPT-DESCRIPTOR", b"HOSTILE-FOREIGN-FROM", b"HOSTILE-OVERSIZE",
+                   b"HOSTILE-HIDDEN-FROM", b"HOSTILE-UNREPORTED-FROM", b"HOSTILE-TWO-FROMS"):
         assert not upstream.matching(marker), f"{marker!r} was relayed"
     # The control message carries the user authz granted, not one smtp named.
     rows = env.query("SELECT * FROM audit WHERE session = 'h-alice' AND event = 'data' "

@@ -229,3 +229,21 @@ def test_header_from_must_be_owned(stack, header_from):
     send_ok(stack.env, stack.alice, probe)
     stack.upstream.wait_for(probe.marker, probe.rcpts)
     assert not stack.upstream.matching(msg.marker), f"message with From: {header_from} was relayed"
+
+
+@pytest.mark.parametrize("header_from", ["Alice <alice@example.com>",
+                                         '"Smith, Alice" <alice@example.com>',
+                                         "Alice\r\n <alice@example.com>",
+                                         "Team: alice@example.com, Alice <alice@example.com>;",
+                                         "alice@example.com"])
+def test_header_from_owned_in_any_form_is_relayed(stack, header_from):
+    """smtp reads the From field to refuse an unreadable one; the queue reads it again
+    from the committed file for authz's check. Both read every valid form alike."""
+    msg = make_message()
+    msg.data = msg.data.replace(b"From: Alice <alice@example.com>", f"From: {header_from}".encode(), 1)
+    assert f"From: {header_from}".encode() in msg.data
+    offset = stack.daemon.log_size()
+    send_ok(stack.env, stack.alice, msg)
+    stack.upstream.wait_for(msg.marker, msg.rcpts)
+    log = stack.daemon.tail(offset=offset)
+    assert "are not the message's" not in log, log
