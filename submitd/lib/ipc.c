@@ -248,7 +248,10 @@ int ipc_socketpair(int sv[2])
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return -1;
     for (int i = 0; i < 2; i++) {
-        /* Best effort: a bigger buffer absorbs bursts; a full one is a tempfail. */
+        /* Best effort: a bigger buffer absorbs bursts. A request that finds it full
+         * is a tempfail for smtp; authz and the queue take a peer that leaves its
+         * answers unread until it is full for a broken one (fatal: the master
+         * restarts the set). */
         (void)setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
         (void)setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
     }

@@ -123,6 +123,7 @@ static void answer(int chan, enum ipc_type type, uint64_t req, int status, const
     if (ipc_enc_queue_answer(m, type, req, &a) != 0)
         fatal("cannot encode the answer to smtp");
     m->fd = pass_fd;
+    /* smtp reads its answers at every turn: 4 MiB of them unread is a broken smtp. */
     if (ipc_send(chan, m) != 0)
         fatal("cannot answer smtp: %s", strerror(errno));
 }
