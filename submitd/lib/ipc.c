@@ -213,8 +213,11 @@ int ipc_recv(int sock, struct ipc_msg *m)
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         return -1;
-    if (n == 0)
+    if (n == 0) {
+        /* The end of the channel, or an empty datagram: nothing it carried stays. */
+        close_passed_fds(&mh);
         return 0;
+    }
     for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
             nfds += c->cmsg_len >= CMSG_LEN(0)

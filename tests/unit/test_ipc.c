@@ -459,6 +459,36 @@ TEST(test_extra_descriptors_are_refused_and_closed)
         CHECK(rx->fd == -1);
         CHECK(lowest_free_fd() == before);
     }
+    /* An empty datagram reads as the end of the channel; its descriptor is closed. */
+    {
+        struct msghdr mh;
+        struct iovec iov;
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } cbuf;
+        struct cmsghdr *c;
+
+        memset(&mh, 0, sizeof(mh));
+        memset(&cbuf, 0, sizeof(cbuf));
+        iov.iov_base = cbuf.buf;
+        iov.iov_len = 0;
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = cbuf.buf;
+        mh.msg_controllen = sizeof(cbuf.buf);
+        c = CMSG_FIRSTHDR(&mh);
+        CHECK(c != NULL);
+        if (c != NULL) {
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &devnull, sizeof(int));
+            CHECK(sendmsg(sv[0], &mh, 0) == 0);
+            CHECK(ipc_recv(sv[1], rx) == 0);
+            CHECK(lowest_free_fd() == before);
+        }
+    }
     /* One descriptor is still a message, and the channel is in step. */
     CHECK(send_with_fds(sv[0], devnull, 1) == 0);
     CHECK(ipc_recv(sv[1], rx) == 1 && rx->type == IPC_QUEUE_ABORT && rx->id == 7);
