@@ -31,6 +31,7 @@ struct grant {
     char user[IPC_USER_MAX];     /* the granted user; "" while there is none */
     int cert_ok;                 /* the certificate identified user (PAM included) */
     int password_ok;             /* AUTH PLAIN accepted for user */
+    int password_pending;        /* an AUTH PLAIN is with PAM: no second one meanwhile */
     int identity_pending;        /* the IDENTITY answer is not given yet */
     /* The current transaction: the sender authz approved, consumed by the queue's
      * GRANT_CHECK, and the recipient budget given with it. */

@@ -63,6 +63,7 @@ struct identity {
      * verdict is this request's only, and its row describes the session asked about. */
     uint64_t grant_gen;
     struct grant origin;
+    int holds_pending;   /* this AUTH PLAIN set its record's password_pending */
     /* PAM in progress */
     int worker;          /* index in pam_pool, -1 while waiting for a free worker */
     uint64_t deadline;   /* now_ms() */
@@ -236,7 +237,10 @@ static void identity_done(struct identity *id, struct ipc_msg *m)
     }
 
     explicit_bzero(id->password, sizeof(id->password));
-    if (!is_password) {
+    if (is_password) {
+        if (id->holds_pending)
+            g->password_pending = 0;
+    } else {
         g->identity_pending = 0;
         str_lcpy(g->cert_user, a->user[0] ? a->user : id->known_user, sizeof(g->cert_user));
     }
@@ -438,7 +442,7 @@ static const char *password_refusal(const struct grant *g, const char *authcid, 
 {
     if (g == NULL || g->identity_pending)
         return "AUTH PLAIN for a session without an identity request";
-    if (g->password_ok)
+    if (g->password_ok || g->password_pending)
         return "a second AUTH PLAIN in the session";
     switch (cfg.auth_password) {
     case AUTH_PASSWORD_FALLBACK:
@@ -507,6 +511,8 @@ void handle_password(int chan, struct ipc_msg *m)
     }
     if (!needs_pam)
         id->a.user[0] = '\0';
+    else
+        g->password_pending = id->holds_pending = 1;   /* needs_pam: g is the record */
     identity_pam_or_done(id, needs_pam, m);
 }
 

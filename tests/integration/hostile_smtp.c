@@ -7,7 +7,8 @@
  * for sessions authz never granted, another user's sender, a second identity for a
  * session, CR/LF in the envelope, a record after BODY, an envelope rewritten
  * through the descriptor, a descriptor kept past COMMIT, a commit of a file it
- * never opened, a message over max_message_size, a session name used again while PAM decides about its identity. Every outcome is written to $SUBMITD_HOSTILE_REPORT as
+ * never opened, a message over max_message_size, two AUTH PLAIN at once, a
+ * session name used again while PAM decides about its identity. Every outcome is written to $SUBMITD_HOSTILE_REPORT as
  *     name<TAB>outcome<TAB>detail
  * (outcome: allow, deny, tempfail, refused, ok, error) for the test to judge.
  * Then the parent becomes the real smtp process ($SUBMITD_HOSTILE_REAL), so the
@@ -251,6 +252,43 @@ static void reused_session(const char *name, const char *session, const char *fi
     }
 }
 
+/* Two AUTH PLAIN requests for one session in one burst (auth_password = fallback,
+ * a session without a certificate): the second must not reach PAM while the first
+ * is there. Notes the answers as password_first and password_second. */
+static void two_passwords(void)
+{
+    struct ipc_password v;
+    struct ipc_result r;
+    uint64_t first_id;
+    const char *users[2] = {"alice", "bob"};
+
+    identity("identity_no_cert", "h-pw", NULL);
+    first_id = next_id;
+    for (int i = 0; i < 2; i++) {
+        memset(&v, 0, sizeof(v));
+        str_lcpy(v.session, "h-pw", sizeof(v.session));
+        str_lcpy(v.client_ip, "203.0.113.66", sizeof(v.client_ip));
+        str_lcpy(v.authcid, users[i], sizeof(v.authcid));
+        str_lcpy(v.password, "not-the-password", sizeof(v.password));
+        if (ipc_enc_password(m, next_id++, &v) != 0 || ipc_send(authz_fd, m) != 0) {
+            note("password", "error", "cannot send");
+            return;
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int got;
+
+        while ((got = ipc_recv(authz_fd, m)) > 0 && m->type != IPC_AUTHZ_RESULT)
+            ;
+        if (got <= 0 || ipc_dec_result(m, &r) != 0) {
+            note("password", "error", "no answer from authz");
+            return;
+        }
+        note(m->id == first_id ? "password_first" : "password_second",
+             decision_word(r.decision), r.reply);
+    }
+}
+
 /* A message of session h-alice whose From field is header_from, committed with
  * reported as the From address smtp claims (none when NULL). */
 static void from_step(const char *sender_step, const char *commit_step, const char *header_from,
@@ -414,6 +452,8 @@ static void attack(const struct config *cfg, const char *alice_pem, const char *
     sender("reused_other_user_sender_bob", "h-reused", "bob@example.com");
     reused_session("reused_no_cert", "h-reused-nocert", alice_pem, NULL);
     sender("reused_no_cert_sender_alice", "h-reused-nocert", "alice@example.com");
+    two_passwords();
+    end_session("h-pw");
     end_session("h-alice");
     end_session("h-bob");
     end_session("h-reused");

@@ -29,7 +29,7 @@ def read_report(path):
 
 @pytest.fixture(scope="module")
 def hostile(request):
-    env = Env("compromised", smtp_workers=1)
+    env = Env("compromised", smtp_workers=1, auth_password="fallback")
     upstream = Upstream(env.upstream_port).start()
     env.init_pki()
     alice = env.issue("alice", ALICE_ADDR)
@@ -240,3 +240,16 @@ def test_a_session_name_used_again_while_pam_decides_keeps_its_own_identity(host
     rows = env.query("SELECT user, cert_sha256, decision FROM audit "
                      "WHERE session = 'h-reused-nocert' AND event = 'identity' AND user = 'alice'")
     assert [(r["cert_sha256"], r["decision"]) for r in rows] == [(alice_sha, "accept")], rows
+
+
+def test_a_second_auth_plain_waits_for_no_one(hostile):
+    """Two AUTH PLAIN requests for one session in one burst: the second is refused at
+    once as a second one, not sent to PAM beside the first (whose verdict alone may
+    name the session's user)."""
+    env, _, _, report, _ = hostile
+    assert outcome(report, "password_first")[0] == "deny"
+    assert outcome(report, "password_second")[0] == "deny"
+    rows = env.query("SELECT reason FROM audit WHERE session = 'h-pw' AND event = 'auth' "
+                     "ORDER BY id")
+    reasons = [r["reason"] for r in rows]
+    assert len(reasons) == 2 and "a second AUTH PLAIN in the session" in reasons, reasons
