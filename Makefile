@@ -175,7 +175,7 @@ $(B)/bin/submitd-dialogue-floor: $(call obj,tests/bench/dialogue_floor.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 # Objects of the programs under test that unit tests may link (pure modules only).
-UNIT_LINK := $(call obj,ca-tools/ca_util.c authz/authzd/cert_field.c submitd/queue/queue_header.c) $(DB_OBJ) $(B)/lib.a
+UNIT_LINK := $(call obj,ca-tools/ca_util.c authz/authzd/cert_field.c submitd/queue/queue_content.c) $(DB_OBJ) $(B)/lib.a
 
 $(B)/tests/%: $(O)/tests/unit/%.o $(UNIT_LINK)
 	@mkdir -p $(dir $@)

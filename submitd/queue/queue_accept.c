@@ -3,7 +3,7 @@
 
 #include "log.h"
 #include "queue_authz.h"
-#include "queue_header.h"
+#include "queue_content.h"
 #include "queue_store.h"
 #include "util.h"
 
@@ -350,85 +350,31 @@ static int sole_opener(int fd, char *why, size_t whylen)
     return 0;
 }
 
-/* The envelope is what the queue wrote; after it only BODY records whose lengths
- * add up to size, ending exactly at the end of the file. */
-static int records_valid(int fd, const struct open_file *f, uint64_t size, char *why,
-                         size_t whylen)
+/* The file checked whole (queue_content.h); with check_header_from its From
+ * addresses into pc for authz. smtp sent its own reading of them: one that differs
+ * is logged, and the file's is checked. */
+static int content_valid(int fd, const struct open_file *f, const struct ipc_commit *v,
+                         struct pending_commit *pc)
 {
-    /* The envelope and the record header after it come in one read: for a message
-     * that smtp wrote as one BODY record (up to 64 KiB) that is every header. */
-    size_t head = f->env_len + REC_HDR;
-    unsigned char *buf = malloc(head), hdr[REC_HDR];
-    struct stat sb;
-    uint64_t off = f->env_len, body = 0, fsize;
-    ssize_t got;
+    struct content_check c;
     int same;
 
-    if (buf == NULL || fstat(fd, &sb) != 0) {
-        free(buf);
-        str_fmt(why, whylen, "cannot check: %s", strerror(errno));
+    memset(&c, 0, sizeof(c));
+    c.env = f->env;
+    c.env_len = f->env_len;
+    c.size = v->size;
+    c.max_header = (size_t)header_limit;
+    c.want_from = header_from_check;
+    if (queue_content_check(fd, &c, pc->why, sizeof(pc->why)) != 0)
         return -1;
-    }
-    fsize = (uint64_t)sb.st_size;
-    got = pread(fd, buf, fsize < head ? (size_t)fsize : head, 0);
-    same = got >= (ssize_t)f->env_len && memcmp(buf, f->env, f->env_len) == 0;
-    if (!same) {
-        free(buf);
-        str_lcpy(why, "envelope records were changed after the queue wrote them", whylen);
-        return -1;
-    }
-    while (off < fsize) {
-        uint64_t len;
-
-        if (off == f->env_len && got == (ssize_t)head)
-            memcpy(hdr, buf + f->env_len, REC_HDR);
-        else if (pread(fd, hdr, REC_HDR, (off_t)off) != REC_HDR) {
-            free(buf);
-            str_lcpy(why, "torn record after the envelope", whylen);
-            return -1;
-        }
-        len = ((uint64_t)hdr[1] << 24) | ((uint64_t)hdr[2] << 16) | ((uint64_t)hdr[3] << 8) |
-              hdr[4];
-        if (hdr[0] != SPOOL_BODY) {
-            free(buf);
-            str_fmt(why, whylen, "record type 0x%02x after the envelope (only BODY may follow)",
-                    hdr[0]);
-            return -1;
-        }
-        if (len > SPOOL_REC_MAX || off + REC_HDR + len > fsize) {
-            free(buf);
-            str_lcpy(why, "BODY record longer than the file or the limit", whylen);
-            return -1;
-        }
-        body += len;
-        off += REC_HDR + len;
-    }
-    free(buf);
-    if (body != size) {
-        str_fmt(why, whylen, "BODY records hold %llu bytes, COMMIT announced %llu",
-                (unsigned long long)body, (unsigned long long)size);
-        return -1;
-    }
-    return 0;
-}
-
-/* The From addresses for authz to check, from the file (queue_header.h) into pc. smtp
- * sent its own reading; one that differs is logged, and the file's is checked. */
-static int header_from(int fd, const struct open_file *f, const struct ipc_header_from *sent,
-                       struct pending_commit *pc)
-{
-    int same;
-
-    if (queue_header_from(fd, f->env_len, (size_t)header_limit, &pc->from, pc->why,
-                          sizeof(pc->why)) != 0)
-        return -1;
-    same = sent->naddr == pc->from.naddr;
-    for (int i = 0; same && i < sent->naddr; i++)
-        same = strcmp(sent->addr[i], pc->from.addr[i]) == 0;
+    pc->from = c.from;
+    same = !c.want_from || v->from.naddr == c.from.naddr;
+    for (int i = 0; same && c.want_from && i < v->from.naddr; i++)
+        same = strcmp(v->from.addr[i], c.from.addr[i]) == 0;
     if (!same)
         log_warn("id=%s session=%s the From addresses the smtp process sent (%d) are not the "
                  "message's (%d): the message's are checked", pc->id, pc->session,
-                 sent->naddr, pc->from.naddr);
+                 v->from.naddr, c.from.naddr);
     return 0;
 }
 
@@ -478,8 +424,7 @@ void accept_commit(int chan, struct ipc_msg *m, struct pending_commit *pc)
         goto refuse;
     }
     if (sole_opener(fd, pc->why, sizeof(pc->why)) != 0 ||
-        records_valid(fd, f, v.size, pc->why, sizeof(pc->why)) != 0 ||
-        (header_from_check && header_from(fd, f, &v.from, pc) != 0)) {
+        content_valid(fd, f, &v, pc) != 0) {
         log_err("id=%s session=%s commit refused: %s", pc->id, pc->session, pc->why);
         goto refuse;
     }

@@ -60,7 +60,7 @@ void accept_init(int max_open, int max_held);
  *   more. A reload may raise them, never lower them here: sessions started before
  *   keep the limits they started with.
  * - check_header_from: the From addresses authz checks are read from the committed
- *   file (queue_header.h), whatever smtp sent; a reload applies it at once.
+ *   file (queue_content.h), whatever smtp sent; a reload applies it at once.
  */
 void accept_set_limits(long long max_message_size, long long max_header_size,
                        int check_header_from);

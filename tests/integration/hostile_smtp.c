@@ -411,6 +411,11 @@ static void attack(const struct config *cfg, const char *alice_pem, const char *
               "HOSTILE-HIDDEN-FROM", "alice@example.com");
     from_step("sender_alice_9", "commit_header_from_unreported",
               "alice@example.com, ceo@example.org", "HOSTILE-UNREPORTED-FROM", NULL);
+    /* A From field behind a bare CR, which the queue's reading would not see as a
+     * line of its own and a later reader might: refused, as smtp refuses bare CR. */
+    from_step("sender_alice_11", "commit_from_behind_bare_cr",
+              "alice@example.com\r\nX-Note: x\rFrom: ceo@example.org", "HOSTILE-BARE-CR",
+              "alice@example.com");
     /* Two From fields: smtp would have refused the message; so does the queue. */
     from_step("sender_alice_10", "commit_two_from_fields",
               "alice@example.com\r\nFrom: ceo@example.org", "HOSTILE-TWO-FROMS",

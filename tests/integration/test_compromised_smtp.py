@@ -122,6 +122,7 @@ def test_spool_files_are_checked_at_commit(hostile):
         "commit_kept_descriptor": "still holds the file open",
         "commit_not_opened": "not a file this smtp channel has open",
         "commit_oversize": "more than max_message_size with the added fields",
+        "commit_from_behind_bare_cr": "bare CR in the message",
     }
     for step, words in expected.items():
         state, why = outcome(report, step)
@@ -154,7 +155,8 @@ def test_only_the_correct_exchange_is_relayed(hostile):
     relay_settled(env)
     for marker in (b"HOSTILE-RECORD-AFTER-BODY", b"HOSTILE-REWRITTEN-ENVELOPE",
                    b"HOSTILE-KEPT-DESCRIPTOR", b"HOSTILE-FOREIGN-FROM", b"HOSTILE-OVERSIZE",
-                   b"HOSTILE-HIDDEN-FROM", b"HOSTILE-UNREPORTED-FROM", b"HOSTILE-TWO-FROMS"):
+                   b"HOSTILE-HIDDEN-FROM", b"HOSTILE-UNREPORTED-FROM", b"HOSTILE-TWO-FROMS",
+                   b"HOSTILE-BARE-CR"):
         assert not upstream.matching(marker), f"{marker!r} was relayed"
     # The control message carries the user authz granted, not one smtp named.
     rows = env.query("SELECT * FROM audit WHERE session = 'h-alice' AND event = 'data' "
