@@ -21,6 +21,7 @@ struct walk {
     int rh_have;
     uint64_t rec_left;          /* bytes of the current BODY record still to come */
     uint64_t body;              /* BODY bytes so far */
+    uint64_t records;           /* BODY records so far */
     int after_cr;               /* the last byte was a CR: a LF must come next */
     enum header_scan st;        /* HDR_MORE while the header section goes on */
     char *hdr;                  /* the header section so far (with want_from) */
@@ -96,7 +97,8 @@ static int message_bytes(struct walk *w, const struct content_check *c, const un
 }
 
 /* A record header is complete; at is the file offset right after it. */
-static int record_start(struct walk *w, uint64_t at, uint64_t fsize, char *why, size_t whylen)
+static int record_start(struct walk *w, const struct content_check *c, uint64_t at,
+                        uint64_t fsize, char *why, size_t whylen)
 {
     uint64_t len = ((uint64_t)w->rh[1] << 24) | ((uint64_t)w->rh[2] << 16) |
                    ((uint64_t)w->rh[3] << 8) | w->rh[4];
@@ -107,9 +109,15 @@ static int record_start(struct walk *w, uint64_t at, uint64_t fsize, char *why, 
                 w->rh[0]);
         return -1;
     }
-    /* smtp never writes an empty one; millions of them would only cost reads. */
+    /* smtp writes records of 64 KiB but the last; millions of tiny ones would only
+     * cost the relay a loop per record at every attempt. */
     if (len == 0) {
         str_lcpy(why, "empty BODY record after the envelope", whylen);
+        return -1;
+    }
+    if (++w->records > 2 + c->size / 1024) {
+        str_fmt(why, whylen, "more BODY records than %llu bytes need",
+                (unsigned long long)c->size);
         return -1;
     }
     if (len > SPOOL_REC_MAX || at + len > fsize) {
@@ -132,7 +140,7 @@ static int records(struct walk *w, const struct content_check *c, const unsigned
 
         if (w->rec_left == 0) {
             w->rh[w->rh_have++] = buf[i++];
-            if (w->rh_have == REC_HDR && record_start(w, off + i, fsize, why, whylen) != 0)
+            if (w->rh_have == REC_HDR && record_start(w, c, off + i, fsize, why, whylen) != 0)
                 return -1;
             continue;
         }

@@ -16,21 +16,33 @@ static const unsigned char envelope[] = "\x01\x00\x00\x00\x05" "a@b.c";   /* as 
 #define ENV_LEN (sizeof(envelope) - 1)
 
 /* A spool file: the envelope, then the message (len bytes) in BODY records of at
- * most rec bytes. Returns the descriptor, or -1. */
-static int spool_file(const char *msg, size_t len, size_t rec)
+ * most rec bytes, the first of them split at split when 0 < split < len (two
+ * records where one would do). Returns the descriptor, or -1. */
+static int spool_file_split(const char *msg, size_t len, size_t rec, size_t split)
 {
     char path[] = "/tmp/test_queue_content.XXXXXX";
     int fd = mkstemp(path);
+    size_t off = 0;
 
     if (fd < 0)
         return -1;
     unlink(path);
     if (write(fd, envelope, ENV_LEN) != (ssize_t)ENV_LEN)
         return -1;
-    for (size_t off = 0; off < len; off += rec)
+    if (split > 0 && split < len) {
+        if (spool_put(fd, SPOOL_BODY, msg, split) != 0)
+            return -1;
+        off = split;
+    }
+    for (; off < len; off += rec)
         if (spool_put(fd, SPOOL_BODY, msg + off, len - off < rec ? len - off : rec) != 0)
             return -1;
     return fd;
+}
+
+static int spool_file(const char *msg, size_t len, size_t rec)
+{
+    return spool_file_split(msg, len, rec, 0);
 }
 
 /* Checks a file holding msg (len bytes, records of rec bytes); announced: size. */
@@ -52,10 +64,10 @@ static int check_file(int fd, uint64_t size, size_t max, int want_from,
     return rc;
 }
 
-static int check_msg(const char *msg, size_t len, size_t rec, size_t max,
-                     struct ipc_header_from *from, char *why, size_t whylen)
+static int check_split(const char *msg, size_t len, size_t rec, size_t split, size_t max,
+                       struct ipc_header_from *from, char *why, size_t whylen)
 {
-    int fd = spool_file(msg, len, rec), rc;
+    int fd = spool_file_split(msg, len, rec, split), rc;
 
     if (fd < 0)
         return -2;
@@ -64,20 +76,26 @@ static int check_msg(const char *msg, size_t len, size_t rec, size_t max,
     return rc;
 }
 
+static int check_msg(const char *msg, size_t len, size_t rec, size_t max,
+                     struct ipc_header_from *from, char *why, size_t whylen)
+{
+    return check_split(msg, len, rec, 0, max, from, why, whylen);
+}
+
 #define CHECK_MSG(msg, rec, max) check_msg((msg), strlen(msg), (rec), (max), &f, why, sizeof(why))
 
-TEST(test_from_addresses_in_every_record_size)
+/* The header section read the same wherever a record boundary falls in it. */
+TEST(test_from_addresses_at_every_record_boundary)
 {
     static const char msg[] =
         "Received: from x by y\r\n"
         "From: \"Smith, Alice\" <alice@example.com>,\r\n bob@example.com\r\n"
         "Subject: s\r\n\r\nFrom: not-a-header@example.com\r\n";
-    static const size_t recs[] = {1, 2, 7, 64, 4096, 65536};
     struct ipc_header_from f;
     char why[256];
 
-    for (size_t i = 0; i < sizeof(recs) / sizeof(recs[0]); i++) {
-        CHECK(CHECK_MSG(msg, recs[i], 1 << 20) == 0);
+    for (size_t split = 0; split < strlen(msg); split++) {
+        CHECK(check_split(msg, strlen(msg), 65536, split, 1 << 20, &f, why, sizeof(why)) == 0);
         CHECK(f.naddr == 2);
         CHECK_STR(f.addr[0], "alice@example.com");
         CHECK_STR(f.addr[1], "bob@example.com");
@@ -119,7 +137,7 @@ TEST(test_no_from_field_and_no_body)
     CHECK(CHECK_MSG("Subject: none\r\n\r\nFrom: x@y.z\r\n", 64, 1 << 20) == 0);
     CHECK(f.naddr == 0);
     /* No empty line: the whole message is header, as smtp takes it. */
-    CHECK(CHECK_MSG("Subject: s\r\nFrom: dave@example.com\r\n", 5, 1 << 20) == 0);
+    CHECK(CHECK_MSG("Subject: s\r\nFrom: dave@example.com\r\n", 64, 1 << 20) == 0);
     CHECK(f.naddr == 1 && strcmp(f.addr[0], "dave@example.com") == 0);
     CHECK(CHECK_MSG("", 64, 1 << 20) == 0);
     CHECK(f.naddr == 0);
@@ -159,19 +177,22 @@ TEST(test_bare_line_ends_and_nul_are_refused)
         {"Subject: hi\r\n\r\nnul \0 here\r\n", 29, "NUL"},
         {"From\0: ceo@example.org\r\n\r\n", 27, "NUL"},
     };
-    static const size_t recs[] = {1, 3, 4096};
     struct ipc_header_from f;
     char why[256];
 
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        for (size_t r = 0; r < sizeof(recs) / sizeof(recs[0]); r++) {
-            size_t len = bad[i].len ? bad[i].len : strlen(bad[i].msg);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t len = bad[i].len ? bad[i].len : strlen(bad[i].msg);
+        size_t splits[] = {0, 1, len / 2, len - 1};
 
-            CHECK(check_msg(bad[i].msg, len, recs[r], 1 << 20, &f, why, sizeof(why)) == -1);
+        for (size_t k = 0; k < sizeof(splits) / sizeof(splits[0]); k++) {
+            CHECK(check_split(bad[i].msg, len, 65536, splits[k], 1 << 20, &f, why,
+                              sizeof(why)) == -1);
             CHECK(strstr(why, bad[i].why) != NULL);
         }
+    }
     /* A CRLF split between two records is one line end. */
-    CHECK(CHECK_MSG("From: a@example.com\r\n\r\nb\r\n", 1, 1 << 20) == 0);
+    CHECK(check_split("From: a@example.com\r\n\r\nb\r\n", 26, 65536, 20, 1 << 20, &f, why,
+                      sizeof(why)) == 0);
     CHECK(f.naddr == 1);
 }
 
@@ -191,6 +212,16 @@ TEST(test_records_and_envelope_are_checked)
     CHECK(check_file(fd, strlen(msg), 1 << 20, 1, &f, why, sizeof(why)) == -1);
     CHECK(strstr(why, "empty BODY record") != NULL);
     close(fd);
+    /* Many more records than the bytes need (1-byte records of 4 KiB). */
+    {
+        char big[4096];
+
+        memset(big, 'x', sizeof(big));
+        memcpy(big + sizeof(big) - 2, "\r\n", 2);
+        CHECK(check_msg(big, sizeof(big), 1, 1 << 20, &f, why, sizeof(why)) == -1);
+        CHECK(strstr(why, "more BODY records than") != NULL);
+        CHECK(check_msg(big, sizeof(big), 1024, 1 << 20, &f, why, sizeof(why)) == 0);
+    }
     /* A record of another type after the envelope. */
     fd = spool_file(msg, strlen(msg), 64);
     CHECK(spool_put_str(fd, SPOOL_FROM, "ceo@example.org") == 0);
@@ -233,7 +264,7 @@ TEST(test_without_check_header_from_the_field_is_not_read)
 
 int main(void)
 {
-    RUN(test_from_addresses_in_every_record_size);
+    RUN(test_from_addresses_at_every_record_boundary);
     RUN(test_a_header_longer_than_a_read_chunk);
     RUN(test_no_from_field_and_no_body);
     RUN(test_malformed_from_fields_are_refused);
