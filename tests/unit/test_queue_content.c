@@ -168,20 +168,22 @@ TEST(test_malformed_from_fields_are_refused)
  * could hide a From field from this reading ("Subject: x\rFrom: ..."). */
 TEST(test_bare_line_ends_and_nul_are_refused)
 {
+#define MSG(text) text, sizeof(text) - 1
     static const struct { const char *msg; size_t len; const char *why; } bad[] = {
-        {"Subject: hi\rFrom: ceo@example.org\r\n\r\nb\r\n", 0, "bare CR"},
-        {"Subject: hi\nFrom: ceo@example.org\r\n\r\nb\r\n", 0, "bare LF"},
-        {"Subject: hi\r\n\r\nbody\n.\nmore\r\n", 0, "bare LF"},
-        {"Subject: hi\r\n\r\nbody\r.\rmore\r\n", 0, "bare CR"},
-        {"Subject: hi\r\n\r\nbody ends in CR\r", 0, "bare CR"},
-        {"Subject: hi\r\n\r\nnul \0 here\r\n", 29, "NUL"},
-        {"From\0: ceo@example.org\r\n\r\n", 27, "NUL"},
+        {MSG("Subject: hi\rFrom: ceo@example.org\r\n\r\nb\r\n"), "bare CR"},
+        {MSG("Subject: hi\nFrom: ceo@example.org\r\n\r\nb\r\n"), "bare LF"},
+        {MSG("Subject: hi\r\n\r\nbody\n.\nmore\r\n"), "bare LF"},
+        {MSG("Subject: hi\r\n\r\nbody\r.\rmore\r\n"), "bare CR"},
+        {MSG("Subject: hi\r\n\r\nbody ends in CR\r"), "bare CR"},
+        {MSG("Subject: hi\r\n\r\nnul \0 here\r\n"), "NUL"},
+        {MSG("From\0: ceo@example.org\r\n\r\n"), "NUL"},
     };
+#undef MSG
     struct ipc_header_from f;
     char why[256];
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        size_t len = bad[i].len ? bad[i].len : strlen(bad[i].msg);
+        size_t len = bad[i].len;
         size_t splits[] = {0, 1, len / 2, len - 1};
 
         for (size_t k = 0; k < sizeof(splits) / sizeof(splits[0]); k++) {
