@@ -124,6 +124,13 @@ static int record_start(struct walk *w, const struct content_check *c, uint64_t 
         str_lcpy(why, "BODY record longer than the file or the limit", whylen);
         return -1;
     }
+    /* Refused before the rest is read: the file is bounded by the size smtp
+     * announced, which the queue bounded by max_message_size. */
+    if (w->body + len > c->size) {
+        str_fmt(why, whylen, "BODY records hold more than the %llu bytes COMMIT announced",
+                (unsigned long long)c->size);
+        return -1;
+    }
     w->rec_left = len;
     w->body += len;
     return 0;
@@ -169,6 +176,12 @@ static int walk_file(int fd, struct walk *w, const struct content_check *c, char
     fsize = (uint64_t)sb.st_size;
     if (fsize < c->env_len) {
         str_lcpy(why, "envelope records were changed after the queue wrote them", whylen);
+        goto out;
+    }
+    /* The records the size allows, and their headers: nothing more is read. */
+    if (fsize - c->env_len > c->size + (uint64_t)REC_HDR * (2 + c->size / 1024)) {
+        str_fmt(why, whylen, "the file holds more than the %llu bytes COMMIT announced",
+                (unsigned long long)c->size);
         goto out;
     }
     while (off < fsize) {

@@ -220,16 +220,39 @@ TEST(test_records_and_envelope_are_checked)
 
         memset(big, 'x', sizeof(big));
         memcpy(big + sizeof(big) - 2, "\r\n", 2);
+        int fd1;
+
         CHECK(check_msg(big, sizeof(big), 1, 1 << 20, &f, why, sizeof(why)) == -1);
+        CHECK(strstr(why, "the file holds more than the 4096 bytes") != NULL);
+        /* Within the file size the bytes allow, but in too many records. */
+        fd1 = spool_file(big, sizeof(big), 1);
+        CHECK(check_file(fd1, 8 * sizeof(big), 1 << 20, 1, &f, why, sizeof(why)) == -1);
         CHECK(strstr(why, "more BODY records than") != NULL);
+        close(fd1);
         CHECK(check_msg(big, sizeof(big), 1024, 1 << 20, &f, why, sizeof(why)) == 0);
     }
     /* A record of another type after the envelope. */
     fd = spool_file(msg, strlen(msg), 64);
     CHECK(spool_put_str(fd, SPOOL_FROM, "ceo@example.org") == 0);
-    CHECK(check_file(fd, strlen(msg), 1 << 20, 1, &f, why, sizeof(why)) == -1);
+    CHECK(check_file(fd, strlen(msg) + 100, 1 << 20, 1, &f, why, sizeof(why)) == -1);
     CHECK(strstr(why, "only BODY may follow") != NULL);
+    /* Announced as it is: the extra bytes are refused before they are read. */
+    CHECK(check_file(fd, strlen(msg), 1 << 20, 1, &f, why, sizeof(why)) == -1);
+    CHECK(strstr(why, "the file holds more than") != NULL);
     close(fd);
+    /* Records beyond the announced size are refused when they begin (a file of
+     * 1 MiB records under a small announced size is never read whole). */
+    {
+        static char mib[1 << 20];
+
+        memset(mib, 'y', sizeof(mib));
+        memcpy(mib + sizeof(mib) - 2, "\r\n", 2);
+        fd = spool_file(mib, sizeof(mib), sizeof(mib));
+        CHECK(spool_put(fd, SPOOL_BODY, mib, sizeof(mib)) == 0);
+        CHECK(check_file(fd, 2 * sizeof(mib) - 1, 1 << 20, 1, &f, why, sizeof(why)) == -1);
+        CHECK(strstr(why, "BODY records hold more than the") != NULL);
+        close(fd);
+    }
     /* A record longer than the file, and a torn record header. */
     fd = spool_file(msg, strlen(msg), 64);
     CHECK(write(fd, "B\0\0\1\0xx", 7) == 7);
