@@ -541,6 +541,7 @@ int main(int argc, char **argv)
     sched_init(cfg.retry_min < PROBE_MAX ? cfg.retry_min : PROBE_MAX);
     privdrop(cfg.user);
     store_open_dirs();
+    accept_probe_leases();
 
     proc_signals(on_term);
     memset(&sa, 0, sizeof(sa));

@@ -328,14 +328,14 @@ void accept_abort(int chan, struct ipc_msg *m)
 
 /*
  * No other descriptor of the file may exist: smtp closes its own before COMMIT,
- * and one it kept (a dup) could change the message after the check. A write
- * lease is granted only to the sole opener. File systems without leases lose
- * this check only (logged once).
+ * and one it kept (a dup) could change the message after the checks below, its
+ * envelope and From field included. A write lease is granted only to the sole
+ * opener. Where the spool's file system refuses leases, nothing can show that
+ * smtp let go of the file, so commits are refused (a temporary failure) until it
+ * allows them: a local file system, with fs.leases-enable = 1.
  */
 static int sole_opener(int fd, char *why, size_t whylen)
 {
-    static int unsupported_logged;
-
     if (fcntl(fd, F_SETLEASE, F_WRLCK) == 0) {
         (void)fcntl(fd, F_SETLEASE, F_UNLCK);
         return 0;
@@ -344,10 +344,28 @@ static int sole_opener(int fd, char *why, size_t whylen)
         str_lcpy(why, "the smtp process still holds the file open", whylen);
         return -1;
     }
-    if (!unsupported_logged++)
-        log_warn("spool file system refuses leases (%s): cannot check that the smtp process "
-                 "closed a message before its commit", strerror(errno));
-    return 0;
+    str_fmt(why, whylen, "the spool file system refuses leases (%s): cannot check that the "
+            "smtp process closed the message", strerror(errno));
+    return -1;
+}
+
+void accept_probe_leases(void)
+{
+    char name[64], why[256];
+    int fd;
+
+    str_fmt(name, sizeof(name), "lease-probe.%ld", (long)getpid());
+    fd = openat(qdirs.incoming_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                0600);
+    if (fd < 0) {
+        log_err("cannot create %s/%s: %s", qdirs.incoming, name, strerror(errno));
+        return;
+    }
+    if (sole_opener(fd, why, sizeof(why)) != 0)
+        log_err("%s: every message will be refused until it allows them (put %s on a local "
+                "file system; fs.leases-enable = 1)", why, qdirs.incoming);
+    close(fd);
+    (void)unlinkat(qdirs.incoming_fd, name, 0);
 }
 
 /* The file checked whole (queue_content.h); with check_header_from its From

@@ -64,6 +64,9 @@ void accept_init(int max_open, int max_held);
  */
 void accept_set_limits(long long max_message_size, long long max_header_size,
                        int check_header_from);
+/* Logs an error when the spool's file system refuses leases: without them every
+ * commit is refused (see sole_opener in queue_accept.c). After store_open_dirs(). */
+void accept_probe_leases(void);
 void accept_open(int chan, struct ipc_msg *m);
 void accept_abort(int chan, struct ipc_msg *m);
 /* Validates and ends the file; the result is in pc. */
