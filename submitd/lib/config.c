@@ -55,8 +55,10 @@ static const struct key_def keys[] = {
     DURATION(pam_timeout, 1, 300),
     DURATION(pam_cache, 0, 86400),
     { "auth_password", K_AUTH_PASSWORD, offsetof(struct config, auth_password), 0, 0, 0 },
+    /* At most 8G: the relay reads a message whole, and the spool's reader takes files
+     * up to 16 GiB (spool.c), which leaves room for the envelope and the records. */
     { "max_message_size", K_SIZE, offsetof(struct config, max_message_size), 0, 1024,
-      (long long)1 << 40 },
+      (long long)1 << 33 },
     { "max_header_size", K_SIZE, offsetof(struct config, max_header_size), 0, 1024,
       (long long)1 << 30 },
     INT(max_recipients, 1, 100000),
@@ -269,8 +271,8 @@ static int set_key(struct config *cfg, const struct key_def *k, const char *v, c
         return 0;
     case K_SIZE:
         if (parse_size(v, k->min, k->max, &x) != 0) {
-            str_fmt(why, whylen, "expected a size in bytes (suffix K, M or G allowed) of at least %lld, got \"%s\"",
-                    k->min, v);
+            str_fmt(why, whylen, "expected a size in bytes (suffix K, M or G allowed) from %lld "
+                    "to %lldG, got \"%s\"", k->min, k->max >> 30, v);
             return -1;
         }
         *(long long *)(void *)field = x;

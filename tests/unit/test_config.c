@@ -352,22 +352,22 @@ TEST(test_sizes)
     CHECK(load_text("max_message_size = 1m\n") == 0 && cfg.max_message_size == 1048576);
     CHECK(load_text("max_message_size = 2G\n") == 0 &&
           cfg.max_message_size == 2LL * 1024 * 1024 * 1024);
-    CHECK(load_text("max_message_size = 1024G\n") == 0 &&
-          cfg.max_message_size == 1LL << 40);
+    CHECK(load_text("max_message_size = 8G\n") == 0 &&
+          cfg.max_message_size == 1LL << 33);
     CHECK(load_fails_with("max_message_size = 1023\n", 1,
-                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) of at least 1024, got \"1023\""));
-    CHECK(load_fails_with("max_message_size = 1025G\n", 1,
-                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) of at least 1024, got \"1025G\""));
+                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) from 1024 to 8G, got \"1023\""));
+    CHECK(load_fails_with("max_message_size = 9G\n", 1,
+                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) from 1024 to 8G, got \"9G\""));
     CHECK(load_fails_with("max_message_size = 5T\n", 1,
-                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) of at least 1024, got \"5T\""));
+                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) from 1024 to 8G, got \"5T\""));
     CHECK(load_fails_with("max_message_size = M\n", 1,
-                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) of at least 1024, got \"M\""));
+                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) from 1024 to 8G, got \"M\""));
     CHECK(load_fails_with("max_message_size = -1M\n", 1,
-                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) of at least 1024, got \"-1M\""));
+                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) from 1024 to 8G, got \"-1M\""));
     CHECK(load_fails_with("max_message_size = 10MB\n", 1,
-                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) of at least 1024, got \"10MB\""));
+                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) from 1024 to 8G, got \"10MB\""));
     CHECK(load_fails_with("max_message_size = 99999999999999999999999999999999\n", 1,
-                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) of at least 1024, got \"99999999999999999999999999999999\""));
+                          "max_message_size: expected a size in bytes (suffix K, M or G allowed) from 1024 to 8G, got \"99999999999999999999999999999999\""));
 }
 
 TEST(test_max_header_size)
@@ -376,9 +376,9 @@ TEST(test_max_header_size)
     CHECK(load_text("max_header_size = 256K\n") == 0 && cfg.max_header_size == 262144);
     CHECK(load_text("max_header_size = 1G\n") == 0 && cfg.max_header_size == 1LL << 30);
     CHECK(load_fails_with("max_header_size = 1000\n", 1,
-                          "max_header_size: expected a size in bytes (suffix K, M or G allowed) of at least 1024, got \"1000\""));
+                          "max_header_size: expected a size in bytes (suffix K, M or G allowed) from 1024 to 1G, got \"1000\""));
     CHECK(load_fails_with("max_header_size = 2G\n", 1,
-                          "max_header_size: expected a size in bytes (suffix K, M or G allowed) of at least 1024, got \"2G\""));
+                          "max_header_size: expected a size in bytes (suffix K, M or G allowed) from 1024 to 1G, got \"2G\""));
 }
 
 TEST(test_duplicate_key)
