@@ -347,7 +347,9 @@ static void attack(const struct config *cfg, const char *alice_pem, const char *
         n = body(fd, "HOSTILE-RECORD-AFTER-BODY");
         (void)spool_put_str(fd, SPOOL_FROM, "ceo@example.com");
         close(fd);
-        commit("commit_record_after_body", qid, n);
+        /* Announced with room for the record, so that its type is what is refused
+         * (a file larger than the size announced is refused before it is read). */
+        commit("commit_record_after_body", qid, n + 64);
     }
     /* The approved sender was used up by that OPEN. */
     fd = open_msg("open_without_sender", "h-alice", "alice@example.com", qid, sizeof(qid));
