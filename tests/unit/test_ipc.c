@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -287,18 +288,54 @@ TEST(test_max_message_round_trip)
     free(s);
 }
 
+/* Sends n bytes of data as one datagram with k descriptors (copies of fd, none
+ * when k is 0) in one SCM_RIGHTS, as a hostile peer may. 0, or -1. */
+static int send_fds(int sock, const void *data, size_t n, int fd, int k)
+{
+    struct msghdr mh;
+    struct iovec iov;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * 200)];
+    } cbuf;
+    struct cmsghdr *c;
+
+    if (k < 0 || k > 200)
+        return -1;
+    memset(&mh, 0, sizeof(mh));
+    memset(&cbuf, 0, sizeof(cbuf));
+    iov.iov_base = (void *)(uintptr_t)data;
+    iov.iov_len = n;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (k > 0) {
+        mh.msg_control = cbuf.buf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)k);
+        if ((c = CMSG_FIRSTHDR(&mh)) == NULL)
+            return -1;
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)k);
+        for (int i = 0; i < k; i++)
+            memcpy(CMSG_DATA(c) + (size_t)i * sizeof(int), &fd, sizeof(int));
+    }
+    return sendmsg(sock, &mh, 0) == (ssize_t)n ? 0 : -1;
+}
+
+/* A well-formed message (type IPC_QUEUE_ABORT, id 7, no fields) with k descriptors. */
+static int send_with_fds(int sock, int fd, int k)
+{
+    unsigned char buf[16];
+    size_t n = raw_msg(buf, 16, IPC_QUEUE_ABORT, NULL, 0);
+
+    return send_fds(sock, buf, n, fd, k);
+}
+
 TEST(test_oversized_receive)
 {
     int sv[2], p[2], before;
     unsigned char *buf = calloc(1, IPC_MAX_MSG + 16);
     size_t n = IPC_MAX_MSG + 1;
-    struct msghdr mh;
-    struct iovec iov;
-    union {
-        struct cmsghdr align;
-        char b[CMSG_SPACE(sizeof(int))];
-    } cbuf;
-    struct cmsghdr *c;
 
     CHECK(buf != NULL && ipc_socketpair(sv) == 0 && pipe(p) == 0);
     if (buf == NULL)
@@ -306,20 +343,7 @@ TEST(test_oversized_receive)
     (void)raw_msg(buf, (uint32_t)n, IPC_AUTHZ_AUDIT, NULL, 0);
     /* One byte over the limit, with a descriptor attached: refused, and the
      * descriptor is not leaked. */
-    memset(&mh, 0, sizeof(mh));
-    memset(&cbuf, 0, sizeof(cbuf));
-    iov.iov_base = buf;
-    iov.iov_len = n;
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf.b;
-    mh.msg_controllen = sizeof(cbuf.b);
-    c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &p[1], sizeof(int));
-    CHECK(sendmsg(sv[0], &mh, 0) == (ssize_t)n);
+    CHECK(send_fds(sv[0], buf, n, p[1], 1) == 0);
     close(p[1]);
     before = lowest_free_fd();
     errno = 0;
@@ -408,39 +432,6 @@ TEST(test_send_to_closed_peer)
     close(sv[0]);
 }
 
-/* Sends a well-formed message (type IPC_QUEUE_ABORT, id 7, no fields) with k
- * descriptors (copies of fd) in one SCM_RIGHTS. */
-static int send_with_fds(int sock, int fd, int k)
-{
-    struct msghdr mh;
-    struct iovec iov;
-    unsigned char buf[16];
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * 200)];
-    } cbuf;
-    struct cmsghdr *c;
-    size_t n = raw_msg(buf, 16, IPC_QUEUE_ABORT, NULL, 0);
-
-    memset(&mh, 0, sizeof(mh));
-    memset(&cbuf, 0, sizeof(cbuf));
-    iov.iov_base = buf;
-    iov.iov_len = n;
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf.buf;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)k);
-    c = CMSG_FIRSTHDR(&mh);
-    if (c == NULL)
-        return -1;
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)k);
-    for (int i = 0; i < k; i++)
-        memcpy(CMSG_DATA(c) + (size_t)i * sizeof(int), &fd, sizeof(int));
-    return sendmsg(sock, &mh, 0) == (ssize_t)n ? 0 : -1;
-}
-
 /* A hostile sender attaches several descriptors to one message: the message is
  * refused and none of them stays open in the receiver, however many there were
  * (two fit where one int was meant, eight fill the buffer, more overflow it). */
@@ -460,35 +451,9 @@ TEST(test_extra_descriptors_are_refused_and_closed)
         CHECK(lowest_free_fd() == before);
     }
     /* An empty datagram reads as the end of the channel; its descriptor is closed. */
-    {
-        struct msghdr mh;
-        struct iovec iov;
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int))];
-        } cbuf;
-        struct cmsghdr *c;
-
-        memset(&mh, 0, sizeof(mh));
-        memset(&cbuf, 0, sizeof(cbuf));
-        iov.iov_base = cbuf.buf;
-        iov.iov_len = 0;
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = cbuf.buf;
-        mh.msg_controllen = sizeof(cbuf.buf);
-        c = CMSG_FIRSTHDR(&mh);
-        CHECK(c != NULL);
-        if (c != NULL) {
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(c), &devnull, sizeof(int));
-            CHECK(sendmsg(sv[0], &mh, 0) == 0);
-            CHECK(ipc_recv(sv[1], rx) == 0);
-            CHECK(lowest_free_fd() == before);
-        }
-    }
+    CHECK(send_fds(sv[0], "", 0, devnull, 1) == 0);
+    CHECK(ipc_recv(sv[1], rx) == 0);
+    CHECK(lowest_free_fd() == before);
     /* One descriptor is still a message, and the channel is in step. */
     CHECK(send_with_fds(sv[0], devnull, 1) == 0);
     CHECK(ipc_recv(sv[1], rx) == 1 && rx->type == IPC_QUEUE_ABORT && rx->id == 7);
