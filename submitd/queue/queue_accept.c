@@ -344,7 +344,8 @@ static int sole_opener(int fd, char *why, size_t whylen)
         return -1;
     }
     str_fmt(why, whylen, "the spool file system refuses leases (%s): cannot check that the "
-            "smtp process closed the message", strerror(errno));
+            "smtp process closed the message (put %s on a local file system; "
+            "fs.leases-enable = 1)", strerror(errno), qdirs.incoming);
     return -1;
 }
 
@@ -361,8 +362,7 @@ void accept_probe_leases(void)
         return;
     }
     if (sole_opener(fd, why, sizeof(why)) != 0)
-        log_err("%s: every message will be refused until it allows them (put %s on a local "
-                "file system; fs.leases-enable = 1)", why, qdirs.incoming);
+        log_err("%s; every message will be refused until leases work", why);
     close(fd);
     (void)unlinkat(qdirs.incoming_fd, name, 0);
 }
@@ -385,8 +385,10 @@ static int content_valid(int fd, const struct open_file *f, const struct ipc_com
     if (queue_content_check(fd, &c, pc->why, sizeof(pc->why)) != 0)
         return -1;
     pc->from = c.from;
-    same = !c.want_from || v->from.naddr == c.from.naddr;
-    for (int i = 0; same && c.want_from && i < v->from.naddr; i++)
+    if (!c.want_from)
+        return 0;
+    same = v->from.naddr == c.from.naddr;
+    for (int i = 0; same && i < v->from.naddr; i++)
         same = strcmp(v->from.addr[i], c.from.addr[i]) == 0;
     if (!same)
         log_warn("id=%s session=%s the From addresses the smtp process sent (%d) are not the "

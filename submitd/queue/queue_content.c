@@ -28,6 +28,14 @@ struct walk {
     size_t len, cap;
 };
 
+/* The most BODY records a message of size bytes may take: smtp writes records of
+ * 64 KiB but the last; millions of tiny ones would only cost the relay a loop per
+ * record at every attempt. */
+static uint64_t records_allowed(uint64_t size)
+{
+    return 2 + size / 1024;
+}
+
 /* Room for n more header bytes, in steps that double. 0, or -1. */
 static int reserve(struct walk *w, size_t n)
 {
@@ -109,13 +117,11 @@ static int record_start(struct walk *w, const struct content_check *c, uint64_t 
                 w->rh[0]);
         return -1;
     }
-    /* smtp writes records of 64 KiB but the last; millions of tiny ones would only
-     * cost the relay a loop per record at every attempt. */
     if (len == 0) {
         str_lcpy(why, "empty BODY record after the envelope", whylen);
         return -1;
     }
-    if (++w->records > 2 + c->size / 1024) {
+    if (++w->records > records_allowed(c->size)) {
         str_fmt(why, whylen, "more BODY records than %llu bytes need",
                 (unsigned long long)c->size);
         return -1;
@@ -179,7 +185,7 @@ static int walk_file(int fd, struct walk *w, const struct content_check *c, char
         goto out;
     }
     /* The records the size allows, and their headers: nothing more is read. */
-    if (fsize - c->env_len > c->size + (uint64_t)REC_HDR * (2 + c->size / 1024)) {
+    if (fsize - c->env_len > c->size + REC_HDR * records_allowed(c->size)) {
         str_fmt(why, whylen, "the file holds more than the %llu bytes COMMIT announced",
                 (unsigned long long)c->size);
         goto out;

@@ -101,25 +101,26 @@ static int identity_send(const char *session, const char *pem_path)
     return rc;
 }
 
+/* The next answer from authz into r (its request id stays in m->id). 0, or -1. */
+static int next_result(struct ipc_result *r)
+{
+    int got;
+
+    while ((got = ipc_recv(authz_fd, m)) > 0 && m->type != IPC_AUTHZ_RESULT)
+        ;
+    return got > 0 && ipc_dec_result(m, r) == 0 ? 0 : -1;
+}
+
 static void identity(const char *name, const char *session, const char *pem_path)
 {
     struct ipc_result r;
 
-    if (identity_send(session, pem_path) != 0) {
+    if (identity_send(session, pem_path) != 0)
         note(name, "error", "cannot send");
-        return;
-    }
-    for (;;) {
-        int got = ipc_recv(authz_fd, m);
-
-        if (got <= 0 || (m->type == IPC_AUTHZ_RESULT && ipc_dec_result(m, &r) != 0)) {
-            note(name, "error", "no answer from authz");
-            return;
-        }
-        if (m->type == IPC_AUTHZ_RESULT)
-            break;
-    }
-    note(name, decision_word(r.decision), r.reply);
+    else if (next_result(&r) != 0)
+        note(name, "error", "no answer from authz");
+    else
+        note(name, decision_word(r.decision), r.reply);
 }
 
 static void sender(const char *name, const char *session, const char *addr)
@@ -239,11 +240,7 @@ static void reused_session(const char *name, const char *session, const char *fi
         return;
     }
     for (int k = 0; k < 2; k++) {
-        int got;
-
-        while ((got = ipc_recv(authz_fd, m)) > 0 && m->type != IPC_AUTHZ_RESULT)
-            ;
-        if (got <= 0 || ipc_dec_result(m, &r) != 0) {
+        if (next_result(&r) != 0) {
             note(name, "error", "no answer from authz");
             return;
         }
@@ -276,11 +273,7 @@ static void two_passwords(void)
         }
     }
     for (int k = 0; k < 2; k++) {
-        int got;
-
-        while ((got = ipc_recv(authz_fd, m)) > 0 && m->type != IPC_AUTHZ_RESULT)
-            ;
-        if (got <= 0 || ipc_dec_result(m, &r) != 0) {
+        if (next_result(&r) != 0) {
             note("password", "error", "no answer from authz");
             return;
         }
